@@ -1,0 +1,301 @@
+"""Storage by URI: local paths, ``file://`` and ``s3://`` behind one small set of functions.
+
+Local paths go to the operating system directly (fast listing that never follows directory symlinks, so a
+symlink loop cannot hang a scan); ``s3://bucket/key`` goes through :class:`pyarrow.fs.S3FileSystem`, whose
+endpoint comes from ``AWS_ENDPOINT_URL`` (any S3-compatible server) and credentials from the usual
+``AWS_*`` variables. Writes are atomic: a local file is written under a temporary name in the same folder
+and renamed; an S3 object becomes visible only when its upload completes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import posixpath
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from batchsep.errors import StorageError
+
+TMP_PREFIX = ".batchsep-tmp-"
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One listed object: its full ``uri``, its path relative to the listed prefix, its size."""
+
+    uri: str
+    rel_path: str
+    size: int
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def _local_path(uri: str) -> str:
+    if uri.startswith("file://"):
+        return urlparse(uri).path
+    if "://" in uri:
+        raise StorageError(f"unsupported URI scheme in {uri!r}; use a local path, file:// or s3://")
+    return os.path.abspath(os.path.expanduser(uri))
+
+
+def normalize(uri: str) -> str:
+    """Canonical form of a URI: absolute local path, or ``s3://bucket/key`` without trailing slash."""
+    if is_s3(uri):
+        return "s3://" + uri[5:].strip("/")
+    return _local_path(uri).rstrip("/") or "/"
+
+
+def join(uri: str, *parts: str) -> str:
+    """Join path components onto a URI (``/`` separators for every scheme)."""
+    if is_s3(uri):
+        return posixpath.join(normalize(uri), *[p.strip("/") for p in parts])
+    return os.path.join(_local_path(uri), *parts)
+
+
+def parent(uri: str) -> str:
+    if is_s3(uri):
+        return posixpath.dirname(normalize(uri))
+    return os.path.dirname(_local_path(uri))
+
+
+@functools.lru_cache(maxsize=8)
+def _s3_filesystem(endpoint: str | None, region: str) -> pafs.S3FileSystem:
+    kwargs: dict[str, Any] = {"region": region, "allow_bucket_creation": True}
+    if endpoint:
+        parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
+        kwargs["endpoint_override"] = parsed.netloc
+        kwargs["scheme"] = parsed.scheme or "https"
+    return pafs.S3FileSystem(**kwargs)
+
+
+def s3_filesystem() -> pafs.S3FileSystem:
+    """The S3 filesystem configured from the environment (``AWS_ENDPOINT_URL``, ``AWS_REGION``)."""
+    return _s3_filesystem(
+        os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3"),
+        os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+    )
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem and in-filesystem path for ``uri`` (for pyarrow.parquet/dataset)."""
+    if is_s3(uri):
+        return s3_filesystem(), normalize(uri)[5:]
+    return pafs.LocalFileSystem(), _local_path(uri)
+
+
+def _wrap(uri: str, action: str, exc: BaseException) -> StorageError:
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return StorageError(f"cannot {action} {uri}: {reason}")
+
+
+def exists(uri: str) -> bool:
+    """True if ``uri`` names an existing file or folder/prefix."""
+    if not is_s3(uri):
+        return os.path.exists(_local_path(uri))
+    fs, path = filesystem(uri)
+    try:
+        return fs.get_file_info(path).type != pafs.FileType.NotFound
+    except (OSError, pa.ArrowException) as e:
+        raise _wrap(uri, "check", e) from e
+
+
+def is_file(uri: str) -> bool:
+    if not is_s3(uri):
+        return os.path.isfile(_local_path(uri))
+    fs, path = filesystem(uri)
+    try:
+        return fs.get_file_info(path).type == pafs.FileType.File
+    except (OSError, pa.ArrowException) as e:
+        raise _wrap(uri, "check", e) from e
+
+
+def list_files(uri: str, *, suffixes: Iterable[str] | None = None) -> list[FileEntry]:
+    """All files under ``uri`` (recursively), sorted by relative path.
+
+    Local listing does not descend into symlinked folders (no symlink loops); symlinked files are
+    listed. Hidden temporary files of interrupted atomic writes are never listed.
+
+    Parameters
+    ----------
+    uri : str
+        A folder/prefix, or a single file (then that one file is listed).
+    suffixes : iterable of str, optional
+        Keep only names ending in one of these (case-insensitive), e.g. ``{".wav", ".flac"}``.
+
+    Raises
+    ------
+    StorageError
+        If ``uri`` does not exist or cannot be listed.
+    """
+    suf = tuple(s.lower() for s in suffixes) if suffixes is not None else None
+    entries = _list_s3(uri) if is_s3(uri) else _list_local(uri)
+    out = [
+        e for e in entries
+        if not posixpath.basename(e.rel_path).startswith(TMP_PREFIX)
+        and (suf is None or e.rel_path.lower().endswith(suf))
+    ]
+    return sorted(out, key=lambda e: e.rel_path)
+
+
+def _list_local(uri: str) -> list[FileEntry]:
+    root = _local_path(uri)
+    if os.path.isfile(root):
+        return [FileEntry(root, os.path.basename(root), os.path.getsize(root))]
+    if not os.path.isdir(root):
+        raise StorageError(f"cannot list {uri}: no such file or directory")
+    out: list[FileEntry] = []
+    errors: list[OSError] = []
+    for dirpath, _dirnames, filenames in os.walk(root, followlinks=False, onerror=errors.append):
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            try:
+                size = os.stat(full).st_size
+            except OSError:  # dangling link or symlink loop: list it; reading reports why
+                size = -1
+            rel = os.path.relpath(full, root).replace(os.sep, "/")
+            out.append(FileEntry(full, rel, size))
+    if errors and not out and errors[0].filename == root:
+        raise _wrap(uri, "list", errors[0])
+    return out
+
+
+def _list_s3(uri: str) -> list[FileEntry]:
+    fs, path = filesystem(uri)
+    try:
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.File:
+            return [FileEntry(normalize(uri), posixpath.basename(path), info.size or 0)]
+        if info.type == pafs.FileType.NotFound:
+            raise StorageError(f"cannot list {uri}: no such bucket or prefix")
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    except (OSError, pa.ArrowException) as e:
+        raise _wrap(uri, "list", e) from e
+    base = path.rstrip("/") + "/"
+    return [
+        FileEntry("s3://" + i.path, i.path[len(base):], i.size or 0)
+        for i in infos
+        if i.type == pafs.FileType.File
+    ]
+
+
+def read_bytes(uri: str) -> bytes:
+    """The whole content of ``uri``; raises StorageError with the reason when it cannot be read."""
+    try:
+        if not is_s3(uri):
+            with open(_local_path(uri), "rb") as f:
+                return f.read()
+        fs, path = filesystem(uri)
+        with fs.open_input_stream(path) as f:
+            return bytes(f.read())
+    except (OSError, pa.ArrowException) as e:
+        raise _wrap(uri, "read", e) from e
+
+
+@contextlib.contextmanager
+def open_input(uri: str) -> Iterator[IO[bytes]]:
+    """A seekable binary file object for ``uri`` (for streaming decoders)."""
+    try:
+        if not is_s3(uri):
+            f: Any = open(_local_path(uri), "rb")  # noqa: SIM115
+        else:
+            fs, path = filesystem(uri)
+            f = fs.open_input_file(path)
+    except (OSError, pa.ArrowException) as e:
+        raise _wrap(uri, "open", e) from e
+    with f:
+        yield f
+
+
+def makedirs(uri: str) -> None:
+    """Create a local folder (and parents); a no-op for S3, whose prefixes need no creation."""
+    if is_s3(uri):
+        return
+    try:
+        os.makedirs(_local_path(uri), exist_ok=True)
+    except OSError as e:
+        raise _wrap(uri, "create folder", e) from e
+
+
+@contextlib.contextmanager
+def atomic_writer(uri: str) -> Iterator[IO[bytes]]:
+    """Write ``uri`` atomically: readers see the old content or the complete new one, never a part.
+
+    On an exception inside the ``with`` block nothing is published and the temporary is removed.
+    """
+    if is_s3(uri):
+        fs, path = filesystem(uri)
+        buf = pa.BufferOutputStream()
+        f: Any = buf
+        yield f
+        try:  # one PUT of the complete object
+            with fs.open_output_stream(path) as out:
+                out.write(buf.getvalue())
+        except (OSError, pa.ArrowException) as e:
+            raise _wrap(uri, "write", e) from e
+        return
+    path = _local_path(uri)
+    folder = os.path.dirname(path)
+    tmp = os.path.join(folder, f"{TMP_PREFIX}{uuid.uuid4().hex}-{os.path.basename(path)}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fh = open(tmp, "wb")  # noqa: SIM115
+    except OSError as e:
+        raise _wrap(uri, "write", e) from e
+    try:
+        with fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise _wrap(uri, "write", e) from e
+        raise
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Atomically write ``data`` to ``uri``."""
+    with atomic_writer(uri) as f:
+        f.write(data)
+
+
+def write_text(uri: str, text: str) -> None:
+    write_bytes(uri, text.encode("utf-8"))
+
+
+def read_text(uri: str) -> str:
+    return read_bytes(uri).decode("utf-8")
+
+
+def delete(uri: str, *, missing_ok: bool = True) -> None:
+    """Delete one file/object."""
+    try:
+        if not is_s3(uri):
+            os.unlink(_local_path(uri))
+            return
+        fs, path = filesystem(uri)
+        fs.delete_file(path)
+    except FileNotFoundError:
+        if not missing_ok:
+            raise StorageError(f"cannot delete {uri}: not found") from None
+    except (OSError, pa.ArrowException) as e:
+        raise _wrap(uri, "delete", e) from e
+
+
+def check_writable(uri: str) -> None:
+    """Fail early, with a clear StorageError, when nothing can be written under folder ``uri``."""
+    probe = join(uri, f"{TMP_PREFIX}probe-{uuid.uuid4().hex}")
+    write_bytes(probe, b"")
+    delete(probe)
