@@ -1,1 +1,17 @@
+"""batchsep: distributed batch speech enhancement and emotion tagging for large audio corpora."""
+
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "scan"]
+
+
+def __getattr__(name: str) -> Any:  # lazy: `import batchsep` stays cheap (no torch/ray import)
+    if name in {"scan"}:
+        from batchsep import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'batchsep' has no attribute {name!r}")

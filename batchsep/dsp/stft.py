@@ -8,7 +8,7 @@ reflect-padded by ``n_fft // 2``), so there is no delay: ``istft(stft(x), length
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, overload
 
 import numpy as np
 import torch
@@ -63,6 +63,14 @@ def _as_tensor(x: ArrayLike) -> tuple[torch.Tensor, bool]:
     return x, False
 
 
+@overload
+def stft(
+    x: np.ndarray, *, n_fft: int = ..., hop_length: int = ..., window: str = ...
+) -> np.ndarray: ...
+@overload
+def stft(
+    x: torch.Tensor, *, n_fft: int = ..., hop_length: int = ..., window: str = ...
+) -> torch.Tensor: ...
 def stft(
     x: ArrayLike,
     *,
@@ -102,13 +110,26 @@ def stft(
         flat = torch.nn.functional.pad(flat, (0, n_fft // 2 + 1 - flat.shape[-1]))
     win = make_window(window, n_fft, device=t.device, dtype=t.dtype)
     spec = torch.stft(
-        flat, n_fft, hop_length=hop_length, window=win, center=True, pad_mode="reflect",
+        flat,
+        n_fft,
+        hop_length=hop_length,
+        window=win,
+        center=True,
+        pad_mode="reflect",
         return_complex=True,
     )
     spec = spec.reshape(*batch_shape, *spec.shape[-2:])
     return spec.numpy() if was_numpy else spec
 
 
+@overload
+def istft(
+    X: np.ndarray, *, length: int, n_fft: int = ..., hop_length: int = ..., window: str = ...
+) -> np.ndarray: ...
+@overload
+def istft(
+    X: torch.Tensor, *, length: int, n_fft: int = ..., hop_length: int = ..., window: str = ...
+) -> torch.Tensor: ...
 def istft(
     X: ArrayLike,
     *,
@@ -141,9 +162,9 @@ def istft(
     real_dtype = torch.float64 if t.dtype == torch.complex128 else torch.float32
     win = make_window(window, n_fft, device=t.device, dtype=real_dtype)
     n_needed = max(length, n_fft // 2 + 1)
-    y = torch.istft(
-        flat, n_fft, hop_length=hop_length, window=win, center=True, length=n_needed
-    )[..., :length]
+    y = torch.istft(flat, n_fft, hop_length=hop_length, window=win, center=True, length=n_needed)[
+        ..., :length
+    ]
     y = y.reshape(*batch_shape, length)
     return y.numpy() if was_numpy else y
 
@@ -157,9 +178,7 @@ class Stft(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.config
-        out = stft(x, n_fft=c.n_fft, hop_length=c.hop_length, window=c.window)
-        assert isinstance(out, torch.Tensor)
-        return out
+        return stft(x, n_fft=c.n_fft, hop_length=c.hop_length, window=c.window)
 
 
 class Istft(nn.Module):
@@ -171,6 +190,4 @@ class Istft(nn.Module):
 
     def forward(self, X: torch.Tensor, length: int) -> torch.Tensor:
         c = self.config
-        out = istft(X, length=length, n_fft=c.n_fft, hop_length=c.hop_length, window=c.window)
-        assert isinstance(out, torch.Tensor)
-        return out
+        return istft(X, length=length, n_fft=c.n_fft, hop_length=c.hop_length, window=c.window)

@@ -1,0 +1,142 @@
+"""Ray runtime: start an embedded local Ray or connect to a cluster, and run stage shards as Ray tasks.
+
+This module (with the rest of ``batchsep.distributed``) is the only place that imports ray.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import ray
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+FORWARDED_ENV_PREFIXES = ("AWS_", "BATCHSEP_")
+"""Environment variables copied to Ray workers (object-store endpoint and credentials, batchsep settings)."""
+
+_DEFAULT_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+}
+
+
+def forwarded_env() -> dict[str, str]:
+    """The driver's variables that workers need (never logged: they may hold credentials)."""
+    return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
+
+
+def init(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    include_dashboard: bool = False,
+    object_store_memory: int | None = None,
+) -> dict[str, Any]:
+    """Start (or connect to) Ray once per process; return the cluster's resources.
+
+    Parameters
+    ----------
+    address : str, optional
+        ``None``: connect to ``$RAY_ADDRESS`` when set (as inside a Ray Job), else start an embedded local
+        Ray listening on 127.0.0.1. ``"auto"`` or ``"ray://host:10001"`` / ``"host:6379"``: connect.
+    num_cpus, num_gpus : int, optional
+        Resources of the embedded Ray (ignored when connecting).
+    include_dashboard : bool
+        Start the dashboard with the embedded Ray (off by default).
+    object_store_memory : int, optional
+        Bytes for the embedded object store (default: 1 GiB, plenty for shard metadata).
+    """
+    if ray.is_initialized():
+        return dict(ray.cluster_resources())
+    for k, v in _DEFAULT_ENV.items():
+        os.environ.setdefault(k, v)
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    runtime_env = {"env_vars": forwarded_env()}
+    if address and address != "local":
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+    else:
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            include_dashboard=include_dashboard,
+            object_store_memory=object_store_memory or (1 << 30),
+            runtime_env=runtime_env,
+            _node_ip_address="127.0.0.1",
+            log_to_driver=True,
+        )
+    return dict(ray.cluster_resources())
+
+
+def shutdown() -> None:
+    """Disconnect from (and, if embedded, stop) the Ray this process started."""
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+class RayRunner:
+    """Runs a stage function over shards as Ray tasks, with bounded tasks in flight and retries.
+
+    Parameters
+    ----------
+    max_in_flight : int, optional
+        Most tasks submitted and not yet collected (default: twice the cluster's CPUs).
+    max_retries : int
+        Retries of a task whose worker or node died (Ray re-executes it elsewhere).
+    num_cpus, num_gpus : float
+        Resources each task reserves.
+    address, cluster_cpus : optional
+        Passed to :func:`init`, which runs lazily on first use: a stage can check its inputs and
+        outputs before any Ray process starts.
+    """
+
+    def __init__(
+        self,
+        *,
+        address: str | None = None,
+        cluster_cpus: int | None = None,
+        max_in_flight: int | None = None,
+        max_retries: int = 3,
+        num_cpus: float = 1,
+        num_gpus: float = 0,
+    ) -> None:
+        self.address, self.cluster_cpus = address, cluster_cpus
+        self.max_in_flight = max_in_flight
+        self.options = {"max_retries": max_retries, "num_cpus": num_cpus, "num_gpus": num_gpus}
+
+    def map_unordered(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[int, R]]:
+        if not items:
+            return
+        init(self.address, num_cpus=self.cluster_cpus)
+        limit = self.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+        remote = ray.remote(fn).options(**self.options)
+        pending: dict[Any, int] = {}
+        next_i = 0
+        while next_i < len(items) or pending:
+            while next_i < len(items) and len(pending) < limit:
+                pending[remote.remote(items[next_i])] = next_i
+                next_i += 1
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                yield pending.pop(ref), ray.get(ref)
+
+
+def make_runner(
+    *, workers: int | None = None, address: str | None = None, serial: bool = False
+) -> Any:
+    """The runner a command should use: serial in-process, or Ray tasks on ``address``.
+
+    ``workers`` bounds concurrency: the embedded Ray gets that many CPUs; on a cluster at most ``2 × workers``
+    tasks are in flight.
+    """
+    if serial:
+        from batchsep.pipeline.runner import SerialRunner
+
+        return SerialRunner()
+    return RayRunner(
+        address=address, cluster_cpus=workers, max_in_flight=2 * workers if workers else None
+    )

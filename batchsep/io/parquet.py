@@ -1,0 +1,49 @@
+"""Reading and writing Parquet tables on any storage URI, atomically."""
+
+from __future__ import annotations
+
+import io
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from batchsep.errors import StorageError
+from batchsep.io import storage
+
+PART_TEMPLATE = "part-{:05d}.parquet"
+
+
+def write_table(uri: str, table: pa.Table, *, compression: str = "zstd") -> None:
+    """Write ``table`` to ``uri`` in one atomic step (temp + rename locally, one PUT on S3)."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression=compression)
+    storage.write_bytes(uri, buf.getvalue())
+
+
+def read_table(uri: str, *, columns: list[str] | None = None) -> pa.Table:
+    """Read one Parquet file from ``uri``."""
+    fs, path = storage.filesystem(uri)
+    try:
+        return pq.read_table(path, filesystem=fs, columns=columns)
+    except (OSError, pa.ArrowException) as e:
+        raise StorageError(f"cannot read Parquet {uri}: {e}") from e
+
+
+def part_uri(folder_uri: str, index: int) -> str:
+    """URI of results part ``index`` under ``folder_uri`` (``part-00042.parquet``)."""
+    return storage.join(folder_uri, PART_TEMPLATE.format(index))
+
+
+def read_parts(folder_uri: str, *, columns: list[str] | None = None) -> pa.Table | None:
+    """Concatenate every committed ``part-*.parquet`` under ``folder_uri`` (None when there is none)."""
+    if not storage.exists(folder_uri):
+        return None
+    parts = [
+        e.uri
+        for e in storage.list_files(folder_uri, suffixes=[".parquet"])
+        if e.rel_path.startswith("part-") and "/" not in e.rel_path
+    ]
+    if not parts:
+        return None
+    tables = [read_table(u, columns=columns) for u in parts]
+    return pa.concat_tables(tables, promote_options="default")

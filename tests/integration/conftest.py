@@ -1,0 +1,95 @@
+"""Fixtures for integration tests: a bad-input corpus and a local Ray cluster owned by the test session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+SR = 16000
+
+
+def tone(seconds: float, sr: int = SR, freq: float = 440.0, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    x = 0.3 * np.sin(2 * np.pi * freq * t).astype(np.float32)
+    return np.stack([x] * channels, axis=1) if channels > 1 else x
+
+
+def write_bad_corpus(root: Path) -> dict[str, str | None]:
+    """Create every kind of bad (and awkward but good) input under ``root``.
+
+    Returns rel_path → expected error substring (None when the file must scan as ``ok``).
+    Non-audio files are not in the mapping (they are skipped).
+    """
+    expected: dict[str, str | None] = {}
+    root.mkdir(parents=True, exist_ok=True)
+
+    (root / "empty.wav").write_bytes(b"")
+    expected["empty.wav"] = "empty file"
+
+    good = root / "good.wav"
+    sf.write(good, tone(1.0), SR, subtype="PCM_16")
+    expected["good.wav"] = None
+    (root / "truncated_header.wav").write_bytes(good.read_bytes()[:20])
+    expected["truncated_header.wav"] = "Malformed"
+
+    (root / "text.wav").write_text("this is not audio, just text in a .wav file\n" * 20)
+    expected["text.wav"] = "not a recognised audio format"
+
+    bad = tone(1.0)
+    bad[100] = np.nan
+    sf.write(root / "nan_float.wav", bad, SR, subtype="FLOAT")
+    expected["nan_float.wav"] = "NaN/Inf"
+    bad = tone(1.0)
+    bad[-5] = np.inf
+    sf.write(root / "inf_float.wav", bad, SR, subtype="FLOAT")
+    expected["inf_float.wav"] = "NaN/Inf"
+
+    sf.write(root / "zero_frames.wav", np.zeros(0, dtype=np.float32), SR)
+    expected["zero_frames.wav"] = "no audio frames"
+
+    sf.write(root / "stereo_48k.wav", tone(0.5, 48000, channels=2), 48000)
+    expected["stereo_48k.wav"] = None
+    sf.write(root / "rate_8k.wav", tone(0.5, 8000), 8000)
+    expected["rate_8k.wav"] = None
+    sf.write(root / "pcm24.wav", tone(0.5), SR, subtype="PCM_24")
+    expected["pcm24.wav"] = None
+    sf.write(root / "silence.flac", np.zeros(SR, dtype=np.float32), SR)
+    expected["silence.flac"] = None
+
+    name = "ünïcode näme with spaces — ✓.wav"
+    sf.write(root / name, tone(0.25), SR)
+    expected[name] = None
+
+    deep = root.joinpath(*[f"level{i}" for i in range(12)])
+    deep.mkdir(parents=True)
+    sf.write(deep / "nested.flac", tone(0.25), SR)
+    expected["/".join([f"level{i}" for i in range(12)] + ["nested.flac"])] = None
+
+    os.symlink(root, root / "loop_dir")  # directory symlink to an ancestor: must not be followed
+    os.symlink("self_loop.wav", root / "self_loop.wav")  # file symlink loop: error row
+    expected["self_loop.wav"] = "symbolic links"
+
+    (root / "README.txt").write_text("not audio, skipped by extension\n")
+    return expected
+
+
+@pytest.fixture
+def bad_corpus(tmp_path: Path) -> tuple[Path, dict[str, str | None]]:
+    root = tmp_path / "corpus"
+    return root, write_bad_corpus(root)
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """An embedded 2-CPU Ray for the test session, stopped at the end (never `ray stop`)."""
+    from batchsep.distributed import runtime
+
+    runtime.shutdown()
+    runtime.init(num_cpus=2)
+    yield
+    runtime.shutdown()
