@@ -6,11 +6,11 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "scan"]
+__all__ = ["__version__", "enhance", "scan"]
 
 
 def __getattr__(name: str) -> Any:  # lazy: `import batchsep` stays cheap (no torch/ray import)
-    if name in {"scan"}:
+    if name in {"scan", "enhance"}:
         from batchsep import api
 
         return getattr(api, name)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from batchsep.pipeline import scan as _scan
 
@@ -30,4 +31,48 @@ def scan(
     runner = make_runner(workers=workers, address=address, serial=local)
     return _scan.scan(
         in_uri, out_uri, runner=runner, shard_size=shard_size, on_progress=on_progress
+    )
+
+
+def enhance(
+    in_uri: str,
+    out_uri: str,
+    *,
+    model: str = "default",
+    workers: int | None = None,
+    address: str | None = None,
+    local: bool = False,
+    gpu: bool = False,
+    sr: str = "keep",
+    fmt: str = "wav",
+    resume: bool = True,
+    shard_size: int = 8,
+    on_progress: Callable[[int, float], None] | None = None,
+) -> Any:
+    """Enhance every audio file under ``in_uri`` into ``out_uri`` with ``model`` (``default``: shipped).
+
+    Output keeps relative paths (suffix ``.wav``/``.flac``), the input's sample rate (``sr="keep"``) or
+    ``sr="16000"``; ``results/part-*.parquet`` holds one row per file; re-running skips done files
+    (``resume=False`` starts over). ``gpu=True`` puts the model on a GPU per actor.
+    """
+    from batchsep.pipeline import enhance as _enh
+
+    options = _enh.EnhanceOptions(out_sr="keep" if sr == "keep" else int(sr), fmt=fmt)  # type: ignore[arg-type]
+    if local:
+        executor: Any = _enh.serial_executor
+    else:
+        from batchsep.distributed.data import RayDataExecutor
+
+        executor = RayDataExecutor(workers=workers, address=address, num_gpus=1.0 if gpu else 0.0)
+    return _enh.enhance(
+        in_uri,
+        out_uri,
+        model=model,
+        executor=executor,
+        options=options,
+        device="cuda" if gpu else "cpu",
+        num_threads=None if gpu else 1,
+        resume=resume,
+        shard_size=shard_size,
+        on_progress=on_progress,
     )

@@ -130,5 +130,128 @@ def scan(
     sys.exit(EXIT_SOME_FAILED if summary.files_failed else EXIT_OK)
 
 
+@main.command(epilog=EPILOG)
+@click.argument("in_uri")
+@click.argument("out_uri")
+@click.option(
+    "--model",
+    default="default",
+    show_default=True,
+    help="'default' (the shipped enhancer) or a trained model folder URI (local or s3://).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Model actors (embedded Ray CPUs). Default: all cores.",
+)
+@click.option(
+    "--gpu/--no-gpu", default=False, show_default=True, help="Run the model on a GPU per actor."
+)
+@click.option(
+    "--sr",
+    type=click.Choice(["keep", "16000"]),
+    default="keep",
+    show_default=True,
+    help="Output sample rate: the input's, or the model's 16 kHz.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["wav", "flac"]),
+    default="wav",
+    show_default=True,
+    help="Output format: 32-bit float WAV or 24-bit FLAC.",
+)
+@click.option(
+    "--resume/--overwrite",
+    default=True,
+    show_default=True,
+    help="Skip files already committed in OUT/results (default), or start over.",
+)
+@click.option(
+    "--shard-size",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Files per unit of work (and per results part).",
+)
+@click.option("--address", default=None, help="Ray cluster address (default: embedded local Ray).")
+@click.option("--local", is_flag=True, help="Run in this process without Ray.")
+@click.option(
+    "--show-errors",
+    type=int,
+    default=10,
+    show_default=True,
+    help="How many failed files to list in the summary.",
+)
+def enhance(
+    in_uri: str,
+    out_uri: str,
+    model: str,
+    workers: int | None,
+    gpu: bool,
+    sr: str,
+    fmt: str,
+    resume: bool,
+    shard_size: int,
+    address: str | None,
+    local: bool,
+    show_errors: int,
+) -> None:
+    """Enhance every audio file under IN_URI into OUT_URI (same relative paths).
+
+    Files are decoded, downmixed and resampled to 16 kHz, enhanced in overlapping 30 s
+    chunks (bounded memory for any length), resampled back and written atomically.
+    OUT_URI/results/part-*.parquet gets one row per file (status, error, durations,
+    model checksum, timings) and OUT_URI/job.json the provenance. Re-running skips
+    files already done; bad files get an error row and never stop the job.
+    """
+    from batchsep.io import checkpoint, storage
+    from batchsep.pipeline.scan import list_audio
+
+    try:
+        entries, _ = list_audio(in_uri)
+    except StorageError as e:
+        _fail_usage(str(e))
+    try:
+        checkpoint.read_checkpoint(model)
+    except BatchsepError as e:
+        _fail_usage(f"--model: {e}")
+    try:
+        storage.check_writable(out_uri)
+    except StorageError as e:
+        _fail_fatal(f"output {e}")
+    bar, update = _progress(len(entries), "file", "enhance")
+    try:
+        with bar:
+            summary = batchsep.api.enhance(
+                in_uri,
+                out_uri,
+                model=model,
+                workers=workers,
+                address=address,
+                local=local,
+                gpu=gpu,
+                sr=sr,
+                fmt=fmt,
+                resume=resume,
+                shard_size=shard_size,
+                on_progress=update,
+            )
+    except BatchsepError as e:
+        _fail_fatal(str(e))
+    click.echo(
+        f"enhanced {summary.files} files: {summary.files_ok} ok, {summary.files_failed} failed "
+        f"({summary.files_skipped} already done); {summary.hours:.3f} h of audio in "
+        f"{summary.wall_s:.1f} s\nresults: {out_uri}/results"
+    )
+    for rel, err in summary.errors[:show_errors]:
+        click.echo(f"  failed: {rel}: {err}")
+    if len(summary.errors) > show_errors:
+        click.echo(f"  ... and {len(summary.errors) - show_errors} more (status='error' rows)")
+    sys.exit(EXIT_SOME_FAILED if summary.files_failed else EXIT_OK)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import os
 import posixpath
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import pyarrow.fs as pafs
 from batchsep.errors import StorageError
 
 TMP_PREFIX = ".batchsep-tmp-"
+COPY_BLOCK = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,14 @@ def normalize(uri: str) -> str:
 
 
 def join(uri: str, *parts: str) -> str:
-    """Join path components onto a URI (``/`` separators for every scheme)."""
+    """Join path components onto a URI (``/`` separators for every scheme).
+
+    A part's leading ``/`` does not restart the path (unlike :func:`os.path.join`): parts always
+    land under ``uri``, for local paths as for S3.
+    """
     if is_s3(uri):
         return posixpath.join(normalize(uri), *[p.strip("/") for p in parts])
-    return os.path.join(_local_path(uri), *parts)
+    return os.path.join(_local_path(uri), *[p.lstrip("/") for p in parts])
 
 
 def parent(uri: str) -> str:
@@ -140,7 +146,8 @@ def list_files(uri: str, *, suffixes: Iterable[str] | None = None) -> list[FileE
     suf = tuple(s.lower() for s in suffixes) if suffixes is not None else None
     entries = _list_s3(uri) if is_s3(uri) else _list_local(uri)
     out = [
-        e for e in entries
+        e
+        for e in entries
         if not posixpath.basename(e.rel_path).startswith(TMP_PREFIX)
         and (suf is None or e.rel_path.lower().endswith(suf))
     ]
@@ -182,7 +189,7 @@ def _list_s3(uri: str) -> list[FileEntry]:
         raise _wrap(uri, "list", e) from e
     base = path.rstrip("/") + "/"
     return [
-        FileEntry("s3://" + i.path, i.path[len(base):], i.size or 0)
+        FileEntry("s3://" + i.path, i.path[len(base) :], i.size or 0)
         for i in infos
         if i.type == pafs.FileType.File
     ]
@@ -234,14 +241,17 @@ def atomic_writer(uri: str) -> Iterator[IO[bytes]]:
     """
     if is_s3(uri):
         fs, path = filesystem(uri)
-        buf = pa.BufferOutputStream()
-        f: Any = buf
-        yield f
-        try:  # one PUT of the complete object
-            with fs.open_output_stream(path) as out:
-                out.write(buf.getvalue())
-        except (OSError, pa.ArrowException) as e:
-            raise _wrap(uri, "write", e) from e
+        # Spool to a seekable local temp file (WAV writers seek back to patch headers), then upload;
+        # the object becomes visible only when the upload completes.
+        with tempfile.TemporaryFile(prefix=TMP_PREFIX) as spool:
+            yield spool
+            spool.seek(0)
+            try:
+                with fs.open_output_stream(path) as out:
+                    while piece := spool.read(COPY_BLOCK):
+                        out.write(piece)
+            except (OSError, pa.ArrowException) as e:
+                raise _wrap(uri, "write", e) from e
         return
     path = _local_path(uri)
     folder = os.path.dirname(path)
@@ -299,3 +309,20 @@ def check_writable(uri: str) -> None:
     probe = join(uri, f"{TMP_PREFIX}probe-{uuid.uuid4().hex}")
     write_bytes(probe, b"")
     delete(probe)
+
+
+def remove_stale_temps(uri: str) -> int:
+    """Delete temporaries left under local folder ``uri`` by interrupted writes; returns how many.
+
+    S3 needs no cleanup: an interrupted upload never becomes a visible object.
+    """
+    if is_s3(uri) or not os.path.isdir(_local_path(uri)):
+        return 0
+    n = 0
+    for dirpath, _dirs, files in os.walk(_local_path(uri), followlinks=False):
+        for name in files:
+            if name.startswith(TMP_PREFIX):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(dirpath, name))
+                    n += 1
+    return n

@@ -1,0 +1,420 @@
+"""The enhance stage: stream each file through decode → 16 kHz → chunked model → original rate → encode.
+
+Everything here is Ray-free. :class:`EnhanceWorker` is the callable that a Ray Data actor pool (or the serial
+executor) holds: it loads the model once and enhances one shard of files per call, returning one result row
+per file. :func:`enhance` is the driver: it lists the input, skips files already committed in
+``results/part-*.parquet`` (the commit record), runs the remaining shards through an executor and commits
+one results part per finished shard, atomically. Output audio is written atomically before its row is
+returned, so a file is either done (row committed, audio complete) or will be redone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+
+from batchsep.dsp.stft import StftConfig, istft, stft
+from batchsep.errors import AudioDecodeError, BatchsepError, ParameterError, StorageError
+from batchsep.io import audio, checkpoint, parquet, schemas, storage
+from batchsep.models.base import MaskModel, deserialize
+from batchsep.pipeline import jobinfo
+from batchsep.pipeline.chunking import overlap_add_stream
+from batchsep.pipeline.runner import shards
+from batchsep.pipeline.scan import list_audio
+
+RESULTS_DIR = "results"
+MODEL_SR = 16000
+CLIP_LEVEL = 0.999
+
+
+@dataclass(frozen=True)
+class EnhanceOptions:
+    """How files are enhanced and written (all plain values: travels to workers as a dict)."""
+
+    out_sr: Literal["keep"] | int = "keep"
+    fmt: Literal["wav", "flac"] = "wav"
+    chunk_s: float = 30.0
+    overlap_s: float = 0.5
+    batch_windows: int = 4
+    max_duration_s: float = 24 * 3600.0
+    block_frames: int = 1 << 17
+
+    def __post_init__(self) -> None:
+        if self.out_sr != "keep" and (not isinstance(self.out_sr, int) or self.out_sr <= 0):
+            raise ParameterError(f"out_sr={self.out_sr!r} must be 'keep' or a positive integer")
+        if self.fmt not in audio.ENCODE_FORMATS:
+            raise ParameterError(f"fmt={self.fmt!r} must be one of {sorted(audio.ENCODE_FORMATS)}")
+        if not 0 < self.overlap_s < self.chunk_s / 2:
+            raise ParameterError(
+                f"overlap_s={self.overlap_s} must be in (0, chunk_s/2={self.chunk_s / 2})"
+            )
+
+
+class MaskEnhancer:
+    """A mask model applied in the STFT domain: windows ``[B, n]`` at 16 kHz → enhanced ``[B, n]``."""
+
+    def __init__(
+        self, model: MaskModel, *, stft_config: StftConfig | None = None, device: str = "cpu"
+    ) -> None:
+        self.model = model.to(device).eval()
+        self.stft_config = stft_config or StftConfig()
+        self.device = device
+
+    @torch.inference_mode()
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        c = self.stft_config
+        x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
+        X = stft(x, n_fft=c.n_fft, hop_length=c.hop_length, window=c.window)
+        mask = self.model(X.abs())
+        y = istft(
+            mask * X, length=x.shape[-1], n_fft=c.n_fft, hop_length=c.hop_length, window=c.window
+        )
+        return y.cpu().numpy()
+
+
+def load_enhancer(model_uri: str, *, device: str = "cpu") -> tuple[MaskEnhancer, str, str]:
+    """Load a model folder (or ``default``) → (enhancer, model name, weights sha256)."""
+    payload = checkpoint.read_checkpoint(model_uri)
+    model = deserialize(payload)
+    if not isinstance(model, MaskModel):
+        raise ParameterError(
+            f"{model_uri}: model {payload['model_name']!r} is not an enhancement model"
+        )
+    stft_cfg = (
+        StftConfig.from_dict(payload.get("stft", {})) if payload.get("stft") else StftConfig()
+    )
+    return (
+        MaskEnhancer(model, stft_config=stft_cfg, device=device),
+        payload["model_name"],
+        payload["sha256"],
+    )
+
+
+def output_rel_paths(rel_paths: Sequence[str], fmt: str) -> dict[str, str]:
+    """Output path of every input: same relative path, suffix ``.fmt``.
+
+    Inputs that would collide (``a.wav`` and ``a.flac``) keep their suffix (``a.wav.wav``, ``a.flac.wav``),
+    so no output ever overwrites another file's.
+    """
+    simple = {r: os.path.splitext(r)[0] + "." + fmt for r in rel_paths}
+    counts: dict[str, int] = {}
+    for out in simple.values():
+        counts[out] = counts.get(out, 0) + 1
+    return {r: (out if counts[out] == 1 else f"{r}.{fmt}") for r, out in simple.items()}
+
+
+def _fail(row: dict[str, Any], err: BaseException) -> dict[str, Any]:
+    row.update(status=schemas.STATUS_ERROR, error=str(err) or type(err).__name__, output_uri=None)
+    return row
+
+
+def enhance_file(
+    uri: str, out_uri: str, enhancer: Callable[[np.ndarray], np.ndarray], options: EnhanceOptions
+) -> dict[str, Any]:
+    """Enhance one file in bounded memory and write it atomically; never raises for bad input."""
+    t0 = time.perf_counter()
+    timers = {"decode": 0.0, "model": 0.0}
+    stats = {"frames": 0, "clipped": 0, "nonzero": 0}
+    row: dict[str, Any] = {"input_uri": uri, "output_uri": out_uri, "status": schemas.STATUS_OK}
+
+    def timed_model(w: np.ndarray) -> np.ndarray:
+        t = time.perf_counter()
+        y = enhancer(w)
+        timers["model"] += time.perf_counter() - t
+        return y
+
+    try:
+        with storage.open_input(uri) as fin:
+            try:
+                reader = sf.SoundFile(fin)
+            except Exception as e:
+                raise AudioDecodeError(audio._readable_reason(e)) from e
+            with reader:
+                in_sr, channels, frames = reader.samplerate, reader.channels, reader.frames
+                row.update(sample_rate=in_sr, channels=channels, duration_s=frames / in_sr)
+                if frames <= 0:
+                    raise AudioDecodeError("no audio frames (0 samples)")
+                if frames / in_sr > options.max_duration_s:
+                    raise AudioDecodeError(
+                        f"file too long: {frames / in_sr:.0f} s > max_duration_s={options.max_duration_s:.0f}"
+                    )
+                out_sr = in_sr if options.out_sr == "keep" else int(options.out_sr)
+                n_out = frames if out_sr == in_sr else round(frames * out_sr / in_sr)
+                row["out_sample_rate"] = out_sr
+                rs_in = (
+                    soxr.ResampleStream(in_sr, MODEL_SR, 1, dtype="float32")
+                    if in_sr != MODEL_SR
+                    else None
+                )
+
+                def blocks() -> Iterator[np.ndarray]:
+                    while True:
+                        t = time.perf_counter()
+                        try:
+                            b = reader.read(options.block_frames, dtype="float32", always_2d=True)
+                        except Exception as e:
+                            raise AudioDecodeError(audio._readable_reason(e)) from e
+                        last = b.shape[0] < options.block_frames
+                        if b.shape[0] and not np.isfinite(b).all():
+                            raise AudioDecodeError(
+                                f"audio contains NaN/Inf samples near frame {stats['frames']}"
+                            )
+                        stats["frames"] += b.shape[0]
+                        stats["clipped"] += int(np.count_nonzero(np.abs(b) >= CLIP_LEVEL))
+                        stats["nonzero"] += int(np.count_nonzero(b))
+                        mono = b.mean(axis=1) if channels > 1 else b[:, 0]
+                        if rs_in is not None:
+                            mono = rs_in.resample_chunk(mono, last=last)
+                        timers["decode"] += time.perf_counter() - t
+                        if mono.size:
+                            yield mono
+                        if last:
+                            return
+
+                rs_out = (
+                    soxr.ResampleStream(MODEL_SR, out_sr, 1, dtype="float32")
+                    if out_sr != MODEL_SR
+                    else None
+                )
+                container, subtype = audio.ENCODE_FORMATS[options.fmt]
+                written = 0
+                with (
+                    storage.atomic_writer(out_uri) as fout,
+                    sf.SoundFile(
+                        fout, "w", samplerate=out_sr, channels=1, format=container, subtype=subtype
+                    ) as writer,
+                ):
+
+                    def write(y: np.ndarray) -> None:
+                        nonlocal written
+                        y = y[: max(0, n_out - written)]
+                        if options.fmt == "flac":
+                            y = np.clip(y, -1.0, 1.0)
+                        writer.write(y)
+                        written += y.shape[0]
+
+                    chunk = round(options.chunk_s * MODEL_SR)
+                    overlap = round(options.overlap_s * MODEL_SR)
+                    for y in overlap_add_stream(
+                        blocks(),
+                        timed_model,
+                        chunk=chunk,
+                        overlap=overlap,
+                        batch=options.batch_windows,
+                    ):
+                        write(rs_out.resample_chunk(y) if rs_out is not None else y)
+                    if rs_out is not None:
+                        write(rs_out.resample_chunk(np.zeros(0, np.float32), last=True))
+                    if written < n_out:  # resampler rounding: pad the last few samples
+                        write(np.zeros(n_out - written, np.float32))
+                if stats["frames"] == 0:
+                    raise AudioDecodeError("no audio frames (0 samples)")
+    except (AudioDecodeError, StorageError, ParameterError) as e:
+        return _fail(row, e)
+    except (sf.LibsndfileError, RuntimeError, ValueError, MemoryError) as e:
+        return _fail(row, BatchsepError(f"enhancement failed: {type(e).__name__}: {e}"))
+    warnings = []
+    if stats["nonzero"] == 0:
+        warnings.append("input is digital silence (output is silence)")
+    if stats["clipped"]:
+        warnings.append(f"input is clipped ({stats['clipped']} samples at full scale)")
+    row["warning"] = "; ".join(warnings) or None
+    row["duration_s"] = stats["frames"] / row["sample_rate"]
+    t_total = time.perf_counter() - t0
+    row.update(
+        t_decode_s=timers["decode"],
+        t_model_s=timers["model"],
+        t_total_s=t_total,
+        t_write_s=max(0.0, t_total - timers["decode"] - timers["model"]),
+    )
+    return row
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One unit of work: a shard id and its files ``(input uri, rel_path, output uri)``."""
+
+    shard: int
+    files: tuple[tuple[str, str, str], ...]
+
+
+class EnhanceWorker:
+    """Loads the model once; ``worker(task)`` enhances a shard and returns its result rows.
+
+    Ray-free: Ray Data holds one per actor; the serial executor holds one in-process.
+    """
+
+    def __init__(
+        self,
+        model_uri: str,
+        options: dict[str, Any],
+        *,
+        device: str = "cpu",
+        num_threads: int | None = None,
+    ) -> None:
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ParameterError(
+                "device='cuda' requested but no CUDA device is visible to this worker"
+            )
+        self.options = EnhanceOptions(**options)
+        self.enhancer, self.model_name, self.model_sha = load_enhancer(model_uri, device=device)
+        self.host = f"{socket.gethostname()}:{os.getpid()}"
+
+    def __call__(self, task: ShardTask) -> list[dict[str, Any]]:
+        rows = []
+        for uri, rel, out in task.files:
+            row = enhance_file(uri, out, self.enhancer, self.options)
+            row.update(
+                rel_path=rel,
+                shard=task.shard,
+                model_name=self.model_name,
+                model_sha256=self.model_sha,
+                worker=self.host,
+            )
+            rows.append(row)
+        return rows
+
+
+class ShardExecutor(Protocol):
+    """Runs ``EnhanceWorker(**worker_kwargs)`` over tasks; yields ``(shard, rows)`` as shards finish."""
+
+    def __call__(
+        self, worker_kwargs: dict[str, Any], tasks: Sequence[ShardTask]
+    ) -> Iterator[tuple[int, list[dict[str, Any]]]]: ...
+
+
+def serial_executor(
+    worker_kwargs: dict[str, Any], tasks: Sequence[ShardTask]
+) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """Run every shard in this process with one worker (tests, ``--local``)."""
+    if not tasks:
+        return
+    worker = EnhanceWorker(**worker_kwargs)
+    for task in tasks:
+        yield task.shard, worker(task)
+
+
+@dataclass
+class EnhanceSummary:
+    """Totals over every committed results row of the output folder (this run and earlier ones)."""
+
+    out_uri: str
+    files_ok: int = 0
+    files_failed: int = 0
+    files_skipped: int = 0
+    hours: float = 0.0
+    processing_s: float = 0.0
+    wall_s: float = 0.0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def files(self) -> int:
+        return self.files_ok + self.files_failed
+
+    @property
+    def x_real_time(self) -> float:
+        return self.hours * 3600.0 / self.wall_s if self.wall_s > 0 else float("nan")
+
+
+def committed_rows(out_uri: str) -> list[dict[str, Any]]:
+    table = parquet.read_parts(storage.join(out_uri, RESULTS_DIR))
+    return [] if table is None else table.to_pylist()
+
+
+def enhance(
+    in_uri: str,
+    out_uri: str,
+    *,
+    model: str = "default",
+    executor: ShardExecutor = serial_executor,
+    options: EnhanceOptions | None = None,
+    device: str = "cpu",
+    num_threads: int | None = None,
+    resume: bool = True,
+    shard_size: int = 8,
+    on_progress: Callable[[int, float], None] | None = None,
+) -> EnhanceSummary:
+    """Enhance every audio file under ``in_uri`` into ``out_uri`` (same relative paths).
+
+    Raises
+    ------
+    StorageError
+        Input missing/unlistable or output not writable (before any work).
+    """
+    t_start = time.perf_counter()
+    options = options or EnhanceOptions()
+    entries, _ = list_audio(in_uri)
+    storage.check_writable(out_uri)
+    checkpoint.read_checkpoint(model)  # fail fast on a bad model URI, before any worker starts
+    results_uri = storage.join(out_uri, RESULTS_DIR)
+    if not resume:
+        for e in storage.list_files(results_uri) if storage.exists(results_uri) else []:
+            storage.delete(e.uri)
+    storage.remove_stale_temps(out_uri)
+    done_rows = committed_rows(out_uri)
+    done = {r["rel_path"] for r in done_rows}
+    next_part = max((int(r["shard"]) for r in done_rows), default=-1) + 1
+    out_rel = output_rel_paths([e.rel_path for e in entries], options.fmt)
+    todo = [e for e in entries if e.rel_path not in done]
+    tasks = [
+        ShardTask(
+            next_part + i,
+            tuple((e.uri, e.rel_path, storage.join(out_uri, out_rel[e.rel_path])) for e in group),
+        )
+        for i, group in enumerate(shards(todo, shard_size))
+    ]
+    worker_kwargs = {
+        "model_uri": model,
+        "options": asdict(options),
+        "device": device,
+        "num_threads": num_threads,
+    }
+    for shard_id, rows in executor(worker_kwargs, tasks):
+        table = schemas.table_from_rows(rows, schemas.ENHANCE_RESULTS)
+        parquet.write_table(parquet.part_uri(results_uri, shard_id), table)
+        if on_progress:
+            on_progress(len(rows), sum(float(r.get("duration_s") or 0.0) for r in rows))
+    jobinfo.write_job_json(
+        out_uri,
+        "enhance",
+        {
+            "in_uri": in_uri,
+            "out_uri": out_uri,
+            "model": model,
+            "device": device,
+            "options": asdict(options),
+            "shard_size": shard_size,
+        },
+    )
+    summary = EnhanceSummary(out_uri=out_uri, files_skipped=len(entries) - len(todo))
+    for r in committed_rows(out_uri):
+        if r["status"] == schemas.STATUS_OK:
+            summary.files_ok += 1
+            summary.hours += float(r["duration_s"] or 0.0) / 3600.0
+            summary.processing_s += float(r["t_total_s"] or 0.0)
+        else:
+            summary.files_failed += 1
+            summary.errors.append((r["rel_path"], r["error"]))
+    summary.wall_s = time.perf_counter() - t_start
+    return summary
+
+
+def task_to_json(task: ShardTask) -> str:
+    return json.dumps(asdict(task))
+
+
+def task_from_json(text: str) -> ShardTask:
+    d = json.loads(text)
+    return ShardTask(int(d["shard"]), tuple(tuple(f) for f in d["files"]))  # type: ignore[misc]
