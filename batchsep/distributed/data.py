@@ -84,9 +84,7 @@ class RayDataExecutor:
             concurrency=n_actors,
             num_cpus=self.num_cpus,
             num_gpus=self.num_gpus,
-            max_restarts=-1,
-            max_task_retries=-1,
-        )
+        )  # Ray Data's actor pools restart dead actors and retry their batches by default
         pending: dict[int, list[dict[str, Any]]] = {}
         for item in ds.iter_rows():
             row = json.loads(item["row"])

@@ -1,0 +1,302 @@
+"""The enhance stage end to end: outputs, results rows, chunking, bad input, resume and kill, S3, Ray."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+import torch
+from click.testing import CliRunner
+
+from batchsep.cli.main import EXIT_SOME_FAILED, EXIT_USAGE, main
+from batchsep.io import parquet, storage
+from batchsep.io.checkpoint import write_checkpoint
+from batchsep.models import build_model, serialize
+from batchsep.pipeline.enhance import (
+    EnhanceOptions,
+    committed_rows,
+    enhance,
+    enhance_file,
+    load_enhancer,
+    output_rel_paths,
+)
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def model_uri(tmp_path_factory) -> str:
+    """A small, randomly initialised LSTM mask model saved as a checkpoint folder."""
+    torch.manual_seed(0)
+    model = build_model("lstm", {"n_layers": 1, "hidden": 32})
+    uri = str(tmp_path_factory.mktemp("model") / "lstm")
+    write_checkpoint(uri, serialize(model))
+    return uri
+
+
+def speechlike(seconds: float, sr: int = SR, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    env = 0.5 * (1 + np.sin(2 * np.pi * 3 * t))
+    x = env * (np.sin(2 * np.pi * 220 * t) + 0.5 * np.sin(2 * np.pi * 440 * t))
+    return (0.2 * x + 0.05 * rng.standard_normal(n)).astype(np.float32)
+
+
+def make_corpus(root: Path, n: int = 6) -> None:
+    (root / "sub").mkdir(parents=True)
+    for i in range(n):
+        sf.write(
+            root / ("sub" if i % 2 else "") / f"f{i}.wav", speechlike(1.0 + 0.1 * i, seed=i), SR
+        )
+
+
+def test_outputs_and_rows(tmp_path, model_uri):
+    root = tmp_path / "in"
+    make_corpus(root)
+    sf.write(root / "stereo44k.flac", np.stack([speechlike(1.5, 44100)] * 2, axis=1), 44100)
+    s = enhance(str(root), str(tmp_path / "out"), model=model_uri, shard_size=3)
+    assert (s.files_ok, s.files_failed) == (7, 0)
+    rows = {r["rel_path"]: r for r in committed_rows(str(tmp_path / "out"))}
+    assert len(rows) == 7
+    info = sf.info(tmp_path / "out" / "stereo44k.wav")
+    assert (info.samplerate, info.channels, info.frames) == (44100, 1, int(1.5 * 44100))
+    for i in range(6):
+        rel = ("sub/" if i % 2 else "") + f"f{i}.wav"
+        assert sf.info(tmp_path / "out" / rel).frames == int((1.0 + 0.1 * i) * SR)
+        assert rows[rel]["status"] == "ok" and rows[rel]["model_name"] == "lstm"
+        assert len(rows[rel]["model_sha256"]) == 64
+        assert rows[rel]["t_model_s"] > 0
+    r = enhance(
+        str(root),
+        str(tmp_path / "out16"),
+        model=model_uri,
+        options=EnhanceOptions(out_sr=16000, fmt="flac"),
+    )
+    assert r.files_ok == 7
+    info = sf.info(tmp_path / "out16" / "stereo44k.flac")
+    assert (info.samplerate, info.frames, info.subtype) == (16000, int(1.5 * SR), "PCM_24")
+
+
+def test_output_names_never_collide():
+    out = output_rel_paths(["a.wav", "a.flac", "b.flac", "c/d.ogg"], "wav")
+    assert out == {
+        "a.wav": "a.wav.wav",
+        "a.flac": "a.flac.wav",
+        "b.flac": "b.wav",
+        "c/d.ogg": "c/d.wav",
+    }
+    assert len(set(out.values())) == 4
+
+
+def test_batch_equals_one_by_one(model_uri):
+    enhancer, _, _ = load_enhancer(model_uri)
+    x = np.stack([speechlike(2.0, seed=s) for s in range(3)])
+    batched = enhancer(x)
+    single = np.concatenate([enhancer(x[i : i + 1]) for i in range(3)])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+
+
+def test_chunked_equals_whole_for_short_files(tmp_path, model_uri):
+    x = speechlike(4.0)
+    sf.write(tmp_path / "a.wav", x, SR, subtype="FLOAT")
+    enhancer, _, _ = load_enhancer(model_uri)
+    row = enhance_file(str(tmp_path / "a.wav"), str(tmp_path / "o.wav"), enhancer, EnhanceOptions())
+    assert row["status"] == "ok"
+    y, _ = sf.read(tmp_path / "o.wav", dtype="float32")
+    whole = enhancer(x[None])[0]
+    assert np.abs(y - whole).max() < 1e-4
+
+
+def test_chunk_borders_are_seamless(tmp_path, model_uri):
+    """Chunked output of a long file stays close to whole-file output and has no clicks at borders."""
+    x = speechlike(20.0, seed=3)
+    sf.write(tmp_path / "long.wav", x, SR, subtype="FLOAT")
+    enhancer, _, _ = load_enhancer(model_uri)
+    opts = EnhanceOptions(chunk_s=3.0, overlap_s=0.25, batch_windows=2)
+    assert (
+        enhance_file(str(tmp_path / "long.wav"), str(tmp_path / "o.wav"), enhancer, opts)["status"]
+        == "ok"
+    )
+    y, _ = sf.read(tmp_path / "o.wav", dtype="float32")
+    whole = enhancer(x[None])[0]
+    assert y.shape == whole.shape
+    rel_err = np.linalg.norm(y - whole) / np.linalg.norm(whole)
+    assert rel_err < 0.05, rel_err
+    # clicks: the largest sample-to-sample jump near any border is no larger than in the whole-file output
+    hop = int((3.0 - 0.25) * SR)
+    jump, jump_ref = np.abs(np.diff(y)), np.abs(np.diff(whole))
+    for k in range(1, 7):
+        lo, hi = k * hop - 200, k * hop + int(0.25 * SR) + 200
+        assert jump[lo:hi].max() <= 1.2 * jump_ref[lo:hi].max() + 1e-4, k
+
+
+def test_bad_input(tmp_path, model_uri, bad_corpus):
+    root, expected = bad_corpus
+    sf.write(root / "ten_ms.wav", speechlike(0.01), SR)
+    clipped = np.clip(4 * speechlike(1.0), -1, 1)
+    sf.write(root / "clipped.wav", clipped, SR)
+    sf.write(root / "long_for_limit.wav", speechlike(3.0), SR)
+    s = enhance(
+        str(root),
+        str(tmp_path / "out"),
+        model=model_uri,
+        shard_size=4,
+        options=EnhanceOptions(max_duration_s=2.5),
+    )
+    rows = {r["rel_path"]: r for r in committed_rows(str(tmp_path / "out"))}
+    assert len(rows) == len(expected) + 3  # one row per audio file, no duplicates
+    for rel, err in expected.items():
+        if err is None:
+            assert rows[rel]["status"] == "ok", (rel, rows[rel]["error"])
+            assert (tmp_path / "out" / output_rel_paths([rel], "wav")[rel]).exists()
+        else:
+            assert rows[rel]["status"] == "error" and rows[rel]["error"], rel
+    assert "digital silence" in rows["silence.flac"]["warning"]
+    assert "clipped" in rows["clipped.wav"]["warning"]
+    assert rows["ten_ms.wav"]["status"] == "ok"
+    assert sf.info(tmp_path / "out" / "ten_ms.wav").frames == 160
+    assert rows["long_for_limit.wav"]["status"] == "error"
+    assert "too long" in rows["long_for_limit.wav"]["error"]
+    assert s.files_failed == sum(e is not None for e in expected.values()) + 1
+    leftovers = [p for p in (tmp_path / "out").rglob("*") if p.name.startswith(".batchsep-tmp")]
+    assert leftovers == []
+
+
+def test_resume_skips_done_and_never_duplicates(tmp_path, model_uri):
+    root = tmp_path / "in"
+    make_corpus(root, 8)
+    out = str(tmp_path / "out")
+    enhance(str(root), out, model=model_uri, shard_size=2)
+    parts = sorted((tmp_path / "out" / "results").glob("part-*.parquet"))
+    assert len(parts) == 4
+    lost = pq.read_table(parts[1]).column("rel_path").to_pylist()
+    parts[1].unlink()  # as if the driver died before committing this shard
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.wav")}
+    s = enhance(str(root), out, model=model_uri, shard_size=2)
+    assert s.files_skipped == 6 and s.files_ok == 8
+    rows = committed_rows(out)
+    assert sorted(r["rel_path"] for r in rows) == sorted(
+        str(p.relative_to(root)) for p in root.rglob("*.wav")
+    )
+    redone = {p for p, m in before.items() if p.stat().st_mtime_ns != m}
+    assert {str(p.relative_to(tmp_path / "out")) for p in redone} == set(lost)
+    s = enhance(str(root), out, model=model_uri, resume=False)
+    assert s.files_skipped == 0 and len(committed_rows(out)) == 8
+
+
+def test_cli_interrupted_driver_then_rerun(tmp_path, model_uri):
+    """Kill the CLI mid-job (SIGKILL); re-run; every file exactly once and no partial audio visible."""
+    root = tmp_path / "in"
+    make_corpus(root, 12)
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "batchsep.cli.main",
+        "enhance",
+        str(root),
+        str(out),
+        "--model",
+        model_uri,
+        "--local",
+        "--shard-size",
+        "1",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "results").glob("part-*.parquet"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_before = len(list((out / "results").glob("part-*.parquet")))
+    assert 3 <= n_before < 12, "the job must have been interrupted midway"
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = committed_rows(str(out))
+    assert sorted(r["rel_path"] for r in rows) == sorted(
+        str(p.relative_to(root)) for p in root.rglob("*.wav")
+    )
+    assert not [p for p in out.rglob("*") if p.name.startswith(".batchsep-tmp")]
+    for p in root.rglob("*.wav"):
+        assert sf.info(out / p.relative_to(root)).frames == sf.info(p).frames
+
+
+def test_cli_usage_errors(tmp_path, model_uri):
+    cli = CliRunner()
+    r = cli.invoke(main, ["enhance", str(tmp_path / "missing"), str(tmp_path / "o")])
+    assert r.exit_code == EXIT_USAGE
+    root = tmp_path / "in"
+    make_corpus(root, 2)
+    r = cli.invoke(
+        main, ["enhance", str(root), str(tmp_path / "o"), "--model", str(tmp_path / "nomodel")]
+    )
+    assert r.exit_code == EXIT_USAGE and "--model" in r.output
+    (root / "bad.wav").write_text("x")
+    r = cli.invoke(
+        main, ["enhance", str(root), str(tmp_path / "o"), "--model", model_uri, "--local"]
+    )
+    assert r.exit_code == EXIT_SOME_FAILED, r.output
+    assert "2 ok, 1 failed" in r.output
+
+
+@pytest.mark.s3
+def test_s3_input_and_output(tmp_path, model_uri, s3_env):
+    root = tmp_path / "in"
+    make_corpus(root, 3)
+    for p in root.rglob("*.wav"):
+        storage.write_bytes(f"{s3_env}/in/{p.relative_to(root)}", p.read_bytes())
+    s = enhance(f"{s3_env}/in", f"{s3_env}/out", model=model_uri)
+    assert s.files_ok == 3
+    local = enhance(str(root), str(tmp_path / "out"), model=model_uri)
+    assert local.files_ok == 3
+    for p in root.rglob("*.wav"):
+        rel = str(p.relative_to(root))
+        remote = storage.read_bytes(f"{s3_env}/out/{rel}")
+        assert remote == (tmp_path / "out" / rel).read_bytes()
+    assert len(parquet.read_parts(f"{s3_env}/out/results")) == 3
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_worker_killed_midway(tmp_path, model_uri, ray_local):
+    """Kill a model actor's process while the job runs: Ray restarts it; every file exactly once."""
+    import psutil
+
+    from batchsep.distributed.data import RayDataExecutor
+
+    root = tmp_path / "in"
+    make_corpus(root, 16)
+    out = str(tmp_path / "out")
+    killed: list[int] = []
+
+    def killer() -> None:
+        deadline = time.time() + 60
+        while time.time() < deadline and not killed:
+            if list((tmp_path / "out" / "results").glob("part-*.parquet")):
+                for p in psutil.process_iter(["cmdline"]):
+                    if any("MapWorker" in c for c in (p.info["cmdline"] or [])):
+                        os.kill(p.pid, signal.SIGKILL)
+                        killed.append(p.pid)
+                        return
+            time.sleep(0.02)
+
+    t = threading.Thread(target=killer)
+    t.start()
+    s = enhance(str(root), out, model=model_uri, executor=RayDataExecutor(workers=2), shard_size=1)
+    t.join()
+    assert killed, "no model actor was found to kill"
+    assert s.files_ok == 16 and s.files_failed == 0
+    rows = committed_rows(out)
+    assert sorted(r["rel_path"] for r in rows) == sorted(
+        str(p.relative_to(root)) for p in root.rglob("*.wav")
+    )
