@@ -1,0 +1,235 @@
+"""Mask-training losses for enhancement models: signal approximation (MSA) and phase-sensitive (PSA).
+
+All losses take a mask ``M`` in [0, 1] of shape ``[B, F, T]`` estimated from the mixture ``X`` and the
+clean reference ``S`` and return the mean of a squared error over the *valid* time-frequency bins; frames
+``t >= lengths[b]`` are padding and never count (seeds 001, 002):
+
+- MSA: ``(M·|X| − |S|)²``
+- PSA: ``(M·|X| − |S|·cos(θ_X − θ_S))²``, the target optionally truncated to ``[0, |X|]``.
+
+Example
+-------
+>>> import torch
+>>> mag = torch.ones(1, 2, 3)
+>>> float(msa(torch.full((1, 2, 3), 0.5), mag, mag))
+0.25
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+
+from batchsep.errors import ParameterError
+
+EPS = 1e-8
+
+
+def frame_mask(
+    lengths: torch.Tensor, n_frames: int, *, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Boolean mask of the valid frames of a padded batch.
+
+    Parameters
+    ----------
+    lengths : torch.Tensor [shape=(B,)], integer
+        Number of valid frames of each item; ``0 <= lengths[b] <= n_frames``.
+    n_frames : int
+        Padded length ``T``.
+    device : torch.device or str, optional
+        Device of the result (default: that of ``lengths``).
+
+    Returns
+    -------
+    torch.Tensor [shape=(B, T)], bool
+        ``True`` where ``t < lengths[b]``.
+
+    Raises
+    ------
+    ParameterError
+        If ``lengths`` is not 1-D integer, or a length is negative or exceeds ``n_frames``.
+
+    Examples
+    --------
+    >>> frame_mask(torch.tensor([1, 3]), 3).int().tolist()
+    [[1, 0, 0], [1, 1, 1]]
+    """
+    lengths = torch.as_tensor(lengths)
+    if lengths.ndim != 1 or lengths.is_floating_point() or lengths.is_complex():
+        raise ParameterError(
+            f"lengths must be a 1-D integer tensor, got shape={tuple(lengths.shape)} "
+            f"dtype={lengths.dtype}"
+        )
+    if lengths.numel() and (int(lengths.min()) < 0 or int(lengths.max()) > n_frames):
+        raise ParameterError(f"lengths={lengths.tolist()} must lie in [0, n_frames={n_frames}]")
+    device = lengths.device if device is None else device
+    t = torch.arange(n_frames, device=device)
+    return t[None, :] < lengths.to(device)[:, None]
+
+
+def _masked_mean(err: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``err`` [B, F, T] (or [..., F, T] without lengths) over valid bins."""
+    if lengths is None:
+        return err.mean()
+    if err.ndim != 3:
+        raise ParameterError(
+            f"with lengths, inputs must be [B, F, T]; got shape={tuple(err.shape)}"
+        )
+    lengths = torch.as_tensor(lengths)
+    if lengths.shape != (err.shape[0],):
+        raise ParameterError(f"lengths shape={tuple(lengths.shape)} must be (B,)=({err.shape[0]},)")
+    valid = frame_mask(lengths, err.shape[-1], device=err.device)  # [B, T]
+    n_valid = int(lengths.sum()) * err.shape[-2]
+    if n_valid == 0:
+        raise ParameterError(f"lengths={lengths.tolist()} leave no valid frame to average")
+    weights = valid[:, None, :].to(err.dtype)
+    return (err * weights).sum() / n_valid
+
+
+def _check_same_shape(**tensors: torch.Tensor) -> None:
+    shapes = {name: tuple(t.shape) for name, t in tensors.items()}
+    if len(set(shapes.values())) != 1:
+        raise ParameterError(f"inputs must share one shape, got {shapes}")
+
+
+def msa(
+    mask: torch.Tensor,
+    noisy_mag: torch.Tensor,
+    clean_mag: torch.Tensor,
+    lengths: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Magnitude spectrum approximation loss, mean of ``(mask·|X| − |S|)²`` over valid bins.
+
+    Parameters
+    ----------
+    mask : torch.Tensor [shape=(B, F, T)]
+        Estimated mask.
+    noisy_mag : torch.Tensor [shape=(B, F, T)]
+        Mixture magnitude ``|X|``.
+    clean_mag : torch.Tensor [shape=(B, F, T)]
+        Clean speech magnitude ``|S|``.
+    lengths : torch.Tensor [shape=(B,)], optional
+        Valid frames per item; later frames are padding and ignored. Without it every bin counts
+        (then any shape ``(..., F, T)`` is accepted).
+
+    Returns
+    -------
+    torch.Tensor [shape=()]
+        The loss (differentiable with respect to ``mask``).
+
+    Raises
+    ------
+    ParameterError
+        On mismatched shapes or invalid ``lengths``.
+    """
+    _check_same_shape(mask=mask, noisy_mag=noisy_mag, clean_mag=clean_mag)
+    err = (mask * noisy_mag - clean_mag) ** 2
+    return _masked_mean(err, lengths)
+
+
+def psa_target(
+    noisy_stft: torch.Tensor, clean_stft: torch.Tensor, *, truncate: bool = True
+) -> torch.Tensor:
+    """Phase-sensitive target ``|S|·cos(θ_X − θ_S) = Re(S·X*) / |X|``, optionally clipped to [0, |X|].
+
+    Parameters
+    ----------
+    noisy_stft, clean_stft : torch.Tensor [shape=(..., F, T)], complex
+        Mixture and clean STFTs.
+    truncate : bool
+        Clip the target to ``[0, |X|]`` (equivalently the phase-sensitive mask to [0, 1]).
+
+    Returns
+    -------
+    torch.Tensor [shape=(..., F, T)], real
+    """
+    _check_same_shape(noisy_stft=noisy_stft, clean_stft=clean_stft)
+    if not (noisy_stft.is_complex() and clean_stft.is_complex()):
+        raise ParameterError(
+            f"noisy_stft dtype={noisy_stft.dtype} and clean_stft dtype={clean_stft.dtype} "
+            "must be complex"
+        )
+    noisy_mag = noisy_stft.abs()
+    target = (clean_stft * noisy_stft.conj()).real / noisy_mag.clamp_min(EPS)
+    if truncate:
+        target = torch.minimum(target.clamp_min(0.0), noisy_mag)
+    return target
+
+
+def psa(
+    mask: torch.Tensor,
+    noisy_stft: torch.Tensor,
+    clean_stft: torch.Tensor,
+    lengths: torch.Tensor | None = None,
+    *,
+    truncate: bool = True,
+) -> torch.Tensor:
+    """Phase-sensitive spectrum approximation loss, mean of ``(mask·|X| − |S|cos(θ_X−θ_S))²``.
+
+    Parameters
+    ----------
+    mask : torch.Tensor [shape=(B, F, T)]
+        Estimated (real) mask.
+    noisy_stft, clean_stft : torch.Tensor [shape=(B, F, T)], complex
+        Mixture STFT ``X`` and clean STFT ``S``.
+    lengths : torch.Tensor [shape=(B,)], optional
+        Valid frames per item; later frames are padding and ignored.
+    truncate : bool
+        Truncate the target to ``[0, |X|]`` (default, as in seed 002).
+
+    Returns
+    -------
+    torch.Tensor [shape=()]
+
+    Raises
+    ------
+    ParameterError
+        On mismatched shapes, non-complex STFTs or invalid ``lengths``.
+    """
+    _check_same_shape(mask=mask, noisy_stft=noisy_stft, clean_stft=clean_stft)
+    target = psa_target(noisy_stft, clean_stft, truncate=truncate)
+    err = (mask * noisy_stft.abs() - target) ** 2
+    return _masked_mean(err, lengths)
+
+
+def _msa_from_batch(mask: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    return msa(mask, batch["noisy_mag"], batch["clean_mag"], batch.get("lengths"))
+
+
+def _psa_from_batch(mask: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    return psa(mask, batch["noisy_stft"], batch["clean_stft"], batch.get("lengths"))
+
+
+_BATCH_LOSSES: dict[str, tuple[Callable[..., torch.Tensor], tuple[str, ...]]] = {
+    "msa": (_msa_from_batch, ("noisy_mag", "clean_mag")),
+    "psa": (_psa_from_batch, ("noisy_stft", "clean_stft")),
+}
+
+MASK_LOSSES = tuple(_BATCH_LOSSES)
+"""Names accepted by :func:`mask_loss`."""
+
+
+def mask_loss(name: str, mask: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Loss ``name`` ("msa" or "psa") of ``mask`` against the tensors of a training batch.
+
+    Parameters
+    ----------
+    name : {"msa", "psa"}
+    mask : torch.Tensor [shape=(B, F, T)]
+    batch : mapping
+        ``"msa"`` reads ``noisy_mag`` and ``clean_mag``; ``"psa"`` reads ``noisy_stft`` and
+        ``clean_stft``; both read ``lengths`` when present.
+
+    Raises
+    ------
+    ParameterError
+        If ``name`` is unknown or the batch lacks a key the loss needs.
+    """
+    if name not in _BATCH_LOSSES:
+        raise ParameterError(f"loss={name!r} must be one of {list(MASK_LOSSES)}")
+    fn, keys = _BATCH_LOSSES[name]
+    missing = [k for k in keys if k not in batch]
+    if missing:
+        raise ParameterError(f"loss={name!r} needs batch keys {list(keys)}; missing {missing}")
+    return fn(mask, batch)
