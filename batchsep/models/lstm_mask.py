@@ -28,7 +28,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from batchsep.config import Config, register_config
 from batchsep.errors import ParameterError
 from batchsep.models.base import MODELS, MaskModel
-from batchsep.training.losses import mask_loss, msa, psa
+from batchsep.models.losses import mask_loss, msa, psa
 
 InputTransform = Literal["log1p", "sqrt", "magnitude"]
 LossName = Literal["msa", "psa"]
@@ -52,7 +52,7 @@ class LstmMaskConfig(Config):
     input_transform : {"log1p", "sqrt", "magnitude"}
         Applied to ``|X|`` before the first layer: ``log(1 + |X|)``, ``√|X|`` or none.
     loss : {"msa", "psa"}
-        Training loss (:mod:`batchsep.training.losses`).
+        Training loss (:mod:`batchsep.models.losses`).
     dropout : float
         Dropout between LSTM layers (torch semantics; 0 disables).
     """

@@ -32,7 +32,7 @@ import torch
 from batchsep.config import Config, register_config
 from batchsep.errors import BatchsepError, ParameterError
 from batchsep.models.base import MODELS, MaskModel
-from batchsep.training.losses import msa, psa
+from batchsep.models.losses import msa, psa
 
 EPS = 1e-9
 

@@ -10,7 +10,7 @@ from batchsep.training.loop import (
     TrainResult,
     fit,
 )
-from batchsep.training.losses import MASK_LOSSES, frame_mask, mask_loss, msa, psa, psa_target
+from batchsep.models.losses import MASK_LOSSES, frame_mask, mask_loss, msa, psa, psa_target
 
 __all__ = [
     "MASK_LOSSES",

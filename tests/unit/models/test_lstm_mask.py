@@ -18,7 +18,7 @@ from batchsep.models.lstm_mask import (
     lstm_hidden_for_params,
     lstm_param_count,
 )
-from batchsep.training.losses import msa
+from batchsep.models.losses import msa
 
 F = 12
 

@@ -9,7 +9,7 @@ import torch
 
 from batchsep.dsp.masks import psf
 from batchsep.errors import ParameterError
-from batchsep.training.losses import frame_mask, mask_loss, msa, psa, psa_target
+from batchsep.models.losses import frame_mask, mask_loss, msa, psa, psa_target
 
 
 def test_frame_mask_values() -> None:
