@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import yaml
 
-from batchsep.errors import ConfigError, RegistryError
+from batchsep.errors import ConfigError, ParameterError, RegistryError
 
 T = TypeVar("T")
 C = TypeVar("C", bound="Config")
@@ -88,8 +88,8 @@ def register_config(type_key: str) -> Callable[[type[C]], type[C]]:
     def deco(cls: type[C]) -> type[C]:
         if not (dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen):  # type: ignore[attr-defined]
             raise ConfigError(f"config class {cls.__name__} must be a frozen dataclass")
+        CONFIGS.add(type_key, cls)  # raises on a duplicate before the class is touched
         cls.type_key = type_key
-        CONFIGS.add(type_key, cls)
         return cls
 
     return deco
@@ -125,7 +125,9 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if origin is tuple and args:
             if len(args) != len(value):
                 raise ConfigError(f"{where}={value!r} must have {len(args)} items")
-            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(args, value)))
+            return tuple(
+                _coerce(v, a, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value))
+            )
         inner = args[0] if args else Any
         return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
@@ -151,6 +153,15 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     return value
 
 
+def _plain(value: Any) -> Any:
+    """``value`` as plain JSON/YAML data: tuples (at any depth) become lists."""
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 class Config:
     """Mixin for frozen dataclass configs: dict/JSON/YAML round-trip and a stable hash."""
 
@@ -158,9 +169,12 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {TYPE_KEY: self.type_key}
+        hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             v = getattr(self, f.name)
-            d[f.name] = list(v) if isinstance(v, tuple) else v
+            if hints.get(f.name) is float and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)  # lr=1 and lr=1.0 are one config: same dict, JSON and hash
+            d[f.name] = _plain(v)
         return d
 
     @classmethod
@@ -171,7 +185,9 @@ class Config:
         data = dict(data)
         key = data.pop(TYPE_KEY, cls.type_key)
         if cls.type_key and key != cls.type_key:
-            raise ConfigError(f"{TYPE_KEY}={key!r} does not match {cls.__name__} ({cls.type_key!r})")
+            raise ConfigError(
+                f"{TYPE_KEY}={key!r} does not match {cls.__name__} ({cls.type_key!r})"
+            )
         hints = typing.get_type_hints(cls)
         fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - set(fields))
@@ -183,7 +199,9 @@ class Config:
         kwargs = {k: _coerce(v, hints[k], k) for k, v in data.items()}
         try:
             return cls(**kwargs)
-        except TypeError as e:
+        except ConfigError:
+            raise
+        except (TypeError, ParameterError) as e:  # missing field, or a __post_init__ rule broken
             raise ConfigError(f"{cls.type_key or cls.__name__}: {e}") from None
 
     def to_json(self) -> str:

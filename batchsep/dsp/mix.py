@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from batchsep.dsp.validate import validate_audio
@@ -14,8 +16,16 @@ def energy(x: np.ndarray) -> float:
 
 
 def snr_db(signal: np.ndarray, noise: np.ndarray) -> float:
-    """SNR in dB between a signal and an (already scaled) noise: 10·log10(‖s‖² / ‖n‖²)."""
-    return 10.0 * float(np.log10(energy(signal) / energy(noise)))
+    """SNR in dB between a signal and an (already scaled) noise: 10·log10(‖s‖² / ‖n‖²).
+
+    A silent ``signal`` gives ``-inf``; a silent ``noise`` raises ParameterError (SNR undefined).
+    """
+    es, en = energy(signal), energy(noise)
+    if en == 0.0:
+        raise ParameterError("noise is digital silence; SNR undefined")
+    if es == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(es / en)
 
 
 def fit_length(noise: np.ndarray, n_samples: int, *, offset: int = 0) -> np.ndarray:

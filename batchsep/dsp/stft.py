@@ -57,6 +57,17 @@ def make_window(
     raise ParameterError(f"window={name!r} must be one of ['sqrt_hann', 'hann']")
 
 
+def _check_params(n_fft: int, hop_length: int, window: str) -> None:
+    if isinstance(n_fft, bool) or not isinstance(n_fft, int | np.integer) or n_fft < 2:
+        raise ParameterError(f"n_fft={n_fft!r} must be an integer >= 2")
+    if isinstance(hop_length, bool) or not isinstance(hop_length, int | np.integer):
+        raise ParameterError(f"hop_length={hop_length!r} must be an integer")
+    if not 1 <= hop_length <= n_fft:
+        raise ParameterError(f"hop_length={hop_length} must be in [1, n_fft={n_fft}]")
+    if window not in ("sqrt_hann", "hann"):
+        raise ParameterError(f"window={window!r} must be one of ['sqrt_hann', 'hann']")
+
+
 def _as_tensor(x: ArrayLike) -> tuple[torch.Tensor, bool]:
     if isinstance(x, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(x)), True
@@ -89,21 +100,26 @@ def stft(
 
     Returns
     -------
-    X : same kind as ``x`` [shape=(..., n_fft // 2 + 1, n_frames)], complex
-        ``n_frames = 1 + n_samples // hop_length`` (centred frames).
+    X : same kind as ``x`` [shape=(..., n_fft // 2 + 1, n_frames)], complex64 or complex128
+        ``n_frames = 1 + n_samples // hop_length`` (centred frames); a signal of at most
+        ``n_fft // 2`` samples is zero-padded to ``n_fft // 2 + 1`` first, hence
+        ``n_frames = 1 + max(n_samples, n_fft // 2 + 1) // hop_length`` in general.
 
     Raises
     ------
     ParameterError
-        On non-finite, empty or integer input.
+        On non-finite, empty, integer, complex or half-precision input, or invalid parameters.
 
     Examples
     --------
     >>> stft(np.zeros(16000, dtype=np.float32)).shape
     (257, 126)
     """
+    _check_params(n_fft, hop_length, window)
     validate_audio(x, name="x")
     t, was_numpy = _as_tensor(x)
+    if t.dtype not in (torch.float32, torch.float64):
+        raise ParameterError(f"x dtype={x.dtype} must be real float32 or float64")
     batch_shape = t.shape[:-1]
     flat = t.reshape(-1, t.shape[-1])
     if flat.shape[-1] <= n_fft // 2:  # reflect padding needs more than n_fft // 2 samples
@@ -150,6 +166,7 @@ def istft(
     -------
     x : same kind as ``X`` [shape=(..., length)], real
     """
+    _check_params(n_fft, hop_length, window)
     if length < 1:
         raise ParameterError(f"length={length} must be >= 1")
     t, was_numpy = _as_tensor(X)
@@ -161,10 +178,12 @@ def istft(
     flat = t.reshape(-1, *t.shape[-2:])
     real_dtype = torch.float64 if t.dtype == torch.complex128 else torch.float32
     win = make_window(window, n_fft, device=t.device, dtype=real_dtype)
-    n_needed = max(length, n_fft // 2 + 1)
-    y = torch.istft(flat, n_fft, hop_length=hop_length, window=win, center=True, length=n_needed)[
-        ..., :length
-    ]
+    covered = hop_length * (flat.shape[-1] - 1) + n_fft - n_fft // 2  # samples the frames reach
+    y = torch.istft(
+        flat, n_fft, hop_length=hop_length, window=win, center=True, length=min(length, covered)
+    )
+    if length > covered:  # zero tail, without torch's warning about padding
+        y = torch.nn.functional.pad(y, (0, length - covered))
     y = y.reshape(*batch_shape, length)
     return y.numpy() if was_numpy else y
 
