@@ -34,11 +34,23 @@ def scan(
     )
 
 
+def _enhance_executor(workers: int | None, address: str | None, local: bool, gpu: bool) -> Any:
+    from batchsep.pipeline import enhance as _enh
+
+    if local:
+        return _enh.serial_executor
+    from batchsep.distributed.data import RayDataExecutor
+
+    return RayDataExecutor(workers=workers, address=address, num_gpus=1.0 if gpu else 0.0)
+
+
 def enhance(
     in_uri: str,
     out_uri: str,
     *,
     model: str = "default",
+    emotion: bool = True,
+    emotion_model: str = "default-emotion",
     workers: int | None = None,
     address: str | None = None,
     local: bool = False,
@@ -53,22 +65,19 @@ def enhance(
 
     Output keeps relative paths (suffix ``.wav``/``.flac``), the input's sample rate (``sr="keep"``) or
     ``sr="16000"``; ``results/part-*.parquet`` holds one row per file; re-running skips done files
-    (``resume=False`` starts over). ``gpu=True`` puts the model on a GPU per actor.
+    (``resume=False`` starts over). ``gpu=True`` puts the model on a GPU per actor. With ``emotion``, the
+    enhanced audio is also tagged by ``emotion_model`` (label and 8 class probabilities per file and per
+    voiced segment, in the same rows).
     """
     from batchsep.pipeline import enhance as _enh
 
     options = _enh.EnhanceOptions(out_sr="keep" if sr == "keep" else int(sr), fmt=fmt)  # type: ignore[arg-type]
-    if local:
-        executor: Any = _enh.serial_executor
-    else:
-        from batchsep.distributed.data import RayDataExecutor
-
-        executor = RayDataExecutor(workers=workers, address=address, num_gpus=1.0 if gpu else 0.0)
     return _enh.enhance(
         in_uri,
         out_uri,
         model=model,
-        executor=executor,
+        emotion=emotion_model if emotion else None,
+        executor=_enhance_executor(workers, address, local, gpu),
         options=options,
         device="cuda" if gpu else "cpu",
         num_threads=None if gpu else 1,
@@ -76,3 +85,227 @@ def enhance(
         shard_size=shard_size,
         on_progress=on_progress,
     )
+
+
+def tag(
+    in_uri: str,
+    out_uri: str,
+    *,
+    emotion_model: str = "default-emotion",
+    workers: int | None = None,
+    address: str | None = None,
+    local: bool = False,
+    gpu: bool = False,
+    resume: bool = True,
+    shard_size: int = 8,
+    on_progress: Callable[[int, float], None] | None = None,
+) -> Any:
+    """Tag every audio file under ``in_uri`` with emotions, without enhancing or writing audio.
+
+    ``out_uri/results/part-*.parquet`` gets the label and 8 probabilities per file and per voiced segment.
+    """
+    from batchsep.pipeline import enhance as _enh
+
+    return _enh.enhance(
+        in_uri,
+        out_uri,
+        model=None,
+        emotion=emotion_model,
+        executor=_enhance_executor(workers, address, local, gpu),
+        device="cuda" if gpu else "cpu",
+        num_threads=None if gpu else 1,
+        resume=resume,
+        shard_size=shard_size,
+        on_progress=on_progress,
+    )
+
+
+def prepare(
+    speech_uri: str,
+    noise_uri: str,
+    out_uri: str,
+    *,
+    n_train: int | None = None,
+    n_valid: int | None = None,
+    n_test: int | None = None,
+    snr_min: float | None = None,
+    snr_max: float | None = None,
+    seed: int | None = None,
+    max_seconds: float | None = None,
+    speaker_from: str | None = None,
+    noise_class_from: str | None = None,
+    noise_clip_from: str | None = None,
+    holdout_noise_classes: list[str] | None = None,
+    config: Any = None,
+    recipe_only: bool = False,
+    workers: int | None = None,
+    address: str | None = None,
+    local: bool = False,
+    shard_size: int = 16,
+    on_start: Callable[[str, int], None] | None = None,
+    on_progress: Callable[[int, float], None] | None = None,
+) -> Any:
+    """Mix a speech corpus and a noise corpus into ``out_uri`` (``mixtures.parquet`` + 24-bit FLAC).
+
+    Defaults: 3000/300/300 mixtures, SNR uniform in -5..5 dB, seed 0, whole utterances, speaker = parent
+    folder, noise class = folder path, noise recording = UrbanSound8K fsID (else the file). ``config``
+    (a :class:`batchsep.corpus.mixtures.MixtureConfig` or its dict) sets every field; the other
+    arguments, when given, override it. Splits are disjoint by speaker and by noise recording; the same
+    inputs and seed give byte-identical outputs on any number of workers; re-running resumes.
+    Returns a :class:`batchsep.pipeline.prepare.PrepareSummary`.
+    """
+    import dataclasses
+
+    from batchsep.corpus.mixtures import MixtureConfig
+    from batchsep.distributed.runtime import make_runner
+    from batchsep.pipeline import prepare as _prep
+
+    if isinstance(config, dict):
+        config = MixtureConfig.from_dict(config)
+    overrides = {
+        "n_train": n_train, "n_valid": n_valid, "n_test": n_test, "snr_min": snr_min,
+        "snr_max": snr_max, "seed": seed, "max_seconds": max_seconds, "speaker_from": speaker_from,
+        "noise_class_from": noise_class_from, "noise_clip_from": noise_clip_from,
+        "holdout_noise_classes": None if holdout_noise_classes is None else tuple(holdout_noise_classes),
+    }  # fmt: skip
+    cfg = dataclasses.replace(
+        config or MixtureConfig(), **{k: v for k, v in overrides.items() if v is not None}
+    )
+    runner = make_runner(workers=workers, address=address, serial=local)
+    return _prep.prepare(
+        speech_uri,
+        noise_uri,
+        out_uri,
+        config=cfg,
+        recipe_only=recipe_only,
+        runner=runner,
+        shard_size=shard_size,
+        on_start=on_start,
+        on_progress=on_progress,
+    )
+
+
+def features(
+    run_uri: str,
+    *,
+    kind: str = "stft",
+    noise_mag: bool = True,
+    psa_target: bool = False,
+    config: Any = None,
+    out_uri: str | None = None,
+    shard_mb: float = 128.0,
+    compression: str = "zstd",
+    workers: int | None = None,
+    address: str | None = None,
+    local: bool = False,
+    on_start: Callable[[str, int], None] | None = None,
+    on_progress: Callable[[int, float], None] | None = None,
+) -> Any:
+    """Compute features of a run into ``<out_uri or run_uri/features>/<split>/part-NNNNN.parquet``.
+
+    ``kind="stft"`` (a prepare run): magnitudes of noisy, clean and (``noise_mag``) noise, and
+    (``psa_target``) the phase-sensitive target; ``kind="logmel"`` (a scan run): 80-mel log-power.
+    ``config`` (a ``StftFeatures``/``LogMelFeatures`` or its dict) overrides ``kind`` and the flags. Shards already
+    present with the same transform are skipped. Returns a
+    :class:`batchsep.pipeline.features.FeatureSummary`.
+    """
+    from batchsep.distributed.runtime import make_runner
+    from batchsep.errors import ParameterError
+    from batchsep.pipeline import features as _feat
+
+    if isinstance(config, dict):
+        from batchsep.config import config_from_dict
+
+        config = config_from_dict(config)
+    if config is None:
+        if kind == "stft":
+            config = _feat.StftFeatures(noise_mag=noise_mag, psa_target=psa_target)
+        elif kind == "logmel":
+            config = _feat.LogMelFeatures()
+        else:
+            raise ParameterError(f"kind={kind!r} must be 'stft' or 'logmel'")
+    runner = make_runner(workers=workers, address=address, serial=local)
+    return _feat.features(
+        run_uri,
+        config=config,
+        out_uri=out_uri,
+        shard_mb=shard_mb,
+        compression=compression,
+        runner=runner,
+        on_start=on_start,
+        on_progress=on_progress,
+    )
+
+
+def train(
+    run_uri: str,
+    *,
+    model: str = "drnmf",
+    out_uri: str | None = None,
+    config: dict[str, Any] | None = None,
+    max_epochs: int | None = None,
+    train_fraction: float = 1.0,
+    init_from: str | None = None,
+    batch_size: int = 32,
+    crop_frames: int | None = 500,
+    snmf_frames: int = 20000,
+    seed: int = 0,
+    workers: int | None = None,
+    gpu: bool = False,
+    address: str | None = None,
+    local: bool = False,
+    verbose: bool = True,
+) -> Any:
+    """Train ``model`` (snmf, drnmf, lstm, blstm) on the STFT features of ``run_uri``.
+
+    ``run_uri`` is a prepare run with ``features/`` (or a features folder); the model folder goes to
+    ``out_uri`` (default ``run_uri/models/<model>``). ``config`` overrides model config keys
+    (``{"n_layers": 2, "hidden": 54}``), ``train.<key>`` keys set the optimiser (``train.lr``,
+    ``train.patience``; ``max_epochs`` is a shortcut), ``snmf.<key>`` the SNMF a DR-NMF starts from
+    (``init_from``: a trained SNMF folder; else one is trained into ``out_uri/snmf``). Deep models train on
+    Ray Train with ``workers`` DDP workers (default 1; gloo, or nccl with ``gpu``); SNMF dictionaries are
+    learned by Ray tasks; ``local`` trains in this process. A re-run resumes from ``out_uri/state.pt``.
+    Returns a :class:`batchsep.pipeline.train.TrainSummary`.
+    """
+    from batchsep.pipeline import train as _train
+    from batchsep.pipeline.train_data import DataOptions
+
+    overrides = dict(config or {})
+    if max_epochs is not None:
+        overrides["train.max_epochs"] = max_epochs
+    overrides.setdefault("train.seed", seed)
+    data = DataOptions(
+        batch_size=batch_size,
+        crop_frames=crop_frames,
+        train_fraction=train_fraction,
+        seed=seed,
+        snmf_frames=snmf_frames,
+    )
+    from batchsep.io import storage
+
+    out_uri = out_uri or storage.join(run_uri, "models", model)
+    device = "cuda" if gpu else "cpu"
+    if local:
+        return _train.train(
+            run_uri, out_uri, model=model, overrides=overrides, data=data, init_from=init_from,
+            device=device, verbose=verbose,
+        )  # fmt: skip
+    from batchsep.distributed.train import RayTrainExecutor, snmf_runner
+
+    return _train.train(
+        run_uri, out_uri, model=model, overrides=overrides, data=data, init_from=init_from,
+        runner=snmf_runner(workers=workers, address=address, gpu=gpu),
+        fit_executor=RayTrainExecutor(workers=workers or 1, gpu=gpu, address=address),
+        device=device, verbose=verbose,
+    )  # fmt: skip
+
+
+def inspect(model_uri: str, out_uri: str) -> Any:
+    """Write figures of a trained model (``default``: the shipped one) and an ``index.md`` to ``out_uri``.
+
+    SNMF/DR-NMF: dictionary atoms before training, from the SNMF init and after; DR-NMF per-layer α and λ;
+    deep models: learning curves. Returns a :class:`batchsep.pipeline.inspect.InspectSummary`.
+    """
+    from batchsep.pipeline.inspect import inspect_model
+
+    return inspect_model(model_uri, out_uri)

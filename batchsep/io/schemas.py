@@ -61,6 +61,7 @@ ENHANCE_RESULTS = _schema(
         pa.field("out_sample_rate", pa.int32()),
         pa.field("model_name", pa.string()),
         pa.field("model_sha256", pa.string()),
+        pa.field("emotion_model_sha256", pa.string()),
         pa.field("emotion_label", pa.string()),
         pa.field("emotion_probs", pa.map_(pa.string(), pa.float32())),
         pa.field(
@@ -91,3 +92,116 @@ def table_from_rows(rows: Sequence[dict[str, Any]], schema: pa.Schema) -> pa.Tab
     """Build a table with exactly ``schema``'s columns from a list of dict rows."""
     columns = {f.name: [r.get(f.name) for r in rows] for f in schema}
     return pa.Table.from_pydict(columns, schema=schema)
+
+
+STATUS_SKIPPED = "skipped"
+
+SOURCES = _schema(
+    "sources",
+    [
+        pa.field("role", pa.string(), nullable=False),
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("rel_path", pa.string(), nullable=False),
+        pa.field("duration_s", pa.float64()),
+        pa.field("group", pa.string()),
+        pa.field("clip", pa.string()),
+        pa.field("split", pa.string()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+    ],
+)
+"""Inputs of ``prepare``: one row per speech/noise file with its speaker or noise class (``group``), its
+noise recording (``clip``), its split, and ``status`` ``ok``, ``skipped`` (silent, too short, no
+speaker) or ``error`` (unreadable), with the reason in ``error``."""
+
+MIXTURES = _schema(
+    "mixtures",
+    [
+        pa.field("mixture_id", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("index", pa.int32(), nullable=False),
+        pa.field("speech_uri", pa.string(), nullable=False),
+        pa.field("speech_rel_path", pa.string(), nullable=False),
+        pa.field("speaker", pa.string(), nullable=False),
+        pa.field("noise_uri", pa.string(), nullable=False),
+        pa.field("noise_rel_path", pa.string(), nullable=False),
+        pa.field("noise_class", pa.string(), nullable=False),
+        pa.field("noise_clip", pa.string(), nullable=False),
+        pa.field("sample_rate", pa.int32(), nullable=False),
+        pa.field("snr_db", pa.float64(), nullable=False),
+        pa.field("speech_offset", pa.int64(), nullable=False),
+        pa.field("noise_offset", pa.int64(), nullable=False),
+        pa.field("noise_looped", pa.bool_(), nullable=False),
+        pa.field("n_samples", pa.int64(), nullable=False),
+        pa.field("duration_s", pa.float64(), nullable=False),
+        pa.field("noise_gain", pa.float64()),
+        pa.field("output_gain", pa.float64()),
+        pa.field("noisy_uri", pa.string()),
+        pa.field("clean_uri", pa.string()),
+        pa.field("noise_audio_uri", pa.string()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+    ],
+)
+"""One row per mixture of ``prepare``: the recipe (sources, speaker, noise class and recording, drawn SNR,
+offsets in samples at ``sample_rate``, length) and what rendering found (``noise_gain`` applied to the
+resampled noise, ``output_gain`` applied to all three signals so that nothing clips, the audio URIs —
+null for a recipe-only run — and ``status``/``error``)."""
+
+
+def _frames_field(name: str, n_bins: int) -> pa.Field:
+    return pa.field(name, pa.list_(pa.list_(pa.float32(), n_bins)))
+
+
+def stft_features_schema(
+    *, n_freq: int, noise_mag: bool, psa_target: bool, metadata: dict[str, str] | None = None
+) -> pa.Schema:
+    """Schema of an STFT feature shard: one row per mixture, magnitudes as ``[n_frames][n_freq]``.
+
+    Feature columns are ``list<fixed_size_list<float32, n_freq>>`` (frames × bins): ``noisy_mag``,
+    ``clean_mag``, optionally ``noise_mag`` and ``psa_target`` (the truncated phase-sensitive target
+    ``psf(S, X)·|X|``). ``metadata`` (transform parameters and hash) is merged into the schema metadata.
+    """
+    fields = [
+        pa.field("mixture_id", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("index", pa.int32(), nullable=False),
+        pa.field("speaker", pa.string()),
+        pa.field("noise_class", pa.string()),
+        pa.field("noise_clip", pa.string()),
+        pa.field("snr_db", pa.float64()),
+        pa.field("n_samples", pa.int64()),
+        pa.field("n_frames", pa.int32()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+        _frames_field("noisy_mag", n_freq),
+        _frames_field("clean_mag", n_freq),
+    ]
+    if noise_mag:
+        fields.append(_frames_field("noise_mag", n_freq))
+    if psa_target:
+        fields.append(_frames_field("psa_target", n_freq))
+    return _schema("stft_features", fields).with_metadata(
+        {**_base_metadata("stft_features"), **(metadata or {})}
+    )
+
+
+def logmel_features_schema(*, n_mels: int, metadata: dict[str, str] | None = None) -> pa.Schema:
+    """Schema of a log-mel feature shard: one row per file, ``logmel`` as ``[n_frames][n_mels]`` dB."""
+    fields = [
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("rel_path", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("duration_s", pa.float64()),
+        pa.field("n_frames", pa.int32()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+        _frames_field("logmel", n_mels),
+    ]
+    return _schema("logmel_features", fields).with_metadata(
+        {**_base_metadata("logmel_features"), **(metadata or {})}
+    )
+
+
+def _base_metadata(name: str) -> dict[str, str]:
+    return {"batchsep.schema": name, "batchsep.schema_version": SCHEMA_VERSION}

@@ -10,11 +10,12 @@ returned, so a file is either done (row committed, audio complete) or will be re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -31,6 +32,7 @@ from batchsep.pipeline import jobinfo
 from batchsep.pipeline.chunking import overlap_add_stream
 from batchsep.pipeline.runner import shards
 from batchsep.pipeline.scan import list_audio
+from batchsep.pipeline.tag import EmotionTagger
 
 RESULTS_DIR = "results"
 MODEL_SR = 16000
@@ -118,125 +120,157 @@ def _fail(row: dict[str, Any], err: BaseException) -> dict[str, Any]:
     return row
 
 
-def enhance_file(
-    uri: str, out_uri: str, enhancer: Callable[[np.ndarray], np.ndarray], options: EnhanceOptions
-) -> dict[str, Any]:
-    """Enhance one file in bounded memory and write it atomically; never raises for bad input."""
-    t0 = time.perf_counter()
-    timers = {"decode": 0.0, "model": 0.0}
-    stats = {"frames": 0, "clipped": 0, "nonzero": 0}
-    row: dict[str, Any] = {"input_uri": uri, "output_uri": out_uri, "status": schemas.STATUS_OK}
+class _Reader:
+    """Streams a decoded file as mono 16 kHz blocks, measuring what it reads."""
 
-    def timed_model(w: np.ndarray) -> np.ndarray:
-        t = time.perf_counter()
-        y = enhancer(w)
-        timers["model"] += time.perf_counter() - t
-        return y
+    def __init__(self, f: sf.SoundFile, block_frames: int) -> None:
+        self.f, self.block_frames = f, block_frames
+        self.frames = self.clipped = self.nonzero = 0
+        self.seconds = 0.0
+        sr = f.samplerate
+        self.resampler = (
+            soxr.ResampleStream(sr, MODEL_SR, 1, dtype="float32") if sr != MODEL_SR else None
+        )
 
-    try:
-        with storage.open_input(uri) as fin:
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while True:
+            t = time.perf_counter()
             try:
-                reader = sf.SoundFile(fin)
+                b = self.f.read(self.block_frames, dtype="float32", always_2d=True)
             except Exception as e:
                 raise AudioDecodeError(audio._readable_reason(e)) from e
-            with reader:
-                in_sr, channels, frames = reader.samplerate, reader.channels, reader.frames
-                row.update(sample_rate=in_sr, channels=channels, duration_s=frames / in_sr)
-                if frames <= 0:
-                    raise AudioDecodeError("no audio frames (0 samples)")
-                if frames / in_sr > options.max_duration_s:
-                    raise AudioDecodeError(
-                        f"file too long: {frames / in_sr:.0f} s > max_duration_s={options.max_duration_s:.0f}"
-                    )
-                out_sr = in_sr if options.out_sr == "keep" else int(options.out_sr)
-                n_out = frames if out_sr == in_sr else round(frames * out_sr / in_sr)
-                row["out_sample_rate"] = out_sr
-                rs_in = (
-                    soxr.ResampleStream(in_sr, MODEL_SR, 1, dtype="float32")
-                    if in_sr != MODEL_SR
-                    else None
-                )
+            last = b.shape[0] < self.block_frames
+            if b.shape[0] and not np.isfinite(b).all():
+                raise AudioDecodeError(f"audio contains NaN/Inf samples near frame {self.frames}")
+            self.frames += b.shape[0]
+            self.clipped += int(np.count_nonzero(np.abs(b) >= CLIP_LEVEL))
+            self.nonzero += int(np.count_nonzero(b))
+            mono = b.mean(axis=1) if b.shape[1] > 1 else b[:, 0]
+            if self.resampler is not None:
+                mono = self.resampler.resample_chunk(mono, last=last)
+            self.seconds += time.perf_counter() - t
+            if mono.size:
+                yield mono
+            if last:
+                return
 
-                def blocks() -> Iterator[np.ndarray]:
-                    while True:
-                        t = time.perf_counter()
-                        try:
-                            b = reader.read(options.block_frames, dtype="float32", always_2d=True)
-                        except Exception as e:
-                            raise AudioDecodeError(audio._readable_reason(e)) from e
-                        last = b.shape[0] < options.block_frames
-                        if b.shape[0] and not np.isfinite(b).all():
-                            raise AudioDecodeError(
-                                f"audio contains NaN/Inf samples near frame {stats['frames']}"
-                            )
-                        stats["frames"] += b.shape[0]
-                        stats["clipped"] += int(np.count_nonzero(np.abs(b) >= CLIP_LEVEL))
-                        stats["nonzero"] += int(np.count_nonzero(b))
-                        mono = b.mean(axis=1) if channels > 1 else b[:, 0]
-                        if rs_in is not None:
-                            mono = rs_in.resample_chunk(mono, last=last)
-                        timers["decode"] += time.perf_counter() - t
-                        if mono.size:
-                            yield mono
-                        if last:
-                            return
 
-                rs_out = (
-                    soxr.ResampleStream(MODEL_SR, out_sr, 1, dtype="float32")
-                    if out_sr != MODEL_SR
-                    else None
+class _Writer:
+    """Resamples 16 kHz pieces to the output rate and writes exactly ``n_out`` samples (or nothing)."""
+
+    def __init__(self, f: sf.SoundFile | None, out_sr: int, n_out: int, fmt: str) -> None:
+        self.f, self.n_out, self.fmt, self.written = f, n_out, fmt, 0
+        self.resampler = (
+            soxr.ResampleStream(MODEL_SR, out_sr, 1, dtype="float32")
+            if out_sr != MODEL_SR
+            else None
+        )
+
+    def write(self, y: np.ndarray, *, last: bool = False) -> None:
+        if self.f is None:
+            return
+        if self.resampler is not None:
+            y = self.resampler.resample_chunk(y, last=last)
+        y = y[: max(0, self.n_out - self.written)]
+        if self.fmt == "flac":
+            y = np.clip(y, -1.0, 1.0)
+        self.f.write(y)
+        self.written += y.shape[0]
+
+    def close(self) -> None:
+        self.write(np.zeros(0, np.float32), last=True)
+        if self.f is not None and self.written < self.n_out:  # resampler rounding: pad the end
+            self.f.write(np.zeros(self.n_out - self.written, np.float32))
+
+
+def enhance_file(
+    uri: str,
+    out_uri: str | None,
+    enhancer: Callable[[np.ndarray], np.ndarray] | None,
+    options: EnhanceOptions,
+    *,
+    tagger: EmotionTagger | None = None,
+) -> dict[str, Any]:
+    """Enhance one file in bounded memory and write it atomically; never raises for bad input.
+
+    With ``tagger`` the enhanced 16 kHz signal is also tagged with emotions (per voiced segment and per
+    file). ``enhancer=None`` and ``out_uri=None`` tag the input as it is and write no audio
+    (``batchsep tag``).
+    """
+    t0 = time.perf_counter()
+    t_model = 0.0
+    row: dict[str, Any] = {"input_uri": uri, "output_uri": out_uri, "status": schemas.STATUS_OK}
+
+    def timed(fn: Callable[..., Any], *args: Any) -> Any:
+        nonlocal t_model
+        t = time.perf_counter()
+        out = fn(*args)
+        t_model += time.perf_counter() - t
+        return out
+
+    try:
+        with contextlib.ExitStack() as stack:
+            fin = stack.enter_context(storage.open_input(uri))
+            try:
+                f = stack.enter_context(sf.SoundFile(fin))
+            except Exception as e:
+                raise AudioDecodeError(audio._readable_reason(e)) from e
+            in_sr, frames = f.samplerate, f.frames
+            row.update(sample_rate=in_sr, channels=f.channels, duration_s=frames / in_sr)
+            if frames <= 0:
+                raise AudioDecodeError("no audio frames (0 samples)")
+            if frames / in_sr > options.max_duration_s:
+                raise AudioDecodeError(
+                    f"file too long: {frames / in_sr:.0f} s > max_duration_s={options.max_duration_s:.0f}"
                 )
-                container, subtype = audio.ENCODE_FORMATS[options.fmt]
-                written = 0
-                with (
-                    storage.atomic_writer(out_uri) as fout,
+            out_sr = in_sr if options.out_sr == "keep" else int(options.out_sr)
+            row["out_sample_rate"] = out_sr
+            out_file = None
+            if out_uri is not None:
+                fmt, subtype = audio.ENCODE_FORMATS[options.fmt]
+                fout = stack.enter_context(storage.atomic_writer(out_uri))
+                out_file = stack.enter_context(
                     sf.SoundFile(
-                        fout, "w", samplerate=out_sr, channels=1, format=container, subtype=subtype
-                    ) as writer,
-                ):
-
-                    def write(y: np.ndarray) -> None:
-                        nonlocal written
-                        y = y[: max(0, n_out - written)]
-                        if options.fmt == "flac":
-                            y = np.clip(y, -1.0, 1.0)
-                        writer.write(y)
-                        written += y.shape[0]
-
-                    chunk = round(options.chunk_s * MODEL_SR)
-                    overlap = round(options.overlap_s * MODEL_SR)
-                    for y in overlap_add_stream(
-                        blocks(),
-                        timed_model,
-                        chunk=chunk,
-                        overlap=overlap,
-                        batch=options.batch_windows,
-                    ):
-                        write(rs_out.resample_chunk(y) if rs_out is not None else y)
-                    if rs_out is not None:
-                        write(rs_out.resample_chunk(np.zeros(0, np.float32), last=True))
-                    if written < n_out:  # resampler rounding: pad the last few samples
-                        write(np.zeros(n_out - written, np.float32))
-                if stats["frames"] == 0:
-                    raise AudioDecodeError("no audio frames (0 samples)")
+                        fout, "w", samplerate=out_sr, channels=1, format=fmt, subtype=subtype
+                    )
+                )
+            n_out = frames if out_sr == in_sr else round(frames * out_sr / in_sr)
+            writer = _Writer(out_file, out_sr, n_out, options.fmt)
+            reader = _Reader(f, options.block_frames)
+            pieces: Iterable[np.ndarray] = reader
+            if enhancer is not None:
+                pieces = overlap_add_stream(
+                    reader, lambda w: timed(enhancer, w), chunk=round(options.chunk_s * MODEL_SR),
+                    overlap=round(options.overlap_s * MODEL_SR), batch=options.batch_windows,
+                )  # fmt: skip
+            tags = tagger.stream() if tagger is not None else None
+            for y in pieces:
+                if tags is not None:
+                    timed(tags.feed, y)
+                writer.write(y)
+            if reader.frames == 0:
+                raise AudioDecodeError("no audio frames (0 samples)")
+            writer.close()
     except (AudioDecodeError, StorageError, ParameterError) as e:
         return _fail(row, e)
     except (sf.LibsndfileError, RuntimeError, ValueError, MemoryError) as e:
         return _fail(row, BatchsepError(f"enhancement failed: {type(e).__name__}: {e}"))
     warnings = []
-    if stats["nonzero"] == 0:
-        warnings.append("input is digital silence (output is silence)")
-    if stats["clipped"]:
-        warnings.append(f"input is clipped ({stats['clipped']} samples at full scale)")
-    row["warning"] = "; ".join(warnings) or None
-    row["duration_s"] = stats["frames"] / row["sample_rate"]
+    if reader.nonzero == 0:
+        warnings.append("input is digital silence" + (" (output is silence)" if out_uri else ""))
+    if reader.clipped:
+        warnings.append(f"input is clipped ({reader.clipped} samples at full scale)")
+    if tags is not None:
+        emotion = timed(tags.result)
+        if emotion.pop("emotion_warning"):
+            warnings.append("no voiced audio to tag with an emotion")
+        row.update(emotion)
     t_total = time.perf_counter() - t0
     row.update(
-        t_decode_s=timers["decode"],
-        t_model_s=timers["model"],
-        t_total_s=t_total,
-        t_write_s=max(0.0, t_total - timers["decode"] - timers["model"]),
-    )
+        warning="; ".join(warnings) or None, duration_s=reader.frames / in_sr,
+        t_decode_s=reader.seconds, t_model_s=t_model, t_total_s=t_total,
+        t_write_s=max(0.0, t_total - reader.seconds - t_model),
+    )  # fmt: skip
     return row
 
 
@@ -256,11 +290,12 @@ class EnhanceWorker:
 
     def __init__(
         self,
-        model_uri: str,
+        model_uri: str | None,
         options: dict[str, Any],
         *,
         device: str = "cpu",
         num_threads: int | None = None,
+        emotion_uri: str | None = None,
     ) -> None:
         if num_threads:
             torch.set_num_threads(num_threads)
@@ -269,18 +304,25 @@ class EnhanceWorker:
                 "device='cuda' requested but no CUDA device is visible to this worker"
             )
         self.options = EnhanceOptions(**options)
-        self.enhancer, self.model_name, self.model_sha = load_enhancer(model_uri, device=device)
+        self.enhancer: MaskEnhancer | None = None
+        self.model_name: str | None = None
+        self.model_sha: str | None = None
+        if model_uri is not None:
+            self.enhancer, self.model_name, self.model_sha = load_enhancer(model_uri, device=device)
+        self.tagger = EmotionTagger(emotion_uri, device=device) if emotion_uri else None
         self.host = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, task: ShardTask) -> list[dict[str, Any]]:
         rows = []
         for uri, rel, out in task.files:
-            row = enhance_file(uri, out, self.enhancer, self.options)
+            target = out if self.enhancer is not None else None
+            row = enhance_file(uri, target, self.enhancer, self.options, tagger=self.tagger)
             row.update(
                 rel_path=rel,
                 shard=task.shard,
                 model_name=self.model_name,
                 model_sha256=self.model_sha,
+                emotion_model_sha256=self.tagger.model_sha if self.tagger else None,
                 worker=self.host,
             )
             rows.append(row)
@@ -337,7 +379,8 @@ def enhance(
     in_uri: str,
     out_uri: str,
     *,
-    model: str = "default",
+    model: str | None = "default",
+    emotion: str | None = None,
     executor: ShardExecutor = serial_executor,
     options: EnhanceOptions | None = None,
     device: str = "cpu",
@@ -348,6 +391,9 @@ def enhance(
 ) -> EnhanceSummary:
     """Enhance every audio file under ``in_uri`` into ``out_uri`` (same relative paths).
 
+    ``emotion``: an emotion model (``default-emotion`` or a URI) that tags the enhanced audio;
+    ``model=None`` with ``emotion`` set tags the input without enhancing it (no audio written).
+
     Raises
     ------
     StorageError
@@ -357,7 +403,11 @@ def enhance(
     options = options or EnhanceOptions()
     entries, _ = list_audio(in_uri)
     storage.check_writable(out_uri)
-    checkpoint.read_checkpoint(model)  # fail fast on a bad model URI, before any worker starts
+    if model is None and emotion is None:
+        raise ParameterError("nothing to do: give an enhancement model, an emotion model, or both")
+    for uri in (model, emotion):  # fail fast on a bad model URI, before any worker starts
+        if uri is not None:
+            checkpoint.read_checkpoint(uri)
     results_uri = storage.join(out_uri, RESULTS_DIR)
     if not resume:
         for e in storage.list_files(results_uri) if storage.exists(results_uri) else []:
@@ -380,6 +430,7 @@ def enhance(
         "options": asdict(options),
         "device": device,
         "num_threads": num_threads,
+        "emotion_uri": emotion,
     }
     for shard_id, rows in executor(worker_kwargs, tasks):
         table = schemas.table_from_rows(rows, schemas.ENHANCE_RESULTS)
@@ -393,6 +444,7 @@ def enhance(
             "in_uri": in_uri,
             "out_uri": out_uri,
             "model": model,
+            "emotion": emotion,
             "device": device,
             "options": asdict(options),
             "shard_size": shard_size,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -209,11 +210,12 @@ def test_cli_interrupted_driver_then_rerun(tmp_path, model_uri):
         "--model",
         model_uri,
         "--local",
+        "--no-emotion",
         "--shard-size",
         "1",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
+    deadline = time.time() + 600  # generous: a loaded machine imports torch slowly
     while time.time() < deadline and len(list((out / "results").glob("part-*.parquet"))) < 3:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
@@ -238,12 +240,29 @@ def test_cli_usage_errors(tmp_path, model_uri):
     root = tmp_path / "in"
     make_corpus(root, 2)
     r = cli.invoke(
-        main, ["enhance", str(root), str(tmp_path / "o"), "--model", str(tmp_path / "nomodel")]
+        main,
+        [
+            "enhance",
+            str(root),
+            str(tmp_path / "o"),
+            "--model",
+            str(tmp_path / "nomodel"),
+            "--no-emotion",
+        ],
     )
     assert r.exit_code == EXIT_USAGE and "--model" in r.output
     (root / "bad.wav").write_text("x")
     r = cli.invoke(
-        main, ["enhance", str(root), str(tmp_path / "o"), "--model", model_uri, "--local"]
+        main,
+        [
+            "enhance",
+            str(root),
+            str(tmp_path / "o"),
+            "--model",
+            model_uri,
+            "--local",
+            "--no-emotion",
+        ],
     )
     assert r.exit_code == EXIT_SOME_FAILED, r.output
     assert "2 ok, 1 failed" in r.output
@@ -261,8 +280,10 @@ def test_s3_input_and_output(tmp_path, model_uri, s3_env):
     assert local.files_ok == 3
     for p in root.rglob("*.wav"):
         rel = str(p.relative_to(root))
-        remote = storage.read_bytes(f"{s3_env}/out/{rel}")
-        assert remote == (tmp_path / "out" / rel).read_bytes()
+        remote, sr = sf.read(io.BytesIO(storage.read_bytes(f"{s3_env}/out/{rel}")), dtype="float32")
+        local_y, local_sr = sf.read(tmp_path / "out" / rel, dtype="float32")
+        assert sr == local_sr and remote.shape == local_y.shape
+        np.testing.assert_allclose(remote, local_y, atol=1e-6)
     assert len(parquet.read_parts(f"{s3_env}/out/results")) == 3
 
 
@@ -300,3 +321,62 @@ def test_ray_worker_killed_midway(tmp_path, model_uri, ray_local):
     assert sorted(r["rel_path"] for r in rows) == sorted(
         str(p.relative_to(root)) for p in root.rglob("*.wav")
     )
+
+
+@pytest.fixture(scope="module")
+def emotion_uri(tmp_path_factory) -> str:
+    """A small, randomly initialised emotion CNN saved as a checkpoint folder."""
+    torch.manual_seed(0)
+    uri = str(tmp_path_factory.mktemp("emotion") / "cnn")
+    write_checkpoint(uri, serialize(build_model("emotion-cnn")))
+    return uri
+
+
+def bursts(seconds: float, period: float = 2.0, seed: int = 0) -> np.ndarray:
+    """Speech-like bursts (1.2 s on, 0.8 s off) so voice activity detection finds segments."""
+    x = speechlike(seconds, seed=seed)
+    t = np.arange(x.shape[0]) / SR
+    return (x * ((t % period) < 1.2)).astype(np.float32)
+
+
+def test_enhance_with_emotion_tags(tmp_path, model_uri, emotion_uri):
+    from batchsep.models.emotion import EMOTIONS
+
+    root = tmp_path / "in"
+    root.mkdir()
+    sf.write(root / "short.wav", bursts(3.0), SR)
+    sf.write(root / "long.wav", bursts(70.0, seed=1), SR)  # longer than one 60 s tagging window
+    sf.write(root / "silent.wav", np.zeros(SR, np.float32), SR)
+    s = enhance(str(root), str(tmp_path / "out"), model=model_uri, emotion=emotion_uri)
+    assert s.files_ok == 3
+    rows = {r["rel_path"]: r for r in committed_rows(str(tmp_path / "out"))}
+    for rel in ("short.wav", "long.wav"):
+        r = rows[rel]
+        assert r["emotion_label"] in EMOTIONS
+        probs = dict(r["emotion_probs"])
+        assert set(probs) == set(EMOTIONS) and abs(sum(probs.values()) - 1) < 1e-4
+        assert r["emotion_label"] == max(probs, key=probs.get)
+        segs = r["emotion_segments"]
+        assert segs and all(0 <= g["start_s"] < g["end_s"] <= r["duration_s"] + 1e-6 for g in segs)
+        assert all(g["end_s"] - g["start_s"] <= 3.2 + 1e-6 for g in segs)
+    assert len(rows["long.wav"]["emotion_segments"]) >= 30  # one burst every 2 s, across windows
+    starts = [g["start_s"] for g in rows["long.wav"]["emotion_segments"]]
+    assert starts == sorted(starts) and starts[-1] > 60
+    assert rows["silent.wav"]["emotion_label"] is None
+    assert "no voiced audio" in rows["silent.wav"]["warning"]
+
+
+def test_tag_only_writes_no_audio(tmp_path, emotion_uri):
+    root = tmp_path / "in"
+    root.mkdir()
+    sf.write(root / "a.wav", bursts(4.0), SR)
+    s = enhance(str(root), str(tmp_path / "out"), model=None, emotion=emotion_uri)
+    assert s.files_ok == 1
+    (row,) = committed_rows(str(tmp_path / "out"))
+    assert row["output_uri"] is None and row["model_name"] is None and row["emotion_label"]
+    assert not list((tmp_path / "out").glob("*.wav"))
+    r = CliRunner().invoke(
+        main, ["tag", str(root), str(tmp_path / "o2"), "--emotion-model", emotion_uri, "--local"]
+    )
+    assert r.exit_code == 0, r.output
+    assert "tagged 1 files: 1 ok" in r.output

@@ -1,0 +1,42 @@
+"""What every command shares: exit codes, the epilog, progress bars, error exits."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_FATAL = 0, 1, 2, 3
+
+EPILOG = """\b
+Exit status: 0 all files ok; 1 finished but some files failed;
+2 usage error (bad option, input URI missing); 3 fatal error (output not writable, ...).
+URIs: a local path, file:///path, or s3://bucket/prefix (endpoint from AWS_ENDPOINT_URL,
+credentials from the usual AWS_* variables)."""
+
+
+def _progress(total: int, unit: str, desc: str) -> tuple[Any, Callable[[int, float], None]]:
+    """A tqdm bar over files that also shows hours of audio done (hidden when stderr is no terminal)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, unit=unit, desc=desc, dynamic_ncols=True, file=sys.stderr, disable=None)
+    audio_s = [0.0]
+
+    def update(n: int, seconds: float) -> None:
+        audio_s[0] += seconds
+        bar.set_postfix_str(f"{audio_s[0] / 3600:.2f} h audio", refresh=False)
+        bar.update(n)
+
+    return bar, update
+
+
+def _fail_usage(msg: str) -> NoReturn:
+    click.echo(f"Error: {msg}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _fail_fatal(msg: str) -> NoReturn:
+    click.echo(f"Error: {msg}", err=True)
+    sys.exit(EXIT_FATAL)

@@ -1,0 +1,140 @@
+"""``batchsep enhance`` and ``batchsep tag``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+import batchsep.api
+from batchsep.cli.common import (
+    EPILOG,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    _fail_fatal,
+    _fail_usage,
+    _progress,
+)
+from batchsep.cli.main import main
+from batchsep.errors import BatchsepError, StorageError
+
+
+def _check_inputs(in_uri: str, out_uri: str, models: dict[str, str]) -> int:
+    """Fail early (usage/fatal exits) on a missing input, a bad model, an unwritable output."""
+    from batchsep.io import checkpoint, storage
+    from batchsep.pipeline.scan import list_audio
+
+    try:
+        entries, _ = list_audio(in_uri)
+    except StorageError as e:
+        _fail_usage(str(e))
+    for option, uri in models.items():
+        try:
+            checkpoint.read_checkpoint(uri)
+        except BatchsepError as e:
+            _fail_usage(f"{option}: {e}")
+    try:
+        storage.check_writable(out_uri)
+    except StorageError as e:
+        _fail_fatal(f"output {e}")
+    return len(entries)
+
+
+def _report(summary: Any, verb: str, out_uri: str, show_errors: int) -> None:
+    click.echo(
+        f"{verb} {summary.files} files: {summary.files_ok} ok, {summary.files_failed} failed "
+        f"({summary.files_skipped} already done); {summary.hours:.3f} h of audio in "
+        f"{summary.wall_s:.1f} s ({summary.x_real_time:.0f}x real time)\nresults: {out_uri}/results"
+    )
+    for rel, err in summary.errors[:show_errors]:
+        click.echo(f"  failed: {rel}: {err}")
+    if len(summary.errors) > show_errors:
+        click.echo(f"  ... and {len(summary.errors) - show_errors} more (status='error' rows)")
+    sys.exit(EXIT_SOME_FAILED if summary.files_failed else EXIT_OK)
+
+
+def _run_options(f: Any) -> Any:
+    """Options shared by enhance and tag (applied bottom-up)."""
+    for opt in reversed([
+        click.option("--workers", type=click.IntRange(min=1), default=None,
+                     help="Model actors (embedded Ray CPUs). Default: all cores."),
+        click.option("--gpu/--no-gpu", default=False, show_default=True,
+                     help="Run the models on a GPU per actor."),
+        click.option("--resume/--overwrite", default=True, show_default=True,
+                     help="Skip files already committed in OUT/results (default), or start over."),
+        click.option("--shard-size", type=click.IntRange(min=1), default=8, show_default=True,
+                     help="Files per unit of work (and per results part)."),
+        click.option("--address", default=None,
+                     help="Ray cluster address (default: embedded local Ray)."),
+        click.option("--local", is_flag=True, help="Run in this process without Ray."),
+        click.option("--show-errors", type=int, default=10, show_default=True,
+                     help="How many failed files to list in the summary."),
+    ]):  # fmt: skip
+        f = opt(f)
+    return f
+
+
+@main.command(epilog=EPILOG)
+@click.argument("in_uri")
+@click.argument("out_uri")
+@click.option("--model", default="default", show_default=True,
+              help="'default' (the shipped enhancer) or a trained model folder URI (local or s3://).")
+@click.option("--emotion/--no-emotion", default=True, show_default=True,
+              help="Also tag each enhanced file (and each voiced segment) with an emotion.")
+@click.option("--emotion-model", default="default-emotion", show_default=True,
+              help="'default-emotion' (the shipped tagger) or a trained emotion model URI.")
+@click.option("--sr", type=click.Choice(["keep", "16000"]), default="keep", show_default=True,
+              help="Output sample rate: the input's, or the model's 16 kHz.")
+@click.option("--format", "fmt", type=click.Choice(["wav", "flac"]), default="wav",
+              show_default=True, help="Output format: 32-bit float WAV or 24-bit FLAC.")
+@_run_options
+def enhance(in_uri: str, out_uri: str, model: str, emotion: bool, emotion_model: str, sr: str,
+            fmt: str, **run: Any) -> None:
+    """Enhance every audio file under IN_URI into OUT_URI (same relative paths).
+
+    Files are decoded, downmixed and resampled to 16 kHz, enhanced in overlapping 30 s
+    chunks (bounded memory for any length), resampled back to their own rate and written
+    atomically. OUT_URI/results/part-*.parquet gets one row per file (status, error,
+    warning, durations, model checksum, emotion label and probabilities, timings) and
+    OUT_URI/job.json the provenance. Re-running skips files already done; bad files get
+    an error row and never stop the job.
+    """
+    show_errors = run.pop("show_errors")
+    models = {"--model": model, **({"--emotion-model": emotion_model} if emotion else {})}
+    bar, update = _progress(_check_inputs(in_uri, out_uri, models), "file", "enhance")
+    try:
+        with bar:
+            summary = batchsep.api.enhance(
+                in_uri, out_uri, model=model, emotion=emotion, emotion_model=emotion_model, sr=sr,
+                fmt=fmt, on_progress=update, **run,
+            )  # fmt: skip
+    except BatchsepError as e:
+        _fail_fatal(str(e))
+    _report(summary, "enhanced", out_uri, show_errors)
+
+
+@main.command(epilog=EPILOG)
+@click.argument("in_uri")
+@click.argument("out_uri")
+@click.option("--emotion-model", default="default-emotion", show_default=True,
+              help="'default-emotion' (the shipped tagger) or a trained emotion model URI.")
+@_run_options
+def tag(in_uri: str, out_uri: str, emotion_model: str, **run: Any) -> None:
+    """Tag every audio file under IN_URI with an emotion, without enhancing it.
+
+    OUT_URI/results/part-*.parquet gets, per file, the label and the probabilities of the
+    8 RAVDESS emotions (neutral, calm, happy, sad, angry, fearful, disgust, surprised),
+    and the same per voiced segment (start, end, label, probabilities). No audio is written.
+    """
+    show_errors = run.pop("show_errors")
+    bar, update = _progress(
+        _check_inputs(in_uri, out_uri, {"--emotion-model": emotion_model}), "file", "tag"
+    )
+    try:
+        with bar:
+            summary = batchsep.api.tag(in_uri, out_uri, emotion_model=emotion_model,
+                                       on_progress=update, **run)
+    except BatchsepError as e:
+        _fail_fatal(str(e))
+    _report(summary, "tagged", out_uri, show_errors)
