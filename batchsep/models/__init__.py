@@ -3,7 +3,16 @@
 Importing this package registers every model in :data:`batchsep.models.base.MODELS`.
 """
 
-from batchsep.models import drnmf, lstm_mask, oracle, snmf  # noqa: F401  (registration)
+from batchsep.models import (  # noqa: F401  (registration)
+    dae,
+    dc,
+    drnmf,
+    emotion,
+    lstm_mask,
+    oracle,
+    sce,
+    snmf,
+)
 from batchsep.models.base import (
     MODELS,
     BatchsepModel,
@@ -12,10 +21,5 @@ from batchsep.models.base import (
     deserialize,
     serialize,
 )
-
-try:  # the emotion models arrive with their own issue
-    from batchsep.models import emotion  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
 
 __all__ = ["MODELS", "BatchsepModel", "MaskModel", "build_model", "deserialize", "serialize"]
