@@ -10,6 +10,7 @@ import torch
 from batchsep.config import config_from_dict
 from batchsep.errors import ConfigError, ParameterError
 from batchsep.models.base import build_model, deserialize, serialize
+from batchsep.models.losses import msa
 from batchsep.models.lstm_mask import (
     BlstmMaskConfig,
     BlstmMaskModel,
@@ -18,7 +19,6 @@ from batchsep.models.lstm_mask import (
     lstm_hidden_for_params,
     lstm_param_count,
 )
-from batchsep.models.losses import msa
 
 F = 12
 
