@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from batchsep.pipeline import scan as _scan
@@ -309,3 +309,33 @@ def inspect(model_uri: str, out_uri: str) -> Any:
     from batchsep.pipeline.inspect import inspect_model
 
     return inspect_model(model_uri, out_uri)
+
+
+def evaluate(
+    run_uri: str,
+    *,
+    references: str | None = None,
+    metrics: Sequence[str] = ("sdr", "si_sdr", "pesq", "stoi"),
+    workers: int | None = None,
+    address: str | None = None,
+    local: bool = False,
+    shard_size: int = 16,
+) -> Any:
+    """Score the enhance run ``run_uri`` against clean ``references`` (a mixtures run, or a folder of clean
+    files with the inputs' relative paths) into ``run_uri/metrics/part-*.parquet``, sharded over Ray."""
+    from batchsep.distributed.runtime import make_runner
+    from batchsep.pipeline import evaluate as _ev
+
+    runner = make_runner(workers=workers, address=address, serial=local)
+    return _ev.evaluate(
+        run_uri, references=references, metrics=metrics, runner=runner, shard_size=shard_size
+    )
+
+
+def report(
+    run_uris: Sequence[str], out_uri: str, *, names: Sequence[str] | None = None
+) -> list[str]:
+    """Aggregate evaluated runs into ``out_uri``: report.md, a self-contained index.html and PNG plots."""
+    from batchsep.pipeline import report as _rep
+
+    return _rep.report(run_uris, out_uri, names=names)

@@ -738,6 +738,7 @@ def cancel(job_id: str, address: str) -> None:
 
 
 from batchsep.cli import enhance as _enhance_commands  # noqa: E402, F401  (registers enhance, tag)
+from batchsep.cli import evaluate as _evaluate_commands  # noqa: E402, F401  (evaluate, report)
 
 if __name__ == "__main__":  # pragma: no cover - `python -m batchsep.cli.main`
     from batchsep.cli.main import main as _main  # the imported module: where commands registered

@@ -1,0 +1,67 @@
+"""Evaluation: BSS Eval SDR/SIR/SAR, SI-SDR, PESQ, STOI, emotion metrics, aggregation. No I/O."""
+
+from batchsep.evaluation.aggregate import (
+    SNR_EDGES,
+    SUMMARY_METRICS,
+    by_noise_class,
+    by_snr_bin,
+    per_speaker,
+    snr_bin_labels,
+    snr_bins,
+    speaker_spread,
+    summarize,
+)
+from batchsep.evaluation.bss import DB_LIMIT, BssResult, bss_eval, bss_eval_many, sdr_only
+from batchsep.evaluation.emotion import (
+    EMOTIONS,
+    accuracy,
+    confusion_matrix,
+    emotion_summary,
+    encode_labels,
+    macro_f1,
+    per_class_recall,
+    per_speaker_accuracy,
+    uar,
+)
+from batchsep.evaluation.metrics import (
+    SCORE_METRICS,
+    input_snr,
+    pesq_score,
+    score_file,
+    score_keys,
+    si_sdr,
+    stoi_score,
+)
+
+__all__ = [
+    "DB_LIMIT",
+    "EMOTIONS",
+    "SCORE_METRICS",
+    "SNR_EDGES",
+    "SUMMARY_METRICS",
+    "BssResult",
+    "accuracy",
+    "bss_eval",
+    "bss_eval_many",
+    "by_noise_class",
+    "by_snr_bin",
+    "confusion_matrix",
+    "emotion_summary",
+    "encode_labels",
+    "input_snr",
+    "macro_f1",
+    "per_class_recall",
+    "per_speaker",
+    "per_speaker_accuracy",
+    "pesq_score",
+    "score_file",
+    "score_keys",
+    "sdr_only",
+    "si_sdr",
+    "snr_bin_labels",
+    "snr_bins",
+    "speaker_spread",
+    "stoi_score",
+    "summarize",
+    "uar",
+]

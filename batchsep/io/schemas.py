@@ -205,3 +205,32 @@ def logmel_features_schema(*, n_mels: int, metadata: dict[str, str] | None = Non
 
 def _base_metadata(name: str) -> dict[str, str]:
     return {"batchsep.schema": name, "batchsep.schema_version": SCHEMA_VERSION}
+
+
+METRICS_BASE = [
+    pa.field("rel_path", pa.string(), nullable=False),
+    pa.field("noisy_uri", pa.string()),
+    pa.field("enhanced_uri", pa.string()),
+    pa.field("clean_uri", pa.string()),
+    pa.field("model", pa.string()),
+    pa.field("speaker", pa.string()),
+    pa.field("noise_class", pa.string()),
+    pa.field("split", pa.string()),
+    pa.field("mixture_id", pa.string()),
+    pa.field("mixture_snr", pa.float64()),
+    pa.field("duration_s", pa.float64()),
+    pa.field("seconds", pa.float64()),
+    pa.field("eval_sr", pa.int32()),
+    pa.field("emotion_true", pa.string()),
+    pa.field("emotion_pred", pa.string()),
+    pa.field("error", pa.string()),
+]
+
+
+def metrics_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
+    """Per-file metrics (``metrics/part-*.parquet``): the fixed columns above, then every metric of
+    :func:`batchsep.evaluation.metrics.score_keys` (float64, or string for ``*_error`` reasons)."""
+    from batchsep.evaluation.metrics import score_keys
+
+    extra = [pa.field(k, pa.string() if k.endswith("_error") else pa.float64()) for k in score_keys()]
+    return table_from_rows(rows, _schema("metrics", METRICS_BASE + extra))

@@ -1,0 +1,95 @@
+"""``batchsep evaluate`` and ``batchsep report``."""
+
+from __future__ import annotations
+
+import click
+
+import batchsep.api
+from batchsep.cli.common import EPILOG, _fail_fatal, _fail_usage
+from batchsep.cli.main import main
+from batchsep.errors import BatchsepError, StorageError
+
+METRIC_NAMES = ("sdr", "si_sdr", "pesq", "stoi")
+
+
+@main.command(epilog=EPILOG)
+@click.argument("run_uri")
+@click.option(
+    "--references",
+    default=None,
+    help="Clean references: a prepare run (mixtures.parquet) or a folder of clean files "
+    "with the same relative paths as the enhanced inputs.",
+)
+@click.option(
+    "--metrics",
+    default=",".join(METRIC_NAMES),
+    show_default=True,
+    help="Comma-separated subset of sdr (BSS Eval SDR/SIR/SAR), si_sdr, pesq, stoi.",
+)
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel Ray tasks.")
+@click.option("--address", default=None, help="Ray cluster address (default: embedded local Ray).")
+@click.option("--local", is_flag=True, help="Run in this process without Ray.")
+def evaluate(
+    run_uri: str,
+    references: str | None,
+    metrics: str,
+    workers: int | None,
+    address: str | None,
+    local: bool,
+) -> None:
+    """Score the enhance run RUN_URI into RUN_URI/metrics/part-*.parquet.
+
+    Per file: SDR/SIR/SAR (BSS Eval, speech vs the rest), SI-SDR, PESQ (wide-band at
+    16 kHz, narrow-band at 8 kHz) and STOI for the enhanced output and the unprocessed
+    input, their improvements, breakdown fields (input SNR, noise class, speaker, split,
+    model) and, for tagged RAVDESS files, true and predicted emotions. A metric that
+    cannot be computed is NaN with a reason in <metric>_error.
+    """
+    chosen = [m.strip() for m in metrics.split(",") if m.strip()]
+    bad = sorted(set(chosen) - set(METRIC_NAMES))
+    if bad or not chosen:
+        _fail_usage(f"--metrics: unknown {bad or 'empty'}; choose from {', '.join(METRIC_NAMES)}")
+    try:
+        s = batchsep.api.evaluate(
+            run_uri,
+            references=references,
+            metrics=chosen,
+            workers=workers,
+            address=address,
+            local=local,
+        )
+    except StorageError as e:
+        _fail_usage(str(e))
+    except BatchsepError as e:
+        _fail_fatal(str(e))
+    means = ", ".join(f"{k} {v:+.2f}" for k, v in s.means.items())
+    click.echo(
+        f"scored {s.scored}/{s.files} files ({means or 'no metric'})\nmetrics: {s.metrics_uri}"
+    )
+
+
+@main.command(epilog=EPILOG)
+@click.argument("run_uris", nargs=-1, required=True)
+@click.option("--out", "out_uri", required=True, help="Folder (local or s3://) for the report.")
+@click.option(
+    "--name",
+    "names",
+    multiple=True,
+    help="Display name per run, in order (default: the runs' folder names).",
+)
+def report(run_uris: tuple[str, ...], out_uri: str, names: tuple[str, ...]) -> None:
+    """Compare evaluated runs: OUT/report.md, OUT/index.html (self-contained) and PNG plots.
+
+    Summary per model (mean/median SDRi, SI-SDRi, PESQ, STOI, x real time), SDRi by input
+    SNR and by noise type, per-speaker spread, emotion confusion matrix when tagged, and
+    spectrograms with audio players for a few files.
+    """
+    if names and len(names) != len(run_uris):
+        _fail_usage(f"--name given {len(names)} times for {len(run_uris)} runs")
+    try:
+        written = batchsep.api.report(list(run_uris), out_uri, names=list(names) or None)
+    except StorageError as e:
+        _fail_usage(str(e))
+    except BatchsepError as e:
+        _fail_fatal(str(e))
+    click.echo(f"report: {len(written)} files in {out_uri} (open index.html)")

@@ -1,0 +1,252 @@
+"""What a report says, independent of its format: tables as rows of formatted cells.
+
+:func:`build_content` turns the runs into a :class:`ReportContent`; ``html.py`` and ``markdown.py``
+only lay it out. Numbers are formatted here once, so the two formats always agree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from batchsep.evaluation.aggregate import (
+    by_noise_class,
+    by_snr_bin,
+    speaker_spread,
+    summarize,
+)
+
+GROUP = "system"
+NA = "–"
+
+# (label, summary column, decimals, suffix)
+SUMMARY_COLUMNS = (
+    ("Files", "n_files", 0, ""),
+    ("SDRi mean (dB)", "sdr_i_mean", 2, ""),
+    ("SDRi median (dB)", "sdr_i_median", 2, ""),
+    ("SI-SDRi mean (dB)", "si_sdr_i_mean", 2, ""),
+    ("SI-SDRi median (dB)", "si_sdr_i_median", 2, ""),
+    ("PESQ mean", "pesq_mean", 2, ""),
+    ("PESQ median", "pesq_median", 2, ""),
+    ("STOI mean", "stoi_mean", 3, ""),
+    ("STOI median", "stoi_median", 3, ""),
+    ("× real time", "x_real_time", 1, "×"),
+)
+
+
+@dataclass
+class Table:
+    """A table of formatted cells; ``best[r][c]`` marks the best value of a column."""
+
+    headers: list[str]
+    rows: list[list[str]]
+    best: list[list[bool]] = field(default_factory=list)
+    na: list[list[bool]] = field(default_factory=list)
+
+
+@dataclass
+class FigureView:
+    """A figure: PNG file name in the report, caption."""
+
+    name: str
+    caption: str
+
+
+@dataclass
+class ExampleView:
+    """One audio example: title, spectrogram PNG name, WAV bytes per label."""
+
+    title: str
+    image: str
+    audio: list[tuple[str, bytes]]
+    note: str = ""
+
+
+@dataclass
+class EmotionView:
+    """Emotion results: headline numbers, confusion-matrix PNG name, per-class table."""
+
+    tiles: list[tuple[str, str]]
+    image: str
+    table: Table
+
+
+@dataclass
+class ReportContent:
+    """Everything a report shows, formatted."""
+
+    systems: list[str]
+    n_files: int
+    summary: Table
+    tiles: list[dict[str, str]]
+    snr: Table | None
+    noise: Table | None
+    speakers: Table | None
+    provenance: list[tuple[str, list[tuple[str, str]]]]
+
+
+def fmt(value: Any, decimals: int = 2, suffix: str = "") -> str:
+    """Format a number (NaN/None → "–"); ints without decimals."""
+    if value is None:
+        return NA
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not np.isfinite(v):
+        return NA
+    return f"{v:,.{decimals}f}{suffix}" if decimals else f"{v:,.0f}{suffix}"
+
+
+def system_table(
+    runs: Sequence[tuple[str, pd.DataFrame, Mapping[str, Any] | None]],
+) -> pd.DataFrame:
+    """Concatenate the runs' rows with a ``system`` column: the run name, or ``run / model``."""
+    frames = []
+    for name, df, _ in runs:
+        part = df.copy()
+        models = part["model"].dropna().astype(str).unique() if "model" in part else []
+        if len(models) > 1:
+            part[GROUP] = [f"{name} / {m}" for m in part["model"].astype(str)]
+        else:
+            part[GROUP] = name
+        part["run"] = name
+        frames.append(part)
+    return pd.concat(frames, ignore_index=True, sort=False)
+
+
+def _summary_table(summary: pd.DataFrame, systems: list[str]) -> Table:
+    headers = ["System"] + [c[0] for c in SUMMARY_COLUMNS]
+    rows, best, na = [], [], []
+    for s in systems:
+        row, flags, nas = [s], [False], [False]
+        for _, col, dec, suf in SUMMARY_COLUMNS:
+            v = summary.loc[s, col]
+            values = summary[col].astype(float)
+            is_best = col != "n_files" and len(systems) > 1 and np.isfinite(v) and v == values.max()
+            row.append(fmt(v, dec, suf))
+            flags.append(bool(is_best))
+            nas.append(not np.isfinite(float(v)))
+        rows.append(row)
+        best.append(flags)
+        na.append(nas)
+    return Table(headers, rows, best, na)
+
+
+def _pivot(stats: pd.DataFrame, key: str, systems: list[str], order: list[str]) -> Table:
+    headers = [key, *systems]
+    rows, na = [], []
+    for k in order:
+        row, nas = [k], [False]
+        for s in systems:
+            hit = stats[(stats[GROUP] == s) & (stats[key].astype(str) == k)]
+            if hit.empty:
+                row.append(NA)
+                nas.append(True)
+            else:
+                r = hit.iloc[0]
+                row.append(f"{fmt(r['mean'])} (n={int(r['n'])})")
+                nas.append(False)
+        rows.append(row)
+        na.append(nas)
+    return Table(headers, rows, [], na)
+
+
+def _spread_table(spread: pd.DataFrame, systems: list[str]) -> Table:
+    headers = [
+        "System",
+        "Speakers",
+        "Mean of speaker means",
+        "Std",
+        "Worst speaker",
+        "Best speaker",
+    ]
+    rows = []
+    for s in systems:
+        if s not in spread.index:
+            continue
+        r = spread.loc[s]
+        rows.append(
+            [
+                s,
+                fmt(r["n_speakers"], 0),
+                fmt(r["mean"], 2, " dB"),
+                fmt(r["std"], 2, " dB"),
+                f"{r['worst_speaker']} ({fmt(r['min'], 2, ' dB')})",
+                f"{r['best_speaker']} ({fmt(r['max'], 2, ' dB')})",
+            ]
+        )
+    return Table(headers, rows)
+
+
+def flatten(obj: Any, prefix: str = "", *, max_len: int = 240) -> list[tuple[str, str]]:
+    """Nested mappings → ``[("a.b.c", "value"), ...]``; lists as compact JSON; long values cut."""
+    if isinstance(obj, Mapping):
+        out: list[tuple[str, str]] = []
+        for k, v in obj.items():
+            out += flatten(v, f"{prefix}.{k}" if prefix else str(k), max_len=max_len)
+        if not obj and prefix:
+            out.append((prefix, "{}"))
+        return out
+    if isinstance(obj, list | tuple):
+        text = json.dumps(obj, default=str, separators=(", ", ": "))
+    else:
+        text = str(obj)
+    if len(text) > max_len:
+        text = text[: max_len - 1] + "…"
+    return [(prefix or "value", text)]
+
+
+def build_content(
+    runs: Sequence[tuple[str, pd.DataFrame, Mapping[str, Any] | None]],
+) -> tuple[ReportContent, pd.DataFrame]:
+    """Aggregate the runs into formatted tables; also return the combined per-file table."""
+    table = system_table(runs)
+    systems = list(dict.fromkeys(table[GROUP].astype(str)))
+    summary = summarize(table, by=GROUP)
+    tiles = []
+    for s in systems:
+        r = summary.loc[s]
+        tiles.append(
+            {
+                "name": s,
+                "big": fmt(r["sdr_i_mean"], 2),
+                "unit": "dB SDRi",
+                "sub": f"{fmt(r['n_files'], 0)} files · PESQ {fmt(r['pesq_mean'])} · "
+                f"STOI {fmt(r['stoi_mean'], 3)} · {fmt(r['x_real_time'], 1, '×')} real time",
+            }
+        )
+    snr = noise = speakers = None
+    if {"input_snr", "sdr_i"} <= set(table.columns):
+        stats = by_snr_bin(table, by=GROUP)
+        if not stats.empty:
+            order = [b for b in stats["snr_bin"].cat.categories if b in set(stats["snr_bin"])]
+            snr = _pivot(stats.astype({"snr_bin": str}), "snr_bin", systems, order)
+            snr.headers[0] = "Input SNR"
+    if {"noise_class", "sdr_i"} <= set(table.columns):
+        stats = by_noise_class(table, by=GROUP)
+        if not stats.empty:
+            order = sorted(stats["noise_class"].astype(str).unique())
+            noise = _pivot(stats, "noise_class", systems, order)
+            noise.headers[0] = "Noise class"
+    if {"speaker", "sdr_i"} <= set(table.columns):
+        spread = speaker_spread(table, by=GROUP)
+        if not spread.empty:
+            speakers = _spread_table(spread, systems)
+    provenance = [(name, flatten(dict(job)) if job else []) for name, _, job in runs]
+    content = ReportContent(
+        systems=systems,
+        n_files=len(table),
+        summary=_summary_table(summary, systems),
+        tiles=tiles,
+        snr=snr,
+        noise=noise,
+        speakers=speakers,
+        provenance=provenance,
+    )
+    return content, table

@@ -1,0 +1,188 @@
+"""Lay a report out as ONE self-contained HTML page: inline CSS, images and audio as data URIs.
+
+Nothing on the page points outside it: every ``src`` is a ``data:`` URI, every ``href`` a
+``#fragment``; there are no scripts.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from html import escape
+
+from batchsep.reporting.content import (
+    EmotionView,
+    ExampleView,
+    FigureView,
+    ReportContent,
+    Table,
+)
+from batchsep.reporting.templates import CSS, PAGE
+
+
+def data_uri(data: bytes, mime: str) -> str:
+    """``data:<mime>;base64,...`` for ``data``."""
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img src="{data_uri(png, "image/png")}" alt="{escape(alt)}" loading="eager">'
+
+
+def table_html(table: Table, *, colors: Mapping[str, str] | None = None, cls: str = "") -> str:
+    """A <table>; cells marked best get class "best", missing ones "na"; system chips if colored."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in table.headers)
+    chip_heads = [h for h in table.headers if colors and h in colors]
+    if chip_heads and colors:
+        head = "".join(
+            f'<th><span class="chip" style="background:{colors[h]}"></span>{escape(h)}</th>'
+            if h in colors
+            else f"<th>{escape(h)}</th>"
+            for h in table.headers
+        )
+    body = []
+    for r, row in enumerate(table.rows):
+        cells = []
+        for c, text in enumerate(row):
+            classes = []
+            if table.best and table.best[r][c]:
+                classes.append("best")
+            if table.na and table.na[r][c]:
+                classes.append("na")
+            attr = f' class="{" ".join(classes)}"' if classes else ""
+            content = escape(text)
+            if c == 0 and colors and text in colors:
+                content = f'<span class="chip" style="background:{colors[text]}"></span>{content}'
+            cells.append(f"<td{attr}>{content}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    cls_attr = f' class="{cls}"' if cls else ""
+    return (
+        f'<div class="tablewrap"><table{cls_attr}><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+def _section(anchor: str, title: str, body: str) -> str:
+    return f'<section id="{anchor}"><h2>{escape(title)}</h2>\n{body}\n</section>'
+
+
+def _figure(fig: FigureView, pngs: Mapping[str, bytes]) -> str:
+    return (
+        f"<figure>{_img(pngs[fig.name], fig.caption)}"
+        f"<figcaption>{escape(fig.caption)}</figcaption></figure>"
+    )
+
+
+def _tiles(items: Sequence[Mapping[str, str]], colors: Mapping[str, str]) -> str:
+    out = []
+    for t in items:
+        color = colors.get(t["name"], "#3b6fb6")
+        out.append(
+            f'<div class="tile" style="border-top-color:{color}">'
+            f'<div class="name">{escape(t["name"])}</div>'
+            f'<div class="big">{escape(t["big"])}<small>{escape(t.get("unit", ""))}</small></div>'
+            f'<div class="sub">{escape(t.get("sub", ""))}</div></div>'
+        )
+    return f'<div class="tiles">{"".join(out)}</div>'
+
+
+def _examples(examples: Sequence[ExampleView], pngs: Mapping[str, bytes]) -> str:
+    out = []
+    for ex in examples:
+        players = "".join(
+            f'<div class="player"><span>{escape(label)}</span>'
+            f'<audio controls preload="metadata" src="{data_uri(wav, "audio/wav")}"></audio></div>'
+            for label, wav in ex.audio
+        )
+        note = f'<p class="note">{escape(ex.note)}</p>' if ex.note else ""
+        out.append(
+            f'<div class="example"><h3>{escape(ex.title)}</h3>'
+            f"<figure>{_img(pngs[ex.image], 'spectrograms of ' + ex.title)}</figure>"
+            f'<div class="players">{players}</div>{note}</div>'
+        )
+    return "\n".join(out)
+
+
+def _emotion(view: EmotionView, pngs: Mapping[str, bytes]) -> str:
+    tiles = _tiles([{"name": k, "big": v} for k, v in view.tiles], {})
+    return (
+        f'{tiles}<div class="grid"><figure>{_img(pngs[view.image], "emotion confusion matrix")}'
+        f"<figcaption>Rows: true emotion; colour: recall; numbers: counts.</figcaption></figure>"
+        f"<div>{table_html(view.table)}</div></div>"
+    )
+
+
+def _provenance(runs: Sequence[tuple[str, list[tuple[str, str]]]]) -> str:
+    out = []
+    for name, items in runs:
+        if items:
+            rows = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in items)
+            body = f'<div class="tablewrap"><table class="kv"><tbody>{rows}</tbody></table></div>'
+        else:
+            body = '<p class="note">No job record was given for this run.</p>'
+        out.append(f"<details open><summary>{escape(name)}</summary>{body}</details>")
+    return "\n".join(out)
+
+
+def render_html(
+    *,
+    title: str,
+    meta: str,
+    footer: str,
+    content: ReportContent,
+    colors: Mapping[str, str],
+    figures: Sequence[FigureView],
+    pngs: Mapping[str, bytes],
+    examples: Sequence[ExampleView],
+    emotion: EmotionView | None,
+) -> str:
+    """The whole page as a string."""
+    sections = []
+    nav = []
+
+    def add(anchor: str, heading: str, body: str) -> None:
+        sections.append(_section(anchor, heading, body))
+        nav.append(f'<a href="#{anchor}">{escape(heading)}</a>')
+
+    add(
+        "summary",
+        "Summary",
+        _tiles(content.tiles, colors)
+        + table_html(content.summary, colors=colors)
+        + '<p class="note">SDRi / SI-SDRi: improvement over the unprocessed input (BSS Eval SDR '
+        "with 512-tap filters; scale-invariant SDR). PESQ: wide-band MOS-LQO. × real time: audio "
+        "duration / processing time. Best value per column in green.</p>",
+    )
+    if figures:
+        add(
+            "figures",
+            "Figures",
+            '<div class="grid">' + "".join(_figure(f, pngs) for f in figures) + "</div>",
+        )
+    breakdowns = []
+    pivots = [
+        f"<div><h3>{heading} — mean SDRi (dB)</h3>{table_html(table, colors=colors)}</div>"
+        for heading, table in (("By input SNR", content.snr), ("By noise class", content.noise))
+        if table is not None
+    ]
+    if pivots:
+        breakdowns.append(f'<div class="cols">{"".join(pivots)}</div>')
+    if content.speakers is not None:
+        breakdowns.append(
+            f"<h3>Across speakers — SDRi</h3>{table_html(content.speakers, colors=colors)}"
+        )
+    if breakdowns:
+        add("breakdowns", "Breakdowns", "\n".join(breakdowns))
+    if examples:
+        add("examples", "Listening examples", _examples(examples, pngs))
+    if emotion is not None:
+        add("emotion", "Emotion tagging", _emotion(emotion, pngs))
+    add("provenance", "Provenance", _provenance(content.provenance))
+    return PAGE.format(
+        title=escape(title),
+        css=CSS,
+        meta=escape(meta),
+        nav="".join(nav),
+        sections="\n".join(sections),
+        footer=escape(footer),
+    )

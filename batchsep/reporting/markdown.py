@@ -1,0 +1,80 @@
+"""Lay a report out as Markdown (GitHub flavour); figures are linked as the PNGs beside it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from batchsep.reporting.content import (
+    EmotionView,
+    ExampleView,
+    FigureView,
+    ReportContent,
+    Table,
+)
+
+
+def _cell(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def table_md(table: Table) -> str:
+    """A pipe table; best cells in bold; numbers right-aligned."""
+    lines = [
+        "| " + " | ".join(_cell(h) for h in table.headers) + " |",
+        "|" + "|".join([":---"] + ["---:"] * (len(table.headers) - 1)) + "|",
+    ]
+    for r, row in enumerate(table.rows):
+        cells = [
+            f"**{_cell(t)}**" if table.best and table.best[r][c] else _cell(t)
+            for c, t in enumerate(row)
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_markdown(
+    *,
+    title: str,
+    meta: str,
+    footer: str,
+    content: ReportContent,
+    figures: Sequence[FigureView],
+    examples: Sequence[ExampleView],
+    emotion: EmotionView | None,
+) -> str:
+    """The whole report as Markdown text."""
+    out = [f"# {title}", "", meta, "", "## Summary", "", table_md(content.summary), ""]
+    out += [
+        "SDRi / SI-SDRi: improvement over the unprocessed input, in dB (BSS Eval SDR with 512-tap "
+        "filters; scale-invariant SDR). PESQ: wide-band MOS-LQO. × real time: audio duration / "
+        "processing time. Best value per column in bold.",
+        "",
+    ]
+    if figures:
+        out += ["## Figures", ""]
+        for f in figures:
+            out += [f"![{f.caption}]({f.name})", "", f"*{f.caption}*", ""]
+    for heading, table in (("By input SNR", content.snr), ("By noise class", content.noise)):
+        if table is not None:
+            out += [f"## {heading} — mean SDRi (dB)", "", table_md(table), ""]
+    if content.speakers is not None:
+        out += ["## Across speakers — SDRi", "", table_md(content.speakers), ""]
+    if examples:
+        out += ["## Listening examples", "", "Audio players are in `index.html`.", ""]
+        for ex in examples:
+            out += [f"### {ex.title}", "", f"![spectrograms of {ex.title}]({ex.image})", ""]
+            if ex.note:
+                out += [ex.note, ""]
+    if emotion is not None:
+        out += ["## Emotion tagging", ""]
+        out += [", ".join(f"**{k}** {v}" for k, v in emotion.tiles), ""]
+        out += [f"![emotion confusion matrix]({emotion.image})", "", table_md(emotion.table), ""]
+    out += ["## Provenance", ""]
+    for name, items in content.provenance:
+        out += [f"### {name}", ""]
+        if items:
+            out += [table_md(Table(["key", "value"], [[k, v] for k, v in items])), ""]
+        else:
+            out += ["No job record was given for this run.", ""]
+    out += ["---", "", footer, ""]
+    return "\n".join(out)

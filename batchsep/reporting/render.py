@@ -1,0 +1,242 @@
+"""Render a comparison report (Markdown + self-contained HTML + PNGs) as bytes. No paths.
+
+The caller (the ``report`` stage) reads the runs' metric tables and job records and writes the
+returned ``{file name: bytes}`` wherever it likes; this module only encodes.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+from batchsep import __version__
+from batchsep.dsp.validate import check_positive, check_sample_rate, validate_audio
+from batchsep.errors import ParameterError
+from batchsep.evaluation.emotion import EMOTIONS, confusion_matrix, emotion_summary
+from batchsep.reporting import plots
+from batchsep.reporting.content import (
+    GROUP,
+    EmotionView,
+    ExampleView,
+    FigureView,
+    Table,
+    build_content,
+    fmt,
+)
+from batchsep.reporting.html import render_html
+from batchsep.reporting.markdown import render_markdown
+
+Run = tuple[str, pd.DataFrame, Mapping[str, Any] | None]
+
+
+def encode_wav(x: np.ndarray, sr: int) -> bytes:
+    """16-bit PCM WAV bytes of a mono signal in [-1, 1] (values beyond are clipped).
+
+    Parameters
+    ----------
+    x : np.ndarray [shape=(n_samples,)]
+    sr : int
+    """
+    buf = io.BytesIO()
+    sf.write(
+        buf, np.clip(np.asarray(x, dtype=np.float32), -1.0, 1.0), sr, format="WAV", subtype="PCM_16"
+    )
+    return buf.getvalue()
+
+
+def _check_runs(runs: Sequence[Run]) -> list[Run]:
+    if isinstance(runs, str | bytes) or not isinstance(runs, Sequence) or len(runs) == 0:
+        raise ParameterError("runs must be a non-empty list of (name, metrics DataFrame, job dict)")
+    seen: set[str] = set()
+    out = []
+    for i, run in enumerate(runs):
+        if not isinstance(run, tuple | list) or len(run) != 3:
+            raise ParameterError(f"runs[{i}] must be a (name, DataFrame, job dict) triple")
+        name, df, job = run
+        if not isinstance(name, str) or not name.strip():
+            raise ParameterError(f"runs[{i}] name={name!r} must be a non-empty string")
+        if name in seen:
+            raise ParameterError(f"run name {name!r} appears twice; names must be unique")
+        seen.add(name)
+        if not isinstance(df, pd.DataFrame):
+            raise ParameterError(f"runs[{i}] ({name}) metrics must be a pandas DataFrame")
+        if job is not None and not isinstance(job, Mapping):
+            raise ParameterError(f"runs[{i}] ({name}) job must be a dict or None")
+        out.append((name, df, job))
+    return out
+
+
+@dataclass
+class _Example:
+    title: str
+    sr: int
+    signals: list[tuple[str, np.ndarray]]
+    note: str
+
+
+def _prepare_example(i: int, ex: Any, max_seconds: float) -> _Example:
+    """Validate one example; crop it; scale it (one gain for all signals) if it would clip."""
+    if not isinstance(ex, Mapping):
+        raise ParameterError(f"examples[{i}] must be a dict with noisy, enhanced, clean, sr")
+    missing = [k for k in ("noisy", "enhanced", "sr") if k not in ex]
+    if missing:
+        raise ParameterError(f"examples[{i}] lacks keys {missing}")
+    sr = check_sample_rate(ex["sr"], f"examples[{i}].sr")
+    n_max = int(max_seconds * sr)
+    signals, longest = [], 0
+    for key in ("noisy", "enhanced", "clean"):
+        if ex.get(key) is None:
+            continue
+        x = validate_audio(ex[key], name=f"examples[{i}].{key}", max_ndim=1)
+        longest = max(longest, x.shape[-1])
+        signals.append((key, np.asarray(x, dtype=np.float64)[:n_max]))
+    peak = max(float(np.max(np.abs(x))) for _, x in signals)
+    gain = 0.99 / peak if peak > 0.99 else 1.0  # keeps the relative levels
+    note = f"First {max_seconds:g} s of {longest / sr:.1f} s shown." if longest > n_max else ""
+    if gain != 1.0:
+        note = (note + " " if note else "") + f"Scaled by {gain:.2f} to avoid clipping."
+    title = str(ex.get("title") or f"Example {i + 1}")
+    return _Example(title, sr, [(k, x * gain) for k, x in signals], note)
+
+
+def _example_views(examples: list[_Example]) -> tuple[list[ExampleView], dict[str, bytes]]:
+    views, pngs = [], {}
+    for i, ex in enumerate(examples):
+        name = f"spectrograms_{i}.png"
+        pngs[name] = plots.plot_spectrograms(ex.signals, ex.sr)
+        audio = [(k, encode_wav(x, ex.sr)) for k, x in ex.signals]
+        views.append(ExampleView(ex.title, name, audio, ex.note))
+    return views, pngs
+
+
+def _emotion_view(emotion: Any) -> tuple[EmotionView, np.ndarray, list[str]]:
+    """Validate and score the emotion labels; the figure is drawn later."""
+    if not isinstance(emotion, tuple | list) or len(emotion) not in (3, 4):
+        raise ParameterError("emotion must be (y_true, y_pred, labels) or (..., speakers)")
+    y_true, y_pred, labels = emotion[:3]
+    speakers = emotion[3] if len(emotion) == 4 else None
+    labels = list(labels) if labels is not None else list(EMOTIONS)
+    summary = emotion_summary(y_true, y_pred, labels=labels, speakers=speakers)
+    cm = confusion_matrix(y_true, y_pred, labels=labels)
+    tiles = [
+        ("Accuracy", fmt(100 * summary["accuracy"], 1, " %")),
+        ("UAR", fmt(100 * summary["uar"], 1, " %")),
+        ("Macro-F1", fmt(summary["macro_f1"], 3)),
+        ("Items", fmt(summary["n"], 0)),
+    ]
+    if speakers is not None:
+        lo = fmt(100 * summary["speaker_acc_min"], 0)
+        hi = fmt(100 * summary["speaker_acc_max"], 0, " %")
+        tiles.append(("Speaker accuracy range", f"{lo}–{hi}"))
+    support, predicted = cm.sum(axis=1), cm.sum(axis=0)
+    rows = [
+        [
+            lab,
+            str(int(support[k])),
+            fmt(100 * cm[k, k] / support[k], 1, " %") if support[k] else "–",
+            str(int(predicted[k])),
+        ]
+        for k, lab in enumerate(labels)
+    ]
+    table = Table(["Emotion", "Support", "Recall", "Predicted"], rows)
+    return EmotionView(tiles, "confusion.png", table), cm, labels
+
+
+def render_report(
+    runs: Sequence[Run],
+    examples: Sequence[Mapping[str, Any]] = (),
+    emotion: Sequence[Any] | None = None,
+    *,
+    title: str = "batchsep evaluation report",
+    generated_at: str | None = None,
+    max_example_seconds: float = 10.0,
+) -> dict[str, bytes]:
+    """Render the comparison of several runs as files, returned as bytes.
+
+    Parameters
+    ----------
+    runs : list of (name, metrics, job)
+        ``name``: unique label; ``metrics``: per-file rows (columns such as ``model``, ``sdr_i``,
+        ``si_sdr_i``, ``pesq``, ``stoi``, ``input_snr``, ``noise_class``, ``speaker``,
+        ``duration_s``, ``seconds``; missing ones give "–" or a "no data" figure); ``job``: the
+        run's job record (spec, versions, git revision ...) or None. A run whose table has several
+        ``model`` values is shown as one system per model (``"name / model"``).
+    examples : list of dict
+        ``noisy``, ``enhanced`` (np.ndarray [shape=(n_samples,)]), optional ``clean``, ``sr``
+        (int), optional ``title``. Shown as spectrograms and audio players.
+    emotion : (y_true, y_pred, labels) or (y_true, y_pred, labels, speakers), optional
+        Emotion labels (see :mod:`batchsep.evaluation.emotion`); ``labels`` None = RAVDESS 8.
+    title : str
+        Page title.
+    generated_at : str, optional
+        Timestamp shown in the header (default: now, UTC).
+    max_example_seconds : float
+        Examples are cut to this many seconds.
+
+    Returns
+    -------
+    dict of str to bytes
+        ``"report.md"``, ``"index.html"`` (self-contained: inline CSS, images and audio as
+        base64 data URIs, no external URL), ``"sdri_vs_snr.png"``, ``"sdri_by_noise.png"``,
+        ``"per_speaker.png"``, ``"confusion.png"`` (with ``emotion``), ``"spectrograms_<i>.png"``.
+
+    Raises
+    ------
+    ParameterError
+        On malformed runs, examples or emotion input.
+    """
+    checked = _check_runs(runs)
+    check_positive("max_example_seconds", max_example_seconds)
+    # validate everything before drawing anything
+    prepared = [_prepare_example(i, ex, max_example_seconds) for i, ex in enumerate(examples)]
+    emotion_view = None
+    if emotion is not None:
+        emotion_view, cm, labels = _emotion_view(emotion)
+    content, table = build_content(checked)
+    systems = content.systems
+    colors = {s: plots.color_of(i) for i, s in enumerate(systems)}
+    pngs: dict[str, bytes] = {
+        "sdri_vs_snr.png": plots.plot_metric_vs_snr(table, group=GROUP, systems=systems),
+        "sdri_by_noise.png": plots.plot_metric_by_noise(table, group=GROUP, systems=systems),
+        "per_speaker.png": plots.plot_per_speaker(table, group=GROUP, systems=systems),
+    }
+    figures = [
+        FigureView("sdri_vs_snr.png", "SDR improvement per input-SNR bin (mean ± std)."),
+        FigureView("sdri_by_noise.png", "SDR improvement per noise class (mean ± std)."),
+        FigureView("per_speaker.png", "Per-speaker mean SDR improvement: one dot per speaker."),
+    ]
+    example_views, example_pngs = _example_views(prepared)
+    pngs.update(example_pngs)
+    if emotion_view is not None:
+        pngs["confusion.png"] = plots.plot_confusion(cm, labels)
+    when = generated_at or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    meta = f"Generated {when} · {len(systems)} system(s) · {content.n_files} scored files"
+    footer = f"batchsep {__version__} · self-contained report: works offline, nothing is fetched."
+    html = render_html(
+        title=title,
+        meta=meta,
+        footer=footer,
+        content=content,
+        colors=colors,
+        figures=figures,
+        pngs=pngs,
+        examples=example_views,
+        emotion=emotion_view,
+    )
+    md = render_markdown(
+        title=title,
+        meta=meta,
+        footer=footer,
+        content=content,
+        figures=figures,
+        examples=example_views,
+        emotion=emotion_view,
+    )
+    return {"report.md": md.encode("utf-8"), "index.html": html.encode("utf-8"), **pngs}
