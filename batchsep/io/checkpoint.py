@@ -36,7 +36,11 @@ def resolve(uri: str) -> str:
 def write_checkpoint(
     uri: str, payload: dict[str, Any], *, metrics: dict[str, Any] | None = None
 ) -> str:
-    """Write a checkpoint folder at ``uri``; weights first, config last (the config is the commit)."""
+    """Write a checkpoint folder at ``uri``; weights first, config last (the config is the commit).
+
+    ``payload`` is :func:`batchsep.models.base.serialize`'s dict; an optional ``"features"`` entry (the
+    feature configuration an emotion model was trained on) is stored in ``config.json`` too.
+    """
     weights = st_save(payload["state"])
     checksum = hashlib.sha256(weights).hexdigest()
     storage.write_bytes(storage.join(uri, WEIGHTS_NAME), weights)
@@ -45,6 +49,8 @@ def write_checkpoint(
             storage.join(uri, METRICS_NAME), json.dumps(metrics, indent=2, default=float)
         )
     meta = {k: payload[k] for k in ("model_name", "config", "versions")}
+    if payload.get("features") is not None:  # an emotion model's EmotionFeatureConfig dict
+        meta["features"] = payload["features"]
     meta["sha256"] = checksum
     storage.write_text(storage.join(uri, CONFIG_NAME), json.dumps(meta, indent=2))
     return checksum

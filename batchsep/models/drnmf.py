@@ -25,8 +25,8 @@ from torch import nn
 from batchsep.config import Config, register_config
 from batchsep.errors import BatchsepError, ParameterError
 from batchsep.models.base import MODELS, MaskModel
-from batchsep.models.snmf import SnmfEnhancer, normalize_columns
 from batchsep.models.losses import msa, psa
+from batchsep.models.snmf import SnmfEnhancer, normalize_columns
 
 W_FLOOR = 1e-8
 """Smallest dictionary entry before taking logs (multiplicative updates can produce exact zeros)."""

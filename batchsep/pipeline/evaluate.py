@@ -64,8 +64,8 @@ def score_item(item: EvalItem, metrics: tuple[str, ...]) -> dict[str, Any]:
         clean, sr_c = _read(item.clean_uri)
         noisy, sr_n = _read(item.noisy_uri)
         enhanced, sr_e = _read(item.enhanced_uri)
-    except (StorageError, sf.LibsndfileError, RuntimeError) as e:
-        row["error"] = f"cannot read audio: {e}"
+    except (StorageError, sf.LibsndfileError, RuntimeError) as exc:
+        row["error"] = f"cannot read audio: {exc}"
         return row
     sr = 8000 if sr_c <= 8000 else EVAL_SR
     c, n, e = (to_rate_mono(x, s, sr) for x, s in ((clean, sr_c), (noisy, sr_n), (enhanced, sr_e)))

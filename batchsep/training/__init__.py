@@ -1,5 +1,6 @@
 """Losses, the shared training loop and learning curves (device-agnostic; no I/O except via callbacks)."""
 
+from batchsep.models.losses import MASK_LOSSES, frame_mask, mask_loss, msa, psa, psa_target
 from batchsep.training.curves import learning_curves, render_learning_curves
 from batchsep.training.loop import (
     Callback,
@@ -10,7 +11,6 @@ from batchsep.training.loop import (
     TrainResult,
     fit,
 )
-from batchsep.models.losses import MASK_LOSSES, frame_mask, mask_loss, msa, psa, psa_target
 
 __all__ = [
     "MASK_LOSSES",

@@ -1,0 +1,467 @@
+"""Job specs: a pipeline of ``batchsep.api`` calls declared in YAML, validated before anything runs.
+
+A spec names its stages; each stage is one function of :mod:`batchsep.api` (the same functions the CLI
+commands call) with its keyword parameters. Parameters are checked against that function's *signature*
+(names, required parameters, annotated types via :func:`batchsep.config._coerce`), so a new API function
+is a new stage with no change here.
+
+The format (``name``, ``stages: [{stage, name?, params}]``, ``ray: {address?, workers?}``, ``env``) is
+described in ``jobs/README.md``.
+
+A value ``"${NAME.PARAM}"`` (or ``"${stages.NAME_OR_INDEX.PARAM}"``) is replaced by parameter ``PARAM`` of an
+*earlier* stage (its value in the spec, else the function's default); inside a longer string it is
+interpolated (``"${prepare.out_uri}/eval"``). ``$${`` writes a literal ``${``.
+
+Credentials never belong in a spec: ``env`` keys that look like secrets and URIs with embedded
+``user:password@`` are rejected; object-storage credentials come from the environment of the machine or
+cluster that runs the job.
+
+Example
+-------
+>>> spec = parse_spec({"name": "demo", "stages": [
+...     {"stage": "scan", "params": {"in_uri": "data/", "out_uri": "runs/r1", "shard_size": 8}}]})
+>>> spec.stages[0].params["shard_size"]
+8
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from batchsep.config import Config, _coerce, register_config
+from batchsep.errors import ConfigError
+
+SPEC_KEYS = ("name", "description", "stages", "ray", "env")
+STAGE_KEYS = ("stage", "name", "params")
+RAY_SET_PARAMS = ("address",)
+"""Stage parameters set once for the whole job (``ray.address`` or ``--address``), never per stage."""
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+_JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_REF_RE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+_URI_CREDENTIALS_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/@\s]*:[^/@\s]*@")
+_SECRET_WORDS = ("SECRET", "PASSWORD", "PASSWD", "TOKEN", "CREDENTIAL", "PRIVATE", "ACCESS_KEY")
+_SECRET_SUFFIXES = ("_KEY", "_KEYS", "_PASS", "_PWD", "CONNECTION_STRING", "_SAS", "_AUTH")
+
+
+def looks_like_secret(key: str) -> bool:
+    """Whether an environment variable name looks like it holds a credential.
+
+    >>> looks_like_secret("AWS_SECRET_ACCESS_KEY"), looks_like_secret("AWS_ENDPOINT_URL")
+    (True, False)
+    """
+    k = key.upper()
+    return (
+        any(w in k for w in _SECRET_WORDS) or k.endswith(_SECRET_SUFFIXES) or k.startswith("AUTH")
+    )
+
+
+def _secret_message(where: str) -> str:
+    return (
+        f"{where} looks like a credential; a job spec must not hold credentials (it is uploaded to "
+        "the cluster and stored with the job): set it in the cluster environment instead (node "
+        "environment, a Kubernetes secret, an instance role; see cluster/README.md)"
+    )
+
+
+@register_config("job_ray")
+@dataclass(frozen=True)
+class RaySection(Config):
+    """The spec's ``ray:`` section.
+
+    Parameters
+    ----------
+    address : str, optional
+        Where stages run: ``None`` (``$RAY_ADDRESS`` inside a Ray Job, else an embedded local Ray),
+        ``"auto"``, ``"local"``, ``"HOST:PORT"`` (GCS) or ``"ray://HOST:10001"``. Not the dashboard URL
+        (``http://HEAD:8265``), which is for ``batchsep submit``.
+    workers : int, optional
+        Default ``workers`` of every stage that takes one (embedded Ray CPUs / tasks in flight).
+    """
+
+    address: str | None = None
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"ray.workers={self.workers} must be >= 1")
+        if self.address is not None and self.address.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"ray.address={self.address!r} is a dashboard (Jobs API) URL; use it with "
+                "`batchsep submit --address`, and here a Ray address (auto, HOST:PORT, ray://HOST:10001)"
+            )
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One validated stage: ``stage`` is the ``batchsep.api`` function, ``params`` its resolved kwargs."""
+
+    index: int
+    name: str
+    stage: str
+    params: dict[str, Any]
+    raw_params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """``stages[i] (stage)`` or ``stages[i] 'name' (stage)``, as used in messages."""
+        named = f" {self.name!r}" if self.name != self.stage else ""
+        return f"stages[{self.index}]{named} ({self.stage})"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A validated job spec (see the module docstring for the YAML form)."""
+
+    name: str
+    stages: tuple[StageSpec, ...]
+    ray: RaySection = field(default_factory=RaySection)
+    env: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as written (references unresolved); :func:`parse_spec` of it gives this spec back."""
+        out: dict[str, Any] = {"name": self.name}
+        if self.description:
+            out["description"] = self.description
+        out["stages"] = [
+            {
+                "stage": s.stage,
+                **({"name": s.name} if s.name != s.stage else {}),
+                "params": s.raw_params,
+            }
+            for s in self.stages
+        ]
+        ray = {k: v for k, v in self.ray.to_dict().items() if k != "type" and v is not None}
+        if ray:
+            out["ray"] = ray
+        if self.env:
+            out["env"] = dict(self.env)
+        return out
+
+
+def stage_functions() -> dict[str, Callable[..., Any]]:
+    """Every stage a spec may name: the public functions defined in :mod:`batchsep.api`."""
+    from batchsep import api
+
+    names = getattr(api, "__all__", None) or [n for n in vars(api) if not n.startswith("_")]
+    return {
+        n: f
+        for n in sorted(names)
+        if inspect.isfunction(f := getattr(api, n, None)) and f.__module__ == api.__name__
+    }
+
+
+def _is_callable_hint(hint: Any) -> bool:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_is_callable_hint(a) for a in typing.get_args(hint) if a is not type(None))
+    origin = typing.get_origin(hint) or hint
+    return origin in (Callable, typing.Callable)  # type: ignore[comparison-overlap]
+
+
+def stage_parameters(fn: Callable[..., Any]) -> dict[str, tuple[inspect.Parameter, Any]]:
+    """Parameters a spec may set for ``fn``: name → (parameter, annotated type or ``Any``).
+
+    Callbacks (``Callable`` annotations) and ``*args`` are not settable from a spec. With ``**settings``
+    and a ``config`` parameter annotated with a :class:`~batchsep.config.Config` class, the settings are
+    that class's fields (see :func:`accepts_any_key` for ``**settings`` without one).
+    """
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # an annotation that cannot be evaluated here: fall back to no type checks
+        hints = {}
+    out = {}
+    params = inspect.signature(fn).parameters
+    for name, p in params.items():
+        if p.kind in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL, p.VAR_KEYWORD) or _is_callable_hint(
+            hints.get(name)
+        ):
+            continue
+        out[name] = (p, hints.get(name, Any))
+    cfg = _config_class(hints.get("config"))
+    if cfg is not None and any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        cfg_hints = typing.get_type_hints(cfg)
+        for f in dataclasses.fields(cfg):  # type: ignore[arg-type]
+            default = f.default if f.default is not dataclasses.MISSING else None
+            p = inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default)
+            out.setdefault(f.name, (p, cfg_hints.get(f.name, Any)))
+    return out
+
+
+def accepts_any_key(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` takes ``**settings`` that no annotation describes (unknown keys pass unchecked)."""
+    params = inspect.signature(fn).parameters.values()
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        return False
+    try:
+        return _config_class(typing.get_type_hints(fn).get("config")) is None
+    except Exception:
+        return True
+
+
+def _config_class(hint: Any) -> type[Config] | None:
+    for arg in (hint, *typing.get_args(hint)):
+        if isinstance(arg, type) and issubclass(arg, Config):
+            return arg
+    return None
+
+
+def _coerce_param(value: Any, hint: Any, where: str) -> Any:
+    cls = _config_class(hint)
+    if cls is not None and isinstance(value, Mapping):
+        try:
+            return cls.from_dict(dict(value))
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+    return _coerce(value, hint, where)
+
+
+def check_no_credentials(value: Any, where: str) -> None:
+    """Reject ``user:password@`` in any URI string inside ``value`` (lists and mappings included)."""
+    if isinstance(value, str) and _URI_CREDENTIALS_RE.search(value):
+        raise ConfigError(_secret_message(f"{where} (a URI with user:password@)"))
+    if isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            check_no_credentials(v, f"{where}[{i}]")
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            check_no_credentials(v, f"{where}.{k}")
+
+
+class _Resolver:
+    """Resolves ``${...}`` references against the stages validated so far."""
+
+    def __init__(self) -> None:
+        self.stages: list[StageSpec] = []
+        self.defaults: list[dict[str, Any]] = []
+
+    def lookup(self, ref: str, where: str) -> Any:
+        parts = ref.strip().split(".")
+        if parts and parts[0] == "stages":
+            parts = parts[1:]
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(
+                f"{where}: bad reference '${{{ref}}}'; write ${{STAGE.PARAM}} or "
+                "${stages.NAME_OR_INDEX.PARAM}"
+            )
+        key, param = parts
+        by_name = {s.name: i for i, s in enumerate(self.stages)}
+        i = int(key) if key.isdigit() else by_name.get(key)
+        if i is None or i >= len(self.stages):
+            known = ", ".join(f"{j} ({s.name})" for j, s in enumerate(self.stages)) or "none"
+            raise ConfigError(
+                f"{where}: reference '${{{ref}}}' names no earlier stage (a reference may only "
+                f"point to a stage before this one); earlier stages: {known}"
+            )
+        target = self.stages[i]
+        if param in target.params:
+            return target.params[param]
+        if param in self.defaults[i]:
+            return self.defaults[i][param]
+        raise ConfigError(
+            f"{where}: reference '${{{ref}}}': {target.label} has no parameter {param!r}; "
+            f"parameters: {', '.join(sorted(self.defaults[i]) + sorted(target.params))}"
+        )
+
+    def resolve(self, value: Any, where: str) -> Any:
+        if isinstance(value, list | tuple):
+            return [self.resolve(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, Mapping):
+            return {k: self.resolve(v, f"{where}.{k}") for k, v in value.items()}
+        if not isinstance(value, str) or "$" not in value:
+            return value
+        whole = _REF_RE.fullmatch(value)
+        if whole and whole.group(1) is not None:
+            return self.lookup(whole.group(1), where)
+
+        def sub(m: re.Match[str]) -> str:
+            if m.group(1) is None:
+                return "${"
+            v = self.lookup(m.group(1), where)
+            if isinstance(v, bool) or not isinstance(v, str | int | float):
+                raise ConfigError(
+                    f"{where}: '${{{m.group(1)}}}' is {v!r}; only strings and numbers can be "
+                    "interpolated inside a longer string"
+                )
+            return str(v)
+
+        return _REF_RE.sub(sub, value)
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
+    return dict(value)
+
+
+def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    for k in data:
+        if k not in allowed:
+            raise ConfigError(f"{where}: unknown key {k!r}; allowed: {', '.join(sorted(allowed))}")
+
+
+def check_env(env: Any, *, where: str = "env") -> dict[str, str]:
+    """Validate the spec's ``env`` (names, scalar values, no credentials); values become strings."""
+    out: dict[str, str] = {}
+    for k, v in _mapping(env, where).items():
+        if not isinstance(k, str) or not _ENV_KEY_RE.match(k):
+            raise ConfigError(f"{where}: variable name {k!r} must match [A-Za-z_][A-Za-z0-9_]*")
+        if looks_like_secret(k):
+            raise ConfigError(_secret_message(f"{where}: {k!r}"))
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        if not isinstance(v, str | int | float):
+            raise ConfigError(f"{where}.{k}={v!r} must be a string or a number")
+        check_no_credentials(str(v), f"{where}.{k}")
+        out[k] = str(v)
+    return out
+
+
+def _parse_stage(
+    i: int,
+    entry: Any,
+    functions: dict[str, Callable[..., Any]],
+    resolver: _Resolver,
+    ray: RaySection,
+) -> StageSpec:
+    where = f"stages[{i}]"
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"{where} must be a mapping with a 'stage' key, got {entry!r}")
+    _check_keys(entry, STAGE_KEYS, where)
+    stage = entry.get("stage")
+    if stage not in functions:
+        what = "missing the 'stage' key" if stage is None else f"unknown stage {stage!r}"
+        raise ConfigError(f"{where}: {what}; allowed stages: {', '.join(functions)}")
+    name = entry.get("name", stage)
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ConfigError(
+            f"{where}: name={name!r} must start with a letter or _ and hold only letters, digits, _ or -"
+        )
+    if any(s.name == name for s in resolver.stages):
+        raise ConfigError(
+            f"{where}: stage name {name!r} is already used by an earlier stage; "
+            "give each stage a distinct 'name'"
+        )
+    label = StageSpec(i, name, stage, {}).label
+    raw = _mapping(entry.get("params"), f"{label}: params")
+    allowed = stage_parameters(functions[stage])
+    for k in raw:
+        if k in RAY_SET_PARAMS and k in allowed:
+            raise ConfigError(
+                f"{label}: {k!r} is set once for the whole job, under ray.{k} (or with --{k})"
+            )
+        if k not in allowed and not accepts_any_key(functions[stage]):
+            settable = sorted(n for n in allowed if n not in RAY_SET_PARAMS)
+            raise ConfigError(f"{label}: unknown key {k!r}; allowed: {', '.join(settable)}")
+    params: dict[str, Any] = {}
+    for k, v in raw.items():
+        value = resolver.resolve(v, f"{label}: {k}")
+        check_no_credentials(value, f"{label}: {k}")
+        params[k] = _coerce_param(value, allowed[k][1] if k in allowed else Any, f"{label}: {k}")
+    if "workers" in allowed and "workers" not in params and ray.workers is not None:
+        params["workers"] = ray.workers
+    for k, (p, _) in allowed.items():
+        if p.default is inspect.Parameter.empty and k not in params and k not in RAY_SET_PARAMS:
+            raise ConfigError(f"{label}: missing required parameter {k!r}")
+    spec = StageSpec(i, name, stage, params, raw_params=raw)
+    resolver.stages.append(spec)
+    resolver.defaults.append(
+        {k: p.default for k, (p, _) in allowed.items() if p.default is not inspect.Parameter.empty}
+    )
+    return spec
+
+
+def _parse_ray(value: Any) -> RaySection:
+    data = _mapping(value, "ray")
+    fields = [f.name for f in dataclasses.fields(RaySection)]
+    _check_keys(data, tuple(fields), "ray")
+    hints = typing.get_type_hints(RaySection)
+    return RaySection(**{k: _coerce(v, hints[k], f"ray.{k}") for k, v in data.items()})
+
+
+def parse_spec(data: Any) -> JobSpec:
+    """Validate a spec given as plain data (the parsed YAML); see the module docstring.
+
+    Raises
+    ------
+    ConfigError
+        On the first problem found, with a message naming where it is and the rule it breaks.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a job spec must be a mapping, got {type(data).__name__}")
+    _check_keys(data, SPEC_KEYS, "spec")
+    name = data.get("name")
+    if not isinstance(name, str) or not _JOB_NAME_RE.match(name):
+        raise ConfigError(
+            f"spec: name={name!r} is required: 1-64 letters, digits, '.', '_' or '-' (starting "
+            "with a letter or digit)"
+        )
+    description = data.get("description") or ""
+    if not isinstance(description, str):
+        raise ConfigError(f"spec: description={description!r} must be a string")
+    ray = _parse_ray(data.get("ray"))
+    env = check_env(data.get("env"))
+    stages = data.get("stages")
+    if not isinstance(stages, list) or not stages:
+        raise ConfigError("spec: 'stages' must be a non-empty list of {stage: ..., params: {...}}")
+    functions = stage_functions()
+    resolver = _Resolver()
+    parsed = tuple(_parse_stage(i, e, functions, resolver, ray) for i, e in enumerate(stages))
+    return JobSpec(name=name, stages=parsed, ray=ray, env=env, description=description)
+
+
+def parse_yaml(text: str, *, source: str = "spec") -> JobSpec:
+    """Parse and validate a YAML spec; ``source`` names it in messages."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML: {e}") from None
+    try:
+        return parse_spec(data)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def load_spec(uri: str) -> JobSpec:
+    """Read and validate the spec at ``uri`` (a local path, ``file://`` or ``s3://``).
+
+    Raises
+    ------
+    StorageError
+        If the spec cannot be read.
+    ConfigError
+        If it is not a valid spec.
+    """
+    from batchsep.io import storage
+
+    text = storage.read_text(uri)
+    return parse_yaml(text, source=uri)
+
+
+def call_kwargs(stage: StageSpec, *, address: str | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``batchsep.api.<stage>``: its params plus ``address`` if it takes one."""
+    kwargs = dict(stage.params)
+    fn = stage_functions()[stage.stage]
+    if address is not None and "address" in inspect.signature(fn).parameters:
+        kwargs["address"] = address
+    return kwargs
+
+
+def describe(value: Any, *, limit: int = 80) -> str:
+    """A short one-line rendering of a parameter value for plans and logs."""
+    if dataclasses.is_dataclass(value) and isinstance(value, Config):
+        value = value.to_dict()
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 3] + "..."

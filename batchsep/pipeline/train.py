@@ -1,0 +1,406 @@
+"""The train stage, Ray-free: a model from a name and config overrides, trained on a features run.
+
+Layout written under ``out_uri`` (any storage URI)::
+
+    config.json, weights.safetensors   the best model (lowest validation loss) + its STFT config
+    metrics.json                       history, best epoch, valid loss, parameter count, data, wall time
+    curves.json, curves.png            learning curves (deep models)
+    state.pt                           resumable trainer state (torch.save), written after every epoch
+    init/                              the untrained model (DR-NMF: the SNMF initialisation)
+    snmf/                              the SNMF a DR-NMF run trained first (without ``init_from``)
+
+:func:`train` is the driver: it learns SNMF dictionaries through a :class:`~batchsep.pipeline.runner.Runner`
+(frame sampling per shard, then the fit, as tasks), or builds a :class:`TrainJob` for a deep model and hands
+it to a ``fit_executor``: :func:`serial_fit` runs :func:`run_worker` in this process; Ray Train runs it on
+every DDP worker (``batchsep.distributed.train``). Rank 0 writes the outputs; a re-run resumes from
+``state.pt`` (more ``max_epochs`` continue training; the same settings only rewrite the outputs).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from batchsep.dsp.stft import StftConfig
+from batchsep.errors import BatchsepError, ConfigError, ParameterError, StorageError
+from batchsep.io import checkpoint, storage
+from batchsep.models.base import MODELS, BatchsepModel, build_model, deserialize, serialize
+from batchsep.pipeline.runner import Runner, SerialRunner
+from batchsep.pipeline.train_data import (
+    DataOptions,
+    feature_transform,
+    learn_snmf,
+    make_sources,
+    model_config,
+    parse_overrides,
+    resolve_features,
+    split_overrides,
+)
+from batchsep.training.curves import learning_curves, render_learning_curves
+from batchsep.training.loop import EpochRecord, TrainerState, fit
+from batchsep.training.state import TrainConfig
+
+STATE_NAME = "state.pt"
+CURVES_JSON, CURVES_PNG = "curves.json", "curves.png"
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "lstm": {"lr": 1e-4, "grad_clip": 1.0},  # seed 001
+    "blstm": {"lr": 1e-4, "grad_clip": 1.0},
+    "drnmf": {"lr": 1e-3},
+}
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Everything a training worker needs (plain values: it travels to Ray Train workers)."""
+
+    model: str
+    features_uri: str
+    out_uri: str
+    model_config: dict[str, Any]
+    train_config: dict[str, Any]
+    data: DataOptions
+    stft: dict[str, Any]
+    init_uri: str | None = None
+    data_info: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    verbose: bool = True
+
+
+@dataclass
+class TrainSummary:
+    """What ``train`` produced (``metrics`` is the content of ``out_uri/metrics.json``)."""
+
+    model: str
+    out_uri: str
+    best_epoch: int
+    best_valid_loss: float | None
+    epochs: int
+    param_count: int
+    stop_reason: str | None
+    wall_s: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_metrics(cls, out_uri: str, m: Mapping[str, Any]) -> TrainSummary:
+        return cls(
+            str(m["model"]), out_uri, int(m.get("best_epoch", 0)), m.get("best_valid_loss"),
+            int(m.get("epochs", 0)), int(m.get("param_count", 0)), m.get("stop_reason"),
+            float(m.get("wall_s", 0.0)), dict(m),
+        )  # fmt: skip
+
+
+def _log(job_verbose: bool, msg: str) -> None:
+    if job_verbose:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _param_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad) or sum(
+        b.numel() for n, b in model.named_buffers() if n.startswith("W")
+    )
+
+
+def write_model(
+    uri: str, model: BatchsepModel, stft: Mapping[str, Any], metrics: Any = None
+) -> str:
+    """Write a checkpoint folder whose ``config.json`` also records the STFT config (``stft``)."""
+    checksum = checkpoint.write_checkpoint(uri, serialize(model), metrics=metrics)
+    config_uri = storage.join(uri, checkpoint.CONFIG_NAME)
+    meta = json.loads(storage.read_text(config_uri))
+    meta["stft"] = dict(stft)
+    storage.write_text(config_uri, json.dumps(meta, indent=2))
+    return checksum
+
+
+def read_state(out_uri: str) -> dict[str, Any] | None:
+    """The resumable state stored at ``out_uri/state.pt`` (None when there is none)."""
+    uri = storage.join(out_uri, STATE_NAME)
+    if not storage.exists(uri):
+        return None
+    return torch.load(io.BytesIO(storage.read_bytes(uri)), map_location="cpu", weights_only=False)
+
+
+class ArtifactWriter:
+    """Rank 0's callback: ``state.pt`` and ``curves.json`` every epoch, the model when it improved."""
+
+    def __init__(self, job: TrainJob, model: BatchsepModel) -> None:
+        self.job, self.model, self.t0 = job, model, time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, record: EpochRecord, state: TrainerState) -> bool:
+        job = self.job
+        snapshot = {**state.state_dict(), "job": asdict(job)}
+        buf = io.BytesIO()
+        torch.save(snapshot, buf)
+        storage.write_bytes(storage.join(job.out_uri, STATE_NAME), buf.getvalue())
+        if record.improved:
+            write_model(job.out_uri, self.model, job.stft, metrics=self.metrics(state, None))
+        curves = learning_curves(state.history)
+        storage.write_text(storage.join(job.out_uri, CURVES_JSON), json.dumps(curves, indent=2))
+        valid = "n/a" if record.valid_loss is None else f"{record.valid_loss:.5f}"
+        _log(
+            job.verbose,
+            f"[train {job.model}] epoch {epoch}: train {record.train_loss:.5f} valid {valid}"
+            f"{' *' if record.improved else ''} ({record.seconds:.1f} s)",
+        )
+        return False
+
+    def write_png(self, history: list[EpochRecord]) -> None:
+        """``curves.png`` (once, at the end: rendering costs more than a tiny model's epoch)."""
+        png = render_learning_curves(
+            {self.job.model: learning_curves(history)}, title=f"{self.job.model} learning curves"
+        )
+        storage.write_bytes(storage.join(self.job.out_uri, CURVES_PNG), png)
+
+    def metrics(self, state: TrainerState, stop_reason: str | None) -> dict[str, Any]:
+        best = state.best_epoch
+        return {
+            "model": self.job.model,
+            "param_count": _param_count(self.model),
+            "best_epoch": best,
+            "best_valid_loss": state.best_loss if best >= 0 else None,
+            "epochs": len(state.history),
+            "stop_reason": stop_reason,
+            "wall_s": time.perf_counter() - self.t0,
+            "train_config": state.config.to_dict(),
+            "data": self.job.data_info,
+            "history": [r.to_dict() for r in state.history],
+        }
+
+
+def run_worker(
+    job: TrainJob,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    device: str | torch.device = "cpu",
+    wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+    reduce_metrics: Callable[[dict[str, float]], dict[str, float]] | None = None,
+) -> dict[str, Any] | None:
+    """Train ``job`` on one (DDP) worker; rank 0 writes the outputs and returns ``metrics.json``'s content."""
+    torch.manual_seed(TrainConfig.from_dict(job.train_config).seed)
+    if job.init_uri is not None:
+        model = deserialize(checkpoint.read_checkpoint(job.init_uri))
+        model.train()
+    else:
+        model = build_model(job.model, job.model_config)
+    resume = read_state(job.out_uri)
+    if resume is not None and resume.get("job", {}).get("model_config") != job.model_config:
+        raise ConfigError(
+            f"{job.out_uri} holds a {resume['job'].get('model')} run with another model config; "
+            "use another --out or delete its state.pt"
+        )
+    train_src, valid_src = make_sources(
+        job.features_uri, job.data, rank=rank, world_size=world_size
+    )
+    config = TrainConfig.from_dict(job.train_config)
+    writer = ArtifactWriter(job, model) if rank == 0 else None
+    result = fit(
+        model,
+        train_src,
+        valid_src,
+        config=config,
+        device=device,
+        callbacks=[writer] if writer else [],
+        resume=resume,
+        wrap=wrap,
+        reduce_metrics=reduce_metrics,
+    )
+    if writer is None:
+        return None
+    state = TrainerState(model, torch.optim.Adam([torch.zeros(1)]), config, torch.device("cpu"))
+    state.history, state.best_epoch, state.best_loss = (
+        result.history,
+        result.best_epoch,
+        result.best_loss,
+    )
+    metrics = writer.metrics(state, result.stop_reason)
+    if result.best_state is not None:  # the model holds the best weights (restore_best)
+        write_model(job.out_uri, model, job.stft, metrics=metrics)
+    if result.history:
+        writer.write_png(result.history)
+    _log(
+        job.verbose,
+        f"[train {job.model}] done: {result.stop_reason}, wall {metrics['wall_s']:.1f} s",
+    )
+    return metrics
+
+
+def serial_fit(job: TrainJob) -> dict[str, Any]:
+    """Fit executor running :func:`run_worker` in this process (one worker, CPU or ``cuda``)."""
+    metrics = run_worker(job, device=job.device)
+    if metrics is None:  # pragma: no cover - rank 0 always returns them
+        raise BatchsepError("rank 0 returned no metrics")
+    return metrics
+
+
+FitExecutor = Callable[[TrainJob], dict[str, Any]]
+
+
+def _train_snmf(
+    features_uri: str,
+    out_uri: str,
+    overrides: Mapping[str, Any],
+    data: DataOptions,
+    stft: Mapping[str, Any],
+    runner: Runner,
+    verbose: bool,
+    device: str,
+) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    config = model_config("snmf", overrides, n_freq=int(stft["n_fft"]) // 2 + 1)
+    _log(verbose, f"[train snmf] learning dictionaries {config.to_json()}")
+    model, info = learn_snmf(features_uri, config, data, runner=runner, device=device)  # type: ignore[arg-type]
+    info.update(model="snmf", param_count=_param_count(model), best_epoch=0, epochs=0)
+    info.update(stop_reason="fitted", wall_s=time.perf_counter() - t0)
+    write_model(out_uri, model, stft, metrics=info)
+    _log(
+        verbose,
+        f"[train snmf] valid loss {info['best_valid_loss']:.5f}, wall {info['wall_s']:.1f} s",
+    )
+    return info
+
+
+def train(
+    features_uri: str,
+    out_uri: str,
+    *,
+    model: str = "drnmf",
+    overrides: Mapping[str, Any] | None = None,
+    data: DataOptions | None = None,
+    init_from: str | None = None,
+    runner: Runner | None = None,
+    fit_executor: FitExecutor = serial_fit,
+    device: str = "cpu",
+    verbose: bool = True,
+) -> TrainSummary:
+    """Train ``model`` on a features run and write it (and its metrics) to ``out_uri``.
+
+    Parameters
+    ----------
+    features_uri : str
+        A prepare run holding ``features/``, or a features folder (``<split>/part-*.parquet``).
+    out_uri : str
+        Model folder (local, ``file://`` or ``s3://``).
+    model : {"snmf", "drnmf", "lstm", "blstm"}
+    overrides : mapping, optional
+        Model config keys (e.g. ``n_layers``, ``hidden``, ``rank_speech``), ``train.<key>`` for
+        :class:`TrainConfig` (e.g. ``train.lr``, ``train.max_epochs``, ``train.patience``); for DR-NMF
+        ``snmf.<key>`` sets the SNMF it is initialised from (its ranks follow ``rank_speech/noise``).
+    data : DataOptions, optional
+        Batching, cropping, train fraction, SNMF frame budget, device.
+    init_from : str, optional
+        DR-NMF only: a trained SNMF model folder to initialise from (else an SNMF is trained first
+        into ``out_uri/snmf``, or reused from there).
+    runner : Runner, optional
+        Runs the SNMF tasks (default: in this process).
+    fit_executor : callable
+        Runs a :class:`TrainJob` (default :func:`serial_fit`; Ray Train in ``batchsep.distributed``).
+    device : str
+        ``"cpu"`` or ``"cuda"`` (SNMF fit and serial training; Ray Train picks its workers' device).
+    verbose : bool
+        Print one line per epoch (and the wall time) to stderr.
+
+    Returns
+    -------
+    TrainSummary
+        Best epoch and validation loss, wall time, and the content of ``out_uri/metrics.json``.
+
+    Raises
+    ------
+    StorageError
+        Features missing/unreadable, or ``out_uri`` not writable.
+    ConfigError, RegistryError, ParameterError
+        Unknown model, bad override key/value or option.
+    """
+    data = data or DataOptions()
+    runner = runner or SerialRunner()
+    features_uri = storage.normalize(resolve_features(features_uri))
+    out_uri = storage.normalize(out_uri)  # absolute: Ray Train workers change directory
+    storage.check_writable(out_uri)
+    transform, info = feature_transform(features_uri, data)
+    stft = StftConfig(
+        sample_rate=transform["sample_rate"], n_fft=transform["n_fft"],
+        hop_length=transform["hop_length"], window=transform["window"],
+    ).to_dict()  # fmt: skip
+    n_freq = StftConfig.from_dict(stft).n_freq
+    model_over, train_over = split_overrides(parse_overrides(overrides))
+    if model == "snmf":
+        info = _train_snmf(features_uri, out_uri, model_over, data, stft, runner, verbose, device)
+        return TrainSummary.from_metrics(out_uri, info)
+    MODELS.get(model)  # unknown name → RegistryError before any work
+    train_cfg = TrainConfig.from_dict({**MODEL_DEFAULTS.get(model, {}), **train_over})
+    init_uri = None
+    if model == "drnmf":
+        init_uri = storage.join(out_uri, "init")
+        built, init_from = _drnmf_init(
+            features_uri, out_uri, model_over, data, stft, init_from, runner, verbose, device
+        )
+        write_model(init_uri, built, stft)
+        cfg = built.config
+        info["init_from"] = init_from
+    else:
+        cfg = model_config(model, model_over, n_freq=n_freq)
+    info = {**info, "features_uri": features_uri, "transform": transform}
+    job = TrainJob(
+        model, features_uri, out_uri, cfg.to_dict(), train_cfg.to_dict(), data, stft,
+        init_uri, info, device, verbose,
+    )  # fmt: skip
+    return TrainSummary.from_metrics(out_uri, fit_executor(job))
+
+
+def _drnmf_init(
+    features_uri: str,
+    out_uri: str,
+    overrides: Mapping[str, Any],
+    data: DataOptions,
+    stft: Mapping[str, Any],
+    init_from: str | None,
+    runner: Runner,
+    verbose: bool,
+    device: str,
+) -> tuple[BatchsepModel, str]:
+    """A DR-NMF whose layers are ISTA steps for a trained SNMF dictionary (given or trained now)."""
+    from batchsep.models.drnmf import DrnmfEnhancer
+    from batchsep.models.snmf import SnmfEnhancer
+
+    fields = DrnmfEnhancer.config_class.__dataclass_fields__  # type: ignore[attr-defined]
+    unknown = [k for k in overrides if not k.startswith("snmf.") and k not in fields]
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r} for drnmf")
+    if init_from is None:
+        snmf_over = {k[5:]: v for k, v in overrides.items() if k.startswith("snmf.")}
+        snmf_over |= {
+            k: overrides[k] for k in ("rank_speech", "rank_noise", "seed") if k in overrides
+        }
+        init_from = storage.join(out_uri, "snmf")
+        if not storage.exists(storage.join(init_from, checkpoint.CONFIG_NAME)):
+            _train_snmf(features_uri, init_from, snmf_over, data, stft, runner, verbose, device)
+    try:
+        snmf = deserialize(checkpoint.read_checkpoint(init_from))
+    except StorageError as e:
+        raise StorageError(f"--init-from {init_from}: {e}") from e
+    if not isinstance(snmf, SnmfEnhancer):
+        raise ParameterError(f"init_from={init_from} holds a {snmf.name!r} model, not an SNMF")
+    kw = {k: overrides[k] for k in ("lam", "alpha", "n_layers", "loss") if k in overrides}
+    return DrnmfEnhancer.from_snmf(snmf, **kw), init_from
+
+
+__all__ = [
+    "TrainJob",
+    "TrainSummary",
+    "model_config",
+    "parse_overrides",
+    "read_state",
+    "run_worker",
+    "serial_fit",
+    "split_overrides",
+    "train",
+    "write_model",
+]

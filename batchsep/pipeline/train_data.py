@@ -1,0 +1,371 @@
+"""Inputs of training: config overrides, batch sources (fixed train subsets, DDP ranks), SNMF frames.
+
+A train fraction below 1 selects a fixed, seeded subset of the train mixtures (the same subset every
+epoch, nested: the 10 % subset is inside the 50 % one); :class:`SubsetFeatureDataset` streams only those
+rows and keeps :class:`~batchsep.corpus.dataset.FeatureDataset`'s guarantee that every rank yields the same
+number of batches. SNMF dictionary learning samples frames per shard (one task each), then fits the
+dictionaries and scores the validation split in one task (:func:`learn_snmf`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from batchsep.config import Config
+from batchsep.corpus.dataset import FeatureDataset, ShardInfo, frames_column, list_shards
+from batchsep.errors import ParameterError, StorageError
+from batchsep.io import storage
+from batchsep.models.base import MODELS, serialize
+from batchsep.pipeline.features import FEATURES_DIR, read_transform
+from batchsep.pipeline.runner import Runner
+
+TRAIN_PREFIX = "train."
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How a features run is turned into training data.
+
+    Parameters
+    ----------
+    batch_size : int
+        Utterances per batch (seed 001: 32).
+    crop_frames : int or None
+        Random crop of longer training utterances (seed 001: sequences of <= 500 frames); None: whole.
+    train_fraction : float
+        Share of the train mixtures used, in (0, 1] (seed 001: 1 and 0.1).
+    seed : int
+        Seeds the subset, the shuffling and the SNMF frame sampling.
+    bucket_batches : int
+        Batches per length bucket (see FeatureDataset).
+    snmf_frames : int
+        Frames sampled from the training subset for SNMF dictionary learning (per source).
+    snmf_noise_from : {"noisy", "noise"}
+        Learn the noise dictionary on noisy mixtures (seed 001) or on the noise alone.
+    """
+
+    batch_size: int = 32
+    crop_frames: int | None = 500
+    train_fraction: float = 1.0
+    seed: int = 0
+    bucket_batches: int = 8
+    snmf_frames: int = 20000
+    snmf_noise_from: Literal["noisy", "noise"] = "noisy"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.bucket_batches < 1 or self.snmf_frames < 1:
+            raise ParameterError(
+                f"batch_size={self.batch_size}, bucket_batches={self.bucket_batches}, "
+                f"snmf_frames={self.snmf_frames} must all be >= 1"
+            )
+        if self.crop_frames is not None and self.crop_frames < 1:
+            raise ParameterError(f"crop_frames={self.crop_frames} must be >= 1 (or None)")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ParameterError(f"train_fraction={self.train_fraction} must be in (0, 1]")
+        if self.snmf_noise_from not in ("noisy", "noise"):
+            raise ParameterError(
+                f"snmf_noise_from={self.snmf_noise_from!r} must be 'noisy' or 'noise'"
+            )
+
+
+def parse_overrides(
+    items: Mapping[str, Any] | list[str] | tuple[str, ...] | None,
+) -> dict[str, Any]:
+    """``["key=value", ...]`` (values parsed as YAML: ``3``, ``1e-3``, ``true``, ``[a, b]``) or a mapping.
+
+    Raises
+    ------
+    ParameterError
+        On an item without ``=`` or with an empty key.
+    """
+    if items is None:
+        return {}
+    if isinstance(items, Mapping):
+        return dict(items)
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ParameterError(f"config override {item!r} must look like KEY=VALUE")
+        parsed = yaml.safe_load(value) if value.strip() else ""
+        if isinstance(parsed, str):  # YAML 1.1 reads "1e-3" as a string
+            with contextlib.suppress(ValueError):
+                parsed = float(parsed)
+        out[key.strip()] = parsed
+    return out
+
+
+def split_overrides(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split overrides into model-config keys and ``train.``-prefixed :class:`TrainConfig` keys."""
+    model = {k: v for k, v in overrides.items() if not k.startswith(TRAIN_PREFIX)}
+    train = {k[len(TRAIN_PREFIX) :]: v for k, v in overrides.items() if k.startswith(TRAIN_PREFIX)}
+    return model, train
+
+
+def model_config(name: str, overrides: Mapping[str, Any], *, n_freq: int) -> Config:
+    """The registered config of model ``name`` with ``overrides`` and the features' ``n_freq``.
+
+    Raises
+    ------
+    RegistryError
+        Unknown model name.
+    ConfigError
+        Unknown key or invalid value (the message names them).
+    """
+    cls = MODELS.get(name).config_class
+    data = {**overrides, "n_freq": n_freq}
+    return cls.from_dict({k: v for k, v in data.items() if k != "type"})
+
+
+def resolve_features(uri: str) -> str:
+    """The features folder of ``uri``: ``uri/features`` for a prepare run, else ``uri`` itself.
+
+    Raises
+    ------
+    StorageError
+        When neither holds a ``train/`` split with shards.
+    """
+    for candidate in (storage.join(uri, FEATURES_DIR), uri):
+        if storage.exists(storage.join(candidate, "train")):
+            return candidate
+    raise StorageError(
+        f"cannot read features under {uri}: no train/ split (run `batchsep features` first)"
+    )
+
+
+def _id_rows(shard: ShardInfo) -> list[tuple[str, bool]]:
+    fs, path = storage.filesystem(shard.uri)
+    names = pq.read_schema(path, filesystem=fs).names
+    id_col = "mixture_id" if "mixture_id" in names else "rel_path"
+    t = pq.read_table(path, filesystem=fs, columns=[id_col, "status"])
+    return [
+        (str(i), s == "ok")
+        for i, s in zip(t.column(id_col).to_pylist(), t.column("status").to_pylist())
+    ]
+
+
+def train_subset(features_uri: str, fraction: float, seed: int) -> frozenset[str] | None:
+    """Ids of the train mixtures a ``fraction`` run uses (None for all); nested across fractions."""
+    if fraction >= 1.0:
+        return None
+    ids = sorted(
+        i for s in list_shards(storage.join(features_uri, "train")) for i, ok in _id_rows(s) if ok
+    )
+    order = np.random.default_rng([seed, 7]).permutation(len(ids))
+    n = max(1, math.ceil(fraction * len(ids)))
+    return frozenset(ids[i] for i in order[:n])
+
+
+class SubsetFeatureDataset(FeatureDataset):
+    """:class:`FeatureDataset` over the rows whose id is in ``keep`` (batch counts stay per-rank equal)."""
+
+    def __init__(self, uri: str, *, keep: frozenset[str], **kwargs: Any) -> None:
+        super().__init__(uri, **kwargs)
+        self.keep = keep
+
+    def shards(self) -> list[ShardInfo]:
+        if self._shards is None:
+            counted = []
+            for s in super().shards():
+                n_kept = sum(ok and i in self.keep for i, ok in _id_rows(s))
+                counted.append(ShardInfo(s.uri, s.num_rows, n_kept))
+            self._shards = counted
+        return self._shards
+
+    def _rows(self, shards, filt, n_readers):  # type: ignore[no-untyped-def]
+        g = 0
+        for item in super()._rows(shards, None, 1):
+            if item[0] not in self.keep:
+                continue
+            g += 1
+            if filt is None or (g - 1) % n_readers == filt:
+                yield item
+
+
+def _has_shards(uri: str) -> bool:
+    return storage.exists(uri) and bool(list_shards(uri))
+
+
+def make_sources(
+    features_uri: str, data: DataOptions, *, rank: int = 0, world_size: int = 1
+) -> tuple[Any, Any]:
+    """``(train_batches(epoch), valid_batches() or None)`` for :func:`batchsep.training.loop.fit`.
+
+    Training batches are this rank's share; every rank validates on the whole validation split (the
+    same loss on every rank and in a serial run, and no rank is left without a batch).
+    """
+    keep = train_subset(features_uri, data.train_fraction, data.seed)
+    common: dict[str, Any] = {"batch_size": data.batch_size, "seed": data.seed}
+    kw = dict(
+        common, rank=rank, world_size=world_size, crop_frames=data.crop_frames, shuffle=True,
+        bucket_batches=data.bucket_batches,
+    )  # fmt: skip
+    train_ds = (
+        FeatureDataset(features_uri, split="train", **kw)
+        if keep is None
+        else SubsetFeatureDataset(features_uri, split="train", keep=keep, **kw)
+    )
+
+    def train_batches(epoch: int) -> FeatureDataset:
+        train_ds.set_epoch(epoch)
+        return train_ds
+
+    if not _has_shards(storage.join(features_uri, "valid")):
+        return train_batches, None
+    valid_ds = FeatureDataset(
+        features_uri, split="valid", crop_frames=None, shuffle=False, **common
+    )
+    return train_batches, lambda: valid_ds
+
+
+def feature_transform(
+    features_uri: str, data: DataOptions
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The STFT transform of the run's shards, and a description of the training data used."""
+    shards = list_shards(storage.join(features_uri, "train"))
+    if not shards:
+        raise StorageError(f"no feature shards (part-*.parquet) under {features_uri}/train")
+    transform = read_transform(shards[0].uri)
+    if transform.get("type") != "stft_features":
+        raise ParameterError(
+            f"{features_uri} holds {transform.get('type')!r} features; training needs STFT features"
+        )
+    keep = train_subset(features_uri, data.train_fraction, data.seed)
+    n_all = sum(s.num_ok for s in shards)
+    valid_uri = storage.join(features_uri, "valid")
+    n_valid = sum(s.num_ok for s in list_shards(valid_uri)) if storage.exists(valid_uri) else 0
+    info = {
+        "train_fraction": data.train_fraction,
+        "n_train_mixtures": n_all if keep is None else len(keep),
+        "n_train_available": n_all,
+        "n_valid_mixtures": n_valid,
+        "batch_size": data.batch_size,
+        "crop_frames": data.crop_frames,
+        "seed": data.seed,
+    }
+    return transform, info
+
+
+@dataclass(frozen=True)
+class FrameTask:
+    """Sample up to ``quota`` frames of clean and of noisy/noise magnitudes from one shard."""
+
+    uri: str
+    keep: frozenset[str] | None
+    quota: int
+    other: str
+    seed: int
+
+
+def sample_frames(task: FrameTask) -> tuple[np.ndarray, np.ndarray]:
+    """``(clean [F, n], other [F, n])`` float32 frames of one shard (a Ray task's unit of work)."""
+    fs, path = storage.filesystem(task.uri)
+    names = pq.read_schema(path, filesystem=fs).names
+    id_col = "mixture_id" if "mixture_id" in names else "rel_path"
+    if task.other not in names:
+        raise StorageError(f"{task.uri} has no {task.other!r} column (compute features with it)")
+    t = pq.read_table(path, filesystem=fs, columns=[id_col, "status", "clean_mag", task.other])
+    rows = [
+        j
+        for j, (i, s) in enumerate(
+            zip(t.column(id_col).to_pylist(), t.column("status").to_pylist())
+        )
+        if s == "ok" and (task.keep is None or str(i) in task.keep)
+    ]
+    cols = [frames_column(t.column(c)) for c in ("clean_mag", task.other)]
+    clean, other = (np.concatenate([c[j] for j in rows]) for c in cols)  # type: ignore[misc]
+    rng = np.random.default_rng(task.seed)
+    pick = np.sort(rng.choice(clean.shape[0], size=min(task.quota, clean.shape[0]), replace=False))
+    return np.ascontiguousarray(clean[pick].T), np.ascontiguousarray(other[pick].T)
+
+
+@dataclass(frozen=True)
+class SnmfFitTask:
+    config: dict[str, Any]
+    speech: np.ndarray
+    noise: np.ndarray
+    valid_uri: str | None
+    batch_size: int
+    device: str
+
+
+def fit_snmf_task(task: SnmfFitTask) -> dict[str, Any]:
+    """Fit the dictionaries, score the validation split (MSA), return the payload and the logs."""
+    from batchsep.models.snmf import SnmfEnhancer
+
+    model = SnmfEnhancer(SnmfEnhancer.config_class.from_dict(task.config)).to(task.device)  # type: ignore[arg-type]
+    objectives = model.fit_dictionaries(
+        torch.from_numpy(task.speech).to(task.device), torch.from_numpy(task.noise).to(task.device)
+    )
+    losses: list[float] = []
+    if task.valid_uri is not None:
+        ds = FeatureDataset(task.valid_uri, split=None, batch_size=task.batch_size, shuffle=False)
+        for batch in ds:
+            batch = {k: v.to(task.device) for k, v in batch.items()}
+            loss, _ = model.training_loss(batch)
+            losses.append(float(loss))
+    return {
+        "payload": serialize(model),
+        "objective": {k: v.tolist() for k, v in objectives.items()},
+        "valid_loss": float(np.mean(losses)) if losses else None,
+    }
+
+
+def learn_snmf(
+    features_uri: str, config: Any, data: DataOptions, *, runner: Runner, device: str = "cpu"
+) -> tuple[Any, dict[str, Any]]:
+    """Learn SNMF dictionaries from the train split: frames per shard as tasks, then one fit task.
+
+    Returns
+    -------
+    (SnmfEnhancer, dict)
+        The fitted model and ``metrics.json`` content (objectives, valid loss, data description).
+    """
+    from batchsep.models.base import deserialize
+
+    _, info = feature_transform(features_uri, data)
+    shards = list_shards(storage.join(features_uri, "train"))
+    keep = train_subset(features_uri, data.train_fraction, data.seed)
+    counts = [
+        s.num_ok if keep is None else sum(ok and i in keep for i, ok in _id_rows(s)) for s in shards
+    ]
+    total = sum(counts)
+    other = "noisy_mag" if data.snmf_noise_from == "noisy" else "noise_mag"
+    tasks = [
+        FrameTask(
+            s.uri, keep, math.ceil(data.snmf_frames * n / total), other, data.seed * 100003 + k
+        )
+        for k, (s, n) in enumerate(zip(shards, counts))
+        if n > 0
+    ]
+    parts: dict[int, tuple[np.ndarray, np.ndarray]] = dict(
+        runner.map_unordered(sample_frames, tasks)
+    )
+    speech = np.concatenate([parts[k][0] for k in sorted(parts)], axis=1)
+    noise = np.concatenate([parts[k][1] for k in sorted(parts)], axis=1)
+    valid_uri = storage.join(features_uri, "valid")
+    fit_task = SnmfFitTask(
+        config.to_dict(), speech, noise, valid_uri if _has_shards(valid_uri) else None,
+        data.batch_size, device,
+    )  # fmt: skip
+    _, out = next(iter(runner.map_unordered(fit_snmf_task, [fit_task])))
+    model = deserialize(out["payload"])
+    info = {
+        "best_valid_loss": out["valid_loss"],
+        "objective": out["objective"],
+        "snmf_frames": int(speech.shape[1]),
+        "snmf_noise_from": data.snmf_noise_from,
+        "config": config.to_dict(),
+        "data": {**info, "features_uri": features_uri},
+    }
+    return model, info

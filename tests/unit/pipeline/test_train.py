@@ -1,0 +1,271 @@
+"""The train stage without Ray: overrides, data subsets, training, checkpoints, resume, SNMF, inspect, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+from click.testing import CliRunner
+
+from batchsep.cli.main import EXIT_OK, EXIT_USAGE, main
+from batchsep.corpus.dataset import FeatureDataset
+from batchsep.errors import ConfigError, ParameterError, RegistryError, StorageError
+from batchsep.io import checkpoint, storage
+from batchsep.models.base import deserialize
+from batchsep.models.drnmf import DrnmfEnhancer
+from batchsep.models.snmf import SnmfEnhancer
+from batchsep.pipeline import features as feat
+from batchsep.pipeline import train as tr
+from batchsep.pipeline.enhance import load_enhancer
+from batchsep.pipeline.inspect import inspect_model
+from batchsep.pipeline.train_data import (
+    DataOptions,
+    SubsetFeatureDataset,
+    resolve_features,
+    train_subset,
+)
+
+N_FFT = 32
+F = N_FFT // 2 + 1
+
+
+def _frames(items: list) -> pa.Array:
+    """``list<fixed_size_list<float32, F>>`` from [T, F] arrays (None → null)."""
+    offsets = np.cumsum([0] + [0 if a is None else len(a) for a in items]).astype(np.int32)
+    flat = np.concatenate([np.zeros(0)] + [a.ravel() for a in items if a is not None])
+    flat = flat.astype(np.float32)
+    values = pa.FixedSizeListArray.from_arrays(pa.array(flat), F)
+    return pa.ListArray.from_arrays(
+        pa.array(offsets), values, mask=pa.array([a is None for a in items])
+    )
+
+
+def write_features(root: Path, *, n_train: int = 48, n_valid: int = 8, seed: int = 0) -> str:
+    """Tiny STFT feature shards (F = 17) of synthetic NMF mixtures: a prepare run's ``features/``.
+
+    Speech = a low-frequency harmonic dictionary times sparse activations, noise = a broadband
+    high-frequency one; noisy = clean + noise. One error row per split checks that it is skipped.
+    """
+    rng = np.random.default_rng(seed)
+    f = np.arange(F)[:, None]
+    Ws = np.exp(-0.5 * ((f - rng.uniform(1, 7, 6)) / 0.8) ** 2)
+    Wn = np.exp(-0.5 * ((f - rng.uniform(8, 16, 4)) / 3.0) ** 2) + 0.05
+    config = feat.StftFeatures(n_fft=N_FFT, hop_length=8)
+    for split, n, per_shard in (("train", n_train, 12), ("valid", n_valid, 8)):
+        rows = []
+        for i in range(n):
+            T = int(rng.integers(20, 41))
+            Hs = rng.gamma(0.5, 1.0, (6, T)) * (rng.random((6, T)) < 0.4)
+            Hn = rng.gamma(2.0, 0.3, (4, T))
+            clean, noise = (Ws @ Hs).T.astype(np.float32), (Wn @ Hn).T.astype(np.float32)
+            rows.append({"mixture_id": f"{split}-{i:04d}", "n_frames": T, "status": "ok",
+                         "noisy_mag": clean + noise, "clean_mag": clean, "noise_mag": noise})  # fmt: skip
+        rows.append({"mixture_id": f"{split}-bad", "status": "error", "error": "unreadable"})
+        for k in range(0, len(rows), per_shard):
+            part = rows[k : k + per_shard]
+            ok = sum(r["status"] == "ok" for r in part)
+            schema = feat.feature_schema(
+                config, {"batchsep.num_ok": str(ok), "batchsep.num_rows": str(len(part))}
+            )
+            cols = {}
+            for fld in schema:
+                vals = [r.get(fld.name) for r in part]
+                if fld.name.endswith("_mag"):
+                    cols[fld.name] = _frames(vals)
+                    continue
+                if fld.name == "split":
+                    vals = [split] * len(part)
+                elif fld.name == "index":
+                    vals = list(range(k, k + len(part)))
+                cols[fld.name] = pa.array(vals, fld.type)
+            data = feat.shard_bytes(pa.Table.from_pydict(cols, schema=schema))
+            storage.write_bytes(
+                str(root / "features" / split / f"part-{k // per_shard:05d}.parquet"), data
+            )
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return write_features(tmp_path_factory.mktemp("run"))
+
+
+SMALL_LSTM = {"n_layers": 1, "hidden": 16, "train.lr": 1e-2, "train.patience": None}
+DATA = DataOptions(batch_size=8, crop_frames=30, snmf_frames=600)
+
+
+def _valid_loss(model: torch.nn.Module, features: str) -> float:
+    ds = FeatureDataset(features, split="valid", batch_size=8, shuffle=False)
+    model.eval()
+    with torch.no_grad():
+        return float(np.mean([float(model.training_loss(b)[0]) for b in ds]))
+
+
+def test_parse_and_split_overrides():
+    got = tr.parse_overrides(["n_layers=2", "train.lr=1e-3", "loss=psa", "train.patience=null"])
+    assert got == {"n_layers": 2, "train.lr": 1e-3, "loss": "psa", "train.patience": None}
+    model, train = tr.split_overrides(got)
+    assert model == {"n_layers": 2, "loss": "psa"} and train == {"lr": 1e-3, "patience": None}
+    with pytest.raises(ParameterError, match="KEY=VALUE"):
+        tr.parse_overrides(["n_layers"])
+    with pytest.raises(ConfigError, match="hiden"):
+        tr.model_config("lstm", {"hiden": 3}, n_freq=F)
+    assert tr.model_config("lstm", {"hidden": 3}, n_freq=F).n_freq == F  # type: ignore[attr-defined]
+
+
+def test_resolve_features_accepts_run_or_folder(run, tmp_path):
+    assert resolve_features(run) == str(Path(run) / "features")
+    assert resolve_features(str(Path(run) / "features")) == str(Path(run) / "features")
+    with pytest.raises(StorageError, match="no train/ split"):
+        resolve_features(str(tmp_path))
+
+
+def test_train_subset_is_fixed_nested_and_rank_balanced(run):
+    features = resolve_features(run)
+    small, half = train_subset(features, 0.1, 0), train_subset(features, 0.5, 0)
+    assert small is not None and half is not None
+    assert (len(small), len(half)) == (5, 24) and small <= half
+    assert train_subset(features, 0.1, 0) == small and train_subset(features, 1.0, 0) is None
+    whole = SubsetFeatureDataset(features, split="train", keep=half, batch_size=4, with_ids=True)
+    assert sorted(i for b in whole for i in b["ids"]) == sorted(half)
+    seen, counts = [], []
+    for rank in range(2):
+        ds = SubsetFeatureDataset(features, split="train", keep=half, batch_size=4, with_ids=True,
+                                  rank=rank, world_size=2, crop_frames=None)  # fmt: skip
+        ids = [i for b in ds for i in b["ids"]]
+        counts.append(ds.num_batches())
+        assert sum(1 for _ in ds) == counts[-1]
+        seen.append(set(ids))
+    assert counts[0] == counts[1] >= 2  # ranks stay in lockstep (the larger share is capped)
+    assert not seen[0] & seen[1] and seen[0] | seen[1] <= set(half)
+
+
+def test_tiny_training_improves_and_writes_outputs(run, tmp_path):
+    out = str(tmp_path / "lstm")
+    s = tr.train(run, out, model="lstm", overrides={**SMALL_LSTM, "train.max_epochs": 5},
+                 data=DATA, verbose=False)  # fmt: skip
+    losses = [r["valid_loss"] for r in s.metrics["history"]]
+    assert s.epochs == 5 and s.best_valid_loss == min(losses)
+    assert s.best_valid_loss < 0.7 * losses[0], losses
+    for name in ("config.json", "weights.safetensors", "metrics.json", "curves.json", "state.pt"):
+        assert (Path(out) / name).is_file(), name
+    assert (Path(out) / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    meta = json.loads((Path(out) / "config.json").read_text())
+    assert meta["stft"]["n_fft"] == N_FFT and meta["stft"]["hop_length"] == 8
+    m = json.loads((Path(out) / "metrics.json").read_text())
+    assert m["param_count"] == s.param_count > 0 and m["data"]["n_train_mixtures"] == 48
+    # the checkpoint holds the best weights: its validation loss is the recorded best
+    reloaded = deserialize(checkpoint.read_checkpoint(out))
+    assert _valid_loss(reloaded, resolve_features(run)) == pytest.approx(
+        s.best_valid_loss, rel=1e-5
+    )
+    enhancer, name, _ = load_enhancer(out)
+    assert name == "lstm" and enhancer.stft_config.n_fft == N_FFT
+    mag = torch.rand(2, F, 25, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(reloaded(mag), enhancer.model(mag))
+
+
+def test_resume_from_state_continues_exactly(run, tmp_path):
+    over = {**SMALL_LSTM, "train.max_epochs": 2}
+    tr.train(run, str(tmp_path / "a"), model="lstm", overrides=over, data=DATA, verbose=False)
+    state = tr.read_state(str(tmp_path / "a"))
+    assert state is not None and state["epoch"] == 2
+    again = tr.train(
+        run, str(tmp_path / "a"), model="lstm", overrides=over, data=DATA, verbose=False
+    )
+    assert again.epochs == 2  # same settings: nothing more to do
+    over4 = {**SMALL_LSTM, "train.max_epochs": 4}
+    resumed = tr.train(
+        run, str(tmp_path / "a"), model="lstm", overrides=over4, data=DATA, verbose=False
+    )
+    straight = tr.train(
+        run, str(tmp_path / "b"), model="lstm", overrides=over4, data=DATA, verbose=False
+    )
+    got = [r["valid_loss"] for r in resumed.metrics["history"]]
+    want = [r["valid_loss"] for r in straight.metrics["history"]]
+    assert len(got) == 4 and got == pytest.approx(want, rel=1e-6)
+    with pytest.raises(ConfigError, match="another model config"):
+        tr.train(run, str(tmp_path / "a"), model="lstm", overrides={**over4, "hidden": 8},
+                 data=DATA, verbose=False)  # fmt: skip
+
+
+def test_snmf_then_drnmf_from_it(run, tmp_path):
+    snmf_uri = str(tmp_path / "snmf")
+    over = {"rank_speech": 6, "rank_noise": 4, "n_iter_fit": 40, "n_iter_infer": 50}
+    s = tr.train(run, snmf_uri, model="snmf", overrides=over, data=DATA, verbose=False)
+    obj = s.metrics["objective"]
+    for key in ("speech", "noise"):
+        assert len(obj[key]) == 41 and all(
+            b <= a * (1 + 1e-6) for a, b in zip(obj[key], obj[key][1:])
+        )
+    snmf = deserialize(checkpoint.read_checkpoint(snmf_uri))
+    assert isinstance(snmf, SnmfEnhancer) and bool(snmf.fitted)
+    assert s.metrics["snmf_frames"] == 600 and np.isfinite(s.best_valid_loss)
+    out = str(tmp_path / "drnmf")
+    d = tr.train(run, out, model="drnmf", init_from=snmf_uri, data=DATA, verbose=False,
+                 overrides={"n_layers": 3, "train.max_epochs": 4, "train.lr": 5e-3})  # fmt: skip
+    init = deserialize(checkpoint.read_checkpoint(str(Path(out) / "init")))
+    assert isinstance(init, DrnmfEnhancer) and init.config.n_layers == 3
+    assert torch.allclose(
+        init.dictionaries()[0],
+        snmf.W.clamp_min(1e-8) / snmf.W.clamp_min(1e-8).norm(dim=0),
+        atol=1e-6,
+    )
+    assert d.best_valid_loss < _valid_loss(init, resolve_features(run))
+    assert d.param_count == 3 * F * 10 + 6 and d.metrics["data"]["init_from"] == snmf_uri
+    with pytest.raises(ParameterError, match="not an SNMF"):
+        tr.train(run, str(tmp_path / "x"), model="drnmf", init_from=out, data=DATA, verbose=False)
+
+
+def test_drnmf_trains_its_snmf_first_and_inspect(run, tmp_path):
+    out = str(tmp_path / "drnmf")
+    over = {"rank_speech": 6, "rank_noise": 4, "n_layers": 2, "snmf.n_iter_fit": 20,
+            "train.max_epochs": 2}  # fmt: skip
+    tr.train(run, out, model="drnmf", overrides=over, data=DATA, verbose=False)
+    assert (Path(out) / "snmf" / "config.json").is_file()
+    files = {}
+    for model_uri in (out, str(Path(out) / "snmf")):
+        dest = tmp_path / ("insp_" + Path(model_uri).name)
+        s = inspect_model(model_uri, str(dest))
+        files[s.model] = set(s.files)
+        index = (dest / "index.md").read_text()
+        for name in s.files:
+            assert (dest / name).read_bytes()[:4] == b"\x89PNG" and f"]({name})" in index
+    assert files == {
+        "drnmf": {"atoms.png", "atom_examples.png", "layers.png", "curves.png"},
+        "snmf": {"atoms.png", "atom_examples.png", "objective.png"},
+    }
+    assert "| 2 |" in (tmp_path / "insp_drnmf" / "index.md").read_text()  # per-layer α/λ table
+
+
+def test_errors(run, tmp_path):
+    with pytest.raises(RegistryError, match="unknown model 'cnn'"):
+        tr.train(run, str(tmp_path / "m"), model="cnn", data=DATA, verbose=False)
+    with pytest.raises(StorageError):
+        tr.train(str(tmp_path / "nothing"), str(tmp_path / "m"), model="lstm", verbose=False)
+    with pytest.raises(ConfigError, match="lr"):
+        tr.train(run, str(tmp_path / "m"), model="lstm", overrides={"train.lr": -1}, verbose=False)
+    with pytest.raises(ParameterError, match="train_fraction"):
+        DataOptions(train_fraction=0)
+
+
+def test_cli_train_and_inspect(run, tmp_path):
+    cli = CliRunner()
+    out = str(tmp_path / "cli_lstm")
+    args = ["train", "--model", "lstm", "--features", run, "--out", out, "--local",
+            "--config", "n_layers=1", "--config", "hidden=8", "--max-epochs", "1",
+            "--batch-size", "8", "--crop-frames", "0"]  # fmt: skip
+    r = cli.invoke(main, args)
+    assert r.exit_code == EXIT_OK, r.output
+    assert "trained lstm" in r.output and "wall" in r.output
+    r = cli.invoke(main, ["inspect", out, "--out", str(tmp_path / "insp")])
+    assert r.exit_code == EXIT_OK and (tmp_path / "insp" / "curves.png").is_file()
+    r = cli.invoke(main, [*args[:-2], "--config", "hiden=3"])
+    assert r.exit_code == EXIT_USAGE and "hiden" in r.output
+    r = cli.invoke(main, ["train", "--features", str(tmp_path / "none"), "--local"])
+    assert r.exit_code == EXIT_USAGE and "no train/ split" in r.output

@@ -1,0 +1,310 @@
+"""Job spec validation: one clear message per problem, references, secrets, signature-driven params."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import pytest
+import yaml
+
+from batchsep import api, jobspec
+from batchsep.config import Config, register_config
+from batchsep.errors import ConfigError, StorageError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def scan_stage(**params):
+    return {"stage": "scan", "params": {"in_uri": "data", "out_uri": "runs/r1", **params}}
+
+
+def spec(*stages, **top):
+    return {"name": "t", "stages": list(stages), **top}
+
+
+def error(data) -> str:
+    with pytest.raises(ConfigError) as e:
+        jobspec.parse_spec(data)
+    return str(e.value)
+
+
+def test_valid_spec_is_coerced_and_round_trips():
+    s = jobspec.parse_spec(spec(scan_stage(shard_size=8), ray={"workers": 3}, env={"N": 2}))
+    (stage,) = s.stages
+    assert (stage.index, stage.name, stage.stage) == (0, "scan", "scan")
+    assert stage.params == {"in_uri": "data", "out_uri": "runs/r1", "shard_size": 8, "workers": 3}
+    assert s.env == {"N": "2"}  # values become strings
+    assert jobspec.parse_spec(s.to_dict()) == s
+    assert jobspec.parse_yaml(yaml.safe_dump(s.to_dict())) == s
+
+
+def test_stage_workers_overrides_ray_workers():
+    s = jobspec.parse_spec(spec(scan_stage(workers=1), ray={"workers": 3}))
+    assert s.stages[0].params["workers"] == 1
+
+
+def test_unknown_stage_lists_the_allowed_ones():
+    msg = error(spec({"stage": "scna", "params": {}}))
+    assert msg.startswith("stages[0]: unknown stage 'scna'; allowed stages: ")
+    assert "scan" in msg and "enhance" in msg
+    assert "missing the 'stage' key" in error(spec({"params": {}}))
+
+
+def test_unknown_key_message_names_stage_index_and_allowed_keys():
+    msg = error(
+        spec(
+            scan_stage(),
+            {"stage": "enhance", "params": {"in_uri": "a", "out_uri": "b", "modle": 1}},
+        )
+    )
+    assert msg.startswith("stages[1] (enhance): unknown key 'modle'; allowed: ")
+    allowed = msg.split("allowed: ")[1].split(", ")
+    assert "model" in allowed and "in_uri" in allowed
+    assert "on_progress" not in allowed and "address" not in allowed  # callbacks / job-level
+    assert error(spec({"stage": "scan", "parms": {}})) == (
+        "stages[0]: unknown key 'parms'; allowed: name, params, stage"
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"shard_size": "big"}, "stages[0] (scan): shard_size='big' must be an integer"),
+        ({"shard_size": True}, "stages[0] (scan): shard_size=True must be an integer"),
+        ({"local": "yes"}, "stages[0] (scan): local='yes' must be true or false"),
+        ({"in_uri": 3}, "stages[0] (scan): in_uri=3 must be a string"),
+    ],
+)
+def test_wrong_type(params, expected):
+    assert error(spec(scan_stage(**params))) == expected
+
+
+def test_missing_required_parameter():
+    msg = error(spec({"stage": "scan", "params": {"in_uri": "x"}}))
+    assert msg == "stages[0] (scan): missing required parameter 'out_uri'"
+
+
+def test_address_and_callbacks_are_not_stage_params():
+    msg = error(spec(scan_stage(address="auto")))
+    assert "'address' is set once for the whole job, under ray.address" in msg
+    assert "unknown key 'on_progress'" in error(spec(scan_stage(on_progress="x")))
+
+
+def test_references_resolve_whole_values_interpolation_index_and_defaults():
+    s = jobspec.parse_spec(
+        spec(
+            scan_stage(shard_size=4),
+            {
+                "stage": "scan",
+                "name": "again",
+                "params": {
+                    "in_uri": "${scan.out_uri}",
+                    "out_uri": "${stages.0.out_uri}/sub-${0.shard_size}",
+                    "shard_size": "${scan.shard_size}",
+                    "local": "${scan.local}",  # not set in stage 0: the function's default
+                },
+            },
+            {"stage": "scan", "name": "lit", "params": {"in_uri": "$${x}", "out_uri": "a$b"}},
+        )
+    )
+    p = s.stages[1].params
+    assert p == {"in_uri": "runs/r1", "out_uri": "runs/r1/sub-4", "shard_size": 4, "local": False}
+    assert s.stages[1].raw_params["in_uri"] == "${scan.out_uri}"
+    assert s.stages[2].params["in_uri"] == "${x}" and s.stages[2].params["out_uri"] == "a$b"
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("${prep.out_uri}", "reference '${prep.out_uri}' names no earlier stage"),
+        ("${stages.5.out_uri}", "names no earlier stage"),
+        ("${second.out_uri}", "names no earlier stage"),  # itself: only earlier stages
+        ("${scan.outuri}", "stages[0] (scan) has no parameter 'outuri'"),
+        ("${scan}", "bad reference '${scan}'"),
+        ("${a.b.c}", "bad reference"),
+    ],
+)
+def test_bad_references(ref, expected):
+    second = {"stage": "scan", "name": "second", "params": {"in_uri": ref, "out_uri": "o"}}
+    msg = error(spec(scan_stage(), second))
+    assert msg.startswith("stages[1] 'second' (scan): in_uri: ")
+    assert expected in msg
+
+
+def test_reference_type_errors_are_caught_after_resolution():
+    second = {"stage": "scan", "name": "b", "params": {"in_uri": "x", "out_uri": "y"}}
+    second["params"]["shard_size"] = "${scan.in_uri}"
+    assert error(spec(scan_stage(), second)) == (
+        "stages[1] 'b' (scan): shard_size='data' must be an integer"
+    )
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SESSION_TOKEN",
+        "RAY_AUTH_TOKEN",
+        "db_password",
+        "AZURE_STORAGE_KEY",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+    ],
+)
+def test_secrets_in_env_are_rejected(key):
+    msg = error(spec(scan_stage(), env={key: "x"}))
+    assert msg.startswith(f"env: {key!r} looks like a credential")
+    assert "cluster environment" in msg
+
+
+def test_non_secret_env_is_kept_and_checked():
+    s = jobspec.parse_spec(
+        spec(scan_stage(), env={"AWS_ENDPOINT_URL": "http://s3:9000", "OMP_NUM_THREADS": 1})
+    )
+    assert s.env == {"AWS_ENDPOINT_URL": "http://s3:9000", "OMP_NUM_THREADS": "1"}
+    assert "must be a string or a number" in error(spec(scan_stage(), env={"A": [1]}))
+    assert "must match" in error(spec(scan_stage(), env={"1A": "x"}))
+    assert "user:password@" in error(spec(scan_stage(), env={"URL": "https://u:p@host/x"}))
+
+
+def test_credentials_in_uris_are_rejected():
+    msg = error(spec(scan_stage(in_uri="s3://AKIA:secret@bucket/x")))
+    assert msg.startswith("stages[0] (scan): in_uri (a URI with user:password@) looks like a")
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ([], "a job spec must be a mapping, got list"),
+        ({"stages": [scan_stage()]}, "spec: name=None is required"),
+        (spec(), "spec: 'stages' must be a non-empty list"),
+        (spec(scan_stage(), extra=1), "spec: unknown key 'extra'; allowed: description, env, name"),
+        (spec(scan_stage(), ray={"adress": "x"}), "ray: unknown key 'adress'; allowed: address"),
+        (spec(scan_stage(), ray={"workers": 0}), "ray.workers=0 must be >= 1"),
+        (spec(scan_stage(), ray={"workers": "x"}), "ray.workers='x' must be an integer"),
+        (spec(scan_stage(), ray={"address": "http://h:8265"}), "is a dashboard (Jobs API) URL"),
+        (spec(scan_stage(), scan_stage()), "stage name 'scan' is already used"),
+        (spec({"stage": "scan", "name": "a.b", "params": {}}), "name='a.b' must start with"),
+        (spec("scan"), "stages[0] must be a mapping with a 'stage' key"),
+    ],
+)
+def test_structural_errors(data, expected):
+    assert expected in error(data)
+
+
+def test_yaml_errors_and_files_name_their_source(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: x\nstages: [\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+        jobspec.load_spec(str(p))
+    p.write_text(yaml.safe_dump(spec(scan_stage(shard_size="x"))))
+    with pytest.raises(ConfigError, match=r"bad\.yaml: stages\[0\] \(scan\): shard_size"):
+        jobspec.load_spec(str(p))
+    with pytest.raises(StorageError):
+        jobspec.load_spec(str(tmp_path / "missing.yaml"))
+
+
+@register_config("test_jobspec_opts")
+@dataclasses.dataclass(frozen=True)
+class _Opts(Config):
+    k: int = 1
+
+
+def test_new_api_functions_are_stages_with_their_signature(monkeypatch):
+    """A function added to batchsep.api is a stage at once; its annotations drive the checks."""
+
+    def fake(
+        run_uri: str,
+        *,
+        kind: Literal["stft", "logmel"] = "stft",
+        sizes: list[int] | None = None,
+        opts: _Opts | None = None,
+        workers: int | None = None,
+        on_progress: Callable[[int, float], None] | None = None,
+    ) -> dict:
+        return {}
+
+    fake.__module__ = api.__name__
+    monkeypatch.setattr(api, "fake", fake, raising=False)
+    assert "fake" in jobspec.stage_functions()
+    stage = {"stage": "fake", "params": {"run_uri": "r", "kind": "logmel", "sizes": [1, 2]}}
+    stage["params"]["opts"] = {"k": 5}
+    s = jobspec.parse_spec(spec(stage, ray={"workers": 2}))
+    assert s.stages[0].params == {
+        "run_uri": "r",
+        "kind": "logmel",
+        "sizes": [1, 2],
+        "opts": _Opts(k=5),
+        "workers": 2,
+    }
+    stage["params"]["kind"] = "mfcc"
+    assert "kind='mfcc' must be one of ['stft', 'logmel']" in error(spec(stage))
+    stage["params"].update(kind="stft", sizes=[1, "x"])
+    assert "sizes[1]='x' must be an integer" in error(spec(stage))
+    stage["params"].update(sizes=None, opts={"k": "x"})
+    assert "stages[0] (fake): opts: k='x' must be an integer" in error(spec(stage))
+
+
+def test_settings_kwargs_follow_the_config_annotation(monkeypatch):
+    """``**settings`` override fields of an annotated ``config``; unannotated ones pass unchecked."""
+
+    def typed(out_uri: str, *, config: _Opts | None = None, **settings: object) -> None:
+        return None
+
+    def untyped(out_uri: str, *, config: object = None, **settings: object) -> None:
+        return None
+
+    for fn in (typed, untyped):
+        fn.__module__ = api.__name__
+        monkeypatch.setattr(api, fn.__name__, fn, raising=False)
+    s = jobspec.parse_spec(spec({"stage": "typed", "params": {"out_uri": "o", "k": 3}}))
+    assert s.stages[0].params == {"out_uri": "o", "k": 3}
+    msg = error(spec({"stage": "typed", "params": {"out_uri": "o", "j": 3}}))
+    assert msg == "stages[0] (typed): unknown key 'j'; allowed: config, k, out_uri"
+    assert "k='x' must be an integer" in error(
+        spec({"stage": "typed", "params": {"out_uri": "o", "k": "x"}})
+    )
+    s = jobspec.parse_spec(spec({"stage": "untyped", "params": {"out_uri": "o", "seed": 1}}))
+    assert s.stages[0].params == {"out_uri": "o", "seed": 1}
+
+
+def test_call_kwargs_adds_address_only_where_accepted():
+    s = jobspec.parse_spec(spec(scan_stage()))
+    assert jobspec.call_kwargs(s.stages[0], address="auto")["address"] == "auto"
+    assert "address" not in jobspec.call_kwargs(s.stages[0])
+
+
+def test_looks_like_secret_keeps_ordinary_names():
+    for name in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "OMP_NUM_THREADS", "BATCHSEP_DATA"):
+        assert not jobspec.looks_like_secret(name)
+
+
+SPECS = sorted((REPO / "jobs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.name for p in SPECS])
+def test_shipped_specs_validate(path):
+    """Every spec in jobs/ validates once the stages it names exist in batchsep.api."""
+    data = yaml.safe_load(path.read_text())
+    missing = sorted({s["stage"] for s in data["stages"]} - set(jobspec.stage_functions()))
+    if missing:
+        pytest.skip(f"batchsep.api has no {', '.join(missing)} yet")
+    s = jobspec.load_spec(str(path))
+    assert s.name == data["name"] and len(s.stages) == len(data["stages"])
+
+
+def test_shipped_specs_exist_and_hold_no_secrets():
+    names = {p.name for p in SPECS}
+    assert {
+        "scan_corpus.yaml",
+        "enhance_bucket.yaml",
+        "train_default_enhancer.yaml",
+        "train_default_emotion.yaml",
+        "pipeline_e2e.yaml",
+    } <= names
+    for p in SPECS:
+        env = yaml.safe_load(p.read_text()).get("env") or {}
+        assert not any(jobspec.looks_like_secret(k) for k in env), p
