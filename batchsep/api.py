@@ -44,12 +44,20 @@ def _enhance_executor(workers: int | None, address: str | None, local: bool, gpu
     return RayDataExecutor(workers=workers, address=address, num_gpus=1.0 if gpu else 0.0)
 
 
+def _want_emotion(emotion: bool | None, emotion_model: str) -> bool:
+    if emotion is not None:
+        return emotion
+    from batchsep.io import checkpoint
+
+    return checkpoint.resolve(emotion_model) != emotion_model or emotion_model != "default-emotion"
+
+
 def enhance(
     in_uri: str,
     out_uri: str,
     *,
     model: str = "default",
-    emotion: bool = True,
+    emotion: bool | None = None,
     emotion_model: str = "default-emotion",
     workers: int | None = None,
     address: str | None = None,
@@ -67,7 +75,7 @@ def enhance(
     ``sr="16000"``; ``results/part-*.parquet`` holds one row per file; re-running skips done files
     (``resume=False`` starts over). ``gpu=True`` puts the model on a GPU per actor. With ``emotion``, the
     enhanced audio is also tagged by ``emotion_model`` (label and 8 class probabilities per file and per
-    voiced segment, in the same rows).
+    voiced segment, in the same rows); ``emotion=None`` tags when the shipped tagger is installed.
     """
     from batchsep.pipeline import enhance as _enh
 
@@ -76,7 +84,7 @@ def enhance(
         in_uri,
         out_uri,
         model=model,
-        emotion=emotion_model if emotion else None,
+        emotion=emotion_model if _want_emotion(emotion, emotion_model) else None,
         executor=_enhance_executor(workers, address, local, gpu),
         options=options,
         device="cuda" if gpu else "cpu",

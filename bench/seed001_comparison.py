@@ -133,7 +133,7 @@ def score(run: str, out: str, n_test: int) -> None:
         results[folder.name] = {
             **mean, "valid_loss": metrics.get("best_valid_loss"), "params": metrics.get("param_count"),
             "epochs": metrics.get("epochs"), "best_epoch": metrics.get("best_epoch"),
-            "train_wall_s": metrics.get("wall_s"), "x_real_time": seconds / t_model,
+            "train_s": sum(h["seconds"] for h in metrics.get("history", [])) or metrics.get("wall_s"), "x_real_time": seconds / t_model,
             "n_train": (metrics.get("data") or {}).get("n_train_mixtures"), "n_test": len(scores),
         }  # fmt: skip
         r = results[folder.name]
@@ -141,13 +141,14 @@ def score(run: str, out: str, n_test: int) -> None:
               f"SDRi {r['sdr_i']:5.2f} SI-SDR {r['si_sdr']:6.2f} ({r['x_real_time']:.0f}x rt)",
               flush=True)  # fmt: skip
     Path(out, "results.json").write_text(json.dumps(results, indent=2))
-    lines = ["| model | train | params | epochs (best) | valid loss | SDR | SDRi | SI-SDR | SI-SDRi | × rt |",
-             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| model | train set | params | epochs (best) | train s | valid loss | SDR | SDRi | SI-SDR "
+             "| SI-SDRi | × rt |", "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, r in results.items():
         frac = name.rsplit("-", 1)[1] + " %"
         vl = "–" if r["valid_loss"] is None else f"{r['valid_loss']:.4f}"
         ep = "–" if not r["epochs"] else f"{r['epochs']} ({r['best_epoch']})"
-        lines.append(f"| {name.rsplit('-', 1)[0]} | {frac} | {r['params']} | {ep} | {vl} | "
+        lines.append(f"| {name.rsplit('-', 1)[0]} | {frac} | {r['params']} | {ep} | "
+                     f"{r['train_s'] or 0:.0f} | {vl} | "
                      f"{r['sdr']:.2f} | {r['sdr_i']:.2f} | {r['si_sdr']:.2f} | {r['si_sdr_i']:.2f} | "
                      f"{r['x_real_time']:.0f} |")  # fmt: skip
     noisy = np.mean([results[k]["sdr_in"] for k in results]) if results else float("nan")

@@ -80,8 +80,9 @@ def _run_options(f: Any) -> Any:
 @click.argument("out_uri")
 @click.option("--model", default="default", show_default=True,
               help="'default' (the shipped enhancer) or a trained model folder URI (local or s3://).")
-@click.option("--emotion/--no-emotion", default=True, show_default=True,
-              help="Also tag each enhanced file (and each voiced segment) with an emotion.")
+@click.option("--emotion/--no-emotion", default=None,
+              help="Also tag each enhanced file (and each voiced segment) with an emotion. "
+                   "Default: yes when the shipped tagger is installed.")
 @click.option("--emotion-model", default="default-emotion", show_default=True,
               help="'default-emotion' (the shipped tagger) or a trained emotion model URI.")
 @click.option("--sr", type=click.Choice(["keep", "16000"]), default="keep", show_default=True,
@@ -89,7 +90,7 @@ def _run_options(f: Any) -> Any:
 @click.option("--format", "fmt", type=click.Choice(["wav", "flac"]), default="wav",
               show_default=True, help="Output format: 32-bit float WAV or 24-bit FLAC.")
 @_run_options
-def enhance(in_uri: str, out_uri: str, model: str, emotion: bool, emotion_model: str, sr: str,
+def enhance(in_uri: str, out_uri: str, model: str, emotion: bool | None, emotion_model: str, sr: str,
             fmt: str, **run: Any) -> None:
     """Enhance every audio file under IN_URI into OUT_URI (same relative paths).
 
@@ -101,6 +102,7 @@ def enhance(in_uri: str, out_uri: str, model: str, emotion: bool, emotion_model:
     an error row and never stop the job.
     """
     show_errors = run.pop("show_errors")
+    emotion = batchsep.api._want_emotion(emotion, emotion_model)
     models = {"--model": model, **({"--emotion-model": emotion_model} if emotion else {})}
     bar, update = _progress(_check_inputs(in_uri, out_uri, models), "file", "enhance")
     try:

@@ -48,15 +48,16 @@ class StageOutcome:
     failed: int = 0
 
 
+def _fields(result: Any) -> dict[str, Any] | None:
+    if is_dataclass(result) and not isinstance(result, type):
+        return {f.name: getattr(result, f.name) for f in fields(result)}
+    return dict(result) if isinstance(result, Mapping) else None
+
+
 def failed_items(result: Any) -> int:
     """Items a stage result reports as failed: the sum of its int ``failed`` / ``*_failed`` fields
     (``files_failed``, ``mixtures_failed``, ``rows_failed``, ...); 0 when it has none."""
-    if is_dataclass(result) and not isinstance(result, type):
-        items = {f.name: getattr(result, f.name) for f in fields(result)}
-    elif isinstance(result, Mapping):
-        items = dict(result)
-    else:
-        return 0
+    items = _fields(result) or {}
     return sum(
         v
         for k, v in items.items()
@@ -66,23 +67,29 @@ def failed_items(result: Any) -> int:
     )
 
 
-def summarize(result: Any, *, limit: int = 8) -> str:
-    """A one-line ``key=value`` summary of a stage result (a dataclass, a mapping or anything)."""
-    if is_dataclass(result) and not isinstance(result, type):
-        items = {f.name: getattr(result, f.name) for f in fields(result)}
-    elif isinstance(result, Mapping):
-        items = dict(result)
-    else:
+def _scalar(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else jobspec.describe(v)
+
+
+def summarize(result: Any) -> str:
+    """A one-line ``key=value`` summary of a stage result (a dataclass, a mapping or anything);
+    lists show their length, small mappings of scalars are shown inline."""
+    items = _fields(result)
+    if items is None:
         return jobspec.describe(result, limit=200)
     parts = []
     for k, v in items.items():
-        if isinstance(v, list | tuple | dict):
+        if (
+            isinstance(v, dict)
+            and len(v) <= 6
+            and not any(isinstance(x, list | dict) for x in v.values())
+        ):
+            parts.append(f"{k}={{{', '.join(f'{a}: {_scalar(b)}' for a, b in v.items())}}}")
+        elif isinstance(v, list | tuple | dict):
             parts.append(f"{k}: {len(v)}")
-        elif isinstance(v, float):
-            parts.append(f"{k}={v:.4g}")
         else:
-            parts.append(f"{k}={jobspec.describe(v)}")
-    return " ".join(parts[: limit + 4])
+            parts.append(f"{k}={_scalar(v)}")
+    return " ".join(parts)
 
 
 def apply_env(spec: JobSpec) -> None:

@@ -82,6 +82,7 @@ class EmotionTrainJob:
     max_mel_shift: int = 3
     warmup_epochs: int = 3
     swa_epochs: int = 0
+    select: str = "uar"
     cache_uri: str | None = None
     device: str = "cpu"
     verbose: bool = True
@@ -172,6 +173,40 @@ class _WeightAverage:
         return avg.eval()
 
 
+class _Selector:
+    """Rank 0: after each epoch, the validation UAR; keeps the weights of the best epoch by ``by``.
+
+    ``by="uar"``: highest validation UAR (the reported metric; robust to over-confident models whose
+    validation loss rises while their accuracy still improves); ``by="loss"``: lowest validation loss.
+    """
+
+    def __init__(
+        self,
+        model: EmotionClassifier,
+        valid: EmotionCorpus,
+        by: str,
+        saved: Mapping[str, Any] | None,
+    ) -> None:
+        self.model, self.valid, self.by, self.improved = model, valid, by, False
+        self.best: dict[str, Any] = dict(saved) if saved else {"score": -math.inf, "epoch": -1}
+        self.best.setdefault("uar", [])
+
+    def score(self, model: EmotionClassifier, loss: float) -> tuple[float, float]:
+        uar = float(evaluate(model, self.valid)["uar"])
+        return (uar if self.by == "uar" else -loss), uar
+
+    def on_epoch_end(self, epoch: int, record: EpochRecord, state: TrainerState) -> bool:
+        score, uar = self.score(self.model, float(record.valid_loss or 0.0))
+        self.best["uar"].append(uar)
+        self.improved = score > self.best["score"]
+        if self.improved:
+            weights = {
+                k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
+            }
+            self.best.update(score=score, epoch=epoch, state=weights)
+        return False
+
+
 @torch.no_grad()
 def valid_loss(model: BatchsepModel, batches: EmotionBatches) -> float:
     """Mean of ``training_loss`` over ``batches`` in eval mode (what early stopping monitors)."""
@@ -191,15 +226,19 @@ def _payload(model: BatchsepModel, features: Mapping[str, Any]) -> dict[str, Any
 class _Writer:
     """Rank 0: ``state.pt`` every epoch, the model when it improved, learning curves."""
 
-    def __init__(self, job: EmotionTrainJob, model: BatchsepModel, swa: _WeightAverage) -> None:
-        self.job, self.model, self.swa, self.t0 = job, model, swa, time.perf_counter()
+    def __init__(
+        self, job: EmotionTrainJob, model: BatchsepModel, swa: _WeightAverage, sel: _Selector
+    ) -> None:
+        self.job, self.model, self.swa, self.sel = job, model, swa, sel
+        self.t0 = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, record: EpochRecord, state: TrainerState) -> bool:
         job = self.job
         buf = io.BytesIO()
-        torch.save({**state.state_dict(), "job": asdict(job), "swa": self.swa.state()}, buf)
+        snapshot = {**state.state_dict(), "job": asdict(job), "swa": self.swa.state()}
+        torch.save({**snapshot, "select": self.sel.best}, buf)
         storage.write_bytes(storage.join(job.out_uri, STATE_NAME), buf.getvalue())
-        if record.improved:
+        if self.sel.improved:
             checkpoint.write_checkpoint(
                 job.out_uri, _payload(self.model, job.features), metrics=self.metrics(state)
             )
@@ -208,10 +247,10 @@ class _Writer:
         png = render_learning_curves({job.model: curves}, title=f"{job.model} learning curves")
         storage.write_bytes(storage.join(job.out_uri, CURVES_PNG), png)
         if job.verbose:
-            acc = record.valid_logs.get("acc", float("nan"))
             print(
                 f"[train {job.model}] epoch {epoch}: train {record.train_loss:.4f} valid "
-                f"{record.valid_loss:.4f} acc {acc:.3f}{' *' if record.improved else ''} "
+                f"{record.valid_loss:.4f} UAR {self.sel.best['uar'][-1]:.3f}"
+                f"{' *' if self.sel.improved else ''} "
                 f"({record.seconds:.1f} s)",
                 file=sys.stderr,
                 flush=True,
@@ -219,12 +258,14 @@ class _Writer:
         return False
 
     def metrics(self, state: TrainerState, stop_reason: str | None = None) -> dict[str, Any]:
-        best = state.best_epoch
+        best = self.sel.best["epoch"]
         return {
             "model": self.job.model,
             "param_count": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
             "best_epoch": best,
-            "best_valid_loss": state.best_loss if best >= 0 else None,
+            "best_valid_loss": state.history[best].valid_loss if best >= 0 else None,
+            "selected_by": f"valid {self.sel.by}",
+            "valid_uar_history": list(self.sel.best["uar"]),
             "epochs": len(state.history),
             "stop_reason": stop_reason,
             "wall_s": time.perf_counter() - self.t0,
@@ -271,7 +312,8 @@ def run_emotion_worker(
     )  # fmt: skip
     schedule = _Schedule(config, job.warmup_epochs)
     swa = _WeightAverage(model, config.max_epochs - job.swa_epochs, (resume or {}).get("swa"))
-    writer = _Writer(job, model, swa) if rank == 0 else None
+    sel = _Selector(model, splits["valid"], job.select, (resume or {}).get("select"))
+    writer = _Writer(job, model, swa, sel) if rank == 0 else None
     # the first epoch's rate (fit starts Adam at config.lr; a resumed run continues the schedule)
     first = TrainConfig.from_dict(
         {**config.to_dict(), "lr": config.lr * lr_factor(
@@ -280,7 +322,7 @@ def run_emotion_worker(
     )  # fmt: skip
     result = fit(
         model, train_src, lambda: valid_src.batches(0), config=first, device=device,
-        callbacks=[schedule, swa, *([writer] if writer else [])], resume=resume, wrap=wrap,
+        callbacks=[schedule, swa, *([sel, writer] if writer else [])], resume=resume, wrap=wrap,
         reduce_metrics=reduce_metrics,
     )  # fmt: skip
     if writer is None:
@@ -292,12 +334,16 @@ def run_emotion_worker(
         result.best_loss,
     )
     metrics = writer.metrics(state, result.stop_reason)
-    if job.swa_epochs:  # the weight average replaces the best epoch if its validation loss is lower
+    if sel.best.get("state") is not None:
+        model.load_state_dict(sel.best["state"])
+    if (
+        job.swa_epochs
+    ):  # the weight average replaces the selected epoch if it scores at least as well
         clean = EmotionBatches(splits["train"], batch_size=64, shuffle=False, augment=False)
         avg = swa.averaged(clean)
-        swa_loss = valid_loss(avg, valid_src) if avg is not None else None
-        chosen = swa_loss is not None and swa_loss <= valid_loss(model, valid_src)
-        metrics["swa"] = {"epochs": swa.count, "valid_loss": swa_loss, "chosen": chosen}
+        score = sel.score(avg, valid_loss(avg, valid_src))[0] if avg is not None else None
+        chosen = avg is not None and score is not None and score >= sel.best["score"]
+        metrics["swa"] = {"epochs": swa.count, "valid_score": score, "chosen": chosen}
         if chosen and avg is not None:
             model.load_state_dict(avg.state_dict())
     model.eval()
@@ -307,7 +353,8 @@ def run_emotion_worker(
     if job.verbose:
         t = metrics["test"]
         print(
-            f"[train {job.model}] done: {result.stop_reason}, best epoch {result.best_epoch}; "
+            f"[train {job.model}] done: {result.stop_reason}, selected epoch {metrics['best_epoch']}"
+            f"{' + SWA' if metrics.get('swa', {}).get('chosen') else ''}; "
             f"test actors {t.get('actors')}: accuracy {t.get('accuracy', float('nan')):.3f}, "
             f"UAR {t.get('uar', float('nan')):.3f}; wall {metrics['wall_s']:.1f} s",
             file=sys.stderr,
@@ -337,6 +384,7 @@ def train_emotion(
     max_mel_shift: int = 3,
     swa_epochs: int = 0,
     warmup_epochs: int = 3,
+    select: str = "uar",
     features: EmotionFeatureConfig | None = None,
     cache_uri: str | None = None,
     fit_executor: Callable[[Any], dict[str, Any]] | None = None,
@@ -364,10 +412,12 @@ def train_emotion(
         Batching, randomness, and the largest mel-axis shift of the augmentation (0: none).
     swa_epochs : int
         Average the weights of the last ``swa_epochs`` epochs (stochastic weight averaging, batch-norm
-        statistics recomputed on the training split); the average replaces the best epoch when its
-        validation loss is lower (``metrics.json["swa"]``). Override: ``train.swa_epochs``.
+        statistics recomputed on the training split); the average replaces the selected epoch when it
+        scores at least as well on validation (``metrics.json["swa"]``). Override: ``train.swa_epochs``.
     warmup_epochs : int
         Epochs of linear learning-rate warm-up before the cosine decay (``train.warmup_epochs``).
+    select : {"uar", "loss"}
+        The epoch kept: best validation UAR, or lowest validation loss (``train.select``).
     features : EmotionFeatureConfig, optional
         The input features (default: seed 003's); stored with the model for the tagger.
     cache_uri : str, optional
@@ -394,7 +444,7 @@ def train_emotion(
         raise ParameterError(
             f"model={model!r} is not an emotion model; use one of {EMOTION_MODELS}"
         )
-    out_uri = storage.normalize(out_uri)
+    out_uri, data_uri = storage.normalize(out_uri), storage.normalize(data_uri)  # workers move
     storage.check_writable(out_uri)
     parsed = parse_overrides(overrides)  # type: ignore[arg-type]
     data_over = {k[len(DATA_PREFIX) :]: v for k, v in parsed.items() if k.startswith(DATA_PREFIX)}
@@ -412,6 +462,9 @@ def train_emotion(
     )
     swa_epochs = int(train_over.pop("swa_epochs", swa_epochs))
     warmup_epochs = int(train_over.pop("warmup_epochs", warmup_epochs))
+    select = str(train_over.pop("select", select))
+    if select not in ("uar", "loss"):
+        raise ConfigError(f"train.select={select!r} must be 'uar' or 'loss'")
     cfg = MODELS.get(model).config_class.from_dict(model_over)
     train_cfg = TrainConfig.from_dict({**EMOTION_DEFAULTS[model], "seed": seed, **train_over})
     feats = (features or EmotionFeatureConfig()).to_dict()
@@ -424,10 +477,11 @@ def train_emotion(
         "seed": seed,
         "swa_epochs": swa_epochs,
         "warmup_epochs": warmup_epochs,
+        "select": select,
     }
     job = EmotionTrainJob(
         model, data_uri, out_uri, cfg.to_dict(), train_cfg.to_dict(), feats,
         tuple(int(a) for a in valid_actors), tuple(int(a) for a in test_actors), batch_size, seed,
-        max_mel_shift, warmup_epochs, swa_epochs, cache_uri, device, verbose, info,
+        max_mel_shift, warmup_epochs, swa_epochs, select, cache_uri, device, verbose, info,
     )  # fmt: skip
     return TrainSummary.from_metrics(out_uri, (fit_executor or serial_emotion_fit)(job))

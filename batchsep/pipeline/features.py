@@ -155,8 +155,14 @@ class FeatureSummary:
         return self.bytes / self.hours if self.hours else 0.0
 
 
-def _stft_row(row: dict[str, Any], config: StftFeatures, max_peak: float) -> list[np.ndarray]:
-    """[T, F] magnitudes of noisy, clean (, noise) (, PSA target) of one mixture.
+def _stft_row(
+    row: dict[str, Any],
+    config: StftFeatures,
+    max_peak: float,
+    outs: list[np.ndarray] | None = None,
+) -> list[np.ndarray]:
+    """[T, F] magnitudes of noisy, clean (, noise) (, PSA target) of one mixture, written into ``outs``
+    (views of the shard's buffers, so no copy is made) when their shapes fit.
 
     The STFT is linear and ``noisy == clean + noise`` exactly, so ``X = S + N`` (two FFTs, not three);
     it equals the STFT of the noisy signal up to float32 rounding.
@@ -165,13 +171,15 @@ def _stft_row(row: dict[str, Any], config: StftFeatures, max_peak: float) -> lis
     x = torch.from_numpy(np.stack([sig["clean"], sig["noise"]]))
     SN = stft(x, n_fft=config.n_fft, hop_length=config.hop_length, window=config.window)
     X = SN[0] + SN[1]
-    spectra = torch.stack([X, SN[0], SN[1]] if config.noise_mag else [X, SN[0]])
-    mags = torch.hypot(spectra.real, spectra.imag)
-    out = list(mags.transpose(-1, -2).contiguous().numpy())
+    shape = (X.shape[-1], config.n_bins)
+    if outs is None or any(o.shape != shape for o in outs):
+        outs = [np.empty(shape, np.float32) for _ in config.columns()]
+    views = [torch.from_numpy(o).T for o in outs]  # [F, T] views of the [T, F] outputs
+    for spec, view in zip([X, SN[0], SN[1]][: 2 + config.noise_mag], views):
+        torch.hypot(spec.real, spec.imag, out=view)
     if config.psa_target:
-        target = psf(SN[0], X) * mags[0]
-        out.append(target.transpose(-1, -2).contiguous().numpy())
-    return out
+        torch.mul(psf(SN[0], X), views[0], out=views[-1])
+    return outs
 
 
 def _logmel_row(row: dict[str, Any], config: LogMelFeatures) -> list[np.ndarray]:
@@ -186,13 +194,20 @@ def _logmel_row(row: dict[str, Any], config: LogMelFeatures) -> list[np.ndarray]
     return [np.ascontiguousarray(np.asarray(m, dtype=np.float32).T)]
 
 
-def _frames_array(items: list[np.ndarray | None], n_bins: int) -> pa.Array:
-    """``list<fixed_size_list<float32, n_bins>>`` from per-row [T, n_bins] arrays (None → null)."""
+def _frames_array(
+    items: list[np.ndarray | None], n_bins: int, *, flat: np.ndarray | None = None
+) -> pa.Array:
+    """``list<fixed_size_list<float32, n_bins>>`` from per-row [T, n_bins] arrays (None → null).
+
+    ``flat``: the rows' values already laid out end to end, in order (then nothing is copied).
+    """
     lengths = [0 if a is None else a.shape[0] for a in items]
     offsets = np.zeros(len(items) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
-    present = [a.reshape(-1) for a in items if a is not None]
-    flat = np.ascontiguousarray(np.concatenate(present) if present else np.zeros(0), np.float32)
+    if flat is None:
+        present = [a.reshape(-1) for a in items if a is not None]
+        flat = np.concatenate(present) if present else np.zeros(0)
+    flat = np.ascontiguousarray(flat, np.float32)
     floats = pa.FloatArray.from_buffers(pa.float32(), flat.size, [None, pa.py_buffer(flat)])
     values = pa.FixedSizeListArray.from_arrays(floats, n_bins)  # no copy, no scan (pa.array scans)
     mask = pa.array([a is None for a in items])
@@ -226,19 +241,27 @@ def featurize_shard(task: FeatureTask) -> ShardResult:
     feats: dict[str, list[np.ndarray | None]] = {c: [] for c in cols}
     meta_rows: list[dict[str, Any]] = []
     seconds = 0.0
-    for row in task.rows:
+    bufs: dict[str, np.ndarray] = {}
+    in_place = True  # every row written into its slice of `bufs` (then they are the column values)
+    if isinstance(config, StftFeatures):  # frame counts are known: one buffer per column
+        starts = np.cumsum([0] + [config.n_frames(int(r["n_samples"])) for r in task.rows])
+        bufs = {c: np.empty((int(starts[-1]), config.n_bins), np.float32) for c in cols}
+    for i, row in enumerate(task.rows):
         meta = {k: row.get(k) for k in _META_KEYS} | {"split": task.split, "status": "ok"}
         try:
             if isinstance(config, StftFeatures):
-                arrays = _stft_row(row, config, task.max_peak)
+                outs = [bufs[c][starts[i] : starts[i + 1]] for c in cols]
+                arrays: list[np.ndarray | None] = list(_stft_row(row, config, task.max_peak, outs))
+                in_place = in_place and arrays[0] is outs[0]
             else:
-                arrays = _logmel_row(row, config)
+                arrays = list(_logmel_row(row, config))
         except (StorageError, AudioDecodeError, ParameterError) as e:
-            arrays = [None] * len(cols)  # type: ignore[list-item]
+            arrays, in_place = [None] * len(cols), False
             meta.update(status=schemas.STATUS_ERROR, error=str(e))
         else:
             seconds += float(row.get("duration_s") or 0.0)
-        meta["n_frames"] = None if arrays[0] is None else arrays[0].shape[0]
+        first = arrays[0]
+        meta["n_frames"] = None if first is None else first.shape[0]
         meta_rows.append(meta)
         for c, a in zip(cols, arrays):
             feats[c].append(a)
@@ -251,7 +274,8 @@ def featurize_shard(task: FeatureTask) -> ShardResult:
     arrays_out = []
     for f in schema:
         if f.name in feats:
-            arrays_out.append(_frames_array(feats[f.name], config.n_bins))
+            flat = bufs[f.name].reshape(-1) if in_place and f.name in bufs else None
+            arrays_out.append(_frames_array(feats[f.name], config.n_bins, flat=flat))
         else:
             arrays_out.append(pa.array([r.get(f.name) for r in meta_rows], f.type))
     table = pa.Table.from_arrays(arrays_out, schema=schema)

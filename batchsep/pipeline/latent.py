@@ -5,7 +5,8 @@ posterior standard deviation ``σ_i`` against the mean ``μ_i`` of every item, c
 a dimension that separates the emotions shows separate colour clusters. :func:`latent_stats` computes
 ``(μ, σ)``; :func:`fisher_ratio` scores each dimension (between-class over within-class variance of μ,
 0 when the emotions overlap completely); :func:`plot_latent_space` renders the figure as PNG bytes
-(matplotlib Agg, no pyplot state, no files).
+(matplotlib Agg, no pyplot state, no files); :func:`latent_sections` gives ``batchsep inspect`` its
+figures of a trained ``emotion-vae`` on the corpus it was trained on.
 
 Example
 -------
@@ -18,7 +19,8 @@ True
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -155,3 +157,46 @@ def latent_figure(
     """``(png, fisher_ratio per dimension)`` of ``model`` on labelled inputs ``[n, n_mels, n_frames]``."""
     mu, sigma = latent_stats(model, logmel)
     return plot_latent_space(mu, sigma, labels, dims=dims), fisher_ratio(mu, labels)
+
+
+def latent_sections(
+    model: EmotionVae,
+    *,
+    features: Mapping[str, Any] | None,
+    metrics: Mapping[str, Any],
+    data_uri: str | None = None,
+) -> list[tuple[str, bytes, str]]:
+    """``batchsep inspect`` figures of an ``emotion-vae``: ``(file name, PNG, caption)`` per figure.
+
+    The corpus is ``data_uri``, else the one the model was trained on (``metrics["data"]["data_uri"]``);
+    when it is not reachable (a shipped model on another machine) there is no figure.
+    """
+    from batchsep.corpus.emotion_data import load_emotion_corpus
+    from batchsep.dsp.mel import EmotionFeatureConfig
+    from batchsep.io import storage
+
+    data = metrics.get("data") or {}
+    uri = data_uri or data.get("data_uri")
+    if not uri or not storage.exists(uri):
+        return []
+    config = EmotionFeatureConfig.from_dict(dict(features)) if features else None
+    corpus = load_emotion_corpus(uri, config)
+    held_out = set(data.get("valid_actors", [])) | set(data.get("test_actors", []))
+    out = []
+    for name, sel, who in (
+        ("latent_all.png", np.ones(len(corpus), bool), "every utterance"),
+        ("latent_held_out.png", np.isin(corpus.actors, sorted(held_out)), "held-out actors only"),
+    ):
+        if not sel.any():
+            continue
+        part = corpus.subset(np.flatnonzero(sel))
+        png, score = latent_figure(model, part.features(), part.labels)
+        ratios = ", ".join(f"z{i + 1} {r:.2f}" for i, r in enumerate(score))
+        actors = sorted({int(a) for a in part.actors})
+        caption = (
+            f"σ against μ of each latent dimension for {who} ({len(part)} utterances, actors "
+            f"{actors}), coloured by true emotion (seed 003, fig. 4). Fisher ratio per dimension "
+            f"(between-emotion over within-emotion variance of μ): {ratios}."
+        )
+        out.append((name, png, caption))
+    return out

@@ -167,7 +167,8 @@ class ArtifactWriter:
             "best_valid_loss": state.best_loss if best >= 0 else None,
             "epochs": len(state.history),
             "stop_reason": stop_reason,
-            "wall_s": time.perf_counter() - self.t0,
+            "wall_s": time.perf_counter() - self.t0,  # this session (a resumed run: since resuming)
+            "epochs_s": sum(r.seconds for r in state.history),  # all epochs, across sessions
             "train_config": state.config.to_dict(),
             "data": self.job.data_info,
             "history": [r.to_dict() for r in state.history],

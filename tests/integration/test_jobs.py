@@ -199,6 +199,7 @@ def test_exit_code_and_summaries():
         jobs.failed_items({"mixtures_failed": 2, "input_failed": 1, "ok": 5, "x_failed": True}) == 3
     )
     assert jobs.summarize({"a": 1, "b": [1, 2], "c": 0.123456}) == "a=1 b: 2 c=0.1235"
+    assert jobs.summarize({"ok": {"train": 40, "test": 0.5}}) == "ok={train: 40, test: 0.5}"
 
 
 # --- a real local Ray head ------------------------------------------------------------------------
