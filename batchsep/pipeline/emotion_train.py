@@ -322,7 +322,7 @@ def run_emotion_worker(
     )  # fmt: skip
     result = fit(
         model, train_src, lambda: valid_src.batches(0), config=first, device=device,
-        callbacks=[schedule, swa, *([sel, writer] if writer else [])], resume=resume, wrap=wrap,
+        callbacks=[schedule, swa, *([sel, writer] if writer else [])], resume=resume, wrap=wrap,  # type: ignore[list-item]
         reduce_metrics=reduce_metrics,
     )  # fmt: skip
     if writer is None:
@@ -341,7 +341,7 @@ def run_emotion_worker(
     ):  # the weight average replaces the selected epoch if it scores at least as well
         clean = EmotionBatches(splits["train"], batch_size=64, shuffle=False, augment=False)
         avg = swa.averaged(clean)
-        score = sel.score(avg, valid_loss(avg, valid_src))[0] if avg is not None else None
+        score = sel.score(avg, valid_loss(avg, valid_src))[0] if avg is not None else None  # type: ignore[arg-type]
         chosen = avg is not None and score is not None and score >= sel.best["score"]
         metrics["swa"] = {"epochs": swa.count, "valid_score": score, "chosen": chosen}
         if chosen and avg is not None:
