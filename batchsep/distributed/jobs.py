@@ -284,7 +284,11 @@ def prepare_submission(
             staging = tempfile.mkdtemp(prefix="batchsep-submit-")
             shutil.copytree(wd, staging, dirs_exist_ok=True)
             env["working_dir"] = staging
-        wheel = build_wheel(staging)
+        try:
+            wheel = build_wheel(staging)
+        except BatchsepError:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         env.setdefault("pip", [f"{WORKING_DIR_VAR}/{wheel.name}"])
     # The driver's ray.init forwards AWS_*/BATCHSEP_* itself; without this, a key in both would be a
     # conflict that Ray refuses (it merges the job's and the driver's env per key when overriding).
