@@ -127,6 +127,9 @@ def cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[A
         except Exception as e:
             c.shutdown()
             if attempt == 2 or "timed out during startup" not in str(e):
+                monkeypatch.undo()
+                if had_ray:  # leave the session's embedded Ray as we found it
+                    runtime.init(num_cpus=2)
                 raise
     try:
         yield c, workers
