@@ -6,11 +6,11 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "enhance", "scan"]
+__all__ = ["__version__", "enhance", "evaluate", "features", "prepare", "report", "scan", "tag", "train"]
 
 
 def __getattr__(name: str) -> Any:  # lazy: `import batchsep` stays cheap (no torch/ray import)
-    if name in {"scan", "enhance"}:
+    if name in {"scan", "enhance", "tag", "prepare", "features", "train", "evaluate", "report"}:
         from batchsep import api
 
         return getattr(api, name)

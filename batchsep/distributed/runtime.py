@@ -59,16 +59,23 @@ def init(
     if address and address != "local":
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
     else:
-        ray.init(
-            address="local",
-            num_cpus=num_cpus,
-            num_gpus=num_gpus,
-            include_dashboard=include_dashboard,
-            object_store_memory=object_store_memory or (1 << 30),
-            runtime_env=runtime_env,
-            _node_ip_address="127.0.0.1",
-            log_to_driver=True,
-        )
+        for attempt in range(3):  # on a loaded host Ray's agents can miss their start-up window
+            try:
+                ray.init(
+                    address="local",
+                    num_cpus=num_cpus,
+                    num_gpus=num_gpus,
+                    include_dashboard=include_dashboard,
+                    object_store_memory=object_store_memory or (1 << 30),
+                    runtime_env=runtime_env,
+                    _node_ip_address="127.0.0.1",
+                    log_to_driver=True,
+                )
+                break
+            except Exception:  # Ray raises plain exceptions for start-up failures
+                ray.shutdown()
+                if attempt == 2:
+                    raise
     return dict(ray.cluster_resources())
 
 
