@@ -50,10 +50,13 @@ def _missing(what: str, require_var: str) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test that uses the S3 server as ``s3`` (so ``-m 'not s3'`` deselects them)."""
+    """Mark every test that uses the S3 server as ``s3`` (so ``-m 'not s3'`` deselects them), and run
+    the tests that start Ray clusters of their own (marker ``own_cluster``) last: they stop the session's
+    embedded Ray, and restarting it on a loaded 2-core machine is the step most likely to time out."""
     for item in items:
         if S3_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.s3)
+    items.sort(key=lambda item: item.get_closest_marker("own_cluster") is not None)  # stable
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

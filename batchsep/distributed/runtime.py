@@ -20,6 +20,8 @@ FORWARDED_ENV_PREFIXES = ("AWS_", "BATCHSEP_")
 _DEFAULT_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    # Ray waits 20-30 s for its GCS to come up; a busy 2-core host (CI) can need more. A user's value wins.
+    "RAY_gcs_server_port_wait_time_s": "90",
 }
 
 

@@ -60,8 +60,8 @@ EMOTION_MODELS = ("emotion-cnn", "emotion-vae")
 DATA_PREFIX = "data."
 DATA_KEYS = ("valid_actors", "test_actors", "max_mel_shift", "cache_uri")
 EMOTION_DEFAULTS: dict[str, dict[str, Any]] = {
-    "emotion-cnn": {"lr": 2e-3, "max_epochs": 40, "patience": None},
-    "emotion-vae": {"lr": 1e-3, "max_epochs": 40, "patience": None},
+    "emotion-cnn": {"lr": 2e-3, "max_epochs": 60, "patience": None},
+    "emotion-vae": {"lr": 2e-3, "max_epochs": 150, "patience": None},
 }
 
 

@@ -85,11 +85,18 @@ def bad_corpus(tmp_path: Path) -> tuple[Path, dict[str, str | None]]:
 
 
 @pytest.fixture(scope="session")
-def ray_local() -> Iterator[None]:
-    """An embedded 2-CPU Ray for the test session, stopped at the end (never `ray stop`)."""
+def _ray_session() -> Iterator[None]:
+    """Stops the session's embedded Ray at the end (never `ray stop`: other Rays on the host live on)."""
     from batchsep.distributed import runtime
 
-    runtime.shutdown()
-    runtime.init(num_cpus=2)
     yield
     runtime.shutdown()
+
+
+@pytest.fixture
+def ray_local(_ray_session: None) -> None:
+    """An embedded 2-CPU Ray, started once and shared by the session's tests; (re)started on demand
+    when a test before this one connected to a cluster of its own (tests/integration/test_multinode.py)."""
+    from batchsep.distributed import runtime
+
+    runtime.init(num_cpus=2)

@@ -26,7 +26,7 @@ from batchsep import jobspec
 from batchsep.distributed import jobs, runtime
 from batchsep.io import parquet, storage
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.own_cluster]
 
 HEALTH_CHECKS = {  # DESIGN.md §6: a dead node is noticed in ~2 s
     "health_check_period_ms": 500,
@@ -90,7 +90,6 @@ def cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[A
     import ray._private.ray_constants as ray_constants
     from ray.cluster_utils import Cluster
 
-    had_ray = ray.is_initialized()  # the session's embedded Ray (fixture ray_local): restored after
     runtime.shutdown()  # this test's driver connects to its own cluster
     # Every address on 127.0.0.1 (the variable below is read when ray is imported, so patch both).
     monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
@@ -128,17 +127,13 @@ def cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[A
             c.shutdown()
             if attempt == 2 or "timed out during startup" not in str(e):
                 monkeypatch.undo()
-                if had_ray:  # leave the session's embedded Ray as we found it
-                    runtime.init(num_cpus=2)
                 raise
     try:
         yield c, workers
-    finally:
+    finally:  # a later test that needs Ray starts it again (fixture ray_local)
         runtime.shutdown()
         c.shutdown()
         monkeypatch.undo()
-        if had_ray:
-            runtime.init(num_cpus=2)
 
 
 def kill_busy_node_when(
