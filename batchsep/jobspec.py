@@ -26,12 +26,13 @@ Example
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import re
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -422,20 +423,65 @@ def parse_spec(data: Any) -> JobSpec:
     return JobSpec(name=name, stages=parsed, ray=ray, env=env, description=description)
 
 
-def parse_yaml(text: str, *, source: str = "spec") -> JobSpec:
-    """Parse and validate a YAML spec; ``source`` names it in messages."""
+def apply_overrides(data: Any, overrides: Sequence[str]) -> Any:
+    """The spec ``data`` with ``--set`` overrides applied (a copy; ``data`` is not changed).
+
+    Each override is ``STAGE.PARAM=VALUE`` (``STAGE``: a stage's name, i.e. its ``name`` or else its
+    ``stage``) or ``ray.KEY=VALUE``; ``VALUE`` is read as YAML (``3``, ``true``, ``[a, b]``, a string).
+    Example: ``prepare.out_uri=/data/runs/e2e``.
+
+    Raises
+    ------
+    ConfigError
+        A malformed override or an unknown stage name (the message lists the stage names).
+    """
+    if not overrides:
+        return data
+    if not isinstance(data, Mapping) or not isinstance(data.get("stages"), list):
+        return data  # parse_spec reports what is wrong with the spec itself
+    out = copy.deepcopy(dict(data))
+    names = [
+        e.get("name", e.get("stage")) if isinstance(e, Mapping) else None for e in out["stages"]
+    ]
+    for item in overrides:
+        target, sep, text = item.partition("=")
+        section, dot, key = target.strip().partition(".")
+        if not sep or not dot or not section or not key:
+            raise ConfigError(f"--set {item!r} must look like STAGE.PARAM=VALUE or ray.KEY=VALUE")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML: {e}") from None
+        if section == "ray":
+            out["ray"] = {**(out.get("ray") or {}), key: value}
+        elif section in names:
+            entry = dict(out["stages"][names.index(section)])
+            entry["params"] = {**(entry.get("params") or {}), key: value}
+            out["stages"][names.index(section)] = entry
+        else:
+            raise ConfigError(
+                f"--set {item!r}: no stage named {section!r}; stages: {', '.join(map(str, names))}"
+            )
+    return out
+
+
+def parse_yaml(text: str, *, source: str = "spec", overrides: Sequence[str] = ()) -> JobSpec:
+    """Parse and validate a YAML spec, with ``--set`` overrides applied first; ``source`` names it
+    in messages."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{source}: not valid YAML: {e}") from None
+    data = apply_overrides(data, overrides)
     try:
         return parse_spec(data)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
 
 
-def load_spec(uri: str) -> JobSpec:
-    """Read and validate the spec at ``uri`` (a local path, ``file://`` or ``s3://``).
+def load_spec(uri: str, *, overrides: Sequence[str] = ()) -> JobSpec:
+    """Read and validate the spec at ``uri`` (a local path, ``file://`` or ``s3://``), with
+    ``--set`` overrides (:func:`apply_overrides`).
 
     Raises
     ------
@@ -447,7 +493,7 @@ def load_spec(uri: str) -> JobSpec:
     from batchsep.io import storage
 
     text = storage.read_text(uri)
-    return parse_yaml(text, source=uri)
+    return parse_yaml(text, source=uri, overrides=overrides)
 
 
 def call_kwargs(stage: StageSpec, *, address: str | None = None) -> dict[str, Any]:

@@ -551,8 +551,15 @@ def _jobs_call(fn: Callable[[], Any]) -> Any:
     help="Ray address for every stage (overrides the spec's ray.address). Default: $RAY_ADDRESS "
     "(set inside a Ray Job), else an embedded local Ray.",
 )
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="STAGE.PARAM=VALUE",
+    help="Override a stage parameter (or ray.KEY) of the spec; VALUE is YAML. Repeatable.",
+)
 @click.option("--dry-run", is_flag=True, help="Validate the spec and print the plan; run nothing.")
-def run(spec_uri: str, address: str | None, dry_run: bool) -> None:
+def run(spec_uri: str, address: str | None, overrides: tuple[str, ...], dry_run: bool) -> None:
     """Run the job spec SPEC_URI (YAML): every stage in order, with a summary per stage.
 
     A stage is a batchsep command (scan, enhance, ...) with its options as params; a value
@@ -562,7 +569,7 @@ def run(spec_uri: str, address: str | None, dry_run: bool) -> None:
     from batchsep import jobspec
 
     try:
-        spec = jobspec.load_spec(spec_uri)
+        spec = jobspec.load_spec(spec_uri, overrides=overrides)
     except BatchsepError as e:  # invalid (ConfigError) or unreadable (StorageError) spec
         _fail_usage(str(e))
     click.echo(f"job {spec.name}: {len(spec.stages)} stage(s)")
@@ -621,6 +628,13 @@ def run(spec_uri: str, address: str | None, dry_run: bool) -> None:
     default=None,
     help="Folder to upload, holding the spec (default: a folder with only the spec).",
 )
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="STAGE.PARAM=VALUE",
+    help="Override a stage parameter (or ray.KEY) of the spec; VALUE is YAML. Repeatable.",
+)
 @click.option("--submission-id", default=None, help="Job id to use (default: batchsep-NAME-XXXX).")
 @click.option(
     "--dry-run", is_flag=True, help="Print the entrypoint and runtime env; submit nothing."
@@ -635,6 +649,7 @@ def submit(
     wheel: bool,
     no_install: bool,
     working_dir: str | None,
+    overrides: tuple[str, ...],
     submission_id: str | None,
     dry_run: bool,
 ) -> None:
@@ -660,6 +675,7 @@ def submit(
                 working_dir=working_dir,
                 runtime_env=base,
                 submission_id=submission_id,
+                overrides=overrides,
             )
         )
         click.echo(f"job {spec.name} ({len(spec.stages)} stage(s)) would be submitted to {address}")
@@ -680,6 +696,7 @@ def submit(
             working_dir=working_dir,
             runtime_env=base,
             submission_id=submission_id,
+            overrides=overrides,
         )
     )
     click.echo(f"submitted job {job_id} to {address}")

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -240,6 +240,7 @@ def prepare_submission(
     working_dir: str | None = None,
     runtime_env: Mapping[str, Any] | None = None,
     submission_id: str | None = None,
+    overrides: Sequence[str] = (),
 ) -> tuple[JobSpec, Submission]:
     """Validate the spec and build the job's entrypoint, runtime env and metadata (nothing is sent).
 
@@ -248,7 +249,8 @@ def prepare_submission(
     (``"pip"``: ``pip`` requirements, default ``batchsep==<this version>``; ``"wheel"``: a wheel built from
     this checkout, shipped in the working dir; ``"none"``: the cluster's Python already has batchsep),
     and sets the spec's ``env``. ``runtime_env`` (from ``--runtime-env``) is the base; its ``env_vars``
-    must not hold credentials either.
+    must not hold credentials either. ``overrides`` (``--set STAGE.PARAM=VALUE``) are checked here and
+    passed on to ``batchsep run`` in the entrypoint.
 
     Raises
     ------
@@ -258,7 +260,7 @@ def prepare_submission(
         The spec is not inside ``working_dir``, or ``--wheel`` without a source checkout.
     """
     spec_file = Path(spec_path).resolve()
-    spec = jobspec.load_spec(str(spec_file))
+    spec = jobspec.load_spec(str(spec_file), overrides=overrides)
     env = dict(runtime_env or {})
     env_vars = jobspec.check_env(env.pop("env_vars", None), where="--runtime-env env_vars")
     jobspec.check_no_credentials([env, pip or []], "--runtime-env/--pip")
@@ -300,7 +302,7 @@ def prepare_submission(
         "batchsep_version": batchsep.__version__,
     }
     sub = Submission(
-        entrypoint=f"batchsep run {shlex.quote(rel)}",
+        entrypoint=shlex.join(["batchsep", "run", rel, *(f"--set={o}" for o in overrides)]),
         runtime_env=env,
         metadata=metadata,
         submission_id=sid,
@@ -321,6 +323,7 @@ def submit(
     working_dir: str | None = None,
     runtime_env: Mapping[str, Any] | None = None,
     submission_id: str | None = None,
+    overrides: Sequence[str] = (),
 ) -> str:
     """Submit ``spec_path`` as a Ray Job to ``address`` (``http://HEAD:8265``); return the job id.
 
@@ -341,6 +344,7 @@ def submit(
         working_dir=working_dir,
         runtime_env=runtime_env,
         submission_id=submission_id,
+        overrides=overrides,
     )
     try:
         client = _client(address)

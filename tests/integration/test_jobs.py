@@ -172,6 +172,11 @@ def test_submit_dry_run_cli(tmp_path, monkeypatch):
     assert r.exit_code == EXIT_OK, r.output
     assert "entrypoint: batchsep run job.yaml" in r.output and '"X": "1"' in r.output
     assert FAKE_SECRET not in r.output
+    r = cli.invoke(main, [*args, "--no-install", "--set", "scan.out_uri=s3://b/o 2"])
+    assert r.exit_code == EXIT_OK, r.output
+    assert "entrypoint: batchsep run job.yaml '--set=scan.out_uri=s3://b/o 2'" in r.output
+    r = cli.invoke(main, [*args, "--no-install", "--set", "scan.bogus=1"])
+    assert r.exit_code == EXIT_USAGE and "unknown key 'bogus'" in r.output
     r = cli.invoke(main, [*args, "--wheel", "--no-install"])
     assert r.exit_code == EXIT_USAGE and "choose one of" in r.output
     r = cli.invoke(main, [*args, "--runtime-env", '{"env_vars": {"MY_TOKEN": "x"}}'])

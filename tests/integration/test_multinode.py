@@ -86,7 +86,6 @@ def agent_ports() -> dict[str, int]:
 
 @pytest.fixture
 def cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[Any, list[Any]]]:
-    import ray
     import ray._private.ray_constants as ray_constants
     from ray.cluster_utils import Cluster
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -308,3 +309,45 @@ def test_shipped_specs_exist_and_hold_no_secrets():
     for p in SPECS:
         env = yaml.safe_load(p.read_text()).get("env") or {}
         assert not any(jobspec.looks_like_secret(k) for k in env), p
+
+
+def test_set_overrides_stage_params_and_ray_section_without_changing_the_input():
+    data = spec(
+        scan_stage(),
+        {
+            "stage": "scan",
+            "name": "again",
+            "params": {"in_uri": "${scan.out_uri}", "out_uri": "runs/r2"},
+        },
+    )
+    sets = ["scan.out_uri=/abs/r1", "again.shard_size=16", "ray.workers=4", "scan.local= true "]
+    s = jobspec.parse_spec(jobspec.apply_overrides(data, sets))
+    assert s.stages[0].params["out_uri"] == "/abs/r1" and s.stages[0].params["local"] is True
+    assert s.stages[1].params["in_uri"] == "/abs/r1"  # references see the overridden value
+    assert s.stages[1].params["shard_size"] == 16 and s.ray.workers == 4
+    assert data["stages"][0]["params"]["out_uri"] == "runs/r1"  # the input is not modified
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("scan.out_uri", "must look like STAGE.PARAM=VALUE"),
+        ("out_uri=/x", "must look like STAGE.PARAM=VALUE"),
+        ("train.model=drnmf", "no stage named 'train'; stages: scan"),
+        ("scan.shard_size=[1", "the value is not valid YAML"),
+    ],
+)
+def test_bad_set_overrides(item, expected):
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        jobspec.apply_overrides(spec(scan_stage()), [item])
+
+
+def test_set_overrides_are_validated_like_the_spec(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec(scan_stage())))
+    with pytest.raises(ConfigError, match=r"job.yaml: stages\[0\] \(scan\): unknown key 'bogus'"):
+        jobspec.load_spec(str(path), overrides=["scan.bogus=1"])
+    assert (
+        jobspec.load_spec(str(path), overrides=["scan.in_uri=d2"]).stages[0].params["in_uri"]
+        == "d2"
+    )
