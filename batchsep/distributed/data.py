@@ -38,11 +38,20 @@ def _json_row(row: dict[str, Any]) -> str:
     return json.dumps(row, default=float)
 
 
-def _quiet_ray_data() -> None:
-    """Our own progress bar and summary replace Ray Data's per-operator logging."""
+ACTOR_INIT_DEATHS = 4
+"""Actors of the pool that may die in a row before they are ready (their node died, say) and be
+replaced; Ray Data's default (0) fails the whole job when a node is lost while an actor starts on it."""
+
+
+def _configure_ray_data() -> None:
+    """Our own progress bar and summary replace Ray Data's per-operator logging; an actor lost while
+    starting is replaced (see ``ACTOR_INIT_DEATHS``)."""
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
+    ctx.max_consecutive_actor_init_deaths = max(
+        ctx.max_consecutive_actor_init_deaths, ACTOR_INIT_DEATHS
+    )
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
@@ -68,7 +77,7 @@ class RayDataExecutor:
         import json
 
         resources = init(self.address, num_cpus=self.workers)
-        _quiet_ray_data()
+        _configure_ray_data()
         n_actors = self.workers or max(1, int(resources.get("CPU", 1) // self.num_cpus))
         if self.num_gpus:
             n_actors = min(n_actors, max(1, int(resources.get("GPU", 0) // self.num_gpus)))
