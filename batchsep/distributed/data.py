@@ -90,7 +90,7 @@ class RayDataExecutor:
             _ShardBatchWorker,
             fn_constructor_kwargs={"worker_kwargs": worker_kwargs},
             batch_size=1,
-            concurrency=n_actors,
+            compute=ray.data.ActorPoolStrategy(size=n_actors),
             num_cpus=self.num_cpus,
             num_gpus=self.num_gpus,
         )  # Ray Data's actor pools restart dead actors and retry their batches by default
