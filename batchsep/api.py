@@ -66,7 +66,7 @@ def enhance(
     sr: str = "keep",
     fmt: str = "wav",
     resume: bool = True,
-    shard_size: int = 8,
+    shard_size: int | None = None,
     on_progress: Callable[[int, float], None] | None = None,
 ) -> Any:
     """Enhance every audio file under ``in_uri`` into ``out_uri`` with ``model`` (``default``: shipped).
@@ -105,7 +105,7 @@ def tag(
     local: bool = False,
     gpu: bool = False,
     resume: bool = True,
-    shard_size: int = 8,
+    shard_size: int | None = None,
     on_progress: Callable[[int, float], None] | None = None,
 ) -> Any:
     """Tag every audio file under ``in_uri`` with emotions, without enhancing or writing audio.

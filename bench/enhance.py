@@ -1,6 +1,6 @@
 """Benchmark: end-to-end enhancement speed (× real time) with 1 and 2 Ray workers vs a naive loop.
 
-Run:  .venv/bin/python bench/enhance.py [--model default] [--files 120] [--data ../shared/data/speech]
+Run:  .venv/bin/python bench/enhance.py [--model default] [--files 2000] [--data ../shared/data]
 
 All three measurements enhance the same files with the same model in one run:
 - naive: one process, for each file: soundfile.read → resample → STFT → model → ISTFT → soundfile.write;
@@ -57,7 +57,7 @@ def with_ray(src: Path, out: Path, model: str, workers: int, warm: Path) -> floa
         enhance(str(warm), str(out) + "-warm", model=model, executor=RayDataExecutor(workers=workers))
         t0 = time.perf_counter()
         s = enhance(str(src), str(out), model=model, executor=RayDataExecutor(workers=workers),
-                    num_threads=1, shard_size=4)
+                    num_threads=1)
         dt = time.perf_counter() - t0
         assert s.files_failed == 0, s.errors
     finally:
@@ -68,8 +68,8 @@ def with_ray(src: Path, out: Path, model: str, workers: int, warm: Path) -> floa
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     here = Path(__file__).resolve().parents[1]
-    ap.add_argument("--data", default=str(here.parent / "shared" / "data" / "speech"))
-    ap.add_argument("--files", type=int, default=120)
+    ap.add_argument("--data", default=str(here.parent / "shared" / "data"))
+    ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--model", default="default")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -63,8 +63,9 @@ def _run_options(f: Any) -> Any:
                      help="Run the models on a GPU per actor."),
         click.option("--resume/--overwrite", default=True, show_default=True,
                      help="Skip files already committed in OUT/results (default), or start over."),
-        click.option("--shard-size", type=click.IntRange(min=1), default=8, show_default=True,
-                     help="Files per unit of work (and per results part)."),
+        click.option("--shard-size", type=click.IntRange(min=1), default=None,
+                     help="Files per unit of work (one results part, one retry). Default: 1/16 of the "
+                          "files, at most 32."),
         click.option("--address", default=None,
                      help="Ray cluster address (default: embedded local Ray)."),
         click.option("--local", is_flag=True, help="Run in this process without Ray."),
