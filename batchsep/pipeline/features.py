@@ -20,7 +20,7 @@ import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -215,14 +215,21 @@ def _frames_array(
 
 
 def shard_bytes(table: pa.Table, *, compression: str = "zstd") -> bytes:
-    """Parquet bytes of a feature shard: dictionaries and statistics only on the scalar columns,
-    byte-stream-split floats when compressed (much better ratio on magnitudes), small row groups."""
+    """Parquet bytes of a feature shard (see :func:`write_shard`)."""
+    buf = io.BytesIO()
+    write_shard(table, buf, compression=compression)
+    return buf.getvalue()
+
+
+def write_shard(table: pa.Table, out: IO[bytes], *, compression: str = "zstd") -> None:
+    """Write a feature shard as Parquet to ``out``: dictionaries and statistics only on the scalar
+    columns, byte-stream-split floats when compressed (much better ratio on magnitudes), small row
+    groups."""
     feats = [n for n in table.column_names if n in FEATURE_COLUMNS]
     scalars = [n for n in table.column_names if n not in FEATURE_COLUMNS]
-    buf = io.BytesIO()
     pq.write_table(
         table,
-        buf,
+        out,
         compression=compression,
         row_group_size=ROW_GROUP_ROWS,
         use_dictionary=[n for n in scalars if pa.types.is_string(table.schema.field(n).type)],
@@ -231,7 +238,6 @@ def shard_bytes(table: pa.Table, *, compression: str = "zstd") -> bytes:
         if compression != "none"
         else False,
     )
-    return buf.getvalue()
 
 
 def featurize_shard(task: FeatureTask) -> ShardResult:
@@ -279,7 +285,8 @@ def featurize_shard(task: FeatureTask) -> ShardResult:
         else:
             arrays_out.append(pa.array([r.get(f.name) for r in meta_rows], f.type))
     table = pa.Table.from_arrays(arrays_out, schema=schema)
-    storage.write_bytes(task.uri, shard_bytes(table, compression=task.compression))
+    with storage.atomic_writer(task.uri) as f:  # straight to the file: no copy of the shard in memory
+        write_shard(table, f, compression=task.compression)
     return ShardResult(task.uri, len(meta_rows), seconds)
 
 
