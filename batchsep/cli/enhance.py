@@ -44,8 +44,15 @@ def _check_inputs(in_uri: str, out_uri: str, models: dict[str, str]) -> int:
 def _report(summary: Any, verb: str, out_uri: str, show_errors: int) -> None:
     click.echo(
         f"{verb} {summary.files} files: {summary.files_ok} ok, {summary.files_failed} failed "
-        f"({summary.files_skipped} already done); {summary.hours:.3f} h of audio in "
-        f"{summary.wall_s:.1f} s ({summary.x_real_time:.0f}x real time)\nresults: {out_uri}/results"
+        f"({summary.files_skipped} already done); {summary.hours:.3f} h of audio\n"
+        + (
+            f"this run: {summary.hours_run:.3f} h in {summary.wall_s:.1f} s = "
+            f"{summary.x_real_time:.0f}x real time (start-up included); per worker "
+            f"{summary.x_real_time_per_worker:.0f}x real time\n"
+            if summary.hours_run > 0
+            else f"this run: nothing new ({summary.wall_s:.1f} s)\n"
+        )
+        + f"results: {out_uri}/results"
     )
     for rel, err in summary.errors[:show_errors]:
         click.echo(f"  failed: {rel}: {err}")
