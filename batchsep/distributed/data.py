@@ -18,6 +18,8 @@ import ray
 from batchsep.distributed.runtime import init
 from batchsep.pipeline.enhance import EnhanceWorker, ShardTask, task_from_json, task_to_json
 
+logger = logging.getLogger(__name__)
+
 
 class _ShardBatchWorker:
     """Adapts EnhanceWorker to Ray Data batches: ``{"task": [json]}`` → one row per file."""
@@ -38,9 +40,20 @@ def _json_row(row: dict[str, Any]) -> str:
     return json.dumps(row, default=float)
 
 
-ACTOR_INIT_DEATHS = 4
+ACTOR_INIT_DEATHS = 16
 """Actors of the pool that may die in a row before they are ready (their node died, say) and be
 replaced; Ray Data's default (0) fails the whole job when a node is lost while an actor starts on it."""
+
+
+SYSTEM_FAILURE_ATTEMPTS = 3
+"""Runs of an enhance job's unfinished shards after a cluster failure (see RayDataExecutor.__call__)."""
+SYSTEM_FAILURES = (
+    ray.exceptions.RayActorError,  # ActorDiedError, ActorUnavailableError
+    ray.exceptions.NodeDiedError,
+    ray.exceptions.ObjectLostError,  # OwnerDiedError
+    ray.exceptions.WorkerCrashedError,
+)
+"""Failures of the cluster, not of the code: worth running the unfinished shards again."""
 
 
 def _configure_ray_data() -> None:
@@ -49,9 +62,7 @@ def _configure_ray_data() -> None:
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
-    ctx.max_consecutive_actor_init_deaths = max(
-        ctx.max_consecutive_actor_init_deaths, ACTOR_INIT_DEATHS
-    )
+    ctx.max_consecutive_actor_init_deaths = ACTOR_INIT_DEATHS
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
@@ -70,6 +81,29 @@ class RayDataExecutor:
         self.num_gpus, self.num_cpus = num_gpus, num_cpus
 
     def __call__(
+        self, worker_kwargs: dict[str, Any], tasks: Sequence[ShardTask]
+    ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """Yield ``(shard, rows)`` as shards complete. When the cluster loses more than Ray Data's own
+        retries absorb (a node dies while its actors start, say), the shards not yet yielded run again
+        on a new pool, up to ``SYSTEM_FAILURE_ATTEMPTS`` times; shards are only committed by the
+        caller once yielded, so nothing is done twice."""
+        remaining = list(tasks)
+        for attempt in range(1, SYSTEM_FAILURE_ATTEMPTS + 1):
+            try:
+                for shard, rows in self._run(worker_kwargs, remaining):
+                    remaining = [t for t in remaining if t.shard != shard]
+                    yield shard, rows
+                return
+            except SYSTEM_FAILURES as e:
+                if attempt == SYSTEM_FAILURE_ATTEMPTS or not remaining:
+                    raise
+                logger.warning(
+                    "enhance: %s (%s); running the %d unfinished shard(s) again (attempt %d of %d)",
+                    type(e).__name__, str(e).splitlines()[0], len(remaining), attempt + 1,
+                    SYSTEM_FAILURE_ATTEMPTS,
+                )  # fmt: skip
+
+    def _run(
         self, worker_kwargs: dict[str, Any], tasks: Sequence[ShardTask]
     ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         if not tasks:
