@@ -264,7 +264,7 @@ def train(
     local: bool = False,
     verbose: bool = True,
 ) -> Any:
-    """Train ``model`` (snmf, drnmf, lstm, blstm) on the STFT features of ``run_uri``.
+    """Train ``model`` (snmf, drnmf, lstm, blstm, emotion-cnn, emotion-vae) on the features of ``run_uri``.
 
     ``run_uri`` is a prepare run with ``features/`` (or a features folder); the model folder goes to
     ``out_uri`` (default ``run_uri/models/<model>``). ``config`` overrides model config keys
@@ -273,6 +273,14 @@ def train(
     (``init_from``: a trained SNMF folder; else one is trained into ``out_uri/snmf``). Deep models train on
     Ray Train with ``workers`` DDP workers (default 1; gloo, or nccl with ``gpu``); SNMF dictionaries are
     learned by Ray tasks; ``local`` trains in this process. A re-run resumes from ``out_uri/state.pt``.
+
+    The emotion models (seed 003) take a log-mel features run (``features --kind logmel``), a scan run or
+    an audio folder whose file names follow RAVDESS (``03-01-EE-..-AA.wav``); actors 11-12 validate and
+    13-16 are held out for the test figures in ``metrics.json["test"]`` (``config`` keys
+    ``data.valid_actors``, ``data.test_actors``, ``data.max_mel_shift``, ``data.cache_uri``;
+    ``train.swa_epochs``, ``train.warmup_epochs``, ``train.select``; see
+    :func:`batchsep.pipeline.emotion_train.train_emotion`). ``batch_size`` and ``seed`` apply;
+    ``train_fraction``, ``crop_frames``, ``snmf_frames`` and ``init_from`` do not.
     Returns a :class:`batchsep.pipeline.train.TrainSummary`.
     """
     from batchsep.pipeline import train as _train

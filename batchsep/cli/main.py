@@ -382,16 +382,18 @@ def features(
 @main.command(epilog=EPILOG)
 @click.option(
     "--model",
-    type=click.Choice(["snmf", "drnmf", "lstm", "blstm"]),
+    type=click.Choice(["snmf", "drnmf", "lstm", "blstm", "emotion-cnn", "emotion-vae"]),
     default="drnmf",
     show_default=True,
-    help="Model to train (seed 001: sparse NMF, deep recurrent NMF, (B)LSTM mask).",
+    help="Model to train (seed 001: sparse NMF, deep recurrent NMF, (B)LSTM mask; seed 003: "
+    "emotion CNN / VAE, held-out actors via --config data.valid_actors=[..] data.test_actors=[..]).",
 )
 @click.option(
     "--features",
     "run_uri",
     required=True,
-    help="Prepare run with features/ (or a features folder).",
+    help="Prepare run with features/ (or a features folder); emotion models: a log-mel features "
+    "run, a scan run or an audio folder with RAVDESS file names.",
 )
 @click.option("--out", "out_uri", default=None, help="Model folder (default: RUN/models/MODEL).")
 @click.option(
@@ -470,7 +472,10 @@ def train(
     t0 = time.perf_counter()
     try:
         config = parse_overrides(list(overrides))
-        resolve_features(run_uri)
+        if not model.startswith("emotion-"):
+            resolve_features(run_uri)
+        elif not storage.exists(run_uri):
+            raise StorageError(f"--features {run_uri} does not exist")
     except (ParameterError, StorageError) as e:
         _fail_usage(str(e))
     target = out_uri or storage.join(run_uri, "models", model)

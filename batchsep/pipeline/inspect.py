@@ -5,7 +5,9 @@
 - DR-NMF: atoms before training (the random start of its SNMF), at initialisation (the SNMF) and after
   training (first and last layer); learned per-layer α_k and λ_k against their initial values; learning
   curves.
-- (B)LSTM: learning curves.
+- (B)LSTM, emotion CNN: learning curves.
+- Emotion VAE: σ against μ of each latent dimension coloured by emotion (seed 003), on the corpus it was
+  trained on (all utterances and held-out actors), when that corpus is reachable; learning curves.
 """
 
 from __future__ import annotations
@@ -152,6 +154,10 @@ def inspect_model(model_uri: str, out_uri: str) -> InspectSummary:
         sections = _snmf_sections(model, metrics, sr)
     elif name == "drnmf":
         sections, table = _drnmf_sections(model, uri, metrics, sr)
+    elif name == "emotion-vae":
+        from batchsep.pipeline.latent import latent_sections
+
+        sections = latent_sections(model, features=payload.get("features"), metrics=metrics)  # type: ignore[arg-type]
     if metrics.get("history"):
         png = render_learning_curves({name: learning_curves(metrics["history"])},
                                      title=f"{name} learning curves")  # fmt: skip

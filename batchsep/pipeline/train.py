@@ -184,7 +184,18 @@ def run_worker(
     wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
     reduce_metrics: Callable[[dict[str, float]], dict[str, float]] | None = None,
 ) -> dict[str, Any] | None:
-    """Train ``job`` on one (DDP) worker; rank 0 writes the outputs and returns ``metrics.json``'s content."""
+    """Train ``job`` on one (DDP) worker; rank 0 writes the outputs and returns ``metrics.json``'s content.
+
+    An :class:`~batchsep.pipeline.emotion_train.EmotionTrainJob` goes to
+    :func:`~batchsep.pipeline.emotion_train.run_emotion_worker` (same arguments, same outputs).
+    """
+    from batchsep.pipeline.emotion_train import EmotionTrainJob, run_emotion_worker
+
+    if isinstance(job, EmotionTrainJob):
+        return run_emotion_worker(
+            job, rank=rank, world_size=world_size, device=device, wrap=wrap,
+            reduce_metrics=reduce_metrics,
+        )  # fmt: skip
     torch.manual_seed(TrainConfig.from_dict(job.train_config).seed)
     if job.init_uri is not None:
         model = deserialize(checkpoint.read_checkpoint(job.init_uri))
@@ -289,11 +300,15 @@ def train(
         A prepare run holding ``features/``, or a features folder (``<split>/part-*.parquet``).
     out_uri : str
         Model folder (local, ``file://`` or ``s3://``).
-    model : {"snmf", "drnmf", "lstm", "blstm"}
+    model : {"snmf", "drnmf", "lstm", "blstm", "emotion-cnn", "emotion-vae"}
+        The emotion models go to :func:`batchsep.pipeline.emotion_train.train_emotion` (``features_uri``:
+        a log-mel features run, a scan run or an audio folder with RAVDESS file names; ``data``: only
+        ``batch_size`` and ``seed``; ``runner`` unused).
     overrides : mapping, optional
         Model config keys (e.g. ``n_layers``, ``hidden``, ``rank_speech``), ``train.<key>`` for
         :class:`TrainConfig` (e.g. ``train.lr``, ``train.max_epochs``, ``train.patience``); for DR-NMF
-        ``snmf.<key>`` sets the SNMF it is initialised from (its ranks follow ``rank_speech/noise``).
+        ``snmf.<key>`` sets the SNMF it is initialised from (its ranks follow ``rank_speech/noise``);
+        for the emotion models also ``data.<key>`` (``data.valid_actors``, ``data.test_actors`` …).
     data : DataOptions, optional
         Batching, cropping, train fraction, SNMF frame budget, device.
     init_from : str, optional
@@ -321,6 +336,15 @@ def train(
         Unknown model, bad override key/value or option.
     """
     data = data or DataOptions()
+    if model.startswith("emotion-"):  # RAVDESS-named corpus, speaker-independent (actor) splits
+        from batchsep.pipeline.emotion_train import train_emotion
+
+        if init_from is not None:
+            raise ParameterError(f"init_from={init_from!r} is for drnmf only, not {model!r}")
+        return train_emotion(
+            features_uri, out_uri, model=model, overrides=overrides, batch_size=data.batch_size,
+            seed=data.seed, fit_executor=fit_executor, device=device, verbose=verbose,
+        )  # fmt: skip
     runner = runner or SerialRunner()
     features_uri = storage.normalize(resolve_features(features_uri))
     out_uri = storage.normalize(out_uri)  # absolute: Ray Train workers change directory

@@ -95,6 +95,73 @@ def test_train_rejects_bad_requests(synthetic: str, tmp_path: Path) -> None:
         train_emotion(synthetic, str(tmp_path / "d"), valid_actors=[1], test_actors=[1])
 
 
+def _tag_labels(out: Path) -> dict[str, str]:
+    """``rel_path -> emotion_label`` of a tag run's committed results."""
+    import pyarrow.parquet as pq
+
+    rows = [r for f in sorted((out / "results").glob("part-*.parquet"))
+            for r in pq.read_table(f).to_pylist()]  # fmt: skip
+    assert rows and all(r["status"] == "ok" for r in rows), rows[:1]
+    return {r["rel_path"]: r["emotion_label"] for r in rows}
+
+
+CLI_SMALL = ["--config", "channels=[4, 8, 8, 16]", "--config", "train.lr=3e-3",
+             "--config", "data.valid_actors=[3]", "--config", "data.test_actors=[4]",
+             "--max-epochs", "2", "--batch-size", "8"]  # fmt: skip
+
+
+def test_cli_train_emotion_then_tag(synthetic: str, tmp_path: Path) -> None:
+    """`batchsep train --model emotion-cnn` on an audio folder, then `batchsep tag` with that model."""
+    from click.testing import CliRunner
+
+    from batchsep.cli.main import main
+
+    cli, out = CliRunner(), str(tmp_path / "cnn")
+    r = cli.invoke(main, ["train", "--model", "emotion-cnn", "--features", synthetic, "--out", out,
+                          "--local", *CLI_SMALL])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "trained emotion-cnn" in r.output and "best epoch" in r.output
+    m = checkpoint.read_metrics(out)
+    assert m is not None and m["epochs"] == 2 and m["test"]["actors"] == [4]
+    assert m["data"]["valid_actors"] == [3] and m["train_config"]["lr"] == 3e-3
+    actor4 = str(Path(synthetic) / "Actor_04")
+    r = cli.invoke(main, ["tag", actor4, str(tmp_path / "tags"), "--emotion-model", out, "--local"])
+    assert r.exit_code == 0, r.output
+    labels = _tag_labels(tmp_path / "tags")
+    assert len(labels) == 16 and set(labels.values()) <= set(EMOTIONS)
+    # the CLI's tags are the model's own predictions on the same files
+    tagger = EmotionTagger(out)
+    files = sorted(Path(actor4).glob("*.wav"))
+    probs = tagger.predict([sf.read(f, dtype="float32")[0] for f in files])
+    assert [labels[f.name] for f in files] == [EMOTIONS[i] for i in probs.argmax(1)]
+    # usage errors: no such corpus; init_from is DR-NMF only
+    r = cli.invoke(main, ["train", "--model", "emotion-vae", "--features", str(tmp_path / "none"),
+                          "--local"])  # fmt: skip
+    assert r.exit_code == 2 and "does not exist" in r.output
+    r = cli.invoke(main, ["train", "--model", "emotion-cnn", "--features", synthetic, "--out",
+                          str(tmp_path / "x"), "--local", "--init-from", out])  # fmt: skip
+    assert r.exit_code == 2 and "drnmf only" in r.output
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_api_train_emotion_vae_on_ray_train(
+    synthetic: str, tmp_path: Path, ray_local: None
+) -> None:
+    """`batchsep.api.train` sends emotion models through RayTrainExecutor (run_worker dispatches)."""
+    import batchsep.api
+
+    out = str(tmp_path / "vae")
+    s = batchsep.api.train(
+        synthetic, model="emotion-vae", out_uri=out, max_epochs=2, batch_size=8, workers=1,
+        config={"data.valid_actors": [3], "data.test_actors": [4]}, verbose=False,
+    )  # fmt: skip
+    assert s.model == "emotion-vae" and s.epochs == 2 and s.metrics["test"]["n"] == 16
+    payload = checkpoint.read_checkpoint(out)
+    assert payload["model_name"] == "emotion-vae" and payload["features"]["n_frames"] == 128
+    assert EmotionTagger(out).predict([np.zeros(SR, np.float32)]).shape == (1, 8)
+
+
 def _ray_loop(config: dict) -> None:  # runs on every Ray Train worker
     import ray.train
     import ray.train.torch
@@ -153,18 +220,24 @@ def _ravdess_subset(shared: Path, dest: Path, actors: tuple[int, ...]) -> str:
 
 @pytest.mark.realdata
 @pytest.mark.slow
-@pytest.mark.heavy  # measured 0.17 accuracy (chance 0.125) in its short budget: not yet reliable
 def test_short_training_beats_chance_on_unseen_actors(shared_data: Path, tmp_path: Path) -> None:
+    """10 epochs of a small CNN on actors 1-7 (valid 8) from the audio; scored on actors 13-14 (~35 s).
+
+    Measured on actors 13-14 (120 files): accuracy 0.325 (seed 0); 0.267, 0.258 with train.seed 1, 2.
+    """
     torch.set_num_threads(1)
-    data = _ravdess_subset(shared_data, tmp_path / "ravdess", (1, 2, 3, 4, 13, 14))
-    s = train_emotion(
-        data, str(tmp_path / "m"), model="emotion-cnn", valid_actors=[4], test_actors=[13, 14],
-        overrides={"channels": [8, 16, 32, 32], "train.max_epochs": 6, "train.lr": 3e-3},
-        verbose=False,
-    )  # fmt: skip
+    data = _ravdess_subset(shared_data, tmp_path / "ravdess", (1, 2, 3, 4, 5, 6, 7, 8, 13, 14))
+    over = {
+        "channels": [8, 16, 32, 32],
+        "mixup_alpha": 0.0,
+        "train.max_epochs": 10,
+        "train.lr": 3e-3,
+    }
+    s = train_emotion(data, str(tmp_path / "m"), model="emotion-cnn", valid_actors=[8],
+                      test_actors=[13, 14], overrides=over, verbose=False)  # fmt: skip
     test = s.metrics["test"]
     assert test["actors"] == [13, 14] and test["n"] == 120
-    assert test["accuracy"] > 0.22, test  # chance 0.125 (largest class 0.133)
+    assert test["accuracy"] > 0.22 and test["uar"] > 0.2, test  # chance 0.125 (largest class 0.133)
 
 
 @pytest.mark.realdata
@@ -192,6 +265,37 @@ def test_shipped_tagger_output_schema(shared_data: Path) -> None:
         assert seg["label"] in EMOTIONS and set(seg["probs"]) == set(EMOTIONS)
 
 
+@pytest.mark.realdata
+def test_shipped_tagger_beats_chance_on_held_out_actors(shared_data: Path) -> None:
+    """The shipped tagger, product path (voiced segments, duration-weighted), on actors never trained on.
+
+    64 files: actors 13-16, every emotion, normal intensity, both statements, first repetition. The
+    shipped model scores accuracy 0.48, UAR 0.48, per actor 0.25-0.63 on them (chance 0.125).
+    """
+    from batchsep.corpus.ravdess import parse_ravdess_name
+    from batchsep.dsp.resample import to_rate_mono
+    from batchsep.evaluation.emotion import emotion_summary
+    from batchsep.io.audio import decode
+
+    torch.set_num_threads(1)
+    root = shared_data / "emotion" / "ravdess"
+    files = [f for a in (13, 14, 15, 16) for f in sorted((root / f"Actor_{a:02d}").glob("*.flac"))]
+    infos = [parse_ravdess_name(f.name) for f in files]
+    pick = [(f, i) for f, i in zip(files, infos, strict=True)
+            if i.intensity == 1 and i.repetition == 1]  # fmt: skip
+    assert len(pick) == 64 and {i.actor for _, i in pick} == {13, 14, 15, 16}
+    tagger = EmotionTagger("default-emotion")
+    pred = []
+    for f, _ in pick:
+        d = decode(f.read_bytes())
+        stream = tagger.stream()
+        stream.feed(to_rate_mono(d.samples, d.sample_rate, SR))
+        pred.append(stream.result()["emotion_label"])
+    m = emotion_summary([i.emotion for _, i in pick], pred, speakers=[i.actor for _, i in pick])
+    assert m["accuracy"] > 0.30 and m["uar"] > 0.30, m  # chance 0.125
+    assert m["speaker_acc_min"] >= 0.125, m  # no held-out actor at or below chance
+
+
 def test_fisher_ratio_known_answer_and_plot_checks() -> None:
     from batchsep.errors import ParameterError
     from batchsep.pipeline.latent import fisher_ratio, plot_latent_space
@@ -210,14 +314,20 @@ def test_fisher_ratio_known_answer_and_plot_checks() -> None:
         plot_latent_space(mu, mu, labels, dims=[2])
 
 
-def test_vae_latent_figures_of_a_trained_model(synthetic: str, tmp_path: Path) -> None:
-    from batchsep.models.base import deserialize
-    from batchsep.pipeline.latent import latent_sections
-
-    out = str(tmp_path / "vae")
+@pytest.fixture(scope="module")
+def tiny_vae(synthetic: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = str(tmp_path_factory.mktemp("vae") / "vae")
     over = {"train.max_epochs": 3, "train.lr": 3e-3}
     train_emotion(synthetic, out, model="emotion-vae", overrides=over, valid_actors=[3],
                   test_actors=[4], batch_size=8, verbose=False)  # fmt: skip
+    return out
+
+
+def test_vae_latent_figures_of_a_trained_model(tiny_vae: str, tmp_path: Path) -> None:
+    from batchsep.models.base import deserialize
+    from batchsep.pipeline.latent import latent_sections
+
+    out = tiny_vae
     payload = checkpoint.read_checkpoint(out)
     metrics = checkpoint.read_metrics(out)
     assert metrics is not None
@@ -232,3 +342,19 @@ def test_vae_latent_figures_of_a_trained_model(synthetic: str, tmp_path: Path) -
     # not reachable (e.g. the shipped model elsewhere): no figure, no error
     gone = {**metrics, "data": {**metrics["data"], "data_uri": str(tmp_path / "missing")}}
     assert latent_sections(deserialize(payload), features=None, metrics=gone) == []  # type: ignore[arg-type]
+
+
+def test_cli_inspect_emotion_vae_writes_latent_plots(tiny_vae: str, tmp_path: Path) -> None:
+    """`batchsep inspect VAE --out DIR`: seed 003's σ-against-μ plots (+ learning curves) and index.md."""
+    from click.testing import CliRunner
+
+    from batchsep.cli.main import main
+
+    out = tmp_path / "insp"
+    r = CliRunner().invoke(main, ["inspect", tiny_vae, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    for name in ("latent_all.png", "latent_held_out.png", "curves.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG", name
+    index = (out / "index.md").read_text()
+    assert "# Model `emotion-vae`" in index and "![latent_all.png](latent_all.png)" in index
+    assert "Fisher ratio per dimension" in index and "z8" in index and "z9" not in index
