@@ -274,6 +274,11 @@ def train(
     Ray Train with ``workers`` DDP workers (default 1; gloo, or nccl with ``gpu``); SNMF dictionaries are
     learned by Ray tasks; ``local`` trains in this process. A re-run resumes from ``out_uri/state.pt``.
 
+    Seed 004's models train the same way: ``sce`` (SCE+MI), ``dc`` (DC+MI) and ``dae`` (conv denoising
+    autoencoder). SCE and DC label bins with the features' ``noise_mag`` when present;
+    ``config={"n_speakers": "auto", "n_noises": "auto"}`` gives SCE one source vector per train speaker
+    and noise class; ``inference="kmeans"`` makes the model enhance with its clustering (binary) mask.
+
     The emotion models (seed 003) take a log-mel features run (``features --kind logmel``), a scan run or
     an audio folder whose file names follow RAVDESS (``03-01-EE-..-AA.wav``); actors 11-12 validate and
     13-16 are held out for the test figures in ``metrics.json["test"]`` (``config`` keys
@@ -320,7 +325,8 @@ def inspect(model_uri: str, out_uri: str) -> Any:
     """Write figures of a trained model (``default``: the shipped one) and an ``index.md`` to ``out_uri``.
 
     SNMF/DR-NMF: dictionary atoms before training, from the SNMF init and after; DR-NMF per-layer α and λ;
-    deep models: learning curves. Returns a :class:`batchsep.pipeline.inspect.InspectSummary`.
+    emotion-vae: the seed-003 latent plots (σ vs μ per latent dimension, coloured by emotion); deep models:
+    learning curves. Returns a :class:`batchsep.pipeline.inspect.InspectSummary`.
     """
     from batchsep.pipeline.inspect import inspect_model
 

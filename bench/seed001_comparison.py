@@ -9,7 +9,7 @@ Run:
 of the train mixtures, at most two processes at once, one torch thread each; it prints every command and
 its wall time; models already trained (metrics.json with a stop reason) are skipped. ``score`` enhances the first ``--n-test`` test mixtures of RUN (speakers and noise
 recordings unseen in training) with every model in OUT and writes ``OUT/results.json`` and
-``OUT/results.md``: validation loss, SDR, SDRi, SI-SDR, SI-SDRi (``batchsep.evaluation.score_file``).
+``OUT/results.md`` (each model's scores are cached in ``OUT/<model>/test_scores.json``): validation loss, SDR, SDRi, SI-SDR, SI-SDRi (``batchsep.evaluation.score_file``).
 """
 
 from __future__ import annotations
@@ -115,8 +115,15 @@ def score(run: str, out: str, n_test: int) -> None:
     mixtures = [load_mixture(r) for r in rows]
     results = {}
     for folder in sorted(p for p in Path(out).iterdir() if (p / "config.json").is_file()):
-        enhancer, name, _ = load_enhancer(str(folder))
         metrics = checkpoint.read_metrics(str(folder)) or {}
+        cached = folder / "test_scores.json"
+        if metrics.get("stop_reason") is None:
+            print(f"{folder.name}: not finished, skipped", flush=True)
+            continue
+        if cached.is_file():
+            results[folder.name] = json.loads(cached.read_text())
+            continue
+        enhancer, name, _ = load_enhancer(str(folder))
         scores, t_model, seconds = [], 0.0, 0.0
         for mix in mixtures:
             t0 = time.perf_counter()
@@ -137,6 +144,7 @@ def score(run: str, out: str, n_test: int) -> None:
             "n_train": (metrics.get("data") or {}).get("n_train_mixtures"), "n_test": len(scores),
         }  # fmt: skip
         r = results[folder.name]
+        cached.write_text(json.dumps(r, indent=2))
         print(f"{folder.name:22s} valid {r['valid_loss'] or float('nan'):.4f} SDR {r['sdr']:6.2f} "
               f"SDRi {r['sdr_i']:5.2f} SI-SDR {r['si_sdr']:6.2f} ({r['x_real_time']:.0f}x rt)",
               flush=True)  # fmt: skip

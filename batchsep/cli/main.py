@@ -382,10 +382,13 @@ def features(
 @main.command(epilog=EPILOG)
 @click.option(
     "--model",
-    type=click.Choice(["snmf", "drnmf", "lstm", "blstm", "emotion-cnn", "emotion-vae"]),
+    type=click.Choice(
+        ["snmf", "drnmf", "lstm", "blstm", "sce", "dc", "dae", "emotion-cnn", "emotion-vae"]
+    ),
     default="drnmf",
     show_default=True,
-    help="Model to train (seed 001: sparse NMF, deep recurrent NMF, (B)LSTM mask; seed 003: "
+    help="Model to train (seed 001: sparse NMF, deep recurrent NMF, (B)LSTM mask; seed 004: "
+    "SCE+MI, DC+MI (--config inference=kmeans for the clustering mask), conv DAE; seed 003: "
     "emotion CNN / VAE, held-out actors via --config data.valid_actors=[..] data.test_actors=[..]).",
 )
 @click.option(
@@ -454,13 +457,15 @@ def train(
     address: str | None,
     local: bool,
 ) -> None:
-    """Train an enhancement model on the STFT features of a prepare run.
+    """Train a model: an enhancer on the STFT features of a prepare run, or an emotion model.
 
-    Deep models (drnmf, lstm, blstm) train with Adam and early stopping on the validation loss,
-    data-parallel on Ray Train (--workers N); SNMF dictionaries are learned by Ray tasks. A DR-NMF
-    starts from a trained SNMF (--init-from, or one trained first into OUT/snmf). OUT gets the best
-    model (config.json, weights.safetensors), metrics.json, curves.json/png and state.pt: re-running
-    the same command resumes; a larger --max-epochs continues training.
+    Deep models (drnmf, lstm, blstm, sce, dc, dae, emotion-*) train with Adam and early stopping on
+    the validation loss, data-parallel on Ray Train (--workers N); SNMF dictionaries are learned by
+    Ray tasks. A DR-NMF starts from a trained SNMF (--init-from, or one trained first into OUT/snmf).
+    Emotion models take a log-mel features run, a scan run or a folder of RAVDESS-named audio, split
+    by actor (held-out actors are scored into metrics.json["test"]). OUT gets the best model
+    (config.json, weights.safetensors), metrics.json, curves.json/png and state.pt: re-running the
+    same command resumes; a larger --max-epochs continues training.
     """
     import time
 
@@ -500,6 +505,12 @@ def train(
         f"validation loss {loss} ({s.stop_reason}); training {s.wall_s:.1f} s, "
         f"wall {time.perf_counter() - t0:.1f} s\nmodel: {s.out_uri}"
     )
+    test = s.metrics.get("test") if model.startswith("emotion-") else None
+    if isinstance(test, dict) and "accuracy" in test:
+        click.echo(
+            f"held-out actors {test.get('actors')}: accuracy {test['accuracy']:.3f}, "
+            f"UAR {test['uar']:.3f}, macro-F1 {test['macro_f1']:.3f} ({test['n']} files)"
+        )
     sys.exit(EXIT_OK)
 
 
@@ -512,8 +523,9 @@ def inspect(model_uri: str, out_uri: str) -> None:
     """Plot what a trained model learned: MODEL_URI is a model folder or 'default'.
 
     SNMF/DR-NMF: speech and noise dictionary atoms (before training, from the SNMF init, after),
-    DR-NMF per-layer step sizes α and thresholds λ; deep models: learning curves. Writes PNGs and
-    an index.md.
+    DR-NMF per-layer step sizes α and thresholds λ; emotion-vae: σ against μ of each latent
+    dimension coloured by emotion (seed 003), on the corpus it was trained on; deep models:
+    learning curves. Writes PNGs and an index.md.
     """
     from batchsep.io import checkpoint
 

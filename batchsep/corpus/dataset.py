@@ -7,6 +7,8 @@ fixed-length crop of each, and yields batch dicts::
     {"noisy_mag": float32 [B, F, T], "clean_mag": float32 [B, F, T], "lengths": int64 [B], ...}
 
 (``T`` is the longest item of the batch, shorter items are zero-padded; ``lengths`` are their valid frames).
+``index_columns`` adds integer labels read from a string column of the shards (e.g. ``"speaker_idx"`` from
+``speaker`` for the per-speaker source vectors of SCE): int64 ``[B]``, ``-1`` for a value outside the map.
 
 Sharding: readers are the DataLoader workers of every rank (``rank``/``world_size``, e.g. Ray Train's). With
 at least as many shards as readers each reader reads whole shards; otherwise every reader reads every shard
@@ -19,7 +21,7 @@ Use it with ``DataLoader(ds, batch_size=None, num_workers=N)`` (the dataset batc
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +105,9 @@ class FeatureDataset(IterableDataset):
         This process's rank among distributed trainers (Ray Train: ``get_context().get_world_rank()``).
     with_ids : bool
         Add ``"ids"``: the list of ``mixture_id`` (or ``rel_path``) of the batch.
+    index_columns : mapping, optional
+        ``{key: (column, {value: index})}``: yield ``key`` as int64 ``[B]``, the index of each row's
+        ``column`` value (``-1`` when the value is null or not in the map).
     """
 
     def __init__(
@@ -120,6 +125,7 @@ class FeatureDataset(IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         with_ids: bool = False,
+        index_columns: Mapping[str, tuple[str, Mapping[str, int]]] | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1 or bucket_batches < 1:
@@ -135,6 +141,10 @@ class FeatureDataset(IterableDataset):
         self.crop_frames, self.shuffle, self.seed = crop_frames, shuffle, seed
         self.bucket_batches, self.drop_last = bucket_batches, drop_last
         self.rank, self.world_size, self.with_ids = rank, world_size, with_ids
+        self.index_columns = {k: (c, dict(m)) for k, (c, m) in (index_columns or {}).items()}
+        clash = sorted(set(self.index_columns) & {*self.columns, "lengths", "ids"})
+        if clash:
+            raise ParameterError(f"index_columns keys {clash} must differ from the feature columns")
         self.epoch = 0
         self._shards: list[ShardInfo] | None = None
 
@@ -220,17 +230,26 @@ class FeatureDataset(IterableDataset):
                 with fs.open_input_file(path) as f:
                     pf = pq.ParquetFile(f)
                     id_col = "mixture_id" if "mixture_id" in pf.schema_arrow.names else "rel_path"
+                    label_cols = sorted({c for c, _ in self.index_columns.values()})
                     for i in range(pf.num_row_groups):
-                        t = pf.read_row_group(i, columns=[id_col, "status", *self.columns])
+                        t = pf.read_row_group(
+                            i, columns=[id_col, "status", *self.columns, *label_cols]
+                        )
                         ok = [s == "ok" for s in t.column("status").to_pylist()]
                         feats = [frames_column(t.column(c)) for c in self.columns]
+                        labels = {
+                            key: [m.get(str(v), -1) if v is not None else -1
+                                  for v in t.column(c).to_pylist()]
+                            for key, (c, m) in self.index_columns.items()
+                        }  # fmt: skip
                         for j, row_id in enumerate(t.column(id_col).to_pylist()):
                             if not ok[j]:
                                 continue
                             g += 1
                             if filt is not None and (g - 1) % n_readers != filt:
                                 continue
-                            arrays = [col[j] for col in feats]
+                            arrays: list[Any] = [col[j] for col in feats]
+                            arrays += [labels[key][j] for key in self.index_columns]
                             yield row_id, arrays[0].shape[0], arrays  # type: ignore[union-attr,misc]
             except (OSError, pa.ArrowException, KeyError) as e:
                 raise StorageError(f"cannot read feature shard {shard.uri}: {e}") from e
@@ -273,6 +292,8 @@ class FeatureDataset(IterableDataset):
                 buf[b, :, : lengths[b]] = arrays[k][starts[b] : starts[b] + lengths[b]].T
             out[name] = torch.from_numpy(buf)
         out["lengths"] = torch.tensor(lengths, dtype=torch.int64)
+        for k, key in enumerate(self.index_columns, start=len(self.columns)):
+            out[key] = torch.tensor([arrays[k] for _, _, arrays in items], dtype=torch.int64)
         if self.with_ids:
             out["ids"] = [i for i, _, _ in items]
         return out

@@ -148,21 +148,27 @@ class SceModel(EmbeddingMaskModel):
         v = self.source_vectors.weight
         return tnf.normalize(v, dim=-1, eps=EPS) if self.config.normalize_vectors else v
 
-    def _rows(
+    def _source_vectors(
         self, batch: dict[str, Any], key: str, *, n: int, offset: int, generic: int, size: int
     ) -> torch.Tensor:
+        """Rows ``[size, D]``: per-source (``batch[key]`` + offset), their mean for ``-1``
+        (a source unseen in training), or the generic row (no per-source vectors or no ``key``)."""
+        v = self._vectors()
         idx = batch.get(key)
-        device = self.source_vectors.weight.device
         if n == 0 or idx is None:
-            return torch.full((size,), generic, dtype=torch.int64, device=device)
-        idx = torch.as_tensor(idx).to(device)
+            return v[generic].expand(size, -1)
+        idx = torch.as_tensor(idx).to(v.device)
         if idx.shape != (size,) or idx.is_floating_point():
             raise ParameterError(
                 f"{key} shape={tuple(idx.shape)} dtype={idx.dtype} must be integer (B,)=({size},)"
             )
-        if int(idx.min()) < 0 or int(idx.max()) >= n:
-            raise ParameterError(f"{key}={idx.tolist()} must lie in [0, {n})")
-        return idx.to(torch.int64) + offset
+        if int(idx.min()) < -1 or int(idx.max()) >= n:
+            raise ParameterError(f"{key}={idx.tolist()} must lie in [0, {n}) (or be -1: unseen)")
+        rows = v[idx.clamp_min(0).to(torch.int64) + offset]
+        unseen = (idx < 0)[:, None]
+        if not bool(unseen.any()):
+            return rows
+        return torch.where(unseen, v[offset : offset + n].mean(0).expand_as(rows), rows)
 
     def batch_vectors(
         self, batch: dict[str, Any], n_batch: int
@@ -170,14 +176,15 @@ class SceModel(EmbeddingMaskModel):
         """Speech and noise source vectors ``[B, D]`` of a batch.
 
         Per-speaker (per-noise) rows when ``n_speakers`` (``n_noises``) > 0 and the batch carries
-        ``speaker_idx`` (``noise_idx``) int64 [B] in ``[0, n_speakers)``; the generic rows otherwise.
+        ``speaker_idx`` (``noise_idx``) int64 [B] in ``[0, n_speakers)``, where ``-1`` (a source
+        unseen in training, e.g. a validation speaker) takes the mean per-source vector; the generic
+        rows otherwise.
         """
         cfg = self.config
-        v = self._vectors()
-        s = self._rows(
+        speech = self._source_vectors(
             batch, "speaker_idx", n=cfg.n_speakers, offset=2, generic=self.SPEECH, size=n_batch
         )
-        n = self._rows(
+        noise = self._source_vectors(
             batch,
             "noise_idx",
             n=cfg.n_noises,
@@ -185,7 +192,7 @@ class SceModel(EmbeddingMaskModel):
             generic=self.NOISE,
             size=n_batch,
         )
-        return v[s], v[n]
+        return speech, noise
 
     def reference_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Speech and noise directions ``[D]`` used to label k-means clusters."""

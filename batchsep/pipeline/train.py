@@ -35,6 +35,7 @@ from batchsep.models.base import MODELS, BatchsepModel, build_model, deserialize
 from batchsep.pipeline.runner import Runner, SerialRunner
 from batchsep.pipeline.train_data import (
     DataOptions,
+    embedding_data,
     feature_transform,
     learn_snmf,
     make_sources,
@@ -53,6 +54,9 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "lstm": {"lr": 1e-4, "grad_clip": 1.0},  # seed 001
     "blstm": {"lr": 1e-4, "grad_clip": 1.0},
     "drnmf": {"lr": 1e-3},
+    "sce": {"lr": 1e-3, "grad_clip": 1.0},  # seed 004 embeddings (lr not stated for SCE+MI)
+    "dc": {"lr": 1e-3, "grad_clip": 1.0},
+    "dae": {"lr": 1e-3},  # seed 004: 5e-5 for the 30-layer DAE; the small DAE here trains faster
 }
 
 
@@ -300,7 +304,7 @@ def train(
         A prepare run holding ``features/``, or a features folder (``<split>/part-*.parquet``).
     out_uri : str
         Model folder (local, ``file://`` or ``s3://``).
-    model : {"snmf", "drnmf", "lstm", "blstm", "emotion-cnn", "emotion-vae"}
+    model : {"snmf", "drnmf", "lstm", "blstm", "sce", "dc", "dae", "emotion-cnn", "emotion-vae"}
         The emotion models go to :func:`batchsep.pipeline.emotion_train.train_emotion` (``features_uri``:
         a log-mel features run, a scan run or an audio folder with RAVDESS file names; ``data``: only
         ``batch_size`` and ``seed``; ``runner`` unused).
@@ -371,6 +375,10 @@ def train(
         cfg = built.config
         info["init_from"] = init_from
     else:
+        data, model_over, data_info = embedding_data(
+            model, features_uri, transform, data, model_over
+        )
+        info.update(data_info)  # seed 004 models: noise_mag, per-source labels (sce)
         cfg = model_config(model, model_over, n_freq=n_freq)
     info = {**info, "features_uri": features_uri, "transform": transform}
     job = TrainJob(

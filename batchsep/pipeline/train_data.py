@@ -20,7 +20,13 @@ import pyarrow.parquet as pq
 import torch
 
 from batchsep.config import Config
-from batchsep.corpus.dataset import FeatureDataset, ShardInfo, frames_column, list_shards
+from batchsep.corpus.dataset import (
+    DEFAULT_COLUMNS,
+    FeatureDataset,
+    ShardInfo,
+    frames_column,
+    list_shards,
+)
 from batchsep.errors import ParameterError, StorageError
 from batchsep.io import storage
 from batchsep.models.base import MODELS, serialize
@@ -50,6 +56,11 @@ class DataOptions:
         Frames sampled from the training subset for SNMF dictionary learning (per source).
     snmf_noise_from : {"noisy", "noise"}
         Learn the noise dictionary on noisy mixtures (seed 001) or on the noise alone.
+    extra_columns : tuple of str
+        Feature columns batches carry besides ``noisy_mag`` and ``clean_mag`` (e.g. ``noise_mag``).
+    index_columns : tuple of (key, column, values)
+        Integer labels batches carry: ``key`` int64 [B] is the position of the row's ``column`` value
+        in ``values`` (-1 when absent), e.g. ``("speaker_idx", "speaker", ("1221", "1580", ...))``.
     """
 
     batch_size: int = 32
@@ -59,6 +70,8 @@ class DataOptions:
     bucket_batches: int = 8
     snmf_frames: int = 20000
     snmf_noise_from: Literal["noisy", "noise"] = "noisy"
+    extra_columns: tuple[str, ...] = ()
+    index_columns: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.bucket_batches < 1 or self.snmf_frames < 1:
@@ -205,7 +218,15 @@ def make_sources(
     same loss on every rank and in a serial run, and no rank is left without a batch).
     """
     keep = train_subset(features_uri, data.train_fraction, data.seed)
-    common: dict[str, Any] = {"batch_size": data.batch_size, "seed": data.seed}
+    common: dict[str, Any] = {
+        "batch_size": data.batch_size,
+        "seed": data.seed,
+        "columns": (*DEFAULT_COLUMNS, *data.extra_columns),
+        "index_columns": {
+            key: (col, {v: i for i, v in enumerate(values)})
+            for key, col, values in data.index_columns
+        },
+    }
     kw = dict(
         common, rank=rank, world_size=world_size, crop_frames=data.crop_frames, shuffle=True,
         bucket_batches=data.bucket_batches,
@@ -254,6 +275,84 @@ def feature_transform(
         "seed": data.seed,
     }
     return transform, info
+
+
+def distinct_values(uri: str, column: str) -> tuple[str, ...]:
+    """Sorted distinct non-null values of ``column`` over the ok rows of a split folder's shards.
+
+    Raises
+    ------
+    StorageError
+        When a shard lacks ``column`` or cannot be read.
+    """
+    values: set[str] = set()
+    for shard in list_shards(uri):
+        fs, path = storage.filesystem(shard.uri)
+        try:
+            t = pq.read_table(path, filesystem=fs, columns=["status", column])
+        except (OSError, KeyError, ValueError) as e:
+            raise StorageError(f"cannot read column {column!r} of {shard.uri}: {e}") from e
+        for status, value in zip(t.column("status").to_pylist(), t.column(column).to_pylist()):
+            if status == "ok" and value is not None:
+                values.add(str(value))
+    return tuple(sorted(values))
+
+
+SOURCE_COLUMNS = {
+    "n_speakers": ("speaker_idx", "speaker", "speakers"),
+    "n_noises": ("noise_idx", "noise_class", "noise_classes"),
+}
+"""SCE per-source vectors: config key → (batch key, feature column, ``metrics.json`` data key)."""
+
+
+def embedding_data(
+    model: str,
+    features_uri: str,
+    transform: Mapping[str, Any],
+    data: DataOptions,
+    overrides: Mapping[str, Any],
+) -> tuple[DataOptions, dict[str, Any], dict[str, Any]]:
+    """What the embedding models (seed 004) need from the data, added to ``data`` and ``overrides``.
+
+    SCE and DC label each bin by the dominant source: the batches carry ``noise_mag`` when the
+    features have it (exact labels; else the models estimate ``|N|`` from ``|X|`` and ``|S|``). For
+    SCE, ``n_speakers=auto`` / ``n_noises=auto`` give one source vector per distinct ``speaker`` /
+    ``noise_class`` of the train split, and the batches carry ``speaker_idx`` / ``noise_idx``
+    (-1 for a speaker or noise class unseen in training, e.g. in the validation split).
+
+    Returns
+    -------
+    (data, overrides, info)
+        Updated options, model-config overrides, and a description for ``metrics.json``.
+
+    Raises
+    ------
+    ConfigError
+        ``auto`` for a model other than SCE.
+    """
+    from dataclasses import replace
+
+    from batchsep.errors import ConfigError
+
+    overrides = dict(overrides)
+    info: dict[str, Any] = {}
+    autos = [k for k in SOURCE_COLUMNS if overrides.get(k) == "auto"]
+    if autos and model != "sce":
+        raise ConfigError(f"{autos[0]}=auto is an SCE option, not one of model {model!r}")
+    if model not in ("sce", "dc"):
+        return data, overrides, info
+    extra = ("noise_mag",) if transform.get("noise_mag") else ()
+    index = []
+    for key in autos:
+        batch_key, column, info_key = SOURCE_COLUMNS[key]
+        values = distinct_values(storage.join(features_uri, "train"), column)
+        overrides[key] = len(values)
+        index.append((batch_key, column, values))
+        info[info_key] = list(values)
+    info["dominance_labels"] = "noise_mag" if extra else "estimated from noisy_mag and clean_mag"
+    data = replace(data, extra_columns=(*data.extra_columns, *extra),
+                   index_columns=(*data.index_columns, *index))  # fmt: skip
+    return data, overrides, info
 
 
 @dataclass(frozen=True)

@@ -306,3 +306,14 @@ def test_config_and_input_validation() -> None:
         model(torch.rand(2, F, 4), torch.tensor([0, 4]))
     with pytest.raises(ParameterError, match="clean_mag"):
         model.training_loss({"noisy_mag": torch.rand(1, F, 3)})
+
+
+def test_unseen_source_takes_the_mean_vector() -> None:
+    model = _model(n_speakers=3, n_noises=2)
+    batch = {"speaker_idx": torch.tensor([-1, 1]), "noise_idx": torch.tensor([0, -1])}
+    speech, noise = model.batch_vectors(batch, 2)
+    v = model.source_vectors.weight.detach()
+    torch.testing.assert_close(speech.detach(), torch.stack([v[2:5].mean(0), v[3]]))
+    torch.testing.assert_close(noise.detach(), torch.stack([v[5], v[5:7].mean(0)]))
+    with pytest.raises(ParameterError, match="speaker_idx"):
+        model.batch_vectors({"speaker_idx": torch.tensor([-2, 0])}, 2)
