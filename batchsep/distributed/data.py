@@ -9,6 +9,7 @@ retries their batches, so a killed worker delays a shard but never loses it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -45,8 +46,11 @@ ACTOR_INIT_DEATHS = 16
 replaced; Ray Data's default (0) fails the whole job when a node is lost while an actor starts on it."""
 
 
-SYSTEM_FAILURE_ATTEMPTS = 3
+SYSTEM_FAILURE_ATTEMPTS = 4
 """Runs of an enhance job's unfinished shards after a cluster failure (see RayDataExecutor.__call__)."""
+RETRY_DELAY_S = 5.0
+"""Wait before the first re-run, doubled for each next one (5, 10, 20 s): until the cluster has noticed a
+dead node, new actors are still placed on it and cancelled at once (dozens a second)."""
 SYSTEM_FAILURES = (
     ray.exceptions.RayActorError,  # ActorDiedError, ActorUnavailableError
     ray.exceptions.NodeDiedError,
@@ -85,8 +89,9 @@ class RayDataExecutor:
     ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         """Yield ``(shard, rows)`` as shards complete. When the cluster loses more than Ray Data's own
         retries absorb (a node dies while its actors start, say), the shards not yet yielded run again
-        on a new pool, up to ``SYSTEM_FAILURE_ATTEMPTS`` times; shards are only committed by the
-        caller once yielded, so nothing is done twice."""
+        on a new pool, up to ``SYSTEM_FAILURE_ATTEMPTS`` times, after a growing delay
+        (``RETRY_DELAY_S``); shards are only committed by the caller once yielded, so nothing is done
+        twice."""
         remaining = list(tasks)
         for attempt in range(1, SYSTEM_FAILURE_ATTEMPTS + 1):
             try:
@@ -97,11 +102,13 @@ class RayDataExecutor:
             except SYSTEM_FAILURES as e:
                 if attempt == SYSTEM_FAILURE_ATTEMPTS or not remaining:
                     raise
+                delay = RETRY_DELAY_S * 2 ** (attempt - 1)
                 logger.warning(
-                    "enhance: %s (%s); running the %d unfinished shard(s) again (attempt %d of %d)",
-                    type(e).__name__, str(e).splitlines()[0], len(remaining), attempt + 1,
-                    SYSTEM_FAILURE_ATTEMPTS,
+                    "enhance: %s (%s); running the %d unfinished shard(s) again in %.0f s "
+                    "(attempt %d of %d)", type(e).__name__, str(e).splitlines()[0], len(remaining),
+                    delay, attempt + 1, SYSTEM_FAILURE_ATTEMPTS,
                 )  # fmt: skip
+                time.sleep(delay)
 
     def _run(
         self, worker_kwargs: dict[str, Any], tasks: Sequence[ShardTask]

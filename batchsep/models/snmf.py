@@ -71,6 +71,12 @@ def _check_nonneg_scalar(name: str, value: float, *, positive: bool = False) -> 
         raise ParameterError(f"{name}={value!r} must be finite and {'> 0' if positive else '>= 0'}")
 
 
+H_FLOOR = 1e-30
+"""Smallest activation kept by the multiplicative updates. Left alone, the updates drive unused
+activations towards 0 through subnormal floats, on which CPUs are ~20x slower (an SNMF fit went from
+12 ms to 219 ms an iteration); 1e-30 is a normal float32 and adds nothing measurable to ``W @ H``."""
+
+
 def normalize_columns(W: torch.Tensor) -> torch.Tensor:
     """``W`` [..., F, R] with each column scaled to unit Euclidean norm (zero columns stay zero)."""
     return W / W.norm(dim=-2, keepdim=True).clamp_min(1e-30)
@@ -168,7 +174,7 @@ def snmf_fit(
     L = (W @ H).clamp_min(eps)
     objective = [float(beta_divergence(V, L, beta) + sparsity * H.sum())]
     for _ in range(n_iter):
-        H = H * _h_factor(V, W, L, beta, sparsity, eps)
+        H = (H * _h_factor(V, W, L, beta, sparsity, eps)).clamp_min(H_FLOOR)
         L = (W @ H).clamp_min(eps)
         Wl, Hl = W[:, r0:], H[r0:]
         if beta == 2.0:
@@ -222,11 +228,11 @@ def snmf_infer(
     if beta == 2.0:  # the numerator is constant: precompute WᵀV and the Gram matrix
         WtV, G = W.T @ V, W.T @ W
         for _ in range(n_iter):
-            H = H * WtV / (G @ H + sparsity).clamp_min(eps)
+            H = (H * WtV / (G @ H + sparsity).clamp_min(eps)).clamp_min(H_FLOOR)
         return H
     for _ in range(n_iter):
         L = (W @ H).clamp_min(eps)
-        H = H * _h_factor(V, W, L, beta, sparsity, eps)
+        H = (H * _h_factor(V, W, L, beta, sparsity, eps)).clamp_min(H_FLOOR)
     return H
 
 
