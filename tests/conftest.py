@@ -51,12 +51,13 @@ def _missing(what: str, require_var: str) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test that uses the S3 server as ``s3`` (so ``-m 'not s3'`` deselects them), and run
-    the tests that start Ray clusters of their own (marker ``own_cluster``) last: they stop the session's
-    embedded Ray, and restarting it on a loaded 2-core machine is the step most likely to time out."""
+    the tests that start Ray clusters of their own (marker ``own_cluster``) first, before any embedded
+    Ray: after a Ray session that ran Ray Data on this host, Ray 2.60 cancels every Ray Data actor a
+    second cluster tries to start ("the actor never ran"), even from a fresh driver process."""
     for item in items:
         if S3_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.s3)
-    items.sort(key=lambda item: item.get_closest_marker("own_cluster") is not None)  # stable
+    items.sort(key=lambda item: item.get_closest_marker("own_cluster") is None)  # stable
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
