@@ -86,20 +86,50 @@ def _run_options(f: Any) -> Any:
 @main.command(epilog=EPILOG)
 @click.argument("in_uri")
 @click.argument("out_uri")
-@click.option("--model", default="default", show_default=True,
-              help="'default' (the shipped enhancer) or a trained model folder URI (local or s3://).")
-@click.option("--emotion/--no-emotion", default=None,
-              help="Also tag each enhanced file (and each voiced segment) with an emotion. "
-                   "Default: yes when the shipped tagger is installed.")
-@click.option("--emotion-model", default="default-emotion", show_default=True,
-              help="'default-emotion' (the shipped tagger) or a trained emotion model URI.")
-@click.option("--sr", type=click.Choice(["keep", "16000"]), default="keep", show_default=True,
-              help="Output sample rate: the input's, or the model's 16 kHz.")
-@click.option("--format", "fmt", type=click.Choice(["wav", "flac"]), default="wav",
-              show_default=True, help="Output format: 32-bit float WAV or 24-bit FLAC.")
+@click.option(
+    "--model",
+    default="default",
+    show_default=True,
+    help="'default' (the shipped enhancer) or a trained model folder URI (local or s3://).",
+)
+@click.option(
+    "--emotion/--no-emotion",
+    default=None,
+    help="Also tag each enhanced file (and each voiced segment) with an emotion. "
+    "Default: yes when the shipped tagger is installed.",
+)
+@click.option(
+    "--emotion-model",
+    default="default-emotion",
+    show_default=True,
+    help="'default-emotion' (the shipped tagger) or a trained emotion model URI.",
+)
+@click.option(
+    "--sr",
+    type=click.Choice(["keep", "16000"]),
+    default="keep",
+    show_default=True,
+    help="Output sample rate: the input's, or the model's 16 kHz.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["wav", "flac"]),
+    default="wav",
+    show_default=True,
+    help="Output format: 32-bit float WAV or 24-bit FLAC.",
+)
 @_run_options
-def enhance(in_uri: str, out_uri: str, model: str, emotion: bool | None, emotion_model: str, sr: str,
-            fmt: str, **run: Any) -> None:
+def enhance(
+    in_uri: str,
+    out_uri: str,
+    model: str,
+    emotion: bool | None,
+    emotion_model: str,
+    sr: str,
+    fmt: str,
+    **run: Any,
+) -> None:
     """Enhance every audio file under IN_URI into OUT_URI (same relative paths).
 
     Files are decoded, downmixed and resampled to 16 kHz, enhanced in overlapping 30 s
@@ -127,8 +157,12 @@ def enhance(in_uri: str, out_uri: str, model: str, emotion: bool | None, emotion
 @main.command(epilog=EPILOG)
 @click.argument("in_uri")
 @click.argument("out_uri")
-@click.option("--emotion-model", default="default-emotion", show_default=True,
-              help="'default-emotion' (the shipped tagger) or a trained emotion model URI.")
+@click.option(
+    "--emotion-model",
+    default="default-emotion",
+    show_default=True,
+    help="'default-emotion' (the shipped tagger) or a trained emotion model URI.",
+)
 @_run_options
 def tag(in_uri: str, out_uri: str, emotion_model: str, **run: Any) -> None:
     """Tag every audio file under IN_URI with an emotion, without enhancing it.
@@ -143,8 +177,9 @@ def tag(in_uri: str, out_uri: str, emotion_model: str, **run: Any) -> None:
     )
     try:
         with bar:
-            summary = batchsep.api.tag(in_uri, out_uri, emotion_model=emotion_model,
-                                       on_progress=update, **run)
+            summary = batchsep.api.tag(
+                in_uri, out_uri, emotion_model=emotion_model, on_progress=update, **run
+            )
     except BatchsepError as e:
         _fail_fatal(str(e))
     _report(summary, "tagged", out_uri, show_errors)

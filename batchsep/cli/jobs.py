@@ -1,0 +1,244 @@
+"""Job specs and the Ray Jobs API: `batchsep run`, `submit`, `status`, `logs`, `cancel`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from batchsep.cli.common import (
+    EPILOG,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    _fail_fatal,
+    _fail_usage,
+)
+from batchsep.cli.main import main
+from batchsep.errors import BatchsepError
+
+_JOBS_ADDRESS_HELP = "Jobs API URL of the cluster head's dashboard, e.g. http://HEAD:8265."
+
+
+def _jobs_call(fn: Callable[[], Any]) -> Any:
+    """Run a jobs helper: bad spec/option/job id → exit 2; unreachable cluster, other errors → 3."""
+    from batchsep.errors import ParameterError
+
+    try:
+        return fn()
+    except ParameterError as e:
+        _fail_usage(str(e))
+    except BatchsepError as e:
+        _fail_fatal(str(e))
+
+
+@main.command(epilog=EPILOG)
+@click.argument("spec_uri")
+@click.option(
+    "--address",
+    default=None,
+    help="Ray address for every stage (overrides the spec's ray.address). Default: $RAY_ADDRESS "
+    "(set inside a Ray Job), else an embedded local Ray.",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="STAGE.PARAM=VALUE",
+    help="Override a stage parameter (or ray.KEY) of the spec; VALUE is YAML. Repeatable.",
+)
+@click.option("--dry-run", is_flag=True, help="Validate the spec and print the plan; run nothing.")
+def run(spec_uri: str, address: str | None, overrides: tuple[str, ...], dry_run: bool) -> None:
+    """Run the job spec SPEC_URI (YAML): every stage in order, with a summary per stage.
+
+    A stage is a batchsep command (scan, enhance, ...) with its options as params; a value
+    "${STAGE.PARAM}" takes a parameter of an earlier stage. See jobs/README.md. The same spec
+    runs on a cluster with `batchsep submit`.
+    """
+    from batchsep import jobspec
+
+    try:
+        spec = jobspec.load_spec(spec_uri, overrides=overrides)
+    except BatchsepError as e:  # invalid (ConfigError) or unreadable (StorageError) spec
+        _fail_usage(str(e))
+    click.echo(f"job {spec.name}: {len(spec.stages)} stage(s)")
+    for s in spec.stages:
+        params = ", ".join(f"{k}={jobspec.describe(v)}" for k, v in s.params.items())
+        click.echo(f"  {s.index}. {s.name} ({s.stage}): {params}")
+    if spec.env:
+        click.echo(f"  env: {', '.join(sorted(spec.env))}")
+    if dry_run:
+        sys.exit(EXIT_OK)
+    from batchsep.distributed import jobs
+
+    def started(s: Any) -> None:
+        click.echo(f"stage {s.index + 1}/{len(spec.stages)} {s.name} ({s.stage}) ...")
+
+    def done(o: Any) -> None:
+        click.echo(f"  done in {o.seconds:.1f} s: {jobs.summarize(o.result)}")
+        for rel, err in list(getattr(o.result, "errors", None) or [])[:5]:
+            click.echo(f"  failed: {rel}: {err}")
+
+    try:
+        outcomes = _jobs_call(
+            lambda: jobs.run_spec(spec, address=address, on_stage_start=started, on_stage_done=done)
+        )
+    except Exception as e:  # not a batchsep error: show it, and say the job stopped
+        import traceback
+
+        traceback.print_exc()
+        _fail_fatal(f"job {spec.name} stopped: {type(e).__name__}: {e}")
+    failed = sum(o.failed for o in outcomes)
+    click.echo(f"job {spec.name}: {len(outcomes)} stage(s) done, {failed} item(s) failed")
+    sys.exit(EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+@main.command(epilog=EPILOG)
+@click.argument("spec_path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--address", required=True, envvar="RAY_API_SERVER_ADDRESS", help=_JOBS_ADDRESS_HELP)
+@click.option("--wait", is_flag=True, help="Stream the job's logs until it ends; exit as it did.")
+@click.option("--timeout", type=float, default=None, help="With --wait: give up after SECONDS.")
+@click.option(
+    "--runtime-env", default=None, help="Base Ray runtime env: a JSON/YAML file or inline JSON."
+)
+@click.option(
+    "--pip",
+    "pip_reqs",
+    multiple=True,
+    help="pip requirement(s) that install batchsep on the cluster (default: batchsep==VERSION).",
+)
+@click.option("--wheel", is_flag=True, help="Ship a wheel built from this checkout instead.")
+@click.option(
+    "--no-install", is_flag=True, help="The cluster's Python already has batchsep (an image)."
+)
+@click.option(
+    "--working-dir",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Folder to upload, holding the spec (default: a folder with only the spec).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="STAGE.PARAM=VALUE",
+    help="Override a stage parameter (or ray.KEY) of the spec; VALUE is YAML. Repeatable.",
+)
+@click.option("--submission-id", default=None, help="Job id to use (default: batchsep-NAME-XXXX).")
+@click.option(
+    "--dry-run", is_flag=True, help="Print the entrypoint and runtime env; submit nothing."
+)
+def submit(
+    spec_path: str,
+    address: str,
+    wait: bool,
+    timeout: float | None,
+    runtime_env: str | None,
+    pip_reqs: tuple[str, ...],
+    wheel: bool,
+    no_install: bool,
+    working_dir: str | None,
+    overrides: tuple[str, ...],
+    submission_id: str | None,
+    dry_run: bool,
+) -> None:
+    """Submit the job spec SPEC_PATH to a Ray cluster through the Jobs API; print the job id.
+
+    The job runs `batchsep run SPEC` on the cluster. Credentials are never sent: object
+    storage credentials (AWS_*) must be in the cluster's environment (see cluster/README.md).
+    """
+    import json
+
+    from batchsep.distributed import jobs
+
+    if sum([wheel, no_install, bool(pip_reqs)]) > 1:
+        _fail_usage("choose one of --pip, --wheel and --no-install")
+    install = "wheel" if wheel else "none" if no_install else "pip"
+    base = _jobs_call(lambda: jobs.load_runtime_env(runtime_env))
+    if dry_run:
+        spec, sub = _jobs_call(
+            lambda: jobs.prepare_submission(
+                spec_path,
+                install=install,  # type: ignore[arg-type]
+                pip=list(pip_reqs) or None,
+                working_dir=working_dir,
+                runtime_env=base,
+                submission_id=submission_id,
+                overrides=overrides,
+            )
+        )
+        click.echo(f"job {spec.name} ({len(spec.stages)} stage(s)) would be submitted to {address}")
+        click.echo(f"  submission id: {sub.submission_id}\n  entrypoint: {sub.entrypoint}")
+        click.echo(f"  runtime env: {json.dumps(sub.runtime_env, sort_keys=True)}")
+        click.echo(f"  uploads: {', '.join(sub.files)}")
+        if sub.staging_dir:
+            import shutil
+
+            shutil.rmtree(sub.staging_dir, ignore_errors=True)
+        sys.exit(EXIT_OK)
+    job_id = _jobs_call(
+        lambda: jobs.submit(
+            spec_path,
+            address=address,
+            install=install,  # type: ignore[arg-type]
+            pip=list(pip_reqs) or None,
+            working_dir=working_dir,
+            runtime_env=base,
+            submission_id=submission_id,
+            overrides=overrides,
+        )
+    )
+    click.echo(f"submitted job {job_id} to {address}")
+    if not wait:
+        click.echo(
+            f"follow it with: batchsep logs {job_id} --address {address} --follow\n"
+            f"status: batchsep status {job_id} --address {address}"
+        )
+        sys.exit(EXIT_OK)
+    state = _jobs_call(
+        lambda: jobs.wait(
+            job_id, address=address, timeout_s=timeout, write=lambda s: click.echo(s, nl=False)
+        )
+    )
+    click.echo(jobs.describe_state(state))
+    sys.exit(jobs.exit_code(state))
+
+
+@main.command(epilog=EPILOG)
+@click.argument("job_id")
+@click.option("--address", required=True, envvar="RAY_API_SERVER_ADDRESS", help=_JOBS_ADDRESS_HELP)
+def status(job_id: str, address: str) -> None:
+    """Print the status of job JOB_ID (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)."""
+    from batchsep.distributed import jobs
+
+    click.echo(jobs.describe_state(_jobs_call(lambda: jobs.status(job_id, address=address))))
+
+
+@main.command(epilog=EPILOG)
+@click.argument("job_id")
+@click.option("--address", required=True, envvar="RAY_API_SERVER_ADDRESS", help=_JOBS_ADDRESS_HELP)
+@click.option("--follow", "-f", is_flag=True, help="Keep streaming until the job ends.")
+def logs(job_id: str, address: str, follow: bool) -> None:
+    """Print the logs (driver output) of job JOB_ID."""
+    from batchsep.distributed import jobs
+
+    if follow:
+        _jobs_call(
+            lambda: jobs.follow_logs(
+                job_id, address=address, write=lambda s: click.echo(s, nl=False)
+            )
+        )
+    else:
+        click.echo(_jobs_call(lambda: jobs.logs(job_id, address=address)), nl=False)
+
+
+@main.command(epilog=EPILOG)
+@click.argument("job_id")
+@click.option("--address", required=True, envvar="RAY_API_SERVER_ADDRESS", help=_JOBS_ADDRESS_HELP)
+def cancel(job_id: str, address: str) -> None:
+    """Stop job JOB_ID (its driver and tasks); outputs already committed stay, re-runs resume."""
+    from batchsep.distributed import jobs
+
+    stopped = _jobs_call(lambda: jobs.cancel(job_id, address=address))
+    click.echo(f"job {job_id}: " + ("stop requested" if stopped else "was not running"))

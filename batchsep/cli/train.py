@@ -1,0 +1,182 @@
+"""`batchsep train` and `batchsep inspect`: models from features, and what they learned."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+import batchsep
+import batchsep.api
+from batchsep.cli.common import (
+    EPILOG,
+    EXIT_OK,
+    _fail_fatal,
+    _fail_usage,
+)
+from batchsep.cli.main import main
+from batchsep.errors import BatchsepError, StorageError
+
+
+@main.command(epilog=EPILOG)
+@click.option(
+    "--model",
+    type=click.Choice(
+        ["snmf", "drnmf", "lstm", "blstm", "sce", "dc", "dae", "emotion-cnn", "emotion-vae"]
+    ),
+    default="drnmf",
+    show_default=True,
+    help="Model to train (seed 001: sparse NMF, deep recurrent NMF, (B)LSTM mask; seed 004: "
+    "SCE+MI, DC+MI (--config inference=kmeans for the clustering mask), conv DAE; seed 003: "
+    "emotion CNN / VAE, held-out actors via --config data.valid_actors=[..] data.test_actors=[..]).",
+)
+@click.option(
+    "--features",
+    "run_uri",
+    required=True,
+    help="Prepare run with features/ (or a features folder); emotion models: a log-mel features "
+    "run, a scan run or an audio folder with RAVDESS file names.",
+)
+@click.option("--out", "out_uri", default=None, help="Model folder (default: RUN/models/MODEL).")
+@click.option(
+    "--config",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Model config key (n_layers=2, hidden=54, rank_speech=100); train.KEY for the optimiser "
+    "(train.lr=1e-3, train.patience=10); snmf.KEY for a DR-NMF's SNMF init. Repeatable.",
+)
+@click.option("--max-epochs", type=click.IntRange(min=0), default=None, help="Epoch limit.")
+@click.option(
+    "--train-fraction",
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Share of the train mixtures used (a fixed seeded subset).",
+)
+@click.option(
+    "--init-from", default=None, help="DR-NMF: a trained SNMF model folder to start from."
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option(
+    "--crop-frames",
+    type=click.IntRange(min=0),
+    default=500,
+    show_default=True,
+    help="Random crop of longer training utterances (frames); 0 keeps them whole.",
+)
+@click.option(
+    "--snmf-frames",
+    type=click.IntRange(min=1),
+    default=20000,
+    show_default=True,
+    help="Frames sampled for SNMF dictionary learning.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="DDP workers (default 1)."
+)
+@click.option("--gpu/--no-gpu", default=False, show_default=True, help="One GPU per worker (nccl).")
+@click.option("--address", default=None, help="Ray cluster address (default: embedded local Ray).")
+@click.option("--local", is_flag=True, help="Train in this process without Ray.")
+def train(
+    model: str,
+    run_uri: str,
+    out_uri: str | None,
+    overrides: tuple[str, ...],
+    max_epochs: int | None,
+    train_fraction: float,
+    init_from: str | None,
+    batch_size: int,
+    crop_frames: int,
+    snmf_frames: int,
+    seed: int,
+    workers: int | None,
+    gpu: bool,
+    address: str | None,
+    local: bool,
+) -> None:
+    """Train a model: an enhancer on the STFT features of a prepare run, or an emotion model.
+
+    Deep models (drnmf, lstm, blstm, sce, dc, dae, emotion-*) train with Adam and early stopping on
+    the validation loss, data-parallel on Ray Train (--workers N); SNMF dictionaries are learned by
+    Ray tasks. A DR-NMF starts from a trained SNMF (--init-from, or one trained first into OUT/snmf).
+    Emotion models take a log-mel features run, a scan run or a folder of RAVDESS-named audio, split
+    by actor (held-out actors are scored into metrics.json["test"]). OUT gets the best model
+    (config.json, weights.safetensors), metrics.json, curves.json/png and state.pt: re-running the
+    same command resumes; a larger --max-epochs continues training.
+    """
+    import time
+
+    from batchsep.errors import ConfigError, ParameterError, RegistryError
+    from batchsep.io import storage
+    from batchsep.pipeline.train import parse_overrides
+    from batchsep.pipeline.train_data import resolve_features
+
+    t0 = time.perf_counter()
+    try:
+        config = parse_overrides(list(overrides))
+        if not model.startswith("emotion-"):
+            resolve_features(run_uri)
+        elif not storage.exists(run_uri):
+            raise StorageError(f"--features {run_uri} does not exist")
+    except (ParameterError, StorageError) as e:
+        _fail_usage(str(e))
+    target = out_uri or storage.join(run_uri, "models", model)
+    try:
+        storage.check_writable(target)
+    except StorageError as e:
+        _fail_fatal(f"output {e}")
+    try:
+        s = batchsep.api.train(
+            run_uri, model=model, out_uri=target, config=config, max_epochs=max_epochs,
+            train_fraction=train_fraction, init_from=init_from, batch_size=batch_size,
+            crop_frames=crop_frames or None, snmf_frames=snmf_frames, seed=seed, workers=workers,
+            gpu=gpu, address=address, local=local,
+        )  # fmt: skip
+    except (ConfigError, ParameterError, RegistryError) as e:
+        _fail_usage(str(e))
+    except BatchsepError as e:
+        _fail_fatal(str(e))
+    loss = "n/a" if s.best_valid_loss is None else f"{s.best_valid_loss:.5f}"
+    click.echo(
+        f"trained {s.model}: {s.param_count} parameters, best epoch {s.best_epoch} of {s.epochs}, "
+        f"validation loss {loss} ({s.stop_reason}); training {s.wall_s:.1f} s, "
+        f"wall {time.perf_counter() - t0:.1f} s\nmodel: {s.out_uri}"
+    )
+    test = s.metrics.get("test") if model.startswith("emotion-") else None
+    if isinstance(test, dict) and "accuracy" in test:
+        click.echo(
+            f"held-out actors {test.get('actors')}: accuracy {test['accuracy']:.3f}, "
+            f"UAR {test['uar']:.3f}, macro-F1 {test['macro_f1']:.3f} ({test['n']} files)"
+        )
+    sys.exit(EXIT_OK)
+
+
+@main.command(epilog=EPILOG)
+@click.argument("model_uri")
+@click.option(
+    "--out", "out_uri", required=True, help="Folder (local or s3://) for PNGs + index.md."
+)
+def inspect(model_uri: str, out_uri: str) -> None:
+    """Plot what a trained model learned: MODEL_URI is a model folder or 'default'.
+
+    SNMF/DR-NMF: speech and noise dictionary atoms (before training, from the SNMF init, after),
+    DR-NMF per-layer step sizes α and thresholds λ; emotion-vae: σ against μ of each latent
+    dimension coloured by emotion (seed 003), on the corpus it was trained on; deep models:
+    learning curves. Writes PNGs and an index.md.
+    """
+    from batchsep.io import checkpoint
+
+    try:
+        checkpoint.read_checkpoint(model_uri)
+    except BatchsepError as e:
+        _fail_usage(str(e))
+    try:
+        s = batchsep.api.inspect(model_uri, out_uri)
+    except BatchsepError as e:
+        _fail_fatal(str(e))
+    click.echo(
+        f"inspected {s.model}: {len(s.files)} figures ({', '.join(s.files)})\nindex: {s.index_uri}"
+    )
+    sys.exit(EXIT_OK)
