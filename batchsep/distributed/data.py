@@ -92,14 +92,15 @@ class RayDataExecutor:
         on a new pool, up to ``SYSTEM_FAILURE_ATTEMPTS`` times, after a growing delay
         (``RETRY_DELAY_S``); shards are only committed by the caller once yielded, so nothing is done
         twice."""
-        remaining = list(tasks)
+        remaining, done = list(tasks), set()
         for attempt in range(1, SYSTEM_FAILURE_ATTEMPTS + 1):
             try:
                 for shard, rows in self._run(worker_kwargs, remaining):
-                    remaining = [t for t in remaining if t.shard != shard]
+                    done.add(shard)
                     yield shard, rows
                 return
             except SYSTEM_FAILURES as e:
+                remaining = [t for t in remaining if t.shard not in done]
                 if attempt == SYSTEM_FAILURE_ATTEMPTS or not remaining:
                     raise
                 delay = RETRY_DELAY_S * 2 ** (attempt - 1)
