@@ -47,7 +47,7 @@ from batchsep.models.embedding import (
     sqrt_features,
     valid_frames,
 )
-from batchsep.models.losses import mask_loss, msa, psa_target
+from batchsep.models.losses import loss_target, mask_loss, msa
 
 
 @register_config("dae")
@@ -228,14 +228,6 @@ class DaeModel(MaskModel):
         if self.config.output == "mask":
             loss = mask_loss(self.config.loss, out, batch)
         else:
-            key = ("clean_mag",) if self.config.loss == "msa" else ("noisy_stft", "clean_stft")
-            missing = [k for k in key if k not in batch]
-            if missing:
-                raise ParameterError(f"loss={self.config.loss!r} needs batch keys {missing}")
-            target = (
-                batch["clean_mag"]
-                if self.config.loss == "msa"
-                else psa_target(batch["noisy_stft"], batch["clean_stft"])
-            )
+            target = loss_target(self.config.loss, batch)
             loss = msa(torch.ones_like(out), out, target, lengths)  # mean (|Ŝ| − target)²
         return loss, {self.config.loss: float(loss.detach())}

@@ -25,7 +25,7 @@ from torch import nn
 from batchsep.config import Config, register_config
 from batchsep.errors import BatchsepError, ParameterError
 from batchsep.models.base import MODELS, MaskModel
-from batchsep.models.losses import msa, psa
+from batchsep.models.losses import mask_loss
 from batchsep.models.snmf import SnmfEnhancer, normalize_columns
 
 W_FLOOR = 1e-8
@@ -227,13 +227,7 @@ class DrnmfEnhancer(MaskModel):
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """MSA (default) or PSA loss of the mask over the valid frames of a padded batch."""
         mask = self(batch["noisy_mag"])
-        lengths = batch.get("lengths")
-        if self.config.loss == "psa":
-            if "noisy_stft" not in batch or "clean_stft" not in batch:
-                raise ParameterError("loss='psa' needs batch keys 'noisy_stft' and 'clean_stft'")
-            loss = psa(mask, batch["noisy_stft"], batch["clean_stft"], lengths)
-        else:
-            loss = msa(mask, batch["noisy_mag"], batch["clean_mag"], lengths)
+        loss = mask_loss(self.config.loss, mask, batch)
         logs: dict[str, float] = {self.config.loss: float(loss.detach())}
         logs["alpha_mean"] = float(self.log_alpha.detach().exp().mean())
         logs["lam_mean"] = float(self.log_lam.detach().exp().mean())

@@ -193,43 +193,64 @@ def psa(
     return _masked_mean(err, lengths)
 
 
-def _msa_from_batch(mask: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    return msa(mask, batch["noisy_mag"], batch["clean_mag"], batch.get("lengths"))
+def _stft_psa_target(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    return psa_target(batch["noisy_stft"], batch["clean_stft"])
 
 
-def _psa_from_batch(mask: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    return psa(mask, batch["noisy_stft"], batch["clean_stft"], batch.get("lengths"))
-
-
-_BATCH_LOSSES: dict[str, tuple[Callable[..., torch.Tensor], tuple[str, ...]]] = {
-    "msa": (_msa_from_batch, ("noisy_mag", "clean_mag")),
-    "psa": (_psa_from_batch, ("noisy_stft", "clean_stft")),
+_TARGETS: dict[str, tuple[tuple[tuple[str, ...], Callable[..., torch.Tensor]], ...]] = {
+    "msa": ((("clean_mag",), lambda b: b["clean_mag"]),),
+    "psa": (
+        (("psa_target",), lambda b: b["psa_target"]),  # stored by the features stage (--psa)
+        (("noisy_stft", "clean_stft"), _stft_psa_target),
+    ),
 }
 
-MASK_LOSSES = tuple(_BATCH_LOSSES)
-"""Names accepted by :func:`mask_loss`."""
+MASK_LOSSES = tuple(_TARGETS)
+"""Names accepted by :func:`mask_loss` and :func:`loss_target`."""
+
+
+def loss_target(name: str, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The magnitude that ``M·|X|`` approximates under loss ``name``, from a training batch.
+
+    ``"msa"``: ``clean_mag``. ``"psa"``: ``psa_target`` when the batch has it (features computed
+    with ``psa_target=True``; truncated to ``[0, |X|]``), else :func:`psa_target` of ``noisy_stft``
+    and ``clean_stft``.
+
+    Raises
+    ------
+    ParameterError
+        If ``name`` is unknown or the batch has none of the keys the loss can use.
+    """
+    if name not in _TARGETS:
+        raise ParameterError(f"loss={name!r} must be one of {list(MASK_LOSSES)}")
+    for keys, target in _TARGETS[name]:
+        if all(k in batch for k in keys):
+            return target(batch)
+    wanted = " or ".join(repr(list(keys)) for keys, _ in _TARGETS[name])
+    raise ParameterError(f"loss={name!r} needs batch keys {wanted}; the batch has {sorted(batch)}")
 
 
 def mask_loss(name: str, mask: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Loss ``name`` ("msa" or "psa") of ``mask`` against the tensors of a training batch.
+    """Loss ``name`` ("msa" or "psa") of ``mask`` against the tensors of a training batch:
+    the mean over valid bins of ``(mask·noisy_mag − loss_target(name, batch))²``.
 
     Parameters
     ----------
     name : {"msa", "psa"}
     mask : torch.Tensor [shape=(B, F, T)]
     batch : mapping
-        ``"msa"`` reads ``noisy_mag`` and ``clean_mag``; ``"psa"`` reads ``noisy_stft`` and
-        ``clean_stft``; both read ``lengths`` when present.
+        ``noisy_mag`` and the keys :func:`loss_target` reads; ``lengths`` when present.
 
     Raises
     ------
     ParameterError
         If ``name`` is unknown or the batch lacks a key the loss needs.
     """
-    if name not in _BATCH_LOSSES:
-        raise ParameterError(f"loss={name!r} must be one of {list(MASK_LOSSES)}")
-    fn, keys = _BATCH_LOSSES[name]
-    missing = [k for k in keys if k not in batch]
-    if missing:
-        raise ParameterError(f"loss={name!r} needs batch keys {list(keys)}; missing {missing}")
-    return fn(mask, batch)
+    target = loss_target(name, batch)
+    if "noisy_mag" in batch:
+        noisy_mag = batch["noisy_mag"]
+    elif "noisy_stft" in batch:
+        noisy_mag = batch["noisy_stft"].abs()
+    else:
+        raise ParameterError(f"loss={name!r} needs batch key 'noisy_mag' (or 'noisy_stft')")
+    return msa(mask, noisy_mag, target, batch.get("lengths"))

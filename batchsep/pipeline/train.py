@@ -23,7 +23,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -380,12 +380,25 @@ def train(
         )
         info.update(data_info)  # seed 004 models: noise_mag, per-source labels (sce)
         cfg = model_config(model, model_over, n_freq=n_freq)
+    data = _loss_columns(cfg, transform, data)
     info = {**info, "features_uri": features_uri, "transform": transform}
     job = TrainJob(
         model, features_uri, out_uri, cfg.to_dict(), train_cfg.to_dict(), data, stft,
         init_uri, info, device, verbose,
     )  # fmt: skip
     return TrainSummary.from_metrics(out_uri, fit_executor(job))
+
+
+def _loss_columns(cfg: Any, transform: Mapping[str, Any], data: DataOptions) -> DataOptions:
+    """Add the stored phase-sensitive target to the batches of a model trained with ``loss="psa"``."""
+    if getattr(cfg, "loss", None) != "psa" or "psa_target" in data.extra_columns:
+        return data
+    if not transform.get("psa_target"):
+        raise ConfigError(
+            "loss='psa' needs features with the phase-sensitive target: run the features stage "
+            "with psa_target=true (`batchsep features RUN --psa`)"
+        )
+    return replace(data, extra_columns=(*data.extra_columns, "psa_target"))
 
 
 def _drnmf_init(

@@ -17,6 +17,7 @@ from batchsep.errors import ConfigError, ParameterError, RegistryError, StorageE
 from batchsep.io import checkpoint, storage
 from batchsep.models.base import deserialize
 from batchsep.models.drnmf import DrnmfEnhancer
+from batchsep.models.losses import msa
 from batchsep.models.snmf import SnmfEnhancer
 from batchsep.pipeline import features as feat
 from batchsep.pipeline import train as tr
@@ -44,17 +45,20 @@ def _frames(items: list) -> pa.Array:
     )
 
 
-def write_features(root: Path, *, n_train: int = 48, n_valid: int = 8, seed: int = 0) -> str:
+def write_features(
+    root: Path, *, n_train: int = 48, n_valid: int = 8, seed: int = 0, psa: bool = False
+) -> str:
     """Tiny STFT feature shards (F = 17) of synthetic NMF mixtures: a prepare run's ``features/``.
 
     Speech = a low-frequency harmonic dictionary times sparse activations, noise = a broadband
     high-frequency one; noisy = clean + noise. One error row per split checks that it is skipped.
+    ``psa``: also the stored phase-sensitive target (sources in phase: ``min(|S|, |X|) = |S|``).
     """
     rng = np.random.default_rng(seed)
     f = np.arange(F)[:, None]
     Ws = np.exp(-0.5 * ((f - rng.uniform(1, 7, 6)) / 0.8) ** 2)
     Wn = np.exp(-0.5 * ((f - rng.uniform(8, 16, 4)) / 3.0) ** 2) + 0.05
-    config = feat.StftFeatures(n_fft=N_FFT, hop_length=8)
+    config = feat.StftFeatures(n_fft=N_FFT, hop_length=8, psa_target=psa)
     for split, n, per_shard in (("train", n_train, 12), ("valid", n_valid, 8)):
         rows = []
         for i in range(n):
@@ -63,7 +67,8 @@ def write_features(root: Path, *, n_train: int = 48, n_valid: int = 8, seed: int
             Hn = rng.gamma(2.0, 0.3, (4, T))
             clean, noise = (Ws @ Hs).T.astype(np.float32), (Wn @ Hn).T.astype(np.float32)
             rows.append({"mixture_id": f"{split}-{i:04d}", "n_frames": T, "status": "ok",
-                         "noisy_mag": clean + noise, "clean_mag": clean, "noise_mag": noise})  # fmt: skip
+                         "noisy_mag": clean + noise, "clean_mag": clean, "noise_mag": noise,
+                         "psa_target": clean})  # fmt: skip
         rows.append({"mixture_id": f"{split}-bad", "status": "error", "error": "unreadable"})
         for k in range(0, len(rows), per_shard):
             part = rows[k : k + per_shard]
@@ -74,7 +79,7 @@ def write_features(root: Path, *, n_train: int = 48, n_valid: int = 8, seed: int
             cols = {}
             for fld in schema:
                 vals = [r.get(fld.name) for r in part]
-                if fld.name.endswith("_mag"):
+                if fld.name.endswith("_mag") or fld.name == "psa_target":
                     cols[fld.name] = _frames(vals)
                     continue
                 if fld.name == "split":
@@ -241,6 +246,27 @@ def test_drnmf_trains_its_snmf_first_and_inspect(run, tmp_path):
         "snmf": {"atoms.png", "atom_examples.png", "objective.png"},
     }
     assert "| 2 |" in (tmp_path / "insp_drnmf" / "index.md").read_text()  # per-layer α/λ table
+
+
+def test_psa_training_reads_the_stored_target(run, tmp_path):
+    over = {**SMALL_LSTM, "loss": "psa", "train.max_epochs": 4}
+    with pytest.raises(ConfigError, match="psa_target=true"):  # features without the target
+        tr.train(run, str(tmp_path / "m"), model="lstm", overrides=over, data=DATA, verbose=False)
+    psa_run = write_features(tmp_path / "psa", psa=True)
+    out = str(tmp_path / "lstm-psa")
+    s = tr.train(psa_run, out, model="lstm", overrides=over, data=DATA, verbose=False)
+    losses = [r["valid_loss"] for r in s.metrics["history"]]
+    assert s.best_valid_loss < 0.8 * losses[0], losses
+    model = deserialize(checkpoint.read_checkpoint(out))
+    assert model.config.loss == "psa"
+    # the stored target here is |S| (in-phase sources), so the PSA loss the trainer recorded is the
+    # MSA of the same model on the same batches
+    ds = FeatureDataset(resolve_features(psa_run), split="valid", batch_size=8, shuffle=False)
+    with torch.no_grad():
+        model.eval()
+        got = np.mean([float(msa(model(b["noisy_mag"], b["lengths"]), b["noisy_mag"],
+                                 b["clean_mag"], b["lengths"])) for b in ds])  # fmt: skip
+    assert got == pytest.approx(s.best_valid_loss, rel=1e-5)
 
 
 def test_errors(run, tmp_path):

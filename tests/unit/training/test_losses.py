@@ -9,7 +9,7 @@ import torch
 
 from batchsep.dsp.masks import psf
 from batchsep.errors import ParameterError
-from batchsep.models.losses import frame_mask, mask_loss, msa, psa, psa_target
+from batchsep.models.losses import frame_mask, loss_target, mask_loss, msa, psa, psa_target
 
 
 def test_frame_mask_values() -> None:
@@ -155,8 +155,13 @@ def test_mask_loss_dispatch() -> None:
     with pytest.raises(ParameterError, match="noisy_stft"):
         mask_loss("psa", mask, batch)
     batch.update(noisy_stft=x, clean_stft=s)
-    assert float(mask_loss("psa", mask, batch)) == pytest.approx(
-        float(psa(mask, x, s, batch["lengths"]))
-    )
+    expected = float(psa(mask, x, s, batch["lengths"]))
+    assert float(mask_loss("psa", mask, batch)) == pytest.approx(expected)
+    # the target stored by the features stage, psf(S, X)·|X|, gives the same loss without the STFTs
+    stored = torch.from_numpy(psf(s.numpy(), x.numpy())) * x.abs()
+    assert torch.allclose(loss_target("psa", batch), stored, atol=1e-6)
+    only_stored = {"noisy_mag": x.abs(), "psa_target": stored, "lengths": batch["lengths"]}
+    assert float(mask_loss("psa", mask, only_stored)) == pytest.approx(expected, rel=1e-5)
+    assert torch.equal(loss_target("msa", batch), batch["clean_mag"])
     with pytest.raises(ParameterError, match="must be one of"):
         mask_loss("l1", mask, batch)
