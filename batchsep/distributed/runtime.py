@@ -5,6 +5,7 @@ This module (with the rest of ``batchsep.distributed``) is the only place that i
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -23,6 +24,21 @@ _DEFAULT_ENV = {
     # Ray waits 20-30 s for its GCS to come up; a busy 2-core host (CI) can need more. A user's value wins.
     "RAY_gcs_server_port_wait_time_s": "90",
 }
+
+
+QUIET_LOGGERS = {
+    # Ray Train's detached placement-group cleaner polls the State API every second and warns each time
+    # the API is not served (an embedded Ray without the dashboard): thousands of identical lines per
+    # training run. It goes on polling (and cleaning up); only the repeated warning is dropped.
+    "ray.train.v2._internal.execution.controller.placement_group_cleaner": logging.ERROR,
+}
+"""Loggers of Ray's own worker processes set to a higher level (see :func:`setup_worker`)."""
+
+
+def setup_worker() -> None:
+    """Run in every Ray worker process of a batchsep job at its start (``worker_process_setup_hook``)."""
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def forwarded_env() -> dict[str, str]:
@@ -57,7 +73,10 @@ def init(
     for k, v in _DEFAULT_ENV.items():
         os.environ.setdefault(k, v)
     address = address or os.environ.get("RAY_ADDRESS") or None
-    runtime_env = {"env_vars": forwarded_env()}
+    runtime_env = {
+        "env_vars": forwarded_env(),
+        "worker_process_setup_hook": f"{__name__}.{setup_worker.__name__}",
+    }
     if address and address != "local":
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
     else:

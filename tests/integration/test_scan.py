@@ -180,3 +180,20 @@ def test_scan_shared_data(shared_data, tmp_path, ray_local):
     assert len(joined) == 2129
     assert (joined.duration_s_x - joined.duration_s_y).abs().max() < 1e-3
     assert (joined.sr_x == joined.sr_y).all()
+
+
+@pytest.mark.ray
+def test_ray_workers_run_the_setup_hook(ray_local):
+    """Every Ray worker of a batchsep session runs ``runtime.setup_worker`` at start: Ray Train's
+    placement-group cleaner no longer warns once a second when the State API is not served."""
+    import logging
+
+    import ray
+
+    from batchsep.distributed.runtime import QUIET_LOGGERS
+
+    @ray.remote
+    def levels() -> dict[str, int]:
+        return {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
+
+    assert ray.get(levels.remote()) == QUIET_LOGGERS
