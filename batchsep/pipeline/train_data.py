@@ -403,8 +403,9 @@ def fit_snmf_task(task: SnmfFitTask) -> dict[str, Any]:
     from batchsep.models.snmf import SnmfEnhancer
 
     model = SnmfEnhancer(SnmfEnhancer.config_class.from_dict(task.config)).to(task.device)  # type: ignore[arg-type]
+    # copies: arrays from Ray's object store are read-only, which torch.from_numpy warns about
     objectives = model.fit_dictionaries(
-        torch.from_numpy(task.speech).to(task.device), torch.from_numpy(task.noise).to(task.device)
+        torch.tensor(task.speech, device=task.device), torch.tensor(task.noise, device=task.device)
     )
     losses: list[float] = []
     if task.valid_uri is not None:
