@@ -383,13 +383,9 @@ def test_tag_only_writes_no_audio(tmp_path, emotion_uri):
 
 
 @pytest.mark.realdata
-@pytest.mark.xfail(
-    strict=True,
-    reason="the shipped DR-NMF lowers SI-SDR on these 6 pairs: mean 8.20 -> 7.79 dB (-0.41 dB; SDR -0.07, "
-    "STOI -0.013); it degrades inputs above ~12 dB SNR (see batchsep/pretrained/enhancer/MODEL_CARD.md)",
-)
 def test_default_model_improves_voicebank_demand(shared_data, tmp_path):
-    """The shipped default enhancer on real noisy/clean pairs (unseen speaker, DEMAND noise): SI-SDR rises."""
+    """The shipped default enhancer on real noisy/clean pairs (unseen speaker, DEMAND noise): mean SI-SDR
+    rises by more than 1 dB (measured +1.71 dB for the shipped BLSTM, see its MODEL_CARD.md)."""
     from batchsep.evaluation.metrics import si_sdr
 
     pairs = shared_data / "pairs" / "voicebank_demand"
@@ -406,6 +402,6 @@ def test_default_model_improves_voicebank_demand(shared_data, tmp_path):
         before.append(si_sdr(clean, noisy))
         after.append(si_sdr(clean, out))
     gain = float(np.mean(after) - np.mean(before))
-    assert gain > 0, (
+    assert gain > 1.0, (
         f"mean SI-SDR {np.mean(before):.2f} -> {np.mean(after):.2f} dB ({gain:+.2f} dB)"
     )
