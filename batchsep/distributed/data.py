@@ -9,6 +9,7 @@ retries their batches, so a killed worker delays a shard but never loses it.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -43,7 +44,8 @@ def _json_row(row: dict[str, Any]) -> str:
 
 ACTOR_INIT_DEATHS = 16
 """Actors of the pool that may die in a row before they are ready (their node died, say) and be
-replaced; Ray Data's default (0) fails the whole job when a node is lost while an actor starts on it."""
+replaced; Ray Data's default (0) fails the whole job when a node is lost while an actor starts on it.
+``RAY_DATA_MAX_CONSECUTIVE_ACTOR_INIT_DEATHS`` in the environment overrides it."""
 
 
 SYSTEM_FAILURE_ATTEMPTS = 4
@@ -66,7 +68,8 @@ def _configure_ray_data() -> None:
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
-    ctx.max_consecutive_actor_init_deaths = ACTOR_INIT_DEATHS
+    if "RAY_DATA_MAX_CONSECUTIVE_ACTOR_INIT_DEATHS" not in os.environ:  # a user's setting wins
+        ctx.max_consecutive_actor_init_deaths = ACTOR_INIT_DEATHS
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 

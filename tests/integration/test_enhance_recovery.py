@@ -76,3 +76,20 @@ def test_unfinished_shards_run_again_after_the_pool_fails(tmp_path: Path, monkey
     rows = parquet.read_parts(str(out / "results")).to_pylist()
     assert sorted(r["rel_path"] for r in rows) == sorted(rels)  # exactly once
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.wav")) == sorted(rels)
+
+
+def test_actor_init_deaths_setting_respects_the_environment(monkeypatch):
+    """batchsep raises Ray Data's actor-start budget to ACTOR_INIT_DEATHS unless the user set
+    RAY_DATA_MAX_CONSECUTIVE_ACTOR_INIT_DEATHS."""
+    import ray.data
+
+    from batchsep.distributed import data as data_mod
+
+    ctx = ray.data.DataContext.get_current()
+    monkeypatch.setattr(ctx, "max_consecutive_actor_init_deaths", 3)
+    monkeypatch.setenv("RAY_DATA_MAX_CONSECUTIVE_ACTOR_INIT_DEATHS", "3")
+    data_mod._configure_ray_data()
+    assert ctx.max_consecutive_actor_init_deaths == 3
+    monkeypatch.delenv("RAY_DATA_MAX_CONSECUTIVE_ACTOR_INIT_DEATHS")
+    data_mod._configure_ray_data()
+    assert ctx.max_consecutive_actor_init_deaths == data_mod.ACTOR_INIT_DEATHS
