@@ -21,7 +21,6 @@ import copy
 import io
 import json
 import math
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -48,6 +47,7 @@ from batchsep.pipeline.train import (
     CURVES_PNG,
     STATE_NAME,
     TrainSummary,
+    log_line,
     parse_overrides,
     read_state,
     split_overrides,
@@ -246,15 +246,13 @@ class _Writer:
         storage.write_text(storage.join(job.out_uri, CURVES_JSON), json.dumps(curves, indent=2))
         png = render_learning_curves({job.model: curves}, title=f"{job.model} learning curves")
         storage.write_bytes(storage.join(job.out_uri, CURVES_PNG), png)
-        if job.verbose:
-            print(
-                f"[train {job.model}] epoch {epoch}: train {record.train_loss:.4f} valid "
-                f"{record.valid_loss:.4f} UAR {self.sel.best['uar'][-1]:.3f}"
-                f"{' *' if self.sel.improved else ''} "
-                f"({record.seconds:.1f} s)",
-                file=sys.stderr,
-                flush=True,
-            )
+        log_line(
+            job.verbose,
+            f"[train {job.model}] epoch {epoch}: train {record.train_loss:.4f} valid "
+            f"{record.valid_loss:.4f} UAR {self.sel.best['uar'][-1]:.3f}"
+            f"{' *' if self.sel.improved else ''} "
+            f"({record.seconds:.1f} s)",
+        )
         return False
 
     def metrics(self, state: TrainerState, stop_reason: str | None = None) -> dict[str, Any]:
@@ -350,16 +348,14 @@ def run_emotion_worker(
     metrics["valid"] = evaluate(model, splits["valid"])
     metrics["test"] = evaluate(model, splits["test"])
     checkpoint.write_checkpoint(job.out_uri, _payload(model, job.features), metrics=metrics)
-    if job.verbose:
-        t = metrics["test"]
-        print(
-            f"[train {job.model}] done: {result.stop_reason}, selected epoch {metrics['best_epoch']}"
-            f"{' + SWA' if metrics.get('swa', {}).get('chosen') else ''}; "
-            f"test actors {t.get('actors')}: accuracy {t.get('accuracy', float('nan')):.3f}, "
-            f"UAR {t.get('uar', float('nan')):.3f}; wall {metrics['wall_s']:.1f} s",
-            file=sys.stderr,
-            flush=True,
-        )
+    t = metrics["test"]
+    log_line(
+        job.verbose,
+        f"[train {job.model}] done: {result.stop_reason}, selected epoch {metrics['best_epoch']}"
+        f"{' + SWA' if metrics.get('swa', {}).get('chosen') else ''}; "
+        f"test actors {t.get('actors')}: accuracy {t.get('accuracy', float('nan')):.3f}, "
+        f"UAR {t.get('uar', float('nan')):.3f}; wall {metrics['wall_s']:.1f} s",
+    )
     return metrics
 
 

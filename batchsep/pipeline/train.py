@@ -100,9 +100,12 @@ class TrainSummary:
         )  # fmt: skip
 
 
-def _log(job_verbose: bool, msg: str) -> None:
-    if job_verbose:
-        print(msg, file=sys.stderr, flush=True)
+def log_line(verbose: bool, msg: str) -> None:
+    """One progress line on stderr when ``verbose``. Written to the stream, not printed: Ray Train patches
+    ``print`` in its workers to also log it, which showed every line twice."""
+    if verbose:
+        sys.stderr.write(msg + "\n")
+        sys.stderr.flush()
 
 
 def _param_count(model: torch.nn.Module) -> int:
@@ -148,7 +151,7 @@ class ArtifactWriter:
         curves = learning_curves(state.history)
         storage.write_text(storage.join(job.out_uri, CURVES_JSON), json.dumps(curves, indent=2))
         valid = "n/a" if record.valid_loss is None else f"{record.valid_loss:.5f}"
-        _log(
+        log_line(
             job.verbose,
             f"[train {job.model}] epoch {epoch}: train {record.train_loss:.5f} valid {valid}"
             f"{' *' if record.improved else ''} ({record.seconds:.1f} s)",
@@ -241,7 +244,7 @@ def run_worker(
         write_model(job.out_uri, model, job.stft, metrics=metrics)
     if result.history:
         writer.write_png(result.history)
-    _log(
+    log_line(
         job.verbose,
         f"[train {job.model}] done: {result.stop_reason}, wall {metrics['wall_s']:.1f} s",
     )
@@ -271,12 +274,12 @@ def _train_snmf(
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
     config = model_config("snmf", overrides, n_freq=int(stft["n_fft"]) // 2 + 1)
-    _log(verbose, f"[train snmf] learning dictionaries {config.to_json()}")
+    log_line(verbose, f"[train snmf] learning dictionaries {config.to_json()}")
     model, info = learn_snmf(features_uri, config, data, runner=runner, device=device)  # type: ignore[arg-type]
     info.update(model="snmf", param_count=_param_count(model), best_epoch=0, epochs=0)
     info.update(stop_reason="fitted", wall_s=time.perf_counter() - t0)
     write_model(out_uri, model, stft, metrics=info)
-    _log(
+    log_line(
         verbose,
         f"[train snmf] valid loss {info['best_valid_loss']:.5f}, wall {info['wall_s']:.1f} s",
     )
@@ -441,6 +444,7 @@ def _drnmf_init(
 __all__ = [
     "TrainJob",
     "TrainSummary",
+    "log_line",
     "model_config",
     "parse_overrides",
     "read_state",

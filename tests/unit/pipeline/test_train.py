@@ -295,3 +295,21 @@ def test_cli_train_and_inspect(run, tmp_path):
     assert r.exit_code == EXIT_USAGE and "hiden" in r.output
     r = cli.invoke(main, ["train", "--features", str(tmp_path / "none"), "--local"])
     assert r.exit_code == EXIT_USAGE and "no train/ split" in r.output
+
+
+def test_log_line_is_written_once_under_ray_trains_print_patch(capsys, caplog, monkeypatch):
+    """Ray Train replaces ``print`` in its workers with one that both prints and logs: a progress line
+    printed there appeared twice in job logs. ``log_line`` writes to the stream, so it appears once."""
+    import builtins
+    import logging
+    import sys
+
+    from ray.train.v2._internal.logging import patch_print
+
+    monkeypatch.setattr(builtins, "print", patch_print.redirected_print)
+    with caplog.at_level(logging.INFO):
+        print("via print", file=sys.stderr)  # the patched print: printed and logged
+        tr.log_line(True, "[train x] epoch 0")
+        tr.log_line(False, "not shown")
+    assert capsys.readouterr().err == "via print\n[train x] epoch 0\n"
+    assert [r.getMessage() for r in caplog.records] == ["via print"]
