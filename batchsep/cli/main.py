@@ -300,7 +300,12 @@ def prepare(
     show_default=True,
     help="Store the noise magnitude too (a third more bytes).",
 )
-@click.option("--psa", "psa_target", is_flag=True, help="Store the phase-sensitive target.")
+@click.option(
+    "--psa",
+    "psa_target",
+    is_flag=True,
+    help="Also store the phase-sensitive target (needed to train with --config loss=psa).",
+)
 @click.option(
     "--shard-mb",
     type=click.FloatRange(min=0, min_open=True),
