@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -351,3 +352,24 @@ def test_set_overrides_are_validated_like_the_spec(tmp_path):
         jobspec.load_spec(str(path), overrides=["scan.in_uri=d2"]).stages[0].params["in_uri"]
         == "d2"
     )
+
+
+def test_shipped_enhancer_is_what_its_spec_trains():
+    """batchsep/pretrained/enhancer and jobs/train_default_enhancer.yaml must not drift apart: the weights'
+    model, architecture, optimiser settings and data sizes are the spec's."""
+    data = yaml.safe_load((REPO / "jobs" / "train_default_enhancer.yaml").read_text())
+    stage = {s["stage"]: s["params"] for s in reversed(data["stages"])}  # first of each stage wins
+    prep, train = stage["prepare"], stage["train"]
+    shipped = REPO / "batchsep" / "pretrained" / "enhancer"
+    config = json.loads((shipped / "config.json").read_text())
+    metrics = json.loads((shipped / "metrics.json").read_text())
+    assert config["model_name"] == metrics["model"] == train["model"]
+    model_keys = {k: v for k, v in train["config"].items() if not k.startswith("train.")}
+    assert {k: config["config"][k] for k in model_keys} == model_keys
+    train_keys = {k[len("train."):]: v for k, v in train["config"].items() if k.startswith("train.")}
+    assert {k: metrics["train_config"][k] for k in train_keys} == train_keys
+    assert metrics["train_config"]["max_epochs"] == train["max_epochs"] == metrics["epochs"]
+    assert metrics["data"]["n_train_mixtures"] == prep["n_train"]
+    assert metrics["data"]["batch_size"] == train["batch_size"]
+    assert metrics["data"]["crop_frames"] == train["crop_frames"]
+    assert metrics["data"]["transform"]["psa_target"] == stage["features"].get("psa_target", False)
