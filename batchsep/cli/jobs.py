@@ -156,18 +156,12 @@ def submit(
         _fail_usage("choose one of --pip, --wheel and --no-install")
     install = "wheel" if wheel else "none" if no_install else "pip"
     base = _jobs_call(lambda: jobs.load_runtime_env(runtime_env))
+    common: dict[str, Any] = dict(
+        install=install, pip=list(pip_reqs) or None, working_dir=working_dir, runtime_env=base,
+        submission_id=submission_id, overrides=overrides,
+    )  # fmt: skip
     if dry_run:
-        spec, sub = _jobs_call(
-            lambda: jobs.prepare_submission(
-                spec_path,
-                install=install,  # type: ignore[arg-type]
-                pip=list(pip_reqs) or None,
-                working_dir=working_dir,
-                runtime_env=base,
-                submission_id=submission_id,
-                overrides=overrides,
-            )
-        )
+        spec, sub = _jobs_call(lambda: jobs.prepare_submission(spec_path, **common))
         click.echo(f"job {spec.name} ({len(spec.stages)} stage(s)) would be submitted to {address}")
         click.echo(f"  submission id: {sub.submission_id}\n  entrypoint: {sub.entrypoint}")
         click.echo(f"  runtime env: {json.dumps(sub.runtime_env, sort_keys=True)}")
@@ -177,18 +171,7 @@ def submit(
 
             shutil.rmtree(sub.staging_dir, ignore_errors=True)
         sys.exit(EXIT_OK)
-    job_id = _jobs_call(
-        lambda: jobs.submit(
-            spec_path,
-            address=address,
-            install=install,  # type: ignore[arg-type]
-            pip=list(pip_reqs) or None,
-            working_dir=working_dir,
-            runtime_env=base,
-            submission_id=submission_id,
-            overrides=overrides,
-        )
-    )
+    job_id = _jobs_call(lambda: jobs.submit(spec_path, address=address, **common))
     click.echo(f"submitted job {job_id} to {address}")
     if not wait:
         click.echo(
