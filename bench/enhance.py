@@ -7,7 +7,10 @@ All three measurements enhance the same files with the same model in one run:
 - batchsep with --workers 1 and --workers 2 (embedded Ray, actor pool, streaming chunked path).
 Ray start-up is excluded (a warm-up run on two files happens first); actor start-up is included. Each Ray
 run also prints when its first results were committed (actor start-up, model load, first shard) and its speed
-from then on, so the fixed start-up cost and the steady throughput can be told apart.
+from then on, so the fixed start-up cost and the steady throughput can be told apart, and (on Linux) the CPU
+seconds each kind of process used during the run: the model actors, and everything else that Ray needs (this
+driver, raylet, GCS, Ray Data's helper actors, agents). With one worker that overhead runs on the idle second
+core; with two it competes with the actors, which is what keeps 1 -> 2 worker scaling below 2x on 2 cores.
 """
 
 from __future__ import annotations
@@ -55,48 +58,114 @@ def naive(src: Path, out: Path, model: str) -> float:
     return time.perf_counter() - t0
 
 
-def with_ray(src: Path, out: Path, model: str, workers: int, warm: Path) -> tuple[float, float, float]:
-    """(wall seconds, seconds to the first committed shard, x real time after it)."""
+def cpu_seconds() -> dict[int, tuple[float, str]]:
+    """CPU seconds (user + system) and command line of every process (Linux ``/proc``; {} elsewhere)."""
+    out: dict[int, tuple[float, str]] = {}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for d in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+            cmd = (
+                Path(f"/proc/{d}/cmdline")
+                .read_bytes()
+                .replace(b"\0", b" ")
+                .decode(errors="replace")
+            )
+        except (OSError, ValueError):
+            continue  # not a process, or it ended meanwhile
+        fields = stat.rsplit(")", 1)[1].split()
+        out[int(d)] = ((int(fields[11]) + int(fields[12])) / tick, cmd)
+    return out
+
+
+def cpu_split(
+    before: dict[int, tuple[float, str]], after: dict[int, tuple[float, str]]
+) -> tuple[float, float]:
+    """(model actors, the rest of Ray incl. this driver): CPU seconds between two ``cpu_seconds`` snapshots."""
+    actors = rest = 0.0
+    for pid, (cpu, cmd) in after.items():
+        used = cpu - before.get(pid, (0.0, ""))[0]
+        if "MapWorker" in cmd:
+            actors += used
+        elif pid == os.getpid() or "ray" in cmd:
+            rest += used
+    return actors, rest
+
+
+def with_ray(
+    src: Path, out: Path, model: str, workers: int, warm: Path
+) -> tuple[float, float, float, tuple[float, float]]:
+    """(wall seconds, seconds to the first committed shard, x real time after it, CPU split)."""
     runtime.init(num_cpus=workers)
     try:
-        enhance(str(warm), str(out) + "-warm", model=model, executor=RayDataExecutor(workers=workers))
+        enhance(
+            str(warm), str(out) + "-warm", model=model, executor=RayDataExecutor(workers=workers)
+        )
         commits: list[tuple[float, float]] = []  # (time, audio seconds) of each committed shard
+        cpu0 = cpu_seconds()
         t0 = time.perf_counter()
-        s = enhance(str(src), str(out), model=model, executor=RayDataExecutor(workers=workers),
-                    num_threads=1, on_progress=lambda n, sec: commits.append((time.perf_counter(), sec)))
+        s = enhance(
+            str(src),
+            str(out),
+            model=model,
+            executor=RayDataExecutor(workers=workers),
+            num_threads=1,
+            on_progress=lambda n, sec: commits.append((time.perf_counter(), sec)),
+        )
         dt = time.perf_counter() - t0
+        cpu = cpu_split(cpu0, cpu_seconds())
         assert s.files_failed == 0, s.errors
     finally:
         runtime.shutdown()
     t_first = commits[0][0] - t0
     steady = sum(sec for _, sec in commits[1:]) / (commits[-1][0] - commits[0][0])
-    return dt, t_first, steady
+    return dt, t_first, steady, cpu
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     here = Path(__file__).resolve().parents[1]
     ap.add_argument("--data", default=str(here.parent / "shared" / "data"))
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--model", default="default")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="enhance REPEAT copies of the files (a larger corpus: start-up weighs less)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="enhance REPEAT copies of the files (a larger corpus: start-up weighs less)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         src, warm = Path(tmp) / "in", Path(tmp) / "warm"
         seconds = pick_files(Path(args.data), args.files, src, args.repeat)
         pick_files(Path(args.data), 2, warm)
-        print(f"{args.files * args.repeat} files, {seconds / 60:.1f} min of audio, model={args.model}, "
-              f"{os.cpu_count()} cores")
+        print(
+            f"{args.files * args.repeat} files, {seconds / 60:.1f} min of audio, model={args.model}, "
+            f"{os.cpu_count()} cores"
+        )
         t_naive = naive(src, Path(tmp) / "naive", args.model)
         print(f"naive loop (1 process):  {seconds / t_naive:7.1f}x real time  [{t_naive:.1f} s]")
         r = {w: with_ray(src, Path(tmp) / f"w{w}", args.model, w, warm) for w in (1, 2)}
-        for w, (dt, first, steady) in r.items():
-            print(f"batchsep --workers {w}:   {seconds / dt:7.1f}x real time  [{dt:.1f} s]  "
-                  f"({t_naive / dt:.2f}x the naive loop); first results after {first:.1f} s, "
-                  f"{steady:.1f}x real time from then on")
-        print(f"scaling 1 -> 2 workers: {r[1][0] / r[2][0]:.2f}x end to end "
-              f"({r[2][2] / r[1][2]:.2f}x after the first results)")
+        for w, (dt, first, steady, (actors, rest)) in r.items():
+            print(
+                f"batchsep --workers {w}:   {seconds / dt:7.1f}x real time  [{dt:.1f} s]  "
+                f"({t_naive / dt:.2f}x the naive loop); first results after {first:.1f} s, "
+                f"{steady:.1f}x real time from then on"
+            )
+            if actors:
+                print(
+                    f"  CPU during the run: model actors {actors:.1f} s, the rest of Ray (driver, raylet, "
+                    f"GCS, Ray Data helpers) {rest:.1f} s = {100 * rest / (dt * (os.cpu_count() or 1)):.0f}% "
+                    f"of the {os.cpu_count()} cores"
+                )
+        print(
+            f"scaling 1 -> 2 workers: {r[1][0] / r[2][0]:.2f}x end to end "
+            f"({r[2][2] / r[1][2]:.2f}x after the first results)"
+        )
         assert np.isfinite(r[1][0])
 
 
