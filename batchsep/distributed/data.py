@@ -71,6 +71,8 @@ def _configure_ray_data() -> None:
     if "RAY_DATA_MAX_CONSECUTIVE_ACTOR_INIT_DEATHS" not in os.environ:  # a user's setting wins
         ctx.max_consecutive_actor_init_deaths = ACTOR_INIT_DEATHS
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # "Progress bars disabled. To enable, set ...": we disabled them on purpose (ours replace them).
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 
 
 class RayDataExecutor:

@@ -5,6 +5,7 @@ This module (with the rest of ``batchsep.distributed``) is the only place that i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +34,24 @@ QUIET_LOGGERS = {
     "ray.train.v2._internal.execution.controller.placement_group_cleaner": logging.ERROR,
 }
 """Loggers of Ray's own worker processes set to a higher level (see :func:`setup_worker`)."""
+
+
+AUTH_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
+"""Ray's logger for "Token authentication is enabled for this Ray cluster ...", printed each time a new local
+cluster starts with the auth mode unset. Quiet only while batchsep starts its embedded Ray (token auth stays
+on); connecting to a cluster keeps Ray's warnings about its auth settings."""
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Raise logger ``name`` to ERROR for the duration of the block."""
+    log = logging.getLogger(name)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def setup_worker() -> None:
@@ -82,16 +101,17 @@ def init(
     else:
         for attempt in range(3):  # on a loaded host Ray's agents can miss their start-up window
             try:
-                ray.init(
-                    address="local",
-                    num_cpus=num_cpus,
-                    num_gpus=num_gpus,
-                    include_dashboard=include_dashboard,
-                    object_store_memory=object_store_memory or (1 << 30),
-                    runtime_env=runtime_env,
-                    _node_ip_address="127.0.0.1",
-                    log_to_driver=True,
-                )
+                with _quiet(AUTH_NOTICE_LOGGER):  # see AUTH_NOTICE_LOGGER
+                    ray.init(
+                        address="local",
+                        num_cpus=num_cpus,
+                        num_gpus=num_gpus,
+                        include_dashboard=include_dashboard,
+                        object_store_memory=object_store_memory or (1 << 30),
+                        runtime_env=runtime_env,
+                        _node_ip_address="127.0.0.1",
+                        log_to_driver=True,
+                    )
                 break
             except Exception:  # Ray raises plain exceptions for start-up failures
                 ray.shutdown()

@@ -233,6 +233,31 @@ def test_cli_interrupted_driver_then_rerun(tmp_path, model_uri):
         assert sf.info(out / p.relative_to(root)).frames == sf.info(p).frames
 
 
+RAY_NOISE = (
+    "Token authentication is enabled",  # Ray's notice when the auth mode is left unset
+    "Progress bars disabled",  # Ray Data's notice: ours replace its bars on purpose
+)
+
+
+@pytest.mark.ray
+def test_cli_on_ray_console(tmp_path, model_uri):
+    """`batchsep enhance` on an embedded Ray, as a user runs it: exit 0, our summary, none of Ray's
+    notices about settings batchsep made on purpose."""
+    root = tmp_path / "in"
+    make_corpus(root, 3)
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable, "-m", "batchsep.cli.main", "enhance", str(root), str(out),
+        "--model", model_uri, "--no-emotion", "--workers", "1",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    console = r.stdout + r.stderr
+    assert r.returncode == 0, console[-3000:]
+    assert "enhanced 3 files: 3 ok, 0 failed" in console
+    assert [n for n in RAY_NOISE if n in console] == [], console[-3000:]
+
+
 def test_cli_usage_errors(tmp_path, model_uri):
     cli = CliRunner()
     r = cli.invoke(main, ["enhance", str(tmp_path / "missing"), str(tmp_path / "o")])
