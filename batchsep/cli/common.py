@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -15,6 +15,43 @@ Exit status: 0 all files ok; 1 finished but some files failed;
 2 usage error (bad option, input URI missing); 3 fatal error (output not writable, ...).
 URIs: a local path, file:///path, or s3://bucket/prefix (endpoint from AWS_ENDPOINT_URL,
 credentials from the usual AWS_* variables)."""
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def ray_options(
+    *,
+    workers_help: str,
+    local_help: str = "Run in this process without Ray (small inputs, debugging).",
+    show_errors: bool = True,
+) -> Callable[[F], F]:
+    """How a command runs, the same in every command: ``--workers``, ``--address``, ``--local`` and, for
+    commands that summarise failed files, ``--show-errors``."""
+    options = [
+        click.option("--workers", type=click.IntRange(min=1), default=None, help=workers_help),
+        click.option(
+            "--address", default=None, help="Ray cluster address (default: embedded local Ray)."
+        ),
+        click.option("--local", is_flag=True, help=local_help),
+    ]
+    if show_errors:
+        options.append(
+            click.option(
+                "--show-errors",
+                type=click.IntRange(min=0),
+                default=10,
+                show_default=True,
+                help="How many failed files to list in the summary.",
+            )
+        )
+
+    def apply(f: F) -> F:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return apply
 
 
 def _progress(total: int, unit: str, desc: str) -> tuple[Any, Callable[[int, float], None]]:

@@ -15,6 +15,7 @@ from batchsep.cli.common import (
     _fail_fatal,
     _fail_usage,
     _progress,
+    ray_options,
 )
 from batchsep.cli.main import main
 from batchsep.errors import BatchsepError, StorageError
@@ -64,8 +65,6 @@ def _report(summary: Any, verb: str, out_uri: str, show_errors: int) -> None:
 def _run_options(f: Any) -> Any:
     """Options shared by enhance and tag (applied bottom-up)."""
     for opt in reversed([
-        click.option("--workers", type=click.IntRange(min=1), default=None,
-                     help="Model actors (embedded Ray CPUs). Default: all cores."),
         click.option("--gpu/--no-gpu", default=False, show_default=True,
                      help="Run the models on a GPU per actor."),
         click.option("--resume/--overwrite", default=True, show_default=True,
@@ -73,14 +72,9 @@ def _run_options(f: Any) -> Any:
         click.option("--shard-size", type=click.IntRange(min=1), default=None,
                      help="Files per unit of work (one results part, one retry). Default: 1/16 of the "
                           "files, at most 32."),
-        click.option("--address", default=None,
-                     help="Ray cluster address (default: embedded local Ray)."),
-        click.option("--local", is_flag=True, help="Run in this process without Ray."),
-        click.option("--show-errors", type=int, default=10, show_default=True,
-                     help="How many failed files to list in the summary."),
     ]):  # fmt: skip
         f = opt(f)
-    return f
+    return ray_options(workers_help="Model actors (embedded Ray CPUs). Default: all cores.")(f)
 
 
 @main.command(epilog=EPILOG)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 import batchsep.api
-from batchsep.cli.common import EPILOG, _fail_fatal, _fail_usage
+from batchsep.cli.common import EPILOG, _fail_fatal, _fail_usage, ray_options
 from batchsep.cli.main import main
 from batchsep.errors import BatchsepError, StorageError
 
@@ -26,9 +26,9 @@ METRIC_NAMES = ("sdr", "si_sdr", "pesq", "stoi")
     show_default=True,
     help="Comma-separated subset of sdr (BSS Eval SDR/SIR/SAR), si_sdr, pesq, stoi.",
 )
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel Ray tasks.")
-@click.option("--address", default=None, help="Ray cluster address (default: embedded local Ray).")
-@click.option("--local", is_flag=True, help="Run in this process without Ray.")
+@ray_options(
+    workers_help="Parallel tasks (embedded Ray CPUs). Default: all cores.", show_errors=False
+)
 def evaluate(
     run_uri: str,
     references: str | None,

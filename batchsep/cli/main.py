@@ -26,6 +26,7 @@ from batchsep.cli.common import (
     _fail_fatal,
     _fail_usage,
     _progress,
+    ray_options,
 )
 from batchsep.errors import BatchsepError, StorageError
 
@@ -46,23 +47,7 @@ def main() -> None:
 @click.option(
     "--out", "out_uri", required=True, help="Run folder (local or s3://) for manifest.parquet."
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Parallel tasks (embedded Ray CPUs). Default: all cores.",
-)
-@click.option("--address", default=None, help="Ray cluster address (default: embedded local Ray).")
-@click.option(
-    "--local", is_flag=True, help="Run in this process without Ray (small inputs, debugging)."
-)
-@click.option(
-    "--show-errors",
-    type=int,
-    default=10,
-    show_default=True,
-    help="How many failed files to list in the summary.",
-)
+@ray_options(workers_help="Parallel tasks (embedded Ray CPUs). Default: all cores.")
 def scan(
     in_uri: str,
     out_uri: str,
@@ -188,15 +173,7 @@ def _gb(n: float) -> str:
     show_default=True,
     help="Mixtures per task.",
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Parallel tasks (embedded Ray CPUs). Default: all cores.",
-)
-@click.option("--address", default=None, help="Ray cluster address (default: embedded local Ray).")
-@click.option("--local", is_flag=True, help="Run in this process without Ray.")
-@click.option("--show-errors", type=int, default=10, show_default=True)
+@ray_options(workers_help="Parallel tasks (embedded Ray CPUs). Default: all cores.")
 def prepare(
     speech_uri: str,
     noise_uri: str,
@@ -320,15 +297,7 @@ def prepare(
     show_default=True,
 )
 @click.option("--out", "out_uri", default=None, help="Features folder (default: RUN/features).")
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Parallel tasks (embedded Ray CPUs). Default: all cores.",
-)
-@click.option("--address", default=None, help="Ray cluster address (default: embedded local Ray).")
-@click.option("--local", is_flag=True, help="Run in this process without Ray.")
-@click.option("--show-errors", type=int, default=10, show_default=True)
+@ray_options(workers_help="Parallel tasks (embedded Ray CPUs). Default: all cores.")
 def features(
     run_uri: str,
     kind: str,

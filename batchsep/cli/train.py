@@ -13,6 +13,7 @@ from batchsep.cli.common import (
     EXIT_OK,
     _fail_fatal,
     _fail_usage,
+    ray_options,
 )
 from batchsep.cli.main import main
 from batchsep.errors import BatchsepError, StorageError
@@ -73,12 +74,12 @@ from batchsep.errors import BatchsepError, StorageError
     help="Frames sampled for SNMF dictionary learning.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--workers", type=click.IntRange(min=1), default=None, help="DDP workers (default 1)."
-)
 @click.option("--gpu/--no-gpu", default=False, show_default=True, help="One GPU per worker (nccl).")
-@click.option("--address", default=None, help="Ray cluster address (default: embedded local Ray).")
-@click.option("--local", is_flag=True, help="Train in this process without Ray.")
+@ray_options(
+    workers_help="DDP workers (default 1).",
+    local_help="Train in this process without Ray.",
+    show_errors=False,
+)
 def train(
     model: str,
     run_uri: str,

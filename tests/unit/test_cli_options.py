@@ -1,0 +1,35 @@
+"""The options that say how a command runs are one mechanism (``cli.common.ray_options``)."""
+
+from __future__ import annotations
+
+import click
+import pytest
+
+from batchsep.cli.main import main  # registers every command
+
+RUNNING_COMMANDS = ["scan", "prepare", "features", "enhance", "tag", "evaluate", "train"]
+
+
+def _options(name: str) -> dict[str, click.Option]:
+    command = main.commands[name]
+    return {p.name: p for p in command.params if isinstance(p, click.Option) and p.name}
+
+
+@pytest.mark.parametrize("name", RUNNING_COMMANDS)
+def test_every_running_command_has_the_same_ray_options(name):
+    opts = _options(name)
+    reference = _options("scan")
+    assert opts["address"].help == reference["address"].help
+    assert opts["local"].is_flag
+    assert isinstance(opts["workers"].type, click.IntRange) and opts["workers"].type.min == 1
+    if "show_errors" in opts:
+        assert opts["show_errors"].default == 10 and opts["show_errors"].type.min == 0
+
+
+def test_show_errors_rejects_negative_counts(tmp_path):
+    from click.testing import CliRunner
+
+    r = CliRunner().invoke(
+        main, ["scan", str(tmp_path), "--out", str(tmp_path / "o"), "--show-errors", "-1"]
+    )
+    assert r.exit_code == 2 and "-1 is not in the range x>=0" in r.output
