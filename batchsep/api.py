@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from batchsep.pipeline import scan as _scan
+from batchsep.pipeline.level import INPUT_LEVEL_DB
 
 
 def scan(
@@ -67,6 +68,7 @@ def enhance(
     fmt: str = "wav",
     resume: bool = True,
     shard_size: int | None = None,
+    input_level_db: float | None = INPUT_LEVEL_DB,
     on_progress: Callable[[int, float], None] | None = None,
 ) -> Any:
     """Enhance every audio file under ``in_uri`` into ``out_uri`` with ``model`` (``default``: shipped).
@@ -76,10 +78,16 @@ def enhance(
     (``resume=False`` starts over). ``gpu=True`` puts the model on a GPU per actor. With ``emotion``, the
     enhanced audio is also tagged by ``emotion_model`` (label and 8 class probabilities per file and per
     voiced segment, in the same rows); ``emotion=None`` tags when the shipped tagger is installed.
+    ``input_level_db``: the level the model sees each window at (``None``: the raw level; see
+    ``batchsep.pipeline.enhance.INPUT_LEVEL_DB``).
     """
     from batchsep.pipeline import enhance as _enh
 
-    options = _enh.EnhanceOptions(out_sr="keep" if sr == "keep" else int(sr), fmt=fmt)  # type: ignore[arg-type]
+    options = _enh.EnhanceOptions(
+        out_sr="keep" if sr == "keep" else int(sr),  # type: ignore[arg-type]
+        fmt=fmt,  # type: ignore[arg-type]
+        input_level_db=input_level_db,
+    )
     return _enh.enhance(
         in_uri,
         out_uri,

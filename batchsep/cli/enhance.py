@@ -19,6 +19,7 @@ from batchsep.cli.common import (
 )
 from batchsep.cli.main import main
 from batchsep.errors import BatchsepError, StorageError
+from batchsep.pipeline.level import INPUT_LEVEL_DB, check_input_level
 
 
 def _check_inputs(in_uri: str, out_uri: str, models: dict[str, str]) -> int:
@@ -60,6 +61,18 @@ def _report(summary: Any, verb: str, out_uri: str, show_errors: int) -> None:
     if len(summary.errors) > show_errors:
         click.echo(f"  ... and {len(summary.errors) - show_errors} more (status='error' rows)")
     sys.exit(EXIT_SOME_FAILED if summary.files_failed else EXIT_OK)
+
+
+def _parse_level(text: str) -> float | None:
+    """``--input-level``: dBFS in [-80, 0], or ``off``."""
+    if text.strip().lower() == "off":
+        return None
+    try:
+        level = float(text)
+        check_input_level(level)
+    except (ValueError, BatchsepError) as e:
+        _fail_usage(f"--input-level {text!r}: give dBFS in [-80, 0] or 'off' ({e})")
+    return level
 
 
 def _run_options(f: Any) -> Any:
@@ -113,6 +126,15 @@ def _run_options(f: Any) -> Any:
     show_default=True,
     help="Output format: 32-bit float WAV or 24-bit FLAC.",
 )
+@click.option(
+    "--input-level",
+    default=str(INPUT_LEVEL_DB),
+    show_default=True,
+    metavar="DBFS|off",
+    help="RMS level (dBFS) each 30 s window is brought to before the model estimates its mask (the "
+    "output keeps the input's level), so quiet and loud recordings are enhanced alike; 'off' gives the "
+    "model the raw level.",
+)
 @_run_options
 def enhance(
     in_uri: str,
@@ -122,6 +144,7 @@ def enhance(
     emotion_model: str,
     sr: str,
     fmt: str,
+    input_level: str,
     **run: Any,
 ) -> None:
     """Enhance every audio file under IN_URI into OUT_URI (same relative paths).
@@ -134,6 +157,7 @@ def enhance(
     an error row and never stop the job.
     """
     show_errors = run.pop("show_errors")
+    level_db = _parse_level(input_level)
     emotion = batchsep.api._want_emotion(emotion, emotion_model)
     models = {"--model": model, **({"--emotion-model": emotion_model} if emotion else {})}
     bar, update = _progress(_check_inputs(in_uri, out_uri, models), "file", "enhance")
@@ -141,7 +165,7 @@ def enhance(
         with bar:
             summary = batchsep.api.enhance(
                 in_uri, out_uri, model=model, emotion=emotion, emotion_model=emotion_model, sr=sr,
-                fmt=fmt, on_progress=update, **run,
+                fmt=fmt, input_level_db=level_db, on_progress=update, **run,
             )  # fmt: skip
     except BatchsepError as e:
         _fail_fatal(str(e))

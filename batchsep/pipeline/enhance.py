@@ -30,6 +30,7 @@ from batchsep.io import audio, checkpoint, parquet, schemas, storage
 from batchsep.models.base import MaskModel, deserialize
 from batchsep.pipeline import jobinfo
 from batchsep.pipeline.chunking import overlap_add_stream
+from batchsep.pipeline.level import INPUT_LEVEL_DB, MAX_LEVEL_GAIN_DB, check_input_level
 from batchsep.pipeline.runner import shards
 from batchsep.pipeline.scan import list_audio
 from batchsep.pipeline.tag import EmotionTagger
@@ -50,41 +51,68 @@ class EnhanceOptions:
     batch_windows: int = 4
     max_duration_s: float = 24 * 3600.0
     block_frames: int = 1 << 17
+    input_level_db: float | None = INPUT_LEVEL_DB
+    """See :data:`INPUT_LEVEL_DB`; ``None`` feeds the model the raw level."""
 
     def __post_init__(self) -> None:
         if self.out_sr != "keep" and (not isinstance(self.out_sr, int) or self.out_sr <= 0):
             raise ParameterError(f"out_sr={self.out_sr!r} must be 'keep' or a positive integer")
         if self.fmt not in audio.ENCODE_FORMATS:
             raise ParameterError(f"fmt={self.fmt!r} must be one of {sorted(audio.ENCODE_FORMATS)}")
+        check_input_level(self.input_level_db)
         if not 0 < self.overlap_s < self.chunk_s / 2:
             raise ParameterError(
                 f"overlap_s={self.overlap_s} must be in (0, chunk_s/2={self.chunk_s / 2})"
             )
 
 
+def level_gain(x: torch.Tensor, level_db: float) -> torch.Tensor:
+    """Per-row gain ``[B]`` that brings the RMS of ``x`` ``[B, n]`` to ``level_db`` dBFS, within
+    ±``MAX_LEVEL_GAIN_DB`` (digital silence gets the largest gain, harmlessly)."""
+    rms = x.pow(2).mean(dim=-1).sqrt()
+    limit = 10.0 ** (MAX_LEVEL_GAIN_DB / 20.0)
+    return (10.0 ** (level_db / 20.0) / rms.clamp_min(1e-12)).clamp(1.0 / limit, limit)
+
+
 class MaskEnhancer:
-    """A mask model applied in the STFT domain: windows ``[B, n]`` at 16 kHz → enhanced ``[B, n]``."""
+    """A mask model applied in the STFT domain: windows ``[B, n]`` at 16 kHz → enhanced ``[B, n]``.
+
+    The model estimates each window's mask from its magnitudes brought to ``input_level_db`` (see
+    :data:`INPUT_LEVEL_DB`; ``None``: as they are); the mask multiplies the window's own STFT.
+    """
 
     def __init__(
-        self, model: MaskModel, *, stft_config: StftConfig | None = None, device: str = "cpu"
+        self,
+        model: MaskModel,
+        *,
+        stft_config: StftConfig | None = None,
+        device: str = "cpu",
+        input_level_db: float | None = INPUT_LEVEL_DB,
     ) -> None:
+        check_input_level(input_level_db)
         self.model = model.to(device).eval()
         self.stft_config = stft_config or StftConfig()
         self.device = device
+        self.input_level_db = input_level_db
 
     @torch.inference_mode()
     def __call__(self, windows: np.ndarray) -> np.ndarray:
         c = self.stft_config
         x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
         X = stft(x, n_fft=c.n_fft, hop_length=c.hop_length, window=c.window)
-        mask = self.model(X.abs())
+        mag = X.abs()
+        if self.input_level_db is not None:
+            mag = mag * level_gain(x, self.input_level_db)[:, None, None]
+        mask = self.model(mag)
         y = istft(
             mask * X, length=x.shape[-1], n_fft=c.n_fft, hop_length=c.hop_length, window=c.window
         )
         return y.cpu().numpy()
 
 
-def load_enhancer(model_uri: str, *, device: str = "cpu") -> tuple[MaskEnhancer, str, str]:
+def load_enhancer(
+    model_uri: str, *, device: str = "cpu", input_level_db: float | None = INPUT_LEVEL_DB
+) -> tuple[MaskEnhancer, str, str]:
     """Load a model folder (or ``default``) → (enhancer, model name, weights sha256)."""
     payload = checkpoint.read_checkpoint(model_uri)
     model = deserialize(payload)
@@ -96,7 +124,7 @@ def load_enhancer(model_uri: str, *, device: str = "cpu") -> tuple[MaskEnhancer,
         StftConfig.from_dict(payload.get("stft", {})) if payload.get("stft") else StftConfig()
     )
     return (
-        MaskEnhancer(model, stft_config=stft_cfg, device=device),
+        MaskEnhancer(model, stft_config=stft_cfg, device=device, input_level_db=input_level_db),
         payload["model_name"],
         payload["sha256"],
     )
@@ -308,7 +336,9 @@ class EnhanceWorker:
         self.model_name: str | None = None
         self.model_sha: str | None = None
         if model_uri is not None:
-            self.enhancer, self.model_name, self.model_sha = load_enhancer(model_uri, device=device)
+            self.enhancer, self.model_name, self.model_sha = load_enhancer(
+                model_uri, device=device, input_level_db=self.options.input_level_db
+            )
         self.tagger = EmotionTagger(emotion_uri, device=device) if emotion_uri else None
         self.host = f"{socket.gethostname()}:{os.getpid()}"
 

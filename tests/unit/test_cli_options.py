@@ -33,3 +33,42 @@ def test_show_errors_rejects_negative_counts(tmp_path):
         main, ["scan", str(tmp_path), "--out", str(tmp_path / "o"), "--show-errors", "-1"]
     )
     assert r.exit_code == 2 and "-1 is not in the range x>=0" in r.output
+
+
+@pytest.mark.parametrize("value", ["loud", "5", "-100"])
+def test_enhance_input_level_usage_errors(tmp_path, value):
+    from click.testing import CliRunner
+
+    r = CliRunner().invoke(
+        main, ["enhance", str(tmp_path), str(tmp_path / "o"), "--input-level", value]
+    )
+    assert r.exit_code == 2 and "--input-level" in r.output and "'off'" in r.output
+
+
+def test_enhance_input_level_off_reaches_the_api(tmp_path, monkeypatch):
+    import batchsep.api
+    from batchsep.errors import BatchsepError
+
+    seen = {}
+
+    def stop(*args, **kwargs):
+        seen.update(kwargs)
+        raise BatchsepError("stopped after reading the options")
+
+    monkeypatch.setattr(batchsep.api, "enhance", stop)
+    (tmp_path / "in").mkdir()
+    from click.testing import CliRunner
+
+    r = CliRunner().invoke(
+        main,
+        [
+            "enhance",
+            str(tmp_path / "in"),
+            str(tmp_path / "o"),
+            "--input-level",
+            "off",
+            "--no-emotion",
+        ],
+    )
+    assert "stopped after reading the options" in r.output
+    assert seen["input_level_db"] is None
