@@ -79,7 +79,7 @@ def enhance(
     enhanced audio is also tagged by ``emotion_model`` (label and 8 class probabilities per file and per
     voiced segment, in the same rows); ``emotion=None`` tags when the shipped tagger is installed.
     ``input_level_db``: the level the model sees each window at (``None``: the raw level; see
-    ``batchsep.pipeline.enhance.INPUT_LEVEL_DB``).
+    ``batchsep.pipeline.level.INPUT_LEVEL_DB``).
     """
     from batchsep.pipeline import enhance as _enh
 
