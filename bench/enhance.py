@@ -11,6 +11,9 @@ from then on, so the fixed start-up cost and the steady throughput can be told a
 seconds each kind of process used during the run: the model actors, and everything else that Ray needs (this
 driver, raylet, GCS, Ray Data's helper actors, agents). With one worker that overhead runs on the idle second
 core; with two it competes with the actors, which is what keeps 1 -> 2 worker scaling below 2x on 2 cores.
+The CPU split reads /proc just before the run and just after its last result (before Ray shuts down): a
+process that has exited and been reaped by then is not counted (Ray Data's pool actors still are: ~1 s of
+CPU per second of the run, as their busy time says).
 """
 
 from __future__ import annotations
