@@ -12,8 +12,8 @@ seconds each kind of process used during the run: the model actors, and everythi
 driver, raylet, GCS, Ray Data's helper actors, agents). With one worker that overhead runs on the idle second
 core; with two it competes with the actors, which is what keeps 1 -> 2 worker scaling below 2x on 2 cores.
 The CPU split reads /proc just before the run and just after its last result (before Ray shuts down): a
-process that has exited and been reaped by then is not counted (Ray Data's pool actors still are: ~1 s of
-CPU per second of the run, as their busy time says).
+process that has exited and been reaped by then is not counted (Ray Data's pool actors still are: measured,
+each actor's CPU seconds matched its busy time in the results rows, 31.6 vs 31.7 s).
 """
 
 from __future__ import annotations
