@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from batchsep.pipeline import scan as _scan
-from batchsep.pipeline.level import INPUT_LEVEL_DB
+from batchsep.pipeline.level import MODEL_LEVEL, InputLevel
 
 
 def scan(
@@ -68,7 +68,7 @@ def enhance(
     fmt: str = "wav",
     resume: bool = True,
     shard_size: int | None = None,
-    input_level_db: float | None = INPUT_LEVEL_DB,
+    input_level_db: InputLevel = MODEL_LEVEL,
     on_progress: Callable[[int, float], None] | None = None,
 ) -> Any:
     """Enhance every audio file under ``in_uri`` into ``out_uri`` with ``model`` (``default``: shipped).
@@ -78,8 +78,9 @@ def enhance(
     (``resume=False`` starts over). ``gpu=True`` puts the model on a GPU per actor. With ``emotion``, the
     enhanced audio is also tagged by ``emotion_model`` (label and 8 class probabilities per file and per
     voiced segment, in the same rows); ``emotion=None`` tags when the shipped tagger is installed.
-    ``input_level_db``: the level the model sees each window at (``None``: the raw level; see
-    ``batchsep.pipeline.level.INPUT_LEVEL_DB``).
+    ``input_level_db``: the level (dBFS) the model sees each window at: ``"model"``, the level it was
+    trained at (recorded by ``batchsep train``; -26 for models without one); ``None``: the raw level (see
+    ``batchsep.pipeline.level``).
     """
     from batchsep.pipeline import enhance as _enh
 

@@ -19,7 +19,7 @@ from batchsep.cli.common import (
 )
 from batchsep.cli.main import main
 from batchsep.errors import BatchsepError, StorageError
-from batchsep.pipeline.level import INPUT_LEVEL_DB, check_input_level
+from batchsep.pipeline.level import INPUT_LEVEL_DB, MODEL_LEVEL, InputLevel, check_input_level
 
 
 def _check_inputs(in_uri: str, out_uri: str, models: dict[str, str]) -> int:
@@ -63,15 +63,17 @@ def _report(summary: Any, verb: str, out_uri: str, show_errors: int) -> None:
     sys.exit(EXIT_SOME_FAILED if summary.files_failed else EXIT_OK)
 
 
-def _parse_level(text: str) -> float | None:
-    """``--input-level``: dBFS in [-80, 0], or ``off``."""
+def _parse_level(text: str) -> InputLevel:
+    """``--input-level``: ``model``, dBFS in [-80, 0], or ``off``."""
     if text.strip().lower() == "off":
         return None
+    if text.strip().lower() == MODEL_LEVEL:
+        return MODEL_LEVEL
     try:
         level = float(text)
         check_input_level(level)
     except (ValueError, BatchsepError) as e:
-        _fail_usage(f"--input-level {text!r}: give dBFS in [-80, 0] or 'off' ({e})")
+        _fail_usage(f"--input-level {text!r}: give 'model', dBFS in [-80, 0] or 'off' ({e})")
     return level
 
 
@@ -128,12 +130,13 @@ def _run_options(f: Any) -> Any:
 )
 @click.option(
     "--input-level",
-    default=str(INPUT_LEVEL_DB),
+    default=MODEL_LEVEL,
     show_default=True,
-    metavar="DBFS|off",
+    metavar="model|DBFS|off",
     help="RMS level (dBFS) each 30 s window is brought to before the model estimates its mask (the "
-    "output keeps the input's level), so quiet and loud recordings are enhanced alike; 'off' gives the "
-    "model the raw level.",
+    "output keeps the input's level), so quiet and loud recordings are enhanced alike. 'model': the "
+    f"level the model was trained at (recorded by `batchsep train`; {INPUT_LEVEL_DB:g} for models "
+    "without one, the shipped model's); 'off' gives the model the raw level.",
 )
 @_run_options
 def enhance(

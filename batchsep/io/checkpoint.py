@@ -21,6 +21,8 @@ from batchsep.io import storage
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "weights.safetensors"
 METRICS_NAME = "metrics.json"
+INPUT_LEVEL_KEY = "input_level_db"
+"""``config.json`` key of a mask model: the RMS level (dBFS) of its training mixtures (``batchsep train``)."""
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 
 

@@ -30,7 +30,14 @@ from batchsep.io import audio, checkpoint, parquet, schemas, storage
 from batchsep.models.base import MaskModel, deserialize
 from batchsep.pipeline import jobinfo
 from batchsep.pipeline.chunking import overlap_add_stream
-from batchsep.pipeline.level import INPUT_LEVEL_DB, MAX_LEVEL_GAIN_DB, check_input_level
+from batchsep.pipeline.level import (
+    INPUT_LEVEL_DB,
+    MAX_LEVEL_GAIN_DB,
+    MODEL_LEVEL,
+    InputLevel,
+    check_input_level,
+    resolve_input_level,
+)
 from batchsep.pipeline.runner import shards
 from batchsep.pipeline.scan import list_audio
 from batchsep.pipeline.tag import EmotionTagger
@@ -51,8 +58,9 @@ class EnhanceOptions:
     batch_windows: int = 4
     max_duration_s: float = 24 * 3600.0
     block_frames: int = 1 << 17
-    input_level_db: float | None = INPUT_LEVEL_DB
-    """See :data:`INPUT_LEVEL_DB`; ``None`` feeds the model the raw level."""
+    input_level_db: InputLevel = MODEL_LEVEL
+    """Level (dBFS) each window is brought to for the model: ``"model"``, the level the model was trained
+    at (see :func:`~batchsep.pipeline.level.resolve_input_level`); ``None`` feeds it the raw level."""
 
     def __post_init__(self) -> None:
         if self.out_sr != "keep" and (not isinstance(self.out_sr, int) or self.out_sr <= 0):
@@ -89,6 +97,10 @@ class MaskEnhancer:
         device: str = "cpu",
         input_level_db: float | None = INPUT_LEVEL_DB,
     ) -> None:
+        if input_level_db == MODEL_LEVEL:
+            raise ParameterError(
+                "MaskEnhancer needs input_level_db in dBFS or None ('model' is resolved by load_enhancer)"
+            )
         check_input_level(input_level_db)
         self.model = model.to(device).eval()
         self.stft_config = stft_config or StftConfig()
@@ -111,10 +123,15 @@ class MaskEnhancer:
 
 
 def load_enhancer(
-    model_uri: str, *, device: str = "cpu", input_level_db: float | None = INPUT_LEVEL_DB
+    model_uri: str, *, device: str = "cpu", input_level_db: InputLevel = MODEL_LEVEL
 ) -> tuple[MaskEnhancer, str, str]:
-    """Load a model folder (or ``default``) → (enhancer, model name, weights sha256)."""
+    """Load a model folder (or ``default``) → (enhancer, model name, weights sha256).
+
+    ``input_level_db``: ``"model"`` (default) normalises to the level the model records (its training
+    mixtures' median), else to :data:`INPUT_LEVEL_DB`; a number in dBFS; ``None`` for the raw level.
+    """
     payload = checkpoint.read_checkpoint(model_uri)
+    level = resolve_input_level(input_level_db, payload)
     model = deserialize(payload)
     if not isinstance(model, MaskModel):
         raise ParameterError(
@@ -124,7 +141,7 @@ def load_enhancer(
         StftConfig.from_dict(payload.get("stft", {})) if payload.get("stft") else StftConfig()
     )
     return (
-        MaskEnhancer(model, stft_config=stft_cfg, device=device, input_level_db=input_level_db),
+        MaskEnhancer(model, stft_config=stft_cfg, device=device, input_level_db=level),
         payload["model_name"],
         payload["sha256"],
     )
@@ -455,9 +472,9 @@ def enhance(
     storage.check_writable(out_uri)
     if model is None and emotion is None:
         raise ParameterError("nothing to do: give an enhancement model, an emotion model, or both")
-    for uri in (model, emotion):  # fail fast on a bad model URI, before any worker starts
-        if uri is not None:
-            checkpoint.read_checkpoint(uri)
+    # fail fast on a bad model URI, before any worker starts
+    metas = {uri: checkpoint.read_checkpoint(uri) for uri in (model, emotion) if uri is not None}
+    level_used = resolve_input_level(options.input_level_db, metas[model]) if model else None
     results_uri = storage.join(out_uri, RESULTS_DIR)
     if not resume:
         for e in storage.list_files(results_uri) if storage.exists(results_uri) else []:
@@ -501,6 +518,7 @@ def enhance(
             "emotion": emotion,
             "device": device,
             "options": asdict(options),
+            "input_level_db_used": level_used,
             "shard_size": shard_size,
         },
     )

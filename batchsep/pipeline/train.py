@@ -43,6 +43,7 @@ from batchsep.pipeline.train_data import (
     parse_overrides,
     resolve_features,
     split_overrides,
+    training_level_db,
 )
 from batchsep.training.curves import learning_curves, render_learning_curves
 from batchsep.training.loop import EpochRecord, TrainerState, fit
@@ -75,6 +76,7 @@ class TrainJob:
     data_info: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
     verbose: bool = True
+    input_level_db: float | None = None
 
 
 @dataclass
@@ -115,13 +117,21 @@ def _param_count(model: torch.nn.Module) -> int:
 
 
 def write_model(
-    uri: str, model: BatchsepModel, stft: Mapping[str, Any], metrics: Any = None
+    uri: str,
+    model: BatchsepModel,
+    stft: Mapping[str, Any],
+    metrics: Any = None,
+    *,
+    input_level_db: float | None = None,
 ) -> str:
-    """Write a checkpoint folder whose ``config.json`` also records the STFT config (``stft``)."""
+    """Write a checkpoint folder whose ``config.json`` also records the STFT config (``stft``) and the
+    level of the training mixtures (``input_level_db``, see :func:`training_level_db`) when known."""
     checksum = checkpoint.write_checkpoint(uri, serialize(model), metrics=metrics)
     config_uri = storage.join(uri, checkpoint.CONFIG_NAME)
     meta = json.loads(storage.read_text(config_uri))
     meta["stft"] = dict(stft)
+    if input_level_db is not None:
+        meta[checkpoint.INPUT_LEVEL_KEY] = input_level_db
     storage.write_text(config_uri, json.dumps(meta, indent=2))
     return checksum
 
@@ -147,7 +157,10 @@ class ArtifactWriter:
         torch.save(snapshot, buf)
         storage.write_bytes(storage.join(job.out_uri, STATE_NAME), buf.getvalue())
         if record.improved:
-            write_model(job.out_uri, self.model, job.stft, metrics=self.metrics(state, None))
+            write_model(
+                job.out_uri, self.model, job.stft, metrics=self.metrics(state, None),
+                input_level_db=job.input_level_db,
+            )  # fmt: skip
         curves = learning_curves(state.history)
         storage.write_text(storage.join(job.out_uri, CURVES_JSON), json.dumps(curves, indent=2))
         valid = "n/a" if record.valid_loss is None else f"{record.valid_loss:.5f}"
@@ -241,7 +254,9 @@ def run_worker(
     )
     metrics = writer.metrics(state, result.stop_reason)
     if result.best_state is not None:  # the model holds the best weights (restore_best)
-        write_model(job.out_uri, model, job.stft, metrics=metrics)
+        write_model(
+            job.out_uri, model, job.stft, metrics=metrics, input_level_db=job.input_level_db
+        )
     if result.history:
         writer.write_png(result.history)
     log_line(
@@ -271,6 +286,7 @@ def _train_snmf(
     runner: Runner,
     verbose: bool,
     device: str,
+    input_level_db: float | None,
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
     config = model_config("snmf", overrides, n_freq=int(stft["n_fft"]) // 2 + 1)
@@ -278,7 +294,7 @@ def _train_snmf(
     model, info = learn_snmf(features_uri, config, data, runner=runner, device=device)  # type: ignore[arg-type]
     info.update(model="snmf", param_count=_param_count(model), best_epoch=0, epochs=0)
     info.update(stop_reason="fitted", wall_s=time.perf_counter() - t0)
-    write_model(out_uri, model, stft, metrics=info)
+    write_model(out_uri, model, stft, metrics=info, input_level_db=input_level_db)
     log_line(
         verbose,
         f"[train snmf] valid loss {info['best_valid_loss']:.5f}, wall {info['wall_s']:.1f} s",
@@ -363,8 +379,11 @@ def train(
     ).to_dict()  # fmt: skip
     n_freq = StftConfig.from_dict(stft).n_freq
     model_over, train_over = split_overrides(parse_overrides(overrides))
+    level = training_level_db(features_uri, stft)
     if model == "snmf":
-        info = _train_snmf(features_uri, out_uri, model_over, data, stft, runner, verbose, device)
+        info = _train_snmf(
+            features_uri, out_uri, model_over, data, stft, runner, verbose, device, level
+        )
         return TrainSummary.from_metrics(out_uri, info)
     MODELS.get(model)  # unknown name → RegistryError before any work
     train_cfg = TrainConfig.from_dict({**MODEL_DEFAULTS.get(model, {}), **train_over})
@@ -372,9 +391,10 @@ def train(
     if model == "drnmf":
         init_uri = storage.join(out_uri, "init")
         built, init_from = _drnmf_init(
-            features_uri, out_uri, model_over, data, stft, init_from, runner, verbose, device
-        )
-        write_model(init_uri, built, stft)
+            features_uri, out_uri, model_over, data, stft, init_from, runner, verbose, device,
+            level,
+        )  # fmt: skip
+        write_model(init_uri, built, stft, input_level_db=level)
         cfg = built.config
         info["init_from"] = init_from
     else:
@@ -384,10 +404,10 @@ def train(
         info.update(data_info)  # seed 004 models: noise_mag, per-source labels (sce)
         cfg = model_config(model, model_over, n_freq=n_freq)
     data = _loss_columns(cfg, transform, data)
-    info = {**info, "features_uri": features_uri, "transform": transform}
+    info = {**info, "features_uri": features_uri, "transform": transform, "input_level_db": level}
     job = TrainJob(
         model, features_uri, out_uri, cfg.to_dict(), train_cfg.to_dict(), data, stft,
-        init_uri, info, device, verbose,
+        init_uri, info, device, verbose, level,
     )  # fmt: skip
     return TrainSummary.from_metrics(out_uri, fit_executor(job))
 
@@ -414,6 +434,7 @@ def _drnmf_init(
     runner: Runner,
     verbose: bool,
     device: str,
+    input_level_db: float | None,
 ) -> tuple[BatchsepModel, str]:
     """A DR-NMF whose layers are ISTA steps for a trained SNMF dictionary (given or trained now)."""
     from batchsep.models.drnmf import DrnmfEnhancer
@@ -430,7 +451,10 @@ def _drnmf_init(
         }
         init_from = storage.join(out_uri, "snmf")
         if not storage.exists(storage.join(init_from, checkpoint.CONFIG_NAME)):
-            _train_snmf(features_uri, init_from, snmf_over, data, stft, runner, verbose, device)
+            _train_snmf(
+                features_uri, init_from, snmf_over, data, stft, runner, verbose, device,
+                input_level_db,
+            )  # fmt: skip
     try:
         snmf = deserialize(checkpoint.read_checkpoint(init_from))
     except StorageError as e:

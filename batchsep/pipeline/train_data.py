@@ -27,6 +27,7 @@ from batchsep.corpus.dataset import (
     frames_column,
     list_shards,
 )
+from batchsep.dsp.stft import StftConfig, level_db_from_magnitudes
 from batchsep.errors import ParameterError, StorageError
 from batchsep.io import storage
 from batchsep.models.base import MODELS, serialize
@@ -275,6 +276,34 @@ def feature_transform(
         "seed": data.seed,
     }
     return transform, info
+
+
+LEVEL_ROWS = 512
+"""Training mixtures :func:`training_level_db` reads (the first ones of the train split's shards)."""
+
+
+def training_level_db(features_uri: str, stft: Mapping[str, Any]) -> float | None:
+    """Median RMS level (dBFS, rounded to 1 dB) of the train split's noisy mixtures, from their STFT
+    magnitudes (Parseval, :func:`~batchsep.dsp.stft.level_db_from_magnitudes`; at most ``LEVEL_ROWS``
+    mixtures). A mask model's output hardly changes with its input level within a dB; the rounding keeps
+    the recorded value stable between runs on other samples of the same data.
+
+    Recorded in the trained model's ``config.json`` as ``input_level_db``: the level the enhancer brings
+    each input window to, so the model sees inputs at the level it was trained on. None without rows."""
+    config = StftConfig.from_dict(dict(stft))
+    levels: list[float] = []
+    for shard in list_shards(storage.join(features_uri, "train")):
+        fs, path = storage.filesystem(shard.uri)
+        t = pq.read_table(path, filesystem=fs, columns=["status", "n_samples", "noisy_mag"])
+        ok = [s == "ok" for s in t.column("status").to_pylist()]
+        for good, n, mag in zip(
+            ok, t.column("n_samples").to_pylist(), frames_column(t.column("noisy_mag"))
+        ):
+            if good and n and mag is not None and mag.size:
+                levels.append(level_db_from_magnitudes(mag, int(n), config))
+        if len(levels) >= LEVEL_ROWS:
+            break
+    return float(round(float(np.median(levels[:LEVEL_ROWS])))) if levels else None
 
 
 def distinct_values(uri: str, column: str) -> tuple[str, ...]:

@@ -88,6 +88,33 @@ def test_outputs_and_rows(tmp_path, model_uri):
     assert (info.samplerate, info.frames, info.subtype) == (16000, int(1.5 * SR), "PCM_24")
 
 
+def test_model_recorded_level_is_the_default(tmp_path, model_uri):
+    """A model whose config.json records the level of its training mixtures (``batchsep train`` writes it)
+    is run at that level by default: the same output as asking for it explicitly, not as the -26 dBFS
+    fallback; job.json says which level was used."""
+    import json
+    import shutil
+
+    recorded = tmp_path / "model"
+    shutil.copytree(model_uri, recorded)
+    meta = json.loads((recorded / "config.json").read_text())
+    (recorded / "config.json").write_text(json.dumps({**meta, "input_level_db": -40.0}))
+    root = tmp_path / "in"
+    make_corpus(root, n=2)
+    outs = {}
+    for name, level in (("default", "model"), ("explicit", -40.0), ("fallback", -26.0)):
+        s = enhance(str(root), str(tmp_path / name), model=str(recorded),
+                    options=EnhanceOptions(input_level_db=level))  # fmt: skip
+        assert s.files_ok == 2
+        outs[name] = sf.read(tmp_path / name / "f0.wav")[0]
+        job = json.loads((tmp_path / name / "job.json").read_text())
+        assert job["stages"]["enhance"]["spec"]["input_level_db_used"] == (
+            -40.0 if name != "fallback" else -26.0
+        )
+    np.testing.assert_array_equal(outs["default"], outs["explicit"])
+    assert np.max(np.abs(outs["default"] - outs["fallback"])) > 1e-4
+
+
 def test_output_names_never_collide():
     out = output_rel_paths(["a.wav", "a.flac", "b.flac", "c/d.ogg"], "wav")
     assert out == {

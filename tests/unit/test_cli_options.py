@@ -45,7 +45,12 @@ def test_enhance_input_level_usage_errors(tmp_path, value):
     assert r.exit_code == 2 and "--input-level" in r.output and "'off'" in r.output
 
 
-def test_enhance_input_level_off_reaches_the_api(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [([], "model"), (["--input-level", "MODEL"], "model"), (["--input-level", "off"], None),
+     (["--input-level", "-30"], -30.0)],
+)  # fmt: skip
+def test_enhance_input_level_reaches_the_api(tmp_path, monkeypatch, args, expected):
     import batchsep.api
     from batchsep.errors import BatchsepError
 
@@ -65,10 +70,9 @@ def test_enhance_input_level_off_reaches_the_api(tmp_path, monkeypatch):
             "enhance",
             str(tmp_path / "in"),
             str(tmp_path / "o"),
-            "--input-level",
-            "off",
+            *args,
             "--no-emotion",
         ],
     )
     assert "stopped after reading the options" in r.output
-    assert seen["input_level_db"] is None
+    assert seen["input_level_db"] == expected

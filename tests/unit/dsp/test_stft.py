@@ -199,3 +199,28 @@ def test_stft_config_validation(kwargs):
         StftConfig(**kwargs)
     with pytest.raises(ConfigError):
         StftConfig.from_dict(kwargs)
+
+
+@pytest.mark.parametrize("window", ["sqrt_hann", "hann"])
+@pytest.mark.parametrize("kind", ["noise", "sine"])
+def test_level_from_magnitudes_is_the_rms_level(window, kind):
+    """Parseval: the level of a signal from its one-sided STFT magnitudes, within 0.1 dB for >= 0.5 s."""
+    from batchsep.dsp.stft import level_db_from_magnitudes
+
+    for n, level in ((8000, -26.0), (48000, -41.5), (160000, -3.0)):
+        x = (
+            noise(n, np.float64)
+            if kind == "noise"
+            else np.sin(2 * np.pi * 441 * np.arange(n) / 16000)
+        )
+        x = x / np.sqrt(np.mean(x**2)) * 10 ** (level / 20)
+        config = StftConfig(window=window)
+        mag = np.abs(stft(x, n_fft=512, hop_length=128, window=window)).T  # [T, F]
+        assert level_db_from_magnitudes(mag, n, config) == pytest.approx(level, abs=0.1)
+
+
+def test_level_from_magnitudes_refuses_an_empty_signal():
+    from batchsep.dsp.stft import level_db_from_magnitudes
+
+    with pytest.raises(ParameterError, match="non-empty"):
+        level_db_from_magnitudes(np.zeros((0, 257)), 0, StftConfig())

@@ -91,3 +91,29 @@ def test_input_level_out_of_range_is_refused(bad):
 
     with pytest.raises(ParameterError, match="input_level_db"):
         EnhanceOptions(input_level_db=bad)
+
+
+def test_model_level_resolves_to_the_recorded_level_else_the_default():
+    from batchsep.errors import ParameterError
+    from batchsep.pipeline.level import INPUT_LEVEL_DB, resolve_input_level
+
+    assert resolve_input_level("model", {"input_level_db": -35.0}) == -35.0
+    assert resolve_input_level("model", {}) == INPUT_LEVEL_DB
+    assert resolve_input_level(-12.5, {"input_level_db": -35.0}) == -12.5
+    assert resolve_input_level(None, {"input_level_db": -35.0}) is None
+    for bad_meta, bad_option in (({"input_level_db": 7.0}, "model"), ({}, "loud")):
+        with pytest.raises(ParameterError, match="input_level_db"):
+            resolve_input_level(bad_option, bad_meta)
+
+
+def test_shipped_enhancer_records_its_training_level():
+    from batchsep.pipeline.enhance import load_enhancer
+
+    assert load_enhancer("default")[0].input_level_db == -26.0
+
+
+def test_mask_enhancer_needs_a_resolved_level():
+    from batchsep.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="load_enhancer"):
+        _enhancer("model")

@@ -28,6 +28,7 @@ from batchsep.pipeline.train_data import (
     SubsetFeatureDataset,
     resolve_features,
     train_subset,
+    training_level_db,
 )
 
 N_FFT = 32
@@ -67,6 +68,7 @@ def write_features(
             Hn = rng.gamma(2.0, 0.3, (4, T))
             clean, noise = (Ws @ Hs).T.astype(np.float32), (Wn @ Hn).T.astype(np.float32)
             rows.append({"mixture_id": f"{split}-{i:04d}", "n_frames": T, "status": "ok",
+                         "n_samples": (T - 1) * 8,
                          "noisy_mag": clean + noise, "clean_mag": clean, "noise_mag": noise,
                          "psa_target": clean})  # fmt: skip
         rows.append({"mixture_id": f"{split}-bad", "status": "error", "error": "unreadable"})
@@ -161,6 +163,10 @@ def test_tiny_training_improves_and_writes_outputs(run, tmp_path):
     assert (Path(out) / "curves.png").read_bytes()[:4] == b"\x89PNG"
     meta = json.loads((Path(out) / "config.json").read_text())
     assert meta["stft"]["n_fft"] == N_FFT and meta["stft"]["hop_length"] == 8
+    level = training_level_db(resolve_features(run), meta["stft"])
+    assert (
+        level is not None and meta["input_level_db"] == level == s.metrics["data"]["input_level_db"]
+    )
     m = json.loads((Path(out) / "metrics.json").read_text())
     assert m["param_count"] == s.param_count > 0 and m["data"]["n_train_mixtures"] == 48
     # the checkpoint holds the best weights: its validation loss is the recorded best
@@ -170,6 +176,9 @@ def test_tiny_training_improves_and_writes_outputs(run, tmp_path):
     )
     enhancer, name, _ = load_enhancer(out)
     assert name == "lstm" and enhancer.stft_config.n_fft == N_FFT
+    assert enhancer.input_level_db == level  # "model": the level it was trained at
+    assert load_enhancer(out, input_level_db=-40.0)[0].input_level_db == -40.0
+    assert load_enhancer(out, input_level_db=None)[0].input_level_db is None
     mag = torch.rand(2, F, 25, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.equal(reloaded(mag), enhancer.model(mag))
@@ -223,6 +232,12 @@ def test_snmf_then_drnmf_from_it(run, tmp_path):
     )
     assert d.best_valid_loss < _valid_loss(init, resolve_features(run))
     assert d.param_count == 3 * F * 10 + 6 and d.metrics["data"]["init_from"] == snmf_uri
+    # every checkpoint records the level of the mixtures it was trained on
+    metas = [
+        json.loads((Path(u) / "config.json").read_text()) for u in (snmf_uri, out, out + "/init")
+    ]
+    level = training_level_db(resolve_features(run), metas[0]["stft"])
+    assert level is not None and [m["input_level_db"] for m in metas] == [level] * 3
     with pytest.raises(ParameterError, match="not an SNMF"):
         tr.train(run, str(tmp_path / "x"), model="drnmf", init_from=out, data=DATA, verbose=False)
 
@@ -313,3 +328,51 @@ def test_log_line_is_written_once_under_ray_trains_print_patch(capsys, caplog, m
         tr.log_line(False, "not shown")
     assert capsys.readouterr().err == "via print\n[train x] epoch 0\n"
     assert [r.getMessage() for r in caplog.records] == ["via print"]
+
+
+def test_training_level_db_is_the_median_mixture_level(tmp_path):
+    """Known answer: white-noise mixtures at -20, -30 and -32 dBFS RMS → -30 (Parseval on their stored STFT
+    magnitudes, rounded to 1 dB); error rows and rows without a length are skipped."""
+    from batchsep.dsp.stft import StftConfig, stft
+
+    config = feat.StftFeatures()  # the reference STFT: 512 / 128, sqrt-Hann
+    rng = np.random.default_rng(3)
+    rows = []
+    for i, level in enumerate([-20.0, -30.0, -32.0]):
+        x = rng.standard_normal(24000)
+        x = (x / np.sqrt(np.mean(x**2)) * 10 ** (level / 20)).astype(np.float32)
+        mag = np.abs(stft(x, n_fft=512, hop_length=128)).T.astype(np.float32)
+        rows.append({"mixture_id": f"m{i}", "status": "ok", "n_samples": len(x), "noisy_mag": mag})
+    rows.append({"mixture_id": "bad", "status": "error", "noisy_mag": None})
+    rows.append({"mixture_id": "nolen", "status": "ok", "noisy_mag": rows[0]["noisy_mag"]})
+    schema = feat.feature_schema(config)
+    cols = {}
+    for fld in schema:
+        vals = [r.get(fld.name) for r in rows]
+        if fld.name.endswith("_mag"):
+            n_bins = 257
+            flat = np.concatenate([np.zeros(0)] + [v.ravel() for v in vals if v is not None])
+            offsets = np.cumsum([0] + [0 if v is None else len(v) for v in vals]).astype(np.int32)
+            cols[fld.name] = pa.ListArray.from_arrays(
+                pa.array(offsets),
+                pa.FixedSizeListArray.from_arrays(pa.array(flat.astype(np.float32)), n_bins),
+                mask=pa.array([v is None for v in vals]),
+            )
+            continue
+        if fld.name == "split":
+            vals = ["train"] * len(rows)
+        elif fld.name == "index":
+            vals = list(range(len(rows)))
+        cols[fld.name] = pa.array(vals, fld.type)
+    storage.write_bytes(
+        str(tmp_path / "train" / "part-00000.parquet"),
+        feat.shard_bytes(pa.Table.from_pydict(cols, schema=schema)),
+    )
+    stft_cfg = StftConfig().to_dict()
+    assert training_level_db(str(tmp_path), stft_cfg) == -30.0
+    # the Parseval estimate itself, before rounding: within 0.1 dB of the true level
+    from batchsep.dsp.stft import level_db_from_magnitudes
+
+    for r, level in zip(rows, [-20.0, -30.0, -32.0]):
+        est = level_db_from_magnitudes(r["noisy_mag"], r["n_samples"], StftConfig())
+        assert abs(est - level) < 0.1
