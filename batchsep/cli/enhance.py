@@ -18,18 +18,19 @@ from batchsep.cli.common import (
     ray_options,
 )
 from batchsep.cli.main import main
-from batchsep.errors import BatchsepError, StorageError
+from batchsep.errors import BatchsepError, ParameterError, StorageError
 from batchsep.pipeline.level import INPUT_LEVEL_DB, MODEL_LEVEL, InputLevel, check_input_level
 
 
 def _check_inputs(in_uri: str, out_uri: str, models: dict[str, str]) -> int:
-    """Fail early (usage/fatal exits) on a missing input, a bad model, an unwritable output."""
+    """Fail early (usage/fatal exits) on a missing input, a bad model, an unwritable output; the number
+    of audio files to process."""
     from batchsep.io import checkpoint, storage
-    from batchsep.pipeline.scan import list_audio
+    from batchsep.pipeline.enhance import enhance_inputs
 
     try:
-        entries, _ = list_audio(in_uri)
-    except StorageError as e:
+        entries, _ = enhance_inputs(in_uri, out_uri)
+    except BatchsepError as e:
         _fail_usage(str(e))
     for option, uri in models.items():
         try:
@@ -56,6 +57,14 @@ def _report(summary: Any, verb: str, out_uri: str, show_errors: int) -> None:
         )
         + f"results: {out_uri}/results"
     )
+    if summary.outputs_missing:
+        click.echo(f"{summary.outputs_missing} files done earlier had lost their output: done again")
+    if summary.non_audio_skipped:
+        click.echo(f"{summary.non_audio_skipped} non-audio files skipped (by name)")
+    if summary.files == 0:
+        from batchsep.io.audio import AUDIO_SUFFIXES
+
+        click.echo(f"warning: no audio files found under the input ({' '.join(AUDIO_SUFFIXES)})")
     for rel, err in summary.errors[:show_errors]:
         click.echo(f"  failed: {rel}: {err}")
     if len(summary.errors) > show_errors:
@@ -72,8 +81,8 @@ def _parse_level(text: str) -> InputLevel:
     try:
         level = float(text)
         check_input_level(level)
-    except (ValueError, BatchsepError) as e:
-        _fail_usage(f"--input-level {text!r}: give 'model', dBFS in [-80, 0] or 'off' ({e})")
+    except (ValueError, BatchsepError):
+        _fail_usage(f"--input-level {text!r}: give 'model', dBFS in [-80, 0] or 'off'")
     return level
 
 
@@ -170,6 +179,8 @@ def enhance(
                 in_uri, out_uri, model=model, emotion=emotion, emotion_model=emotion_model, sr=sr,
                 fmt=fmt, input_level_db=level_db, on_progress=update, **run,
             )  # fmt: skip
+    except ParameterError as e:  # e.g. resuming into OUT with other settings
+        _fail_usage(str(e))
     except BatchsepError as e:
         _fail_fatal(str(e))
     _report(summary, "enhanced", out_uri, show_errors)

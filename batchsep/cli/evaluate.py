@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 import batchsep.api
-from batchsep.cli.common import EPILOG, _fail_fatal, _fail_usage, ray_options
+from batchsep.cli.common import (
+    EPILOG,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    _fail_fatal,
+    _fail_usage,
+    ray_options,
+)
 from batchsep.cli.main import main
-from batchsep.errors import BatchsepError, StorageError
+from batchsep.errors import BatchsepError, ParameterError, StorageError
 
 METRIC_NAMES = ("sdr", "si_sdr", "pesq", "stoi")
 
@@ -18,7 +27,10 @@ METRIC_NAMES = ("sdr", "si_sdr", "pesq", "stoi")
     "--references",
     default=None,
     help="Clean references: a prepare run (mixtures.parquet) or a folder of clean files "
-    "with the same relative paths as the enhanced inputs.",
+    "with the same relative paths as the enhanced inputs. Needed to score the audio of an "
+    "enhance run: without it, or when it matches no file, evaluate stops with exit status 2 "
+    "(unless the files are RAVDESS-named and emotion-tagged: then only emotions are "
+    "evaluated). Not needed for a tag run.",
 )
 @click.option(
     "--metrics",
@@ -26,9 +38,7 @@ METRIC_NAMES = ("sdr", "si_sdr", "pesq", "stoi")
     show_default=True,
     help="Comma-separated subset of sdr (BSS Eval SDR/SIR/SAR), si_sdr, pesq, stoi.",
 )
-@ray_options(
-    workers_help="Parallel tasks (embedded Ray CPUs). Default: all cores.", show_errors=False
-)
+@ray_options(workers_help="Parallel tasks (embedded Ray CPUs). Default: all cores.")
 def evaluate(
     run_uri: str,
     references: str | None,
@@ -36,6 +46,7 @@ def evaluate(
     workers: int | None,
     address: str | None,
     local: bool,
+    show_errors: int,
 ) -> None:
     """Score the enhance run RUN_URI into RUN_URI/metrics/part-*.parquet.
 
@@ -43,7 +54,9 @@ def evaluate(
     16 kHz, narrow-band at 8 kHz) and STOI for the enhanced output and the unprocessed
     input, their improvements, breakdown fields (input SNR, noise class, speaker, split,
     model) and, for tagged RAVDESS files, true and predicted emotions. A metric that
-    cannot be computed is NaN with a reason in <metric>_error.
+    cannot be computed is NaN with a reason in <metric>_error; a file that cannot be
+    scored at all (no reference, lengths differ, unreadable) has a reason in error and
+    makes the exit status 1.
     """
     chosen = [m.strip() for m in metrics.split(",") if m.strip()]
     bad = sorted(set(chosen) - set(METRIC_NAMES))
@@ -58,7 +71,7 @@ def evaluate(
             address=address,
             local=local,
         )
-    except StorageError as e:
+    except (StorageError, ParameterError) as e:
         _fail_usage(str(e))
     except BatchsepError as e:
         _fail_fatal(str(e))
@@ -66,6 +79,15 @@ def evaluate(
     click.echo(
         f"scored {s.scored}/{s.files} files ({means or 'no metric'})\nmetrics: {s.metrics_uri}"
     )
+    if s.files_failed:
+        click.echo(f"{s.files_failed} files could not be scored (their metrics rows say why):")
+    for rel, err in s.errors[:show_errors]:
+        click.echo(f"  not scored: {rel}: {err}")
+    if len(s.errors) > show_errors:
+        click.echo(f"  ... and {len(s.errors) - show_errors} more (rows with an error)")
+    if s.files_failed and s.references is None:
+        click.echo(f"no clean references given for {run_uri}: pass --references CLEAN_URI")
+    sys.exit(EXIT_SOME_FAILED if s.files_failed else EXIT_OK)
 
 
 @main.command(epilog=EPILOG)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -48,7 +49,8 @@ BLOCK_FRAMES = 1 << 18  # 262144 frames per streamed block (~16 s at 16 kHz)
 class AudioInfo:
     """Header facts about an audio stream plus statistics measured while reading it.
 
-    ``frames`` is the number of frames actually decoded (a truncated file reports fewer than its header).
+    ``frames`` is the number of frames actually decoded (WAVE data cut off before the size its header
+    declares is refused: see :func:`truncation_reason`).
     """
 
     sample_rate: int
@@ -82,6 +84,116 @@ def is_audio_name(name: str) -> bool:
     return any(lower.endswith(s) for s in AUDIO_SUFFIXES)
 
 
+def _file_size(fobj: IO[bytes]) -> int | None:
+    """Size in bytes of a seekable file object (its position is kept); None if it cannot seek."""
+    try:
+        pos = fobj.tell()
+        end = fobj.seek(0, io.SEEK_END)
+        fobj.seek(pos)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(end) if end is not None else None
+
+
+_UNKNOWN_SIZE = 0xFFFFFFFF  # size field of streamed (unknown length) and RF64 data chunks
+_MAX_CHUNKS = 4096
+
+
+def _wave_data_extent(fobj: IO[bytes], size: int) -> tuple[int, int, int, int] | None:
+    """Walk a RIFF/RIFX/RF64/BW64 WAVE chunk list to the ``data`` chunk.
+
+    Returns (declared data bytes, data bytes present, average bytes per second, bytes per frame), or
+    None when the stream is not WAVE, declares no definite data size, or its chunk list is unreadable.
+    """
+    fobj.seek(0)
+    head = fobj.read(12)
+    if (
+        len(head) < 12
+        or head[8:12] != b"WAVE"
+        or head[:4] not in (b"RIFF", b"RIFX", b"RF64", b"BW64")
+    ):
+        return None
+    endian = ">" if head[:4] == b"RIFX" else "<"
+    ds64_data: int | None = None
+    byte_rate = block_align = 0
+    pos = 12
+    for _ in range(_MAX_CHUNKS):
+        fobj.seek(pos)
+        hdr = fobj.read(8)
+        if len(hdr) < 8:
+            return None
+        cid, csize = hdr[:4], struct.unpack(endian + "I", hdr[4:])[0]
+        body = pos + 8
+        if cid == b"data":
+            if csize == _UNKNOWN_SIZE:
+                if ds64_data is None:
+                    return None
+                csize = ds64_data
+            if csize == 0:
+                return None  # written by a streaming encoder that never filled in the size
+            return csize, max(0, size - body), byte_rate, block_align
+        if cid == b"fmt ":
+            fmt = fobj.read(14)
+            if len(fmt) == 14:
+                _, _, _, byte_rate, block_align = struct.unpack(endian + "HHIIH", fmt)
+        elif cid == b"ds64":
+            ds = fobj.read(16)
+            if len(ds) == 16:
+                ds64_data = struct.unpack("<Q", ds[8:])[0]
+        pos = body + csize + (csize & 1)
+        if pos >= size:
+            return None
+    return None
+
+
+def truncation_reason(fobj: IO[bytes]) -> str | None:
+    """Why ``fobj`` is cut off before the end of its audio data, or None if it is complete (or unknown).
+
+    For WAVE files (RIFF, RIFX, RF64/BW64) the size the ``data`` chunk declares is compared with the
+    bytes actually present: libsndfile silently decodes only the frames present. Reads only chunk
+    headers (bounded memory, works on S3 file objects) and restores the position of ``fobj``. Other
+    formats return None: libsndfile reports their truncation as a decode error (see
+    :func:`read_blocks`).
+    """
+    size = _file_size(fobj)
+    if not size:
+        return None
+    pos = fobj.tell()
+    try:
+        extent = _wave_data_extent(fobj, size)
+    except (OSError, ValueError, struct.error):
+        extent = None
+    finally:
+        fobj.seek(pos)
+    if extent is None:
+        return None
+    declared, present, byte_rate, block_align = extent
+    if declared - present < max(1, block_align):
+        return None  # complete, or less than one frame missing
+    if byte_rate > 0:
+        return (
+            f"truncated file: header declares {declared / byte_rate:.2f} s of audio, "
+            f"{present / byte_rate:.2f} s present"
+        )
+    return f"truncated file: header declares {declared} bytes of audio, {present} bytes present"
+
+
+def first_nonfinite_frame(block: np.ndarray) -> int | None:
+    """Index of the first frame of ``block`` ``[frames, channels]`` holding a NaN/Inf sample, or None."""
+    finite = np.isfinite(block)
+    if finite.all():
+        return None
+    bad = ~finite.all(axis=1) if block.ndim == 2 else ~finite
+    return int(np.argmax(bad))
+
+
+def nonfinite_error(frame: int, sample_rate: int) -> AudioDecodeError:
+    """The error for NaN/Inf samples whose first is at ``frame`` of the file."""
+    return AudioDecodeError(
+        f"audio contains NaN/Inf samples (first at frame {frame}, {frame / sample_rate:.2f} s)"
+    )
+
+
 def _readable_reason(exc: Exception) -> str:
     msg = str(exc)
     if "Format not recognised" in msg or "unknown format" in msg.lower():
@@ -93,15 +205,64 @@ def _readable_reason(exc: Exception) -> str:
     return f"cannot decode audio: {msg or type(exc).__name__}"
 
 
-def _open(source: bytes | IO[bytes]) -> sf.SoundFile:
+def open_stream(source: bytes | IO[bytes]) -> sf.SoundFile:
+    """Open ``source`` for reading; raise AudioDecodeError with a readable reason if it is unusable.
+
+    Empty input, data libsndfile cannot open, and WAVE data cut off before the size its header declares
+    (:func:`truncation_reason`) are all refused here, before any sample is read.
+    """
     if isinstance(source, bytes | bytearray | memoryview):
-        if len(source) == 0:
-            raise AudioDecodeError("empty file (0 bytes)")
         source = io.BytesIO(bytes(source))
+    if _file_size(source) == 0:
+        raise AudioDecodeError("empty file (0 bytes)")
     try:
-        return sf.SoundFile(source)
+        f = sf.SoundFile(source)
     except Exception as e:
         raise AudioDecodeError(_readable_reason(e)) from e
+    reason = truncation_reason(source)
+    if reason is not None:
+        f.close()
+        raise AudioDecodeError(reason)
+    return f
+
+
+def _read_error(f: sf.SoundFile, frames_done: int, exc: Exception) -> AudioDecodeError:
+    """A read that fails before the frames the header declares means a truncated or corrupt file."""
+    reason = _readable_reason(exc)
+    if f.frames > frames_done and f.samplerate > 0:
+        detail = reason.removeprefix("cannot decode audio: ")
+        reason = (
+            f"truncated or corrupt file: header declares {f.frames / f.samplerate:.2f} s of audio, "
+            f"decoding failed after {frames_done / f.samplerate:.2f} s ({detail})"
+        )
+    return AudioDecodeError(reason)
+
+
+def read_blocks(f: sf.SoundFile, block_frames: int) -> Iterator[np.ndarray]:
+    """Read an open stream as float32 blocks ``[frames, channels]`` of ``block_frames`` frames (the last
+    one shorter; an empty block is never yielded); stops after the first short block.
+
+    Raises AudioDecodeError (readable reason) on a decode error or on NaN/Inf samples, naming the
+    first bad frame exactly.
+    """
+    if block_frames < 1:
+        raise ParameterError(f"block_frames={block_frames} must be >= 1")
+    done = 0
+    while True:
+        try:
+            block = f.read(block_frames, dtype="float32", always_2d=True)
+        except Exception as e:
+            raise _read_error(f, done, e) from e
+        n = block.shape[0]
+        if n == 0:
+            return
+        bad = first_nonfinite_frame(block)
+        if bad is not None:
+            raise nonfinite_error(done + bad, f.samplerate)
+        done += n
+        yield block
+        if n < block_frames:
+            return
 
 
 def iter_blocks(
@@ -113,19 +274,8 @@ def iter_blocks(
     """
     if block_frames < 1:
         raise ParameterError(f"block_frames={block_frames} must be >= 1")
-    with _open(source) as f:
-        while True:
-            try:
-                block = f.read(block_frames, dtype="float32", always_2d=True)
-            except Exception as e:
-                raise AudioDecodeError(_readable_reason(e)) from e
-            if block.shape[0] == 0:
-                return
-            if not np.isfinite(block).all():
-                bad = int(np.size(block) - np.count_nonzero(np.isfinite(block)))
-                raise AudioDecodeError(
-                    f"audio contains {bad} NaN/Inf samples near frame {f.tell()}"
-                )
+    with open_stream(source) as f:
+        for block in read_blocks(f, block_frames):
             yield f, block.T
 
 
@@ -135,7 +285,7 @@ def probe(source: bytes | IO[bytes]) -> AudioInfo:
     Raises
     ------
     AudioDecodeError
-        Empty file, undecodable data, 0 frames, or NaN/Inf samples.
+        Empty file, undecodable or truncated data, 0 frames, or NaN/Inf samples.
     """
     frames, peak, sumsq = 0, 0.0, 0.0
     sr = ch = 0
@@ -166,7 +316,7 @@ def decode(source: bytes | IO[bytes], *, max_frames: int | None = None) -> Audio
     AudioDecodeError
         As :func:`probe`, or when the stream is longer than ``max_frames``.
     """
-    with _open(source) as f:
+    with open_stream(source) as f:
         if max_frames is not None and f.frames > max_frames:
             raise AudioDecodeError(
                 f"file too long: {f.frames} frames ({f.frames / f.samplerate:.0f} s) > limit {max_frames}"
@@ -175,12 +325,24 @@ def decode(source: bytes | IO[bytes], *, max_frames: int | None = None) -> Audio
         try:
             data = f.read(dtype="float32", always_2d=True)
         except Exception as e:
-            raise AudioDecodeError(_readable_reason(e)) from e
+            raise _read_error(f, 0, e) from e
     if data.shape[0] == 0:
         raise AudioDecodeError("no audio frames (0 samples)")
-    if not np.isfinite(data).all():
-        raise AudioDecodeError("audio contains NaN/Inf samples")
+    bad = first_nonfinite_frame(data)
+    if bad is not None:
+        raise nonfinite_error(bad, sr)
     return Audio(np.ascontiguousarray(data.T), sr)
+
+
+def clips_on_write(fmt: str) -> bool:
+    """True if output format ``fmt`` stores integers, so samples outside [-1, 1] are clipped."""
+    return ENCODE_FORMATS[fmt][1] not in ("FLOAT", "DOUBLE")
+
+
+def clip_to_full_scale(samples: np.ndarray) -> tuple[np.ndarray, int]:
+    """``samples`` clipped to [-1, 1] and the number of samples that were outside it."""
+    n = int(np.count_nonzero(np.abs(samples) > 1.0))
+    return (np.clip(samples, -1.0, 1.0) if n else samples), n
 
 
 def encode(samples: np.ndarray, sample_rate: int, *, fmt: str = "wav") -> bytes:
@@ -194,8 +356,8 @@ def encode(samples: np.ndarray, sample_rate: int, *, fmt: str = "wav") -> bytes:
     arr: Any = np.asarray(samples, dtype=np.float32)
     if arr.ndim not in (1, 2):
         raise ParameterError(f"samples ndim={arr.ndim} must be 1 or 2")
-    if container == "FLAC":
-        arr = np.clip(arr, -1.0, 1.0)
+    if clips_on_write(fmt):
+        arr, _ = clip_to_full_scale(arr)
     buf = io.BytesIO()
     sf.write(buf, arr.T if arr.ndim == 2 else arr, sample_rate, format=container, subtype=subtype)
     return buf.getvalue()

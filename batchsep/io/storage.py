@@ -306,6 +306,8 @@ def delete(uri: str, *, missing_ok: bool = True) -> None:
 
 def check_writable(uri: str) -> None:
     """Fail early, with a clear StorageError, when nothing can be written under folder ``uri``."""
+    if not is_s3(uri) and os.path.exists(_local_path(uri)) and not os.path.isdir(_local_path(uri)):
+        raise StorageError(f"{uri} is a file, not a folder")
     probe = join(uri, f"{TMP_PREFIX}probe-{uuid.uuid4().hex}")
     write_bytes(probe, b"")
     delete(probe)

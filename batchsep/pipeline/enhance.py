@@ -15,7 +15,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -27,6 +27,7 @@ import torch
 from batchsep.dsp.stft import StftConfig, istft, stft
 from batchsep.errors import AudioDecodeError, BatchsepError, ParameterError, StorageError
 from batchsep.io import audio, checkpoint, parquet, schemas, storage
+from batchsep.io.storage import FileEntry
 from batchsep.models.base import MaskModel, deserialize
 from batchsep.pipeline import jobinfo
 from batchsep.pipeline.chunking import overlap_add_stream
@@ -178,15 +179,10 @@ class _Reader:
         )
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        while True:
-            t = time.perf_counter()
-            try:
-                b = self.f.read(self.block_frames, dtype="float32", always_2d=True)
-            except Exception as e:
-                raise AudioDecodeError(audio._readable_reason(e)) from e
+        """Blocks via :func:`audio.read_blocks` (readable decode errors, exact first NaN/Inf frame)."""
+        t = time.perf_counter()
+        for b in audio.read_blocks(self.f, self.block_frames):
             last = b.shape[0] < self.block_frames
-            if b.shape[0] and not np.isfinite(b).all():
-                raise AudioDecodeError(f"audio contains NaN/Inf samples near frame {self.frames}")
             self.frames += b.shape[0]
             self.clipped += int(np.count_nonzero(np.abs(b) >= CLIP_LEVEL))
             self.nonzero += int(np.count_nonzero(b))
@@ -198,13 +194,23 @@ class _Reader:
                 yield mono
             if last:
                 return
+            t = time.perf_counter()
+        if self.resampler is not None:  # the stream ended on a block boundary: flush the resampler
+            mono = self.resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            self.seconds += time.perf_counter() - t
+            if mono.size:
+                yield mono
 
 
 class _Writer:
-    """Resamples 16 kHz pieces to the output rate and writes exactly ``n_out`` samples (or nothing)."""
+    """Resamples 16 kHz pieces to the output rate and writes exactly ``n_out`` samples (or nothing).
+
+    Integer formats (FLAC) clip samples outside [-1, 1]; ``clipped`` counts them (float WAV keeps them).
+    """
 
     def __init__(self, f: sf.SoundFile | None, out_sr: int, n_out: int, fmt: str) -> None:
         self.f, self.n_out, self.fmt, self.written = f, n_out, fmt, 0
+        self.clips, self.clipped = audio.clips_on_write(fmt), 0
         self.resampler = (
             soxr.ResampleStream(MODEL_SR, out_sr, 1, dtype="float32")
             if out_sr != MODEL_SR
@@ -217,8 +223,9 @@ class _Writer:
         if self.resampler is not None:
             y = self.resampler.resample_chunk(y, last=last)
         y = y[: max(0, self.n_out - self.written)]
-        if self.fmt == "flac":
-            y = np.clip(y, -1.0, 1.0)
+        if self.clips:
+            y, n = audio.clip_to_full_scale(y)
+            self.clipped += n
         self.f.write(y)
         self.written += y.shape[0]
 
@@ -256,10 +263,7 @@ def enhance_file(
     try:
         with contextlib.ExitStack() as stack:
             fin = stack.enter_context(storage.open_input(uri))
-            try:
-                f = stack.enter_context(sf.SoundFile(fin))
-            except Exception as e:
-                raise AudioDecodeError(audio._readable_reason(e)) from e
+            f = stack.enter_context(audio.open_stream(fin))  # empty, not audio, truncated: refused
             in_sr, frames = f.samplerate, f.frames
             row.update(sample_rate=in_sr, channels=f.channels, duration_s=frames / in_sr)
             if frames <= 0:
@@ -305,6 +309,8 @@ def enhance_file(
         warnings.append("input is digital silence" + (" (output is silence)" if out_uri else ""))
     if reader.clipped:
         warnings.append(f"input is clipped ({reader.clipped} samples at full scale)")
+    if writer.clipped:
+        warnings.append(f"output clipped to full scale ({writer.clipped} samples)")
     if tags is not None:
         emotion = timed(tags.result)
         if emotion.pop("emotion_warning"):
@@ -409,6 +415,10 @@ class EnhanceSummary:
     hours_run: float = 0.0
     """Hours of audio committed by this run (``hours`` also counts files done by earlier runs)."""
     errors: list[tuple[str, str]] = field(default_factory=list)
+    non_audio_skipped: int = 0
+    """Files under the input that are not audio (by name), left alone."""
+    outputs_missing: int = 0
+    """Files committed by an earlier run whose output had gone missing: enhanced again by this run."""
 
     @property
     def files(self) -> int:
@@ -431,6 +441,109 @@ def committed_rows(out_uri: str) -> list[dict[str, Any]]:
 
 
 MAX_AUTO_SHARD = 32
+
+
+def enhance_inputs(in_uri: str, out_uri: str) -> tuple[list[FileEntry], int]:
+    """Audio files under ``in_uri`` to enhance into ``out_uri``, and the number of non-audio files skipped.
+
+    An output folder inside the input folder is left out of the listing (a re-run must not enhance its own
+    outputs); the input folder itself as output is refused (outputs would replace their inputs).
+
+    Raises
+    ------
+    StorageError
+        Input missing or unlistable.
+    ParameterError
+        ``out_uri`` is ``in_uri``.
+    """
+    src, dst = storage.normalize(in_uri), storage.normalize(out_uri)
+    if src == dst:
+        raise ParameterError(
+            f"OUT {out_uri} is the input folder: outputs would replace their inputs; give another folder"
+        )
+    entries, non_audio = list_audio(in_uri)
+    if dst.startswith(src.rstrip("/") + "/"):
+        entries = [e for e in entries if not storage.normalize(e.uri).startswith(dst + "/")]
+    return entries, non_audio
+
+
+SETTINGS_KEYS = (
+    "model",
+    "model_sha256",
+    "emotion",
+    "emotion_sha256",
+    "options",
+    "input_level_db_used",
+)
+"""What an enhance run's outputs depend on: a re-run that resumes must use the same (job.json's spec)."""
+
+
+def check_same_settings(out_uri: str, spec: Mapping[str, Any]) -> None:
+    """Refuse to resume into ``out_uri`` with other settings than the run that committed its results
+    (outputs would mix two settings, and job.json would describe only the last). Keys a run recorded
+    before they existed are not compared."""
+    before = jobinfo.read_job_json(out_uri).get("stages", {}).get("enhance", {}).get("spec")
+    if not before:
+        return
+    changed = []
+    for key in SETTINGS_KEYS:
+        old, new = before.get(key), spec.get(key)
+        if key not in before or old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += [
+                f"{key}.{k}: {old.get(k)!r} -> {new.get(k)!r}"
+                for k in sorted(old.keys() & new.keys())
+                if old.get(k) != new.get(k) and k != "input_level_db"  # compared as the level used
+            ]
+        else:
+            changed.append(f"{key}: {old!r} -> {new!r}")
+    if changed:
+        raise ParameterError(
+            f"{out_uri} holds results made with other settings ({'; '.join(changed)}): re-run with the "
+            "same settings to resume, --overwrite to start over, or give another OUT"
+        )
+
+
+def _forget_missing_outputs(
+    out_uri: str, rows: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], int]:
+    """Committed rows whose output file still exists, and how many did not: those rows are removed from
+    their results part (rewritten atomically; deleted when empty) so the files are enhanced again."""
+    present = {storage.normalize(e.uri) for e in storage.list_files(out_uri)}
+    lost = [
+        r
+        for r in rows
+        if r["status"] == schemas.STATUS_OK
+        and r.get("output_uri")
+        and storage.normalize(r["output_uri"]) not in present
+    ]
+    if not lost:
+        return rows, 0
+    lost_keys = {(int(r["shard"]), r["rel_path"]) for r in lost}
+    results_uri = storage.join(out_uri, RESULTS_DIR)
+    for shard in sorted({k[0] for k in lost_keys}):
+        kept = [
+            r for r in rows if int(r["shard"]) == shard and (shard, r["rel_path"]) not in lost_keys
+        ]
+        part = parquet.part_uri(results_uri, shard)
+        if kept:
+            parquet.write_table(part, schemas.table_from_rows(kept, schemas.ENHANCE_RESULTS))
+        else:
+            storage.delete(part)
+    return [r for r in rows if (int(r["shard"]), r["rel_path"]) not in lost_keys], len(lost)
+
+
+def _note_renamed(rows: list[dict[str, Any]], out_rel: Mapping[str, str], fmt: str) -> None:
+    """Warn in the rows of files whose output name keeps the input suffix (see :func:`output_rel_paths`)."""
+    for r in rows:
+        rel = r["rel_path"]
+        if (
+            r["status"] == schemas.STATUS_OK
+            and out_rel[rel] != os.path.splitext(rel)[0] + "." + fmt
+        ):
+            note = f"output named {out_rel[rel]}: another input has the same name without suffix"
+            r["warning"] = f"{r['warning']}; {note}" if r.get("warning") else note
 
 
 def auto_shard_size(n_files: int, *, min_shards: int = 16) -> int:
@@ -468,19 +581,36 @@ def enhance(
     """
     t_start = time.perf_counter()
     options = options or EnhanceOptions()
-    entries, _ = list_audio(in_uri)
+    entries, non_audio = enhance_inputs(in_uri, out_uri)
     storage.check_writable(out_uri)
     if model is None and emotion is None:
         raise ParameterError("nothing to do: give an enhancement model, an emotion model, or both")
     # fail fast on a bad model URI, before any worker starts
     metas = {uri: checkpoint.read_checkpoint(uri) for uri in (model, emotion) if uri is not None}
-    level_used = resolve_input_level(options.input_level_db, metas[model]) if model else None
+    spec = {
+        "in_uri": in_uri,
+        "out_uri": out_uri,
+        "model": model,
+        "model_sha256": metas[model]["sha256"] if model else None,
+        "emotion": emotion,
+        "emotion_sha256": metas[emotion]["sha256"] if emotion else None,
+        "device": device,
+        "options": asdict(options),
+        "input_level_db_used": (
+            resolve_input_level(options.input_level_db, metas[model]) if model else None
+        ),
+    }
     results_uri = storage.join(out_uri, RESULTS_DIR)
     if not resume:
         for e in storage.list_files(results_uri) if storage.exists(results_uri) else []:
             storage.delete(e.uri)
     storage.remove_stale_temps(out_uri)
     done_rows = committed_rows(out_uri)
+    if done_rows:
+        check_same_settings(out_uri, spec)
+        done_rows, missing = _forget_missing_outputs(out_uri, done_rows)
+    else:
+        missing = 0
     done = {r["rel_path"] for r in done_rows}
     next_part = max((int(r["shard"]) for r in done_rows), default=-1) + 1
     out_rel = output_rel_paths([e.rel_path for e in entries], options.fmt)
@@ -500,31 +630,22 @@ def enhance(
         "num_threads": num_threads,
         "emotion_uri": emotion,
     }
+    # recorded before any work: a re-run into this folder (after an interruption, too) is checked against it
+    jobinfo.write_job_json(out_uri, "enhance", {**spec, "shard_size": shard_size})
     seconds_run = 0.0
     for shard_id, rows in executor(worker_kwargs, tasks):
+        if model is not None:
+            _note_renamed(rows, out_rel, options.fmt)
         table = schemas.table_from_rows(rows, schemas.ENHANCE_RESULTS)
         parquet.write_table(parquet.part_uri(results_uri, shard_id), table)
         seconds = sum(float(r.get("duration_s") or 0.0) for r in rows)
         seconds_run += seconds
         if on_progress:
             on_progress(len(rows), seconds)
-    jobinfo.write_job_json(
-        out_uri,
-        "enhance",
-        {
-            "in_uri": in_uri,
-            "out_uri": out_uri,
-            "model": model,
-            "emotion": emotion,
-            "device": device,
-            "options": asdict(options),
-            "input_level_db_used": level_used,
-            "shard_size": shard_size,
-        },
-    )
     summary = EnhanceSummary(
-        out_uri=out_uri, files_skipped=len(entries) - len(todo), hours_run=seconds_run / 3600.0
-    )
+        out_uri=out_uri, files_skipped=len(entries) - len(todo), hours_run=seconds_run / 3600.0,
+        non_audio_skipped=non_audio, outputs_missing=missing,
+    )  # fmt: skip
     for r in committed_rows(out_uri):
         if r["status"] == schemas.STATUS_OK:
             summary.files_ok += 1

@@ -156,12 +156,46 @@ def build_items(run_uri: str, references: str | None) -> list[EvalItem]:
     return items
 
 
+def check_references(
+    items: Sequence[EvalItem], run_uri: str, references: str | None, metrics: Sequence[str]
+) -> None:
+    """Raise ParameterError when metrics are asked for enhanced files but none has a reference.
+
+    Without ``references`` no file can ever get one (evaluate does not guess them); with a
+    references folder or mixtures run that matches none of the files, it was the wrong one.
+    Either way nothing would be scored, so it is the caller's mistake, said before any work.
+    Runs without enhanced audio (tag runs) and runs whose files carry true and predicted
+    emotions (RAVDESS names) are still worth evaluating without references.
+    """
+    enhanced = [it for it in items if it.enhanced_uri is not None]
+    if not metrics or not enhanced or any(it.clean_uri is not None for it in enhanced):
+        return
+    if any({"emotion_true", "emotion_pred"} <= {k for k, v in it.fields if v} for it in items):
+        return
+    fix = (
+        "pass --references CLEAN_URI: a folder of clean files with the same relative paths as the "
+        f"inputs (e.g. {enhanced[0].rel_path}), or a prepare run (mixtures.parquet)"
+    )
+    if references is None:
+        raise ParameterError(f"no clean references found for {run_uri}: {fix}")
+    raise ParameterError(
+        f"references {references}: no clean reference for any of the {len(enhanced)} enhanced "
+        f"files of {run_uri}; {fix}"
+    )
+
+
 @dataclass
 class EvaluateSummary:
+    """``files`` rows written, ``scored`` of them with metrics; ``files_failed`` enhanced files that
+    could not be scored, with ``errors`` ``[(rel_path, reason), ...]``."""
+
     metrics_uri: str
     files: int = 0
     scored: int = 0
+    files_failed: int = 0
     means: dict[str, float] = field(default_factory=dict)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    references: str | None = None
 
 
 def evaluate(
@@ -176,6 +210,7 @@ def evaluate(
     runner = runner or SerialRunner()
     metrics = tuple(metrics)
     items = build_items(run_uri, references)
+    check_references(items, run_uri, references, metrics)
     metrics_uri = storage.join(run_uri, METRICS_DIR)
     if storage.exists(metrics_uri):
         for e in storage.list_files(metrics_uri):
@@ -190,9 +225,16 @@ def evaluate(
         "evaluate",
         {"run_uri": run_uri, "references": references, "metrics": list(metrics)},
     )
-    summary = EvaluateSummary(metrics_uri, files=len(all_rows))
+    summary = EvaluateSummary(metrics_uri, files=len(all_rows), references=references)
     scored = [r for r in all_rows if not r.get("error")]
     summary.scored = len(scored)
+    if metrics:  # a file with enhanced audio that got no score failed; a tag-run row did not
+        summary.errors = sorted(
+            (r["rel_path"], str(r["error"]))
+            for r in all_rows
+            if r.get("error") and r.get("enhanced_uri") is not None
+        )
+        summary.files_failed = len(summary.errors)
     for key in ("sdr_i", "si_sdr_i", "pesq_i", "stoi_i", "sdr", "si_sdr"):
         vals = [float(r[key]) for r in scored if r.get(key) is not None and np.isfinite(r[key])]
         if vals:

@@ -177,6 +177,11 @@ def inspect_model(model_uri: str, out_uri: str) -> InspectSummary:
         f"- trainable parameters: {n_params}",
         f"- config: `{json.dumps(payload['config'], sort_keys=True)}`",
     ]
+    if payload.get(checkpoint.INPUT_LEVEL_KEY) is not None:
+        lines.append(
+            f"- training level: {payload[checkpoint.INPUT_LEVEL_KEY]:g} dBFS RMS (median of its training "
+            "mixtures; `batchsep enhance` brings each input window to it)"
+        )
     if metrics:
         valid = metrics.get("best_valid_loss")
         lines += [

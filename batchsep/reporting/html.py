@@ -135,6 +135,7 @@ def render_html(
     pngs: Mapping[str, bytes],
     examples: Sequence[ExampleView],
     emotion: EmotionView | None,
+    figures_note: str = "",
 ) -> str:
     """The whole page as a string."""
     sections = []
@@ -153,12 +154,10 @@ def render_html(
         "with 512-tap filters; scale-invariant SDR). PESQ: wide-band MOS-LQO. × real time: audio "
         "duration / processing time. Best value per column in green.</p>",
     )
-    if figures:
-        add(
-            "figures",
-            "Figures",
-            '<div class="grid">' + "".join(_figure(f, pngs) for f in figures) + "</div>",
-        )
+    if figures or figures_note:
+        grid = '<div class="grid">' + "".join(_figure(f, pngs) for f in figures) + "</div>"
+        note = f'<p class="note">{escape(figures_note)}</p>' if figures_note else ""
+        add("figures", "Figures", (grid if figures else "") + note)
     breakdowns = []
     pivots = [
         f"<div><h3>{heading} — mean SDRi (dB)</h3>{table_html(table, colors=colors)}</div>"

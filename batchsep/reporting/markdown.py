@@ -41,6 +41,7 @@ def render_markdown(
     figures: Sequence[FigureView],
     examples: Sequence[ExampleView],
     emotion: EmotionView | None,
+    figures_note: str = "",
 ) -> str:
     """The whole report as Markdown text."""
     out = [f"# {title}", "", meta, "", "## Summary", "", table_md(content.summary), ""]
@@ -50,10 +51,12 @@ def render_markdown(
         "processing time. Best value per column in bold.",
         "",
     ]
-    if figures:
+    if figures or figures_note:
         out += ["## Figures", ""]
         for f in figures:
             out += [f"![{f.caption}]({f.name})", "", f"*{f.caption}*", ""]
+        if figures_note:
+            out += [figures_note, ""]
     for heading, table in (("By input SNR", content.snr), ("By noise class", content.noise)):
         if table is not None:
             out += [f"## {heading} — mean SDRi (dB)", "", table_md(table), ""]

@@ -19,6 +19,7 @@ import soundfile as sf
 from batchsep import __version__
 from batchsep.dsp.validate import check_positive, check_sample_rate, validate_audio
 from batchsep.errors import ParameterError
+from batchsep.evaluation.aggregate import by_noise_class, by_snr_bin, per_speaker
 from batchsep.evaluation.emotion import EMOTIONS, confusion_matrix, emotion_summary
 from batchsep.reporting import plots
 from batchsep.reporting.content import (
@@ -116,6 +117,45 @@ def _example_views(examples: list[_Example]) -> tuple[list[ExampleView], dict[st
     return views, pngs
 
 
+# (PNG name, caption, column it breaks down by, what that column is, label when left out, plot, stats)
+_BREAKDOWN_FIGURES: tuple[tuple[str, str, str, str, str, Any, Any], ...] = (
+    ("sdri_vs_snr.png", "SDR improvement per input-SNR bin (mean ± std).", "input_snr",
+     "input SNR", "SDRi by input SNR", plots.plot_metric_vs_snr, by_snr_bin),
+    ("sdri_by_noise.png", "SDR improvement per noise class (mean ± std).", "noise_class",
+     "noise class", "SDRi by noise class", plots.plot_metric_by_noise, by_noise_class),
+    ("per_speaker.png", "Per-speaker mean SDR improvement: one dot per speaker.", "speaker",
+     "speaker", "per-speaker spread", plots.plot_per_speaker, per_speaker),
+)  # fmt: skip
+
+
+def _no_data_reason(table: pd.DataFrame, key: str, what: str, stats: Any) -> str | None:
+    """Why a breakdown of ``sdr_i`` by ``key`` has nothing to show (None when it has data)."""
+    sdr_i = pd.to_numeric(table["sdr_i"], errors="coerce") if "sdr_i" in table else None
+    if sdr_i is None or not np.isfinite(sdr_i.to_numpy(float)).any():
+        return "no SDR improvement (sdr_i) for these files"
+    if key not in table or table[key].isna().all():
+        return f"no {what} known for these files"
+    if stats(table, by=GROUP).empty:
+        return f"no file has both an SDR improvement and a known {what}"
+    return None
+
+
+def _breakdown_figures(
+    table: pd.DataFrame, systems: list[str]
+) -> tuple[list[FigureView], dict[str, bytes], str]:
+    """The breakdown figures that have data, their PNGs, and one line naming those left out."""
+    figures, pngs, left_out = [], {}, []
+    for name, caption, key, what, label, plot, stats in _BREAKDOWN_FIGURES:
+        reason = _no_data_reason(table, key, what, stats)
+        if reason is not None:
+            left_out.append(f"{label} ({reason})")
+            continue
+        pngs[name] = plot(table, group=GROUP, systems=systems)
+        figures.append(FigureView(name, caption))
+    note = f"Figures left out: {'; '.join(left_out)}." if left_out else ""
+    return figures, pngs, note
+
+
 def _emotion_view(emotion: Any) -> tuple[EmotionView, np.ndarray, list[str]]:
     """Validate and score the emotion labels; the figure is drawn later."""
     if not isinstance(emotion, tuple | list) or len(emotion) not in (3, 4):
@@ -165,7 +205,7 @@ def render_report(
     runs : list of (name, metrics, job)
         ``name``: unique label; ``metrics``: per-file rows (columns such as ``model``, ``sdr_i``,
         ``si_sdr_i``, ``pesq``, ``stoi``, ``input_snr``, ``noise_class``, ``speaker``,
-        ``duration_s``, ``seconds``; missing ones give "–" or a "no data" figure); ``job``: the
+        ``duration_s``, ``seconds``; missing ones give "–" or leave a figure out); ``job``: the
         run's job record (spec, versions, git revision ...) or None. A run whose table has several
         ``model`` values is shown as one system per model (``"name / model"``).
     examples : list of dict
@@ -185,7 +225,9 @@ def render_report(
     dict of str to bytes
         ``"report.md"``, ``"index.html"`` (self-contained: inline CSS, images and audio as
         base64 data URIs, no external URL), ``"sdri_vs_snr.png"``, ``"sdri_by_noise.png"``,
-        ``"per_speaker.png"``, ``"confusion.png"`` (with ``emotion``), ``"spectrograms_<i>.png"``.
+        ``"per_speaker.png"`` (each only when it has data: a figure without any valid ``sdr_i``
+        with a known input SNR / noise class / speaker is left out, and both pages say in one
+        line which and why), ``"confusion.png"`` (with ``emotion``), ``"spectrograms_<i>.png"``.
 
     Raises
     ------
@@ -202,16 +244,7 @@ def render_report(
     content, table = build_content(checked)
     systems = content.systems
     colors = {s: plots.color_of(i) for i, s in enumerate(systems)}
-    pngs: dict[str, bytes] = {
-        "sdri_vs_snr.png": plots.plot_metric_vs_snr(table, group=GROUP, systems=systems),
-        "sdri_by_noise.png": plots.plot_metric_by_noise(table, group=GROUP, systems=systems),
-        "per_speaker.png": plots.plot_per_speaker(table, group=GROUP, systems=systems),
-    }
-    figures = [
-        FigureView("sdri_vs_snr.png", "SDR improvement per input-SNR bin (mean ± std)."),
-        FigureView("sdri_by_noise.png", "SDR improvement per noise class (mean ± std)."),
-        FigureView("per_speaker.png", "Per-speaker mean SDR improvement: one dot per speaker."),
-    ]
+    figures, pngs, figures_note = _breakdown_figures(table, systems)
     example_views, example_pngs = _example_views(prepared)
     pngs.update(example_pngs)
     if emotion_view is not None:
@@ -229,6 +262,7 @@ def render_report(
         pngs=pngs,
         examples=example_views,
         emotion=emotion_view,
+        figures_note=figures_note,
     )
     md = render_markdown(
         title=title,
@@ -238,5 +272,6 @@ def render_report(
         figures=figures,
         examples=example_views,
         emotion=emotion_view,
+        figures_note=figures_note,
     )
     return {"report.md": md.encode("utf-8"), "index.html": html.encode("utf-8"), **pngs}

@@ -29,7 +29,7 @@ def write_bad_corpus(root: Path) -> dict[str, str | None]:
     root.mkdir(parents=True, exist_ok=True)
 
     (root / "empty.wav").write_bytes(b"")
-    expected["empty.wav"] = "empty file"
+    expected["empty.wav"] = "empty file (0 bytes)"
 
     good = root / "good.wav"
     sf.write(good, tone(1.0), SR, subtype="PCM_16")
@@ -40,14 +40,29 @@ def write_bad_corpus(root: Path) -> dict[str, str | None]:
     (root / "text.wav").write_text("this is not audio, just text in a .wav file\n" * 20)
     expected["text.wav"] = "not a recognised audio format"
 
+    # cut off mid-data: the header declares 5 s, a third of the bytes are left (libsndfile reads them
+    # silently for WAV; it fails to decode the FLAC)
+    sf.write(root / "whole_5s.wav", tone(5.0), SR, subtype="PCM_16")
+    data = (root / "whole_5s.wav").read_bytes()
+    (root / "truncated_data.wav").write_bytes(data[: len(data) // 3])
+    (root / "whole_5s.wav").unlink()
+    expected["truncated_data.wav"] = (
+        "truncated file: header declares 5.00 s of audio, 1.67 s present"
+    )
+    sf.write(root / "whole_5s.flac", tone(5.0), SR)
+    data = (root / "whole_5s.flac").read_bytes()
+    (root / "truncated_data.flac").write_bytes(data[: len(data) // 3])
+    (root / "whole_5s.flac").unlink()
+    expected["truncated_data.flac"] = "truncated or corrupt file: header declares 5.00 s of audio"
+
     bad = tone(1.0)
     bad[100] = np.nan
     sf.write(root / "nan_float.wav", bad, SR, subtype="FLOAT")
-    expected["nan_float.wav"] = "NaN/Inf"
+    expected["nan_float.wav"] = "NaN/Inf samples (first at frame 100, 0.01 s)"
     bad = tone(1.0)
     bad[-5] = np.inf
     sf.write(root / "inf_float.wav", bad, SR, subtype="FLOAT")
-    expected["inf_float.wav"] = "NaN/Inf"
+    expected["inf_float.wav"] = "NaN/Inf samples (first at frame 15995, 1.00 s)"
 
     sf.write(root / "zero_frames.wav", np.zeros(0, dtype=np.float32), SR)
     expected["zero_frames.wav"] = "no audio frames"

@@ -222,6 +222,95 @@ def test_resume_skips_done_and_never_duplicates(tmp_path, model_uri):
     assert s.files_skipped == 0 and len(committed_rows(out)) == 8
 
 
+def test_output_inside_input_is_left_out_and_input_as_output_refused(tmp_path, model_uri):
+    """`batchsep enhance data data/enhanced`: a re-run must not enhance its own outputs; OUT == IN would
+    replace the inputs."""
+    from batchsep.errors import ParameterError
+
+    root = tmp_path / "in"
+    make_corpus(root, 3)
+    out = str(root / "enhanced")
+    for _ in range(2):
+        s = enhance(str(root), out, model=model_uri)
+        assert (s.files_ok, s.files_failed) == (3, 0)
+    assert sorted(r["rel_path"] for r in committed_rows(out)) == ["f0.wav", "f2.wav", "sub/f1.wav"]
+    assert not (root / "enhanced" / "enhanced").exists()
+    with pytest.raises(ParameterError, match="is the input folder"):
+        enhance(str(root), str(root) + "/", model=model_uri)
+    r = CliRunner().invoke(main, ["enhance", str(root), str(root), "--no-emotion"])
+    assert r.exit_code == EXIT_USAGE and "is the input folder" in r.output
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, model_uri):
+    """Outputs of one OUT come from one setting: resuming with another format (or model, level ...) is a
+    usage error that leaves OUT and its job.json alone; --overwrite starts over with the new settings."""
+    import json
+
+    from batchsep.errors import ParameterError
+
+    root = tmp_path / "in"
+    make_corpus(root, 2)
+    out = tmp_path / "out"
+    enhance(str(root), str(out), model=model_uri)
+    job = (out / "job.json").read_text()
+    with pytest.raises(ParameterError, match=r"options\.fmt: 'wav' -> 'flac'"):
+        enhance(str(root), str(out), model=model_uri, options=EnhanceOptions(fmt="flac"))
+    with pytest.raises(ParameterError, match=r"\(input_level_db_used: -26.0 -> -40\)"):
+        enhance(str(root), str(out), model=model_uri, options=EnhanceOptions(input_level_db=-40))
+    assert (out / "job.json").read_text() == job and not list(out.rglob("*.flac"))
+    s = enhance(str(root), str(out), model=model_uri, options=EnhanceOptions(input_level_db=-26))
+    assert s.files_skipped == 2  # the same level, asked for by number: resumes
+    r = CliRunner().invoke(
+        main, ["enhance", str(root), str(out), "--model", model_uri, "--format", "flac",
+               "--no-emotion", "--local"],
+    )  # fmt: skip
+    assert r.exit_code == EXIT_USAGE and "--overwrite" in r.output
+    s = enhance(str(root), str(out), model=model_uri, options=EnhanceOptions(fmt="flac"),
+                resume=False)  # fmt: skip
+    assert s.files_ok == 2 and len(list(out.rglob("*.flac"))) == 2
+    spec = json.loads((out / "job.json").read_text())["stages"]["enhance"]["spec"]
+    assert spec["options"]["fmt"] == "flac" and len(spec["model_sha256"]) == 64
+
+
+def test_lost_output_is_enhanced_again_once(tmp_path, model_uri):
+    """A committed file whose output was deleted is done again by the next run: one row per file, the
+    output back, the other files untouched."""
+    root = tmp_path / "in"
+    make_corpus(root, 4)
+    out = tmp_path / "out"
+    enhance(str(root), str(out), model=model_uri, shard_size=2)
+    (out / "f0.wav").unlink()
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")}
+    s = enhance(str(root), str(out), model=model_uri, shard_size=2)
+    assert s.outputs_missing == 1 and (s.files_ok, s.files_skipped) == (4, 3)
+    assert (out / "f0.wav").is_file()
+    rows = committed_rows(str(out))
+    assert sorted(r["rel_path"] for r in rows) == ["f0.wav", "f2.wav", "sub/f1.wav", "sub/f3.wav"]
+    assert all(p.stat().st_mtime_ns == m for p, m in before.items())
+    s = enhance(str(root), str(out), model=model_uri)
+    assert s.outputs_missing == 0 and s.files_skipped == 4
+
+
+def test_cli_reports_skipped_names_empty_input_and_file_as_output(tmp_path, model_uri):
+    root = tmp_path / "in"
+    make_corpus(root, 1)
+    sf.write(root / "f0.flac", speechlike(0.5), SR)  # same stem as f0.wav
+    (root / "notes.txt").write_text("not audio")
+    cli = CliRunner()
+    args = ["--model", model_uri, "--no-emotion", "--local"]
+    r = cli.invoke(main, ["enhance", str(root), str(tmp_path / "o"), *args])
+    assert r.exit_code == 0 and "1 non-audio files skipped" in r.output, r.output
+    warnings = {r["rel_path"]: r["warning"] for r in committed_rows(str(tmp_path / "o"))}
+    assert "output named f0.wav.wav" in warnings["f0.wav"]
+    assert "output named f0.flac.wav" in warnings["f0.flac"]
+    (tmp_path / "empty").mkdir()
+    r = cli.invoke(main, ["enhance", str(tmp_path / "empty"), str(tmp_path / "o2"), *args])
+    assert r.exit_code == 0 and "no audio files found" in r.output
+    (tmp_path / "afile").write_text("x")
+    r = cli.invoke(main, ["enhance", str(root), str(tmp_path / "afile"), *args])
+    assert r.exit_code == 3 and "is a file, not a folder" in r.output
+
+
 def test_cli_interrupted_driver_then_rerun(tmp_path, model_uri):
     """Kill the CLI mid-job (SIGKILL); re-run; every file exactly once and no partial audio visible."""
     root = tmp_path / "in"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import posixpath
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from batchsep.cli.main import EXIT_USAGE, main
+from batchsep.cli.main import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
 from batchsep.dsp.mix import mix_at_snr
 from batchsep.io import parquet, schemas, storage
 from batchsep.pipeline.evaluate import evaluate
@@ -138,7 +139,9 @@ def test_metrics_and_report_on_s3(tmp_path, s3_env):
 
 
 @pytest.mark.realdata
-@pytest.mark.filterwarnings("ignore:mir_eval.separation.bss_eval_sources:FutureWarning")  # the reference
+@pytest.mark.filterwarnings(
+    "ignore:mir_eval.separation.bss_eval_sources:FutureWarning"
+)  # the reference
 def test_voicebank_pairs_against_mir_eval(shared_data, tmp_path):
     """Pairs layout at its native rate; SDR of the unprocessed input agrees with mir_eval to 0.01 dB."""
     import mir_eval
@@ -170,3 +173,75 @@ def test_voicebank_pairs_against_mir_eval(shared_data, tmp_path):
         est = np.stack([noisy, noisy - noisy + 1e-9 * clean])  # estimate 0 = the input itself
         sdr, _, _, _ = mir_eval.separation.bss_eval_sources(ref, est, compute_permutation=False)
         assert abs(df.loc[name, "sdr_in"] - sdr[0]) < 0.01
+
+
+def test_cli_exits_1_and_lists_files_it_could_not_score(tmp_path):
+    run = crafted_run(tmp_path)
+    (tmp_path / "clean" / "b.wav").unlink()
+    args = ["evaluate", run, "--references", str(tmp_path / "clean"), "--metrics", "si_sdr"]
+    r = CliRunner().invoke(main, [*args, "--local"])
+    assert r.exit_code == EXIT_SOME_FAILED, r.output
+    assert "scored 2/3 files" in r.output and "not scored: b.wav: no clean reference" in r.output
+    r = CliRunner().invoke(main, [*args, "--local", "--show-errors", "0"])
+    assert r.exit_code == EXIT_SOME_FAILED and "b.wav" not in r.output and "1 more" in r.output
+    s = evaluate(run, references=str(tmp_path / "clean"), metrics=["si_sdr"])
+    assert (s.files, s.scored, s.files_failed) == (3, 2, 1)
+    assert s.errors == [("b.wav", "no clean reference")]
+
+
+def test_cli_no_references_is_a_usage_error(tmp_path):
+    run = crafted_run(tmp_path, names=("a.wav", "b.wav", "c.wav"))
+    r = CliRunner().invoke(main, ["evaluate", run, "--local"])
+    assert r.exit_code == EXIT_USAGE, r.output
+    assert f"no clean references found for {run}" in r.output and "--references" in r.output
+    assert not (tmp_path / "run" / "metrics").exists()  # nothing written, nothing replaced
+    (tmp_path / "empty_clean").mkdir()
+    r = CliRunner().invoke(
+        main, ["evaluate", run, "--references", str(tmp_path / "empty_clean"), "--local"]
+    )
+    assert r.exit_code == EXIT_USAGE and "same relative paths" in r.output, r.output
+    assert "--references" in CliRunner().invoke(main, ["evaluate", "--help"]).output
+    assert "needed" in CliRunner().invoke(main, ["evaluate", "--help"]).output
+
+
+def test_tag_run_needs_no_references(tmp_path):
+    """A tag run (no enhanced audio) is evaluated for emotion only: nothing to score, exit 0."""
+    run = crafted_run(tmp_path)
+    rows = parquet.read_parts(run + "/results").to_pylist()
+    for r in rows:
+        r["output_uri"] = None
+    storage.delete(parquet.part_uri(run + "/results", 0))
+    parquet.write_table(
+        parquet.part_uri(run + "/results", 0),
+        schemas.table_from_rows(rows, schemas.ENHANCE_RESULTS),
+    )
+    r = CliRunner().invoke(main, ["evaluate", run, "--local"])
+    assert r.exit_code == EXIT_OK, r.output
+    s = evaluate(run, metrics=[])
+    assert s.files_failed == 0
+
+
+def test_report_leaves_out_figures_without_data(tmp_path):
+    """Plain clean folder: no noise class or speaker known, so those figures are left out."""
+    run = crafted_run(tmp_path, names=("a.wav", "b.wav", "c.wav"))
+    evaluate(run, references=str(tmp_path / "clean"), metrics=["sdr", "si_sdr"])
+    written = report([run], str(tmp_path / "rep"))
+    names = {posixpath.basename(u) for u in written}
+    assert "sdri_vs_snr.png" in names
+    assert not (tmp_path / "rep" / "sdri_by_noise.png").exists()
+    assert not (tmp_path / "rep" / "per_speaker.png").exists()
+    for page in ("report.md", "index.html"):
+        text = (tmp_path / "rep" / page).read_text()
+        assert "sdri_by_noise.png" not in text and "per_speaker.png" not in text
+        assert "no noise class known for these files" in text
+        assert "no speaker known for these files" in text
+
+
+def test_tagged_ravdess_run_without_references_scores_emotion_only(tmp_path):
+    run = crafted_run(tmp_path)  # one RAVDESS-named, emotion-tagged file
+    s = evaluate(run, metrics=["si_sdr"])
+    assert (s.scored, s.files_failed) == (0, 3) and s.references is None
+    df = parquet.read_parts(run + "/metrics").to_pandas().set_index("rel_path")
+    assert df.loc["03-01-05-01-01-01-13.wav", "emotion_true"] == "angry"
+    r = CliRunner().invoke(main, ["evaluate", run, "--local"])
+    assert r.exit_code == EXIT_SOME_FAILED and "pass --references CLEAN_URI" in r.output

@@ -256,6 +256,7 @@ def test_drnmf_trains_its_snmf_first_and_inspect(run, tmp_path):
         index = (dest / "index.md").read_text()
         for name in s.files:
             assert (dest / name).read_bytes()[:4] == b"\x89PNG" and f"]({name})" in index
+        assert "- training level: " in index and " dBFS RMS" in index
     assert files == {
         "drnmf": {"atoms.png", "atom_examples.png", "layers.png", "curves.png"},
         "snmf": {"atoms.png", "atom_examples.png", "objective.png"},

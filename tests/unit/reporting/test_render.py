@@ -101,7 +101,25 @@ def test_multi_model_run_and_missing_columns() -> None:
     assert "No job record was given" in md
     assert "Breakdowns" not in html  # no SNR / noise / speaker columns
     assert "confusion.png" not in files and "Emotion" not in html  # no emotion given
-    assert all(is_png(files[k]) for k in ("sdri_vs_snr.png", "sdri_by_noise.png"))
+    assert not {"sdri_vs_snr.png", "sdri_by_noise.png", "per_speaker.png"} & set(files)
+    assert "Figures left out" in md and "no input SNR known for these files" in html
+
+
+def test_figures_without_data_are_left_out(runs: Runs) -> None:
+    """Input SNR known, noise class and speaker not: only the SNR figure, and one line why."""
+    df = runs[0][1][["model", "sdr_i", "input_snr", "duration_s", "seconds"]].head(12).copy()
+    df["noise_class"] = None  # present but never known (a plain clean folder as references)
+    files = render_report([("r", df, None)])
+    html, md = files["index.html"].decode(), files["report.md"].decode()
+    assert "sdri_vs_snr.png" in files
+    assert not {"sdri_by_noise.png", "per_speaker.png"} & set(files)
+    assert "](sdri_vs_snr.png)" in md and "sdri_by_noise" not in md and "per_speaker" not in md
+    line = (
+        "Figures left out: SDRi by noise class (no noise class known for these files); "
+        "per-speaker spread (no speaker known for these files)."
+    )
+    assert line in md and line in html
+    assert html.count("data:image/png;base64,") == 1
 
 
 def test_examples_audio_round_trip_and_cropping(
