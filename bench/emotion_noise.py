@@ -36,7 +36,7 @@ from batchsep.dsp.vad import voiced_segments
 from batchsep.evaluation.emotion import emotion_summary
 from batchsep.io import audio, parquet, storage
 from batchsep.models.emotion import EMOTIONS
-from batchsep.pipeline.enhance import load_enhancer
+from batchsep.pipeline.enhancer import load_enhancer
 from batchsep.pipeline.tag import TAG_SR, EmotionTagger
 
 

@@ -23,7 +23,7 @@ import torch
 
 from batchsep.dsp import to_rate_mono
 from batchsep.evaluation.metrics import si_sdr
-from batchsep.pipeline.enhance import load_enhancer
+from batchsep.pipeline.enhancer import load_enhancer
 from batchsep.pipeline.level import INPUT_LEVEL_DB
 
 

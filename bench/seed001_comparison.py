@@ -106,7 +106,7 @@ def score(run: str, out: str, n_test: int) -> None:
 
     from batchsep.evaluation.metrics import score_file
     from batchsep.io import checkpoint, parquet
-    from batchsep.pipeline.enhance import load_enhancer
+    from batchsep.pipeline.enhancer import load_enhancer
     from batchsep.pipeline.prepare import load_mixture
 
     torch.set_num_threads(1)

@@ -76,7 +76,7 @@ def score_model(folder: str, mode: str, rows: list[dict], mixtures: list[dict]) 
     """Per-mixture scores of one model folder (``mode``: "mi" or "kmeans") and its speed."""
     from batchsep.evaluation.metrics import score_file
     from batchsep.io import checkpoint
-    from batchsep.pipeline.enhance import load_enhancer
+    from batchsep.pipeline.enhancer import load_enhancer
 
     enhancer, name, _ = load_enhancer(folder)
     if mode == "kmeans":

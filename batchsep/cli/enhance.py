@@ -26,7 +26,7 @@ def _check_inputs(in_uri: str, out_uri: str, models: dict[str, str]) -> int:
     """Fail early (usage/fatal exits) on a missing input, a bad model, an unwritable output; the number
     of audio files to process."""
     from batchsep.io import checkpoint, storage
-    from batchsep.pipeline.enhance import enhance_inputs
+    from batchsep.pipeline.outfolder import enhance_inputs
 
     try:
         entries, _ = enhance_inputs(in_uri, out_uri)

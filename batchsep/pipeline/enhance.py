@@ -1,11 +1,12 @@
 """The enhance stage: stream each file through decode → 16 kHz → chunked model → original rate → encode.
 
 Everything here is Ray-free. :class:`EnhanceWorker` is the callable that a Ray Data actor pool (or the serial
-executor) holds: it loads the model once and enhances one shard of files per call, returning one result row
-per file. :func:`enhance` is the driver: it lists the input, skips files already committed in
-``results/part-*.parquet`` (the commit record), runs the remaining shards through an executor and commits
-one results part per finished shard, atomically. Output audio is written atomically before its row is
-returned, so a file is either done (row committed, audio complete) or will be redone.
+executor) holds: it loads the model once (:mod:`batchsep.pipeline.enhancer`) and enhances one shard of files
+per call, returning one result row per file. :func:`enhance` is the driver: it lists the input, skips files
+already committed in ``results/part-*.parquet`` (the commit record, :mod:`batchsep.pipeline.outfolder`), runs
+the remaining shards through an executor and commits one results part per finished shard, atomically. Output
+audio is written atomically before its row is returned, so a file is either done (row committed, audio
+complete) or will be redone.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -24,26 +25,24 @@ import soundfile as sf
 import soxr
 import torch
 
-from batchsep.dsp.stft import StftConfig, istft, stft
 from batchsep.errors import AudioDecodeError, BatchsepError, ParameterError, StorageError
 from batchsep.io import audio, checkpoint, parquet, schemas, storage
-from batchsep.io.storage import FileEntry
-from batchsep.models.base import MaskModel, deserialize
 from batchsep.pipeline import jobinfo
 from batchsep.pipeline.chunking import overlap_add_stream
-from batchsep.pipeline.level import (
-    INPUT_LEVEL_DB,
-    MAX_LEVEL_GAIN_DB,
-    MODEL_LEVEL,
-    InputLevel,
-    check_input_level,
-    resolve_input_level,
+from batchsep.pipeline.enhancer import MaskEnhancer, load_enhancer
+from batchsep.pipeline.level import MODEL_LEVEL, InputLevel, check_input_level, resolve_input_level
+from batchsep.pipeline.outfolder import (
+    RESULTS_DIR,
+    check_same_settings,
+    committed_rows,
+    enhance_inputs,
+    forget_missing_outputs,
+    note_renamed,
+    output_rel_paths,
 )
 from batchsep.pipeline.runner import shards
-from batchsep.pipeline.scan import list_audio
 from batchsep.pipeline.tag import EmotionTagger
 
-RESULTS_DIR = "results"
 MODEL_SR = 16000
 CLIP_LEVEL = 0.999
 
@@ -73,92 +72,6 @@ class EnhanceOptions:
             raise ParameterError(
                 f"overlap_s={self.overlap_s} must be in (0, chunk_s/2={self.chunk_s / 2})"
             )
-
-
-def level_gain(x: torch.Tensor, level_db: float) -> torch.Tensor:
-    """Per-row gain ``[B]`` that brings the RMS of ``x`` ``[B, n]`` to ``level_db`` dBFS, within
-    ±``MAX_LEVEL_GAIN_DB`` (digital silence gets the largest gain, harmlessly)."""
-    rms = x.pow(2).mean(dim=-1).sqrt()
-    limit = 10.0 ** (MAX_LEVEL_GAIN_DB / 20.0)
-    return (10.0 ** (level_db / 20.0) / rms.clamp_min(1e-12)).clamp(1.0 / limit, limit)
-
-
-class MaskEnhancer:
-    """A mask model applied in the STFT domain: windows ``[B, n]`` at 16 kHz → enhanced ``[B, n]``.
-
-    The model estimates each window's mask from its magnitudes brought to ``input_level_db`` (see
-    :data:`INPUT_LEVEL_DB`; ``None``: as they are); the mask multiplies the window's own STFT.
-    """
-
-    def __init__(
-        self,
-        model: MaskModel,
-        *,
-        stft_config: StftConfig | None = None,
-        device: str = "cpu",
-        input_level_db: float | None = INPUT_LEVEL_DB,
-    ) -> None:
-        if input_level_db == MODEL_LEVEL:
-            raise ParameterError(
-                "MaskEnhancer needs input_level_db in dBFS or None ('model' is resolved by load_enhancer)"
-            )
-        check_input_level(input_level_db)
-        self.model = model.to(device).eval()
-        self.stft_config = stft_config or StftConfig()
-        self.device = device
-        self.input_level_db = input_level_db
-
-    @torch.inference_mode()
-    def __call__(self, windows: np.ndarray) -> np.ndarray:
-        c = self.stft_config
-        x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
-        X = stft(x, n_fft=c.n_fft, hop_length=c.hop_length, window=c.window)
-        mag = X.abs()
-        if self.input_level_db is not None:
-            mag = mag * level_gain(x, self.input_level_db)[:, None, None]
-        mask = self.model(mag)
-        y = istft(
-            mask * X, length=x.shape[-1], n_fft=c.n_fft, hop_length=c.hop_length, window=c.window
-        )
-        return y.cpu().numpy()
-
-
-def load_enhancer(
-    model_uri: str, *, device: str = "cpu", input_level_db: InputLevel = MODEL_LEVEL
-) -> tuple[MaskEnhancer, str, str]:
-    """Load a model folder (or ``default``) → (enhancer, model name, weights sha256).
-
-    ``input_level_db``: ``"model"`` (default) normalises to the level the model records (its training
-    mixtures' median), else to :data:`INPUT_LEVEL_DB`; a number in dBFS; ``None`` for the raw level.
-    """
-    payload = checkpoint.read_checkpoint(model_uri)
-    level = resolve_input_level(input_level_db, payload)
-    model = deserialize(payload)
-    if not isinstance(model, MaskModel):
-        raise ParameterError(
-            f"{model_uri}: model {payload['model_name']!r} is not an enhancement model"
-        )
-    stft_cfg = (
-        StftConfig.from_dict(payload.get("stft", {})) if payload.get("stft") else StftConfig()
-    )
-    return (
-        MaskEnhancer(model, stft_config=stft_cfg, device=device, input_level_db=level),
-        payload["model_name"],
-        payload["sha256"],
-    )
-
-
-def output_rel_paths(rel_paths: Sequence[str], fmt: str) -> dict[str, str]:
-    """Output path of every input: same relative path, suffix ``.fmt``.
-
-    Inputs that would collide (``a.wav`` and ``a.flac``) keep their suffix (``a.wav.wav``, ``a.flac.wav``),
-    so no output ever overwrites another file's.
-    """
-    simple = {r: os.path.splitext(r)[0] + "." + fmt for r in rel_paths}
-    counts: dict[str, int] = {}
-    for out in simple.values():
-        counts[out] = counts.get(out, 0) + 1
-    return {r: (out if counts[out] == 1 else f"{r}.{fmt}") for r, out in simple.items()}
 
 
 def _fail(row: dict[str, Any], err: BaseException) -> dict[str, Any]:
@@ -435,115 +348,7 @@ class EnhanceSummary:
         return self.hours * 3600.0 / self.processing_s if self.processing_s > 0 else float("nan")
 
 
-def committed_rows(out_uri: str) -> list[dict[str, Any]]:
-    table = parquet.read_parts(storage.join(out_uri, RESULTS_DIR))
-    return [] if table is None else table.to_pylist()
-
-
 MAX_AUTO_SHARD = 32
-
-
-def enhance_inputs(in_uri: str, out_uri: str) -> tuple[list[FileEntry], int]:
-    """Audio files under ``in_uri`` to enhance into ``out_uri``, and the number of non-audio files skipped.
-
-    An output folder inside the input folder is left out of the listing (a re-run must not enhance its own
-    outputs); the input folder itself as output is refused (outputs would replace their inputs).
-
-    Raises
-    ------
-    StorageError
-        Input missing or unlistable.
-    ParameterError
-        ``out_uri`` is ``in_uri``.
-    """
-    src, dst = storage.normalize(in_uri), storage.normalize(out_uri)
-    if src == dst:
-        raise ParameterError(
-            f"OUT {out_uri} is the input folder: outputs would replace their inputs; give another folder"
-        )
-    entries, non_audio = list_audio(in_uri)
-    if dst.startswith(src.rstrip("/") + "/"):
-        entries = [e for e in entries if not storage.normalize(e.uri).startswith(dst + "/")]
-    return entries, non_audio
-
-
-SETTINGS_KEYS = (
-    "model",
-    "model_sha256",
-    "emotion",
-    "emotion_sha256",
-    "options",
-    "input_level_db_used",
-)
-"""What an enhance run's outputs depend on: a re-run that resumes must use the same (job.json's spec)."""
-
-
-def check_same_settings(out_uri: str, spec: Mapping[str, Any]) -> None:
-    """Refuse to resume into ``out_uri`` with other settings than the run that committed its results
-    (outputs would mix two settings, and job.json would describe only the last). Keys a run recorded
-    before they existed are not compared."""
-    before = jobinfo.read_job_json(out_uri).get("stages", {}).get("enhance", {}).get("spec")
-    if not before:
-        return
-    changed = []
-    for key in SETTINGS_KEYS:
-        old, new = before.get(key), spec.get(key)
-        if key not in before or old == new:
-            continue
-        if isinstance(old, dict) and isinstance(new, dict):
-            changed += [
-                f"{key}.{k}: {old.get(k)!r} -> {new.get(k)!r}"
-                for k in sorted(old.keys() & new.keys())
-                if old.get(k) != new.get(k) and k != "input_level_db"  # compared as the level used
-            ]
-        else:
-            changed.append(f"{key}: {old!r} -> {new!r}")
-    if changed:
-        raise ParameterError(
-            f"{out_uri} holds results made with other settings ({'; '.join(changed)}): re-run with the "
-            "same settings to resume, --overwrite to start over, or give another OUT"
-        )
-
-
-def _forget_missing_outputs(
-    out_uri: str, rows: list[dict[str, Any]]
-) -> tuple[list[dict[str, Any]], int]:
-    """Committed rows whose output file still exists, and how many did not: those rows are removed from
-    their results part (rewritten atomically; deleted when empty) so the files are enhanced again."""
-    present = {storage.normalize(e.uri) for e in storage.list_files(out_uri)}
-    lost = [
-        r
-        for r in rows
-        if r["status"] == schemas.STATUS_OK
-        and r.get("output_uri")
-        and storage.normalize(r["output_uri"]) not in present
-    ]
-    if not lost:
-        return rows, 0
-    lost_keys = {(int(r["shard"]), r["rel_path"]) for r in lost}
-    results_uri = storage.join(out_uri, RESULTS_DIR)
-    for shard in sorted({k[0] for k in lost_keys}):
-        kept = [
-            r for r in rows if int(r["shard"]) == shard and (shard, r["rel_path"]) not in lost_keys
-        ]
-        part = parquet.part_uri(results_uri, shard)
-        if kept:
-            parquet.write_table(part, schemas.table_from_rows(kept, schemas.ENHANCE_RESULTS))
-        else:
-            storage.delete(part)
-    return [r for r in rows if (int(r["shard"]), r["rel_path"]) not in lost_keys], len(lost)
-
-
-def _note_renamed(rows: list[dict[str, Any]], out_rel: Mapping[str, str], fmt: str) -> None:
-    """Warn in the rows of files whose output name keeps the input suffix (see :func:`output_rel_paths`)."""
-    for r in rows:
-        rel = r["rel_path"]
-        if (
-            r["status"] == schemas.STATUS_OK
-            and out_rel[rel] != os.path.splitext(rel)[0] + "." + fmt
-        ):
-            note = f"output named {out_rel[rel]}: another input has the same name without suffix"
-            r["warning"] = f"{r['warning']}; {note}" if r.get("warning") else note
 
 
 def auto_shard_size(n_files: int, *, min_shards: int = 16) -> int:
@@ -608,7 +413,7 @@ def enhance(
     done_rows = committed_rows(out_uri)
     if done_rows:
         check_same_settings(out_uri, spec)
-        done_rows, missing = _forget_missing_outputs(out_uri, done_rows)
+        done_rows, missing = forget_missing_outputs(out_uri, done_rows)
     else:
         missing = 0
     done = {r["rel_path"] for r in done_rows}
@@ -635,7 +440,7 @@ def enhance(
     seconds_run = 0.0
     for shard_id, rows in executor(worker_kwargs, tasks):
         if model is not None:
-            _note_renamed(rows, out_rel, options.fmt)
+            note_renamed(rows, out_rel, options.fmt)
         table = schemas.table_from_rows(rows, schemas.ENHANCE_RESULTS)
         parquet.write_table(parquet.part_uri(results_uri, shard_id), table)
         seconds = sum(float(r.get("duration_s") or 0.0) for r in rows)

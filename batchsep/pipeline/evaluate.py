@@ -25,7 +25,7 @@ from batchsep.errors import BatchsepError, ParameterError, StorageError
 from batchsep.evaluation.metrics import SCORE_METRICS, score_file
 from batchsep.io import parquet, schemas, storage
 from batchsep.pipeline import jobinfo
-from batchsep.pipeline.enhance import RESULTS_DIR, committed_rows
+from batchsep.pipeline.outfolder import RESULTS_DIR, committed_rows
 from batchsep.pipeline.runner import Runner, SerialRunner, shards
 
 METRICS_DIR = "metrics"

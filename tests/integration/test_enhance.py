@@ -22,14 +22,9 @@ from batchsep.cli.main import EXIT_SOME_FAILED, EXIT_USAGE, main
 from batchsep.io import parquet, storage
 from batchsep.io.checkpoint import write_checkpoint
 from batchsep.models import build_model, serialize
-from batchsep.pipeline.enhance import (
-    EnhanceOptions,
-    committed_rows,
-    enhance,
-    enhance_file,
-    load_enhancer,
-    output_rel_paths,
-)
+from batchsep.pipeline.enhance import EnhanceOptions, enhance, enhance_file
+from batchsep.pipeline.enhancer import load_enhancer
+from batchsep.pipeline.outfolder import committed_rows, output_rel_paths
 
 SR = 16000
 

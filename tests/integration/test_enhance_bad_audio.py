@@ -13,7 +13,8 @@ import torch
 
 from batchsep.io.checkpoint import write_checkpoint
 from batchsep.models import build_model, serialize
-from batchsep.pipeline.enhance import EnhanceOptions, committed_rows, enhance, enhance_file
+from batchsep.pipeline.enhance import EnhanceOptions, enhance, enhance_file
+from batchsep.pipeline.outfolder import committed_rows
 from batchsep.pipeline.runner import SerialRunner
 from batchsep.pipeline.scan import scan
 

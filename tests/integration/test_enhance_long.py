@@ -30,7 +30,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from batchsep.pipeline.enhance import EnhanceOptions, committed_rows, load_enhancer
+from batchsep.pipeline.enhance import EnhanceOptions
+from batchsep.pipeline.enhancer import load_enhancer
+from batchsep.pipeline.outfolder import committed_rows
 
 pytestmark = [pytest.mark.heavy, pytest.mark.slow]
 

@@ -18,7 +18,7 @@ from batchsep.io import checkpoint, storage
 from batchsep.models.base import deserialize
 from batchsep.pipeline import features as feat
 from batchsep.pipeline import train as tr
-from batchsep.pipeline.enhance import load_enhancer
+from batchsep.pipeline.enhancer import load_enhancer
 from batchsep.pipeline.train_data import DataOptions, distinct_values, make_sources
 
 N_FFT = 32

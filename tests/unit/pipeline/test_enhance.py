@@ -25,7 +25,7 @@ def _enhancer(level_db):
     import torch
 
     from batchsep.models import build_model
-    from batchsep.pipeline.enhance import MaskEnhancer
+    from batchsep.pipeline.enhancer import MaskEnhancer
 
     torch.manual_seed(0)
     return MaskEnhancer(build_model("lstm", {"n_layers": 1, "hidden": 16}), input_level_db=level_db)
@@ -74,7 +74,7 @@ def test_normalised_enhancer_batch_equals_one_by_one_and_silence_stays_silent():
 def test_level_gain_is_bounded():
     import torch
 
-    from batchsep.pipeline.enhance import level_gain
+    from batchsep.pipeline.enhancer import level_gain
     from batchsep.pipeline.level import MAX_LEVEL_GAIN_DB
 
     x = torch.stack([torch.zeros(100), torch.full((100,), 1e-6), torch.full((100,), 0.05)])
@@ -107,7 +107,7 @@ def test_model_level_resolves_to_the_recorded_level_else_the_default():
 
 
 def test_shipped_enhancer_records_its_training_level():
-    from batchsep.pipeline.enhance import load_enhancer
+    from batchsep.pipeline.enhancer import load_enhancer
 
     assert load_enhancer("default")[0].input_level_db == -26.0
 

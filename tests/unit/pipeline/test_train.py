@@ -21,7 +21,7 @@ from batchsep.models.losses import msa
 from batchsep.models.snmf import SnmfEnhancer
 from batchsep.pipeline import features as feat
 from batchsep.pipeline import train as tr
-from batchsep.pipeline.enhance import load_enhancer
+from batchsep.pipeline.enhancer import load_enhancer
 from batchsep.pipeline.inspect import inspect_model
 from batchsep.pipeline.train_data import (
     DataOptions,

@@ -1,0 +1,141 @@
+"""An enhance output folder: which inputs it takes, what its outputs are called, its commit record
+(``results/part-*.parquet``) and the settings its outputs were made with (``job.json``).
+
+A re-run resumes from the commit record: files with a committed row are skipped, unless their output has gone
+missing (then their row is removed and they are done again), and only with the same settings.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from batchsep.errors import ParameterError
+from batchsep.io import parquet, schemas, storage
+from batchsep.io.storage import FileEntry
+from batchsep.pipeline import jobinfo
+from batchsep.pipeline.scan import list_audio
+
+RESULTS_DIR = "results"
+
+
+def enhance_inputs(in_uri: str, out_uri: str) -> tuple[list[FileEntry], int]:
+    """Audio files under ``in_uri`` to enhance into ``out_uri``, and the number of non-audio files skipped.
+
+    An output folder inside the input folder is left out of the listing (a re-run must not enhance its own
+    outputs); the input folder itself as output is refused (outputs would replace their inputs).
+
+    Raises
+    ------
+    StorageError
+        Input missing or unlistable.
+    ParameterError
+        ``out_uri`` is ``in_uri``.
+    """
+    src, dst = storage.normalize(in_uri), storage.normalize(out_uri)
+    if src == dst:
+        raise ParameterError(
+            f"OUT {out_uri} is the input folder: outputs would replace their inputs; give another folder"
+        )
+    entries, non_audio = list_audio(in_uri)
+    if dst.startswith(src.rstrip("/") + "/"):
+        entries = [e for e in entries if not storage.normalize(e.uri).startswith(dst + "/")]
+    return entries, non_audio
+
+
+SETTINGS_KEYS = (
+    "model",
+    "model_sha256",
+    "emotion",
+    "emotion_sha256",
+    "options",
+    "input_level_db_used",
+)
+"""What an enhance run's outputs depend on: a re-run that resumes must use the same (job.json's spec)."""
+
+
+def check_same_settings(out_uri: str, spec: Mapping[str, Any]) -> None:
+    """Refuse to resume into ``out_uri`` with other settings than the run that committed its results
+    (outputs would mix two settings, and job.json would describe only the last). Keys a run recorded
+    before they existed are not compared."""
+    before = jobinfo.read_job_json(out_uri).get("stages", {}).get("enhance", {}).get("spec")
+    if not before:
+        return
+    changed = []
+    for key in SETTINGS_KEYS:
+        old, new = before.get(key), spec.get(key)
+        if key not in before or old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += [
+                f"{key}.{k}: {old.get(k)!r} -> {new.get(k)!r}"
+                for k in sorted(old.keys() & new.keys())
+                if old.get(k) != new.get(k) and k != "input_level_db"  # compared as the level used
+            ]
+        else:
+            changed.append(f"{key}: {old!r} -> {new!r}")
+    if changed:
+        raise ParameterError(
+            f"{out_uri} holds results made with other settings ({'; '.join(changed)}): re-run with the "
+            "same settings to resume, --overwrite to start over, or give another OUT"
+        )
+
+
+def forget_missing_outputs(
+    out_uri: str, rows: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], int]:
+    """Committed rows whose output file still exists, and how many did not: those rows are removed from
+    their results part (rewritten atomically; deleted when empty) so the files are enhanced again."""
+    present = {storage.normalize(e.uri) for e in storage.list_files(out_uri)}
+    lost = [
+        r
+        for r in rows
+        if r["status"] == schemas.STATUS_OK
+        and r.get("output_uri")
+        and storage.normalize(r["output_uri"]) not in present
+    ]
+    if not lost:
+        return rows, 0
+    lost_keys = {(int(r["shard"]), r["rel_path"]) for r in lost}
+    results_uri = storage.join(out_uri, RESULTS_DIR)
+    for shard in sorted({k[0] for k in lost_keys}):
+        kept = [
+            r for r in rows if int(r["shard"]) == shard and (shard, r["rel_path"]) not in lost_keys
+        ]
+        part = parquet.part_uri(results_uri, shard)
+        if kept:
+            parquet.write_table(part, schemas.table_from_rows(kept, schemas.ENHANCE_RESULTS))
+        else:
+            storage.delete(part)
+    return [r for r in rows if (int(r["shard"]), r["rel_path"]) not in lost_keys], len(lost)
+
+
+def note_renamed(rows: list[dict[str, Any]], out_rel: Mapping[str, str], fmt: str) -> None:
+    """Warn in the rows of files whose output name keeps the input suffix (see :func:`output_rel_paths`)."""
+    for r in rows:
+        rel = r["rel_path"]
+        if (
+            r["status"] == schemas.STATUS_OK
+            and out_rel[rel] != os.path.splitext(rel)[0] + "." + fmt
+        ):
+            note = f"output named {out_rel[rel]}: another input has the same name without suffix"
+            r["warning"] = f"{r['warning']}; {note}" if r.get("warning") else note
+
+
+def output_rel_paths(rel_paths: Sequence[str], fmt: str) -> dict[str, str]:
+    """Output path of every input: same relative path, suffix ``.fmt``.
+
+    Inputs that would collide (``a.wav`` and ``a.flac``) keep their suffix (``a.wav.wav``, ``a.flac.wav``),
+    so no output ever overwrites another file's.
+    """
+    simple = {r: os.path.splitext(r)[0] + "." + fmt for r in rel_paths}
+    counts: dict[str, int] = {}
+    for out in simple.values():
+        counts[out] = counts.get(out, 0) + 1
+    return {r: (out if counts[out] == 1 else f"{r}.{fmt}") for r, out in simple.items()}
+
+
+def committed_rows(out_uri: str) -> list[dict[str, Any]]:
+    table = parquet.read_parts(storage.join(out_uri, RESULTS_DIR))
+    return [] if table is None else table.to_pylist()
