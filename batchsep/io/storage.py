@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -43,8 +43,10 @@ def is_s3(uri: str) -> bool:
 
 
 def _local_path(uri: str) -> str:
-    if uri.startswith("file://"):
-        return urlparse(uri).path
+    if uri.startswith(
+        "file://"
+    ):  # RFC 8089: the path is percent-encoded (as Path.as_uri() writes it)
+        return unquote(urlparse(uri).path)
     if "://" in uri:
         raise StorageError(f"unsupported URI scheme in {uri!r}; use a local path, file:// or s3://")
     return os.path.abspath(os.path.expanduser(uri))

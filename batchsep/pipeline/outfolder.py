@@ -44,15 +44,9 @@ def enhance_inputs(in_uri: str, out_uri: str) -> tuple[list[FileEntry], int]:
     return entries, non_audio
 
 
-SETTINGS_KEYS = (
-    "model",
-    "model_sha256",
-    "emotion",
-    "emotion_sha256",
-    "options",
-    "input_level_db_used",
-)
-"""What an enhance run's outputs depend on: a re-run that resumes must use the same (job.json's spec)."""
+SETTINGS_KEYS = ("model_sha256", "emotion_sha256", "options", "input_level_db_used")
+"""What an enhance run's outputs depend on: a re-run that resumes must use the same (job.json's spec). Models
+are compared by checksum: the same weights by another URI (``default`` or its folder) are the same model."""
 
 
 def check_same_settings(out_uri: str, spec: Mapping[str, Any]) -> None:
@@ -63,7 +57,8 @@ def check_same_settings(out_uri: str, spec: Mapping[str, Any]) -> None:
     if not before:
         return
     changed = []
-    for key in SETTINGS_KEYS:
+    keys = SETTINGS_KEYS if "model_sha256" in before else ("model", "emotion", *SETTINGS_KEYS)
+    for key in keys:
         old, new = before.get(key), spec.get(key)
         if key not in before or old == new:
             continue

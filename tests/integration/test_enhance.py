@@ -255,6 +255,13 @@ def test_resume_with_other_settings_is_refused(tmp_path, model_uri):
     assert (out / "job.json").read_text() == job and not list(out.rglob("*.flac"))
     s = enhance(str(root), str(out), model=model_uri, options=EnhanceOptions(input_level_db=-26))
     assert s.files_skipped == 2  # the same level, asked for by number: resumes
+    import shutil
+
+    shutil.copytree(model_uri, tmp_path / "same-weights")
+    s = enhance(str(root), str(out), model=str(tmp_path / "same-weights"))
+    assert s.files_skipped == 2  # the same model by another URI (compared by checksum): resumes
+    with pytest.raises(ParameterError, match="emotion_sha256: None -> "):
+        enhance(str(root), str(out), model=model_uri, emotion="default-emotion")
     r = CliRunner().invoke(
         main, ["enhance", str(root), str(out), "--model", model_uri, "--format", "flac",
                "--no-emotion", "--local"],

@@ -222,6 +222,9 @@ def test_uri_helpers_local(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert storage.normalize("rel/dir/") == str(tmp_path / "rel" / "dir")
     assert storage.normalize("file:///tmp/x/") == "/tmp/x"
+    assert (
+        storage.normalize("file:///tmp/%C3%A9t%C3%A9%201.wav") == "/tmp/été 1.wav"
+    )  # percent-encoded
     assert storage.normalize("/") == "/"
     assert storage.join("/data", "a", "b.wav") == "/data/a/b.wav"
     assert storage.join("/data", "/etc/passwd") == "/data/etc/passwd"  # parts never escape the root
