@@ -27,8 +27,9 @@ METRIC_NAMES = ("sdr", "si_sdr", "pesq", "stoi")
     "--references",
     default=None,
     help="Clean references: a prepare run (mixtures.parquet) or a folder of clean files "
-    "with the same relative paths as the enhanced inputs. Needed to score the audio of an "
-    "enhance run: without it, or when it matches no file, evaluate stops with exit status 2 "
+    "with the same relative paths as the enhanced inputs. Default: the prepare run the "
+    "enhanced inputs came from (its mixtures folder), if any. Needed otherwise to score the "
+    "audio of an enhance run: without it, or when it matches no file, evaluate stops with exit status 2 "
     "(unless the files are RAVDESS-named and emotion-tagged: then only emotions are "
     "evaluated). Not needed for a tag run.",
 )
@@ -75,6 +76,8 @@ def evaluate(
         _fail_usage(str(e))
     except BatchsepError as e:
         _fail_fatal(str(e))
+    if references is None and s.references is not None:
+        click.echo(f"references: {s.references} (the prepare run of the enhanced inputs)")
     means = ", ".join(f"{k} {v:+.2f}" for k, v in s.means.items())
     click.echo(
         f"scored {s.scored}/{s.files} files ({means or 'no metric'})\nmetrics: {s.metrics_uri}"

@@ -106,6 +106,29 @@ def _emotion_truth(rel_path: str) -> dict[str, Any]:
     return {"emotion_true": info.emotion, "speaker": f"actor{info.actor:02d}"}
 
 
+MIXTURES_SEARCH_DEPTH = 4
+"""Folders above an enhance run's input searched for the prepare run it came from (``mixtures/test/noisy``
+lies three below its run)."""
+
+
+def find_mixtures_run(run_uri: str) -> str | None:
+    """The prepare run whose mixtures an enhance run enhanced: the nearest folder above its input (``job.json``)
+    holding ``mixtures.parquet``, within ``MIXTURES_SEARCH_DEPTH`` levels; None when there is none."""
+    spec = jobinfo.read_job_json(run_uri).get("stages", {}).get("enhance", {}).get("spec") or {}
+    in_uri = spec.get("in_uri")
+    if not in_uri:
+        return None
+    folder = storage.normalize(in_uri)
+    for _ in range(MIXTURES_SEARCH_DEPTH):
+        if storage.exists(storage.join(folder, "mixtures.parquet")):
+            return folder
+        parent = folder.rsplit("/", 1)[0]
+        if parent in ("", folder) or parent in ("s3:", "s3:/"):
+            return None
+        folder = parent
+    return None
+
+
 def build_items(run_uri: str, references: str | None) -> list[EvalItem]:
     """Pair every committed enhance row of ``run_uri`` with its reference (or None)."""
     rows = committed_rows(run_uri)
@@ -206,9 +229,16 @@ def evaluate(
     runner: Runner | None = None,
     shard_size: int = 16,
 ) -> EvaluateSummary:
-    """Score the enhance run ``run_uri`` into ``run_uri/metrics/part-*.parquet`` (replacing old parts)."""
+    """Score the enhance run ``run_uri`` into ``run_uri/metrics/part-*.parquet`` (replacing old parts).
+
+    ``references``: a prepare run (``mixtures.parquet``) or a folder of clean files with the inputs' relative
+    paths; by default the prepare run the enhanced inputs came from, when there is one
+    (:func:`find_mixtures_run`; ``EvaluateSummary.references`` says which was used).
+    """
     runner = runner or SerialRunner()
     metrics = tuple(metrics)
+    if references is None:
+        references = find_mixtures_run(run_uri)
     items = build_items(run_uri, references)
     check_references(items, run_uri, references, metrics)
     metrics_uri = storage.join(run_uri, METRICS_DIR)

@@ -245,3 +245,33 @@ def test_tagged_ravdess_run_without_references_scores_emotion_only(tmp_path):
     assert df.loc["03-01-05-01-01-01-13.wav", "emotion_true"] == "angry"
     r = CliRunner().invoke(main, ["evaluate", run, "--local"])
     assert r.exit_code == EXIT_SOME_FAILED and "pass --references CLEAN_URI" in r.output
+
+
+def test_references_default_to_the_prepare_run_of_the_enhanced_inputs(tmp_path):
+    """An enhance run of a prepare run's mixtures is scored against that run's clean signals without
+    --references: evaluate finds mixtures.parquet above the enhance input recorded in job.json."""
+    from batchsep.pipeline import jobinfo
+    from batchsep.pipeline.evaluate import find_mixtures_run
+
+    run = crafted_run(tmp_path, snrs=(0.0, 5.0), names=("m0.wav", "m1.wav"))
+    assert find_mixtures_run(run) is None  # no job.json yet
+    rows = [
+        {"mixture_id": f"m{i}", "split": "test", "speaker": f"spk{i}", "noise_class": "hum",
+         "snr_db": snr, "noisy_uri": str(tmp_path / "noisy" / f"m{i}.wav"),
+         "clean_uri": str(tmp_path / "clean" / f"m{i}.wav"), "index": i, "speech_uri": "s",
+         "speech_rel_path": "s", "noise_uri": "n", "noise_rel_path": "n", "noise_clip": "n",
+         "sample_rate": SR, "speech_offset": 0, "noise_offset": 0, "noise_looped": False,
+         "n_samples": 2 * SR, "duration_s": 2.0, "status": "ok"}
+        for i, snr in enumerate((0.0, 5.0))
+    ]  # fmt: skip
+    parquet.write_table(
+        str(tmp_path / "mixtures.parquet"), schemas.table_from_rows(rows, schemas.MIXTURES)
+    )
+    jobinfo.write_job_json(run, "enhance", {"in_uri": str(tmp_path / "noisy"), "out_uri": run})
+    assert find_mixtures_run(run) == str(tmp_path)
+    r = CliRunner().invoke(main, ["evaluate", run, "--metrics", "si_sdr", "--local"])
+    assert r.exit_code == EXIT_OK, r.output
+    assert f"references: {tmp_path} (the prepare run" in r.output and "scored 2/2" in r.output
+    df = parquet.read_parts(run + "/metrics").to_pandas().set_index("rel_path")
+    assert list(df["noise_class"]) == ["hum", "hum"] and list(df["speaker"]) == ["spk0", "spk1"]
+    np.testing.assert_allclose(df["si_sdr_i"], 20.0, atol=0.2)
