@@ -69,6 +69,7 @@ def enhance(
     resume: bool = True,
     shard_size: int | None = None,
     input_level_db: InputLevel = MODEL_LEVEL,
+    on_start: Callable[[str, int], None] | None = None,
     on_progress: Callable[[int, float], None] | None = None,
 ) -> Any:
     """Enhance every audio file under ``in_uri`` into ``out_uri`` with ``model`` (``default``: shipped).
@@ -100,6 +101,7 @@ def enhance(
         num_threads=None if gpu else 1,
         resume=resume,
         shard_size=shard_size,
+        on_start=on_start,
         on_progress=on_progress,
     )
 
@@ -115,6 +117,7 @@ def tag(
     gpu: bool = False,
     resume: bool = True,
     shard_size: int | None = None,
+    on_start: Callable[[str, int], None] | None = None,
     on_progress: Callable[[int, float], None] | None = None,
 ) -> Any:
     """Tag every audio file under ``in_uri`` with emotions, without enhancing or writing audio.
@@ -133,6 +136,7 @@ def tag(
         num_threads=None if gpu else 1,
         resume=resume,
         shard_size=shard_size,
+        on_start=on_start,
         on_progress=on_progress,
     )
 

@@ -69,6 +69,28 @@ def _progress(total: int, unit: str, desc: str) -> tuple[Any, Callable[[int, flo
     return bar, update
 
 
+def _phase_bars() -> tuple[
+    Callable[[str, int], None], Callable[[int, float], None], Callable[[], None]
+]:
+    """Progress callbacks for a multi-phase command: one bar per phase (scan inputs, render, ...)."""
+    state: dict[str, Any] = {"bar": None, "update": None}
+
+    def close() -> None:
+        if state["bar"] is not None:
+            state["bar"].close()
+            state["bar"] = None
+
+    def on_start(phase: str, total: int) -> None:
+        close()
+        state["bar"], state["update"] = _progress(total, "file", phase)
+
+    def on_progress(n: int, seconds: float) -> None:
+        if state["update"] is not None:
+            state["update"](n, seconds)
+
+    return on_start, on_progress, close
+
+
 def _fail_usage(msg: str) -> NoReturn:
     click.echo(f"Error: {msg}", err=True)
     sys.exit(EXIT_USAGE)

@@ -14,7 +14,7 @@ from batchsep.cli.common import (
     EXIT_SOME_FAILED,
     _fail_fatal,
     _fail_usage,
-    _progress,
+    _phase_bars,
     ray_options,
 )
 from batchsep.cli.main import main
@@ -22,14 +22,13 @@ from batchsep.errors import BatchsepError, ParameterError, StorageError
 from batchsep.pipeline.level import INPUT_LEVEL_DB, MODEL_LEVEL, InputLevel, check_input_level
 
 
-def _check_inputs(in_uri: str, out_uri: str, models: dict[str, str]) -> int:
-    """Fail early (usage/fatal exits) on a missing input, a bad model, an unwritable output; the number
-    of audio files to process."""
+def _check_inputs(in_uri: str, out_uri: str, models: dict[str, str]) -> None:
+    """Fail early (usage/fatal exits) on a missing input, a bad model, an unwritable output."""
     from batchsep.io import checkpoint, storage
     from batchsep.pipeline.outfolder import enhance_inputs
 
     try:
-        entries, _ = enhance_inputs(in_uri, out_uri)
+        enhance_inputs(in_uri, out_uri)
     except BatchsepError as e:
         _fail_usage(str(e))
     for option, uri in models.items():
@@ -41,7 +40,6 @@ def _check_inputs(in_uri: str, out_uri: str, models: dict[str, str]) -> int:
         storage.check_writable(out_uri)
     except StorageError as e:
         _fail_fatal(f"output {e}")
-    return len(entries)
 
 
 def _report(summary: Any, verb: str, out_uri: str, show_errors: int) -> None:
@@ -58,7 +56,9 @@ def _report(summary: Any, verb: str, out_uri: str, show_errors: int) -> None:
         + f"results: {out_uri}/results"
     )
     if summary.outputs_missing:
-        click.echo(f"{summary.outputs_missing} files done earlier had lost their output: done again")
+        click.echo(
+            f"{summary.outputs_missing} files done earlier had lost their output: done again"
+        )
     if summary.non_audio_skipped:
         click.echo(f"{summary.non_audio_skipped} non-audio files skipped (by name)")
     if summary.files == 0:
@@ -172,17 +172,20 @@ def enhance(
     level_db = _parse_level(input_level)
     emotion = batchsep.api._want_emotion(emotion, emotion_model)
     models = {"--model": model, **({"--emotion-model": emotion_model} if emotion else {})}
-    bar, update = _progress(_check_inputs(in_uri, out_uri, models), "file", "enhance")
+    _check_inputs(in_uri, out_uri, models)
+    on_start, on_progress, close = _phase_bars()
     try:
-        with bar:
-            summary = batchsep.api.enhance(
-                in_uri, out_uri, model=model, emotion=emotion, emotion_model=emotion_model, sr=sr,
-                fmt=fmt, input_level_db=level_db, on_progress=update, **run,
-            )  # fmt: skip
+        summary = batchsep.api.enhance(
+            in_uri, out_uri, model=model, emotion=emotion, emotion_model=emotion_model, sr=sr,
+            fmt=fmt, input_level_db=level_db, on_start=on_start, on_progress=on_progress, **run,
+        )  # fmt: skip
     except ParameterError as e:  # e.g. resuming into OUT with other settings
+        close()
         _fail_usage(str(e))
     except BatchsepError as e:
+        close()
         _fail_fatal(str(e))
+    close()
     _report(summary, "enhanced", out_uri, show_errors)
 
 
@@ -204,14 +207,18 @@ def tag(in_uri: str, out_uri: str, emotion_model: str, **run: Any) -> None:
     and the same per voiced segment (start, end, label, probabilities). No audio is written.
     """
     show_errors = run.pop("show_errors")
-    bar, update = _progress(
-        _check_inputs(in_uri, out_uri, {"--emotion-model": emotion_model}), "file", "tag"
-    )
+    _check_inputs(in_uri, out_uri, {"--emotion-model": emotion_model})
+    on_start, on_progress, close = _phase_bars()
     try:
-        with bar:
-            summary = batchsep.api.tag(
-                in_uri, out_uri, emotion_model=emotion_model, on_progress=update, **run
-            )
+        summary = batchsep.api.tag(
+            in_uri, out_uri, emotion_model=emotion_model, on_start=on_start,
+            on_progress=on_progress, **run,
+        )  # fmt: skip
+    except ParameterError as e:
+        close()
+        _fail_usage(str(e))
     except BatchsepError as e:
+        close()
         _fail_fatal(str(e))
+    close()
     _report(summary, "tagged", out_uri, show_errors)

@@ -10,8 +10,6 @@ Exit status (every command):
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import Any
 
 import click
 
@@ -25,6 +23,7 @@ from batchsep.cli.common import (
     EXIT_USAGE,
     _fail_fatal,
     _fail_usage,
+    _phase_bars,
     _progress,
     ray_options,
 )
@@ -91,28 +90,6 @@ def scan(
     if len(summary.errors) > show_errors:
         click.echo(f"  ... and {len(summary.errors) - show_errors} more (status='error' rows)")
     sys.exit(EXIT_SOME_FAILED if summary.files_failed else EXIT_OK)
-
-
-def _phase_bars() -> tuple[
-    Callable[[str, int], None], Callable[[int, float], None], Callable[[], None]
-]:
-    """Progress callbacks for a multi-phase command: one bar per phase (scan inputs, render, ...)."""
-    state: dict[str, Any] = {"bar": None, "update": None}
-
-    def close() -> None:
-        if state["bar"] is not None:
-            state["bar"].close()
-            state["bar"] = None
-
-    def on_start(phase: str, total: int) -> None:
-        close()
-        state["bar"], state["update"] = _progress(total, "file", phase)
-
-    def on_progress(n: int, seconds: float) -> None:
-        if state["update"] is not None:
-            state["update"](n, seconds)
-
-    return on_start, on_progress, close
 
 
 def _gb(n: float) -> str:

@@ -371,6 +371,7 @@ def enhance(
     num_threads: int | None = None,
     resume: bool = True,
     shard_size: int | None = None,
+    on_start: Callable[[str, int], None] | None = None,
     on_progress: Callable[[int, float], None] | None = None,
 ) -> EnhanceSummary:
     """Enhance every audio file under ``in_uri`` into ``out_uri`` (same relative paths).
@@ -378,6 +379,8 @@ def enhance(
     ``emotion``: an emotion model (``default-emotion`` or a URI) that tags the enhanced audio;
     ``model=None`` with ``emotion`` set tags the input without enhancing it (no audio written).
     ``shard_size``: files per unit of work, commit and retry (default :func:`auto_shard_size`).
+    ``on_start(phase, n_files)`` is called once with the number of files this run processes (those already
+    committed are not counted), then ``on_progress(n_files, audio_seconds)`` per committed shard.
 
     Raises
     ------
@@ -392,9 +395,9 @@ def enhance(
         raise ParameterError("nothing to do: give an enhancement model, an emotion model, or both")
     # fail fast on a bad model URI, before any worker starts
     metas = {uri: checkpoint.read_checkpoint(uri) for uri in (model, emotion) if uri is not None}
-    spec = {
-        "in_uri": in_uri,
-        "out_uri": out_uri,
+    spec = {  # absolute: a later evaluate (from any directory) finds the input's prepare run from it
+        "in_uri": storage.normalize(in_uri),
+        "out_uri": storage.normalize(out_uri),
         "model": model,
         "model_sha256": metas[model]["sha256"] if model else None,
         "emotion": emotion,
@@ -437,6 +440,10 @@ def enhance(
     }
     # recorded before any work: a re-run into this folder (after an interruption, too) is checked against it
     jobinfo.write_job_json(out_uri, "enhance", {**spec, "shard_size": shard_size})
+    if on_start:
+        skipped = len(entries) - len(todo)
+        phase = "enhance" if model is not None else "tag"
+        on_start(f"{phase} ({skipped} done before)" if skipped else phase, len(todo))
     seconds_run = 0.0
     for shard_id, rows in executor(worker_kwargs, tasks):
         if model is not None:

@@ -205,8 +205,12 @@ def test_resume_skips_done_and_never_duplicates(tmp_path, model_uri):
     lost = pq.read_table(parts[1]).column("rel_path").to_pylist()
     parts[1].unlink()  # as if the driver died before committing this shard
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.wav")}
-    s = enhance(str(root), out, model=model_uri, shard_size=2)
+    starts, progress = [], []
+    s = enhance(str(root), out, model=model_uri, shard_size=2,
+                on_start=lambda phase, n: starts.append((phase, n)),
+                on_progress=lambda n, sec: progress.append(n))  # fmt: skip
     assert s.files_skipped == 6 and s.files_ok == 8
+    assert starts == [("enhance (6 done before)", 2)] and sum(progress) == 2  # the bar's total
     rows = committed_rows(out)
     assert sorted(r["rel_path"] for r in rows) == sorted(
         str(p.relative_to(root)) for p in root.rglob("*.wav")
