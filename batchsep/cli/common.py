@@ -9,10 +9,13 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_FATAL = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (SIGINT): the shell's 128 + SIGINT; re-running the command resumes."""
 
 EPILOG = """\b
 Exit status: 0 all files ok; 1 finished but some files failed;
-2 usage error (bad option, input URI missing); 3 fatal error (output not writable, ...).
+2 usage error (bad option, input URI missing, invalid job spec); 3 fatal error (output
+not writable, ...); 130 interrupted (Ctrl-C): re-run the same command to resume.
 URIs: a local path, file:///path, or s3://bucket/prefix (endpoint from AWS_ENDPOINT_URL,
 credentials from the usual AWS_* variables)."""
 
@@ -89,6 +92,20 @@ def _phase_bars() -> tuple[
             state["update"](n, seconds)
 
     return on_start, on_progress, close
+
+
+class InterruptibleGroup(click.Group):
+    """A group whose commands exit 130 on Ctrl-C with one line on stderr, not click's "Aborted!" (1).
+
+    Exit status 1 means "finished, but some files failed"; an interrupted command did not finish.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: re-run the same command to resume", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
 
 
 def _fail_usage(msg: str) -> NoReturn:

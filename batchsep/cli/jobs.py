@@ -22,12 +22,13 @@ _JOBS_ADDRESS_HELP = "Jobs API URL of the cluster head's dashboard, e.g. http://
 
 
 def _jobs_call(fn: Callable[[], Any]) -> Any:
-    """Run a jobs helper: bad spec/option/job id → exit 2; unreachable cluster, other errors → 3."""
-    from batchsep.errors import ParameterError
+    """Run a jobs helper: bad spec/option/job id, or a stage's bad parameter/config/name
+    (ParameterError, ConfigError, RegistryError) → exit 2; unreachable cluster, other errors → 3."""
+    from batchsep.errors import ParameterError, RegistryError
 
     try:
         return fn()
-    except ParameterError as e:
+    except (ParameterError, RegistryError) as e:
         _fail_usage(str(e))
     except BatchsepError as e:
         _fail_fatal(str(e))

@@ -5,6 +5,7 @@ Exit status (every command):
   1  the command ran to the end but some files failed (see the summary / the error rows)
   2  usage error: bad option, missing or unreadable input URI
   3  fatal error: output not writable, cluster unreachable, or another error that stopped the command
+  130  interrupted (Ctrl-C / SIGINT): re-run the same command to resume
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import batchsep.api
 from batchsep.cli.common import (
     EPILOG,
     EXIT_FATAL,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOME_FAILED,
     EXIT_USAGE,
+    InterruptibleGroup,
     _fail_fatal,
     _fail_usage,
     _phase_bars,
@@ -29,10 +32,14 @@ from batchsep.cli.common import (
 )
 from batchsep.errors import BatchsepError, StorageError
 
-__all__ = ["EXIT_FATAL", "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE", "main"]
+__all__ = ["EXIT_FATAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+@click.group(
+    cls=InterruptibleGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=EPILOG,
+)
 @click.version_option(batchsep.__version__, prog_name="batchsep")
 def main() -> None:
     """batchsep: batch speech enhancement and emotion tagging for large audio corpora.

@@ -121,6 +121,10 @@ def train(
             resolve_features(run_uri)
         elif not storage.exists(run_uri):
             raise StorageError(f"--features {run_uri} does not exist")
+        else:
+            from batchsep.corpus.emotion_data import check_labelled
+
+            check_labelled(run_uri)  # StorageError: no RAVDESS-named file
     except (ParameterError, StorageError) as e:
         _fail_usage(str(e))
     target = out_uri or storage.join(run_uri, "models", model)
@@ -140,8 +144,10 @@ def train(
     except BatchsepError as e:
         _fail_fatal(str(e))
     loss = "n/a" if s.best_valid_loss is None else f"{s.best_valid_loss:.5f}"
+    by = s.metrics.get("selected_by")  # emotion models: the best epoch by validation UAR, say
     click.echo(
-        f"trained {s.model}: {s.param_count} parameters, best epoch {s.best_epoch} of {s.epochs}, "
+        f"trained {s.model}: {s.param_count} parameters, best epoch {s.best_epoch} of {s.epochs}"
+        f"{f' (selected by {by})' if by else ''}, "
         f"validation loss {loss} ({s.stop_reason}); training {s.wall_s:.1f} s, "
         f"wall {time.perf_counter() - t0:.1f} s\nmodel: {s.out_uri}"
     )

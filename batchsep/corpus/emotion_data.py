@@ -172,10 +172,7 @@ def load_audio_corpus(
     uri: str, config: EmotionFeatureConfig | None = None, *, cache_uri: str | None = None
 ) -> EmotionCorpus:
     """Decode every RAVDESS-named audio file under the folder/prefix ``uri`` (see :func:`load_audio_files`)."""
-    entries = [
-        (e.uri, e.rel_path) for e in storage.list_files(uri) if audio.is_audio_name(e.rel_path)
-    ]
-    return load_audio_files(entries, config, cache_uri=cache_uri)
+    return load_audio_files(_locate_files(uri), config, cache_uri=cache_uri)
 
 
 def load_audio_files(
@@ -230,19 +227,56 @@ def load_emotion_corpus(
     :func:`load_logmel_run`); a scan run (``uri/manifest.parquet``: its ``ok`` rows are decoded); an
     audio folder or prefix (:func:`load_audio_corpus`).
     """
+    logmel_run, entries = _locate(uri)
+    if logmel_run is not None:
+        return load_logmel_run(logmel_run, config)
+    return load_audio_files(entries, config, cache_uri=cache_uri)
+
+
+def _locate(uri: str) -> tuple[str | None, list[tuple[str, str]]]:
+    """Where :func:`load_emotion_corpus` reads from: ``(log-mel features run, [])``, or ``(None, audio
+    entries (uri, rel_path))`` of a scan run's ``ok`` rows or of a folder/prefix."""
     from batchsep.corpus.dataset import list_shards
     from batchsep.io import parquet
 
     for candidate in (storage.join(uri, "features"), uri):
         all_uri = storage.join(candidate, "all")
         if storage.exists(all_uri) and list_shards(all_uri):
-            return load_logmel_run(candidate, config)
+            return candidate, []
     manifest = storage.join(uri, "manifest.parquet")
     if storage.exists(manifest):
         rows = [r for r in parquet.read_table(manifest).to_pylist() if r["status"] == "ok"]
-        entries = [(str(r["uri"]), str(r["rel_path"])) for r in rows]
-        return load_audio_files(entries, config, cache_uri=cache_uri)
-    return load_audio_corpus(uri, config, cache_uri=cache_uri)
+        return None, [(str(r["uri"]), str(r["rel_path"])) for r in rows]
+    return None, _locate_files(uri)
+
+
+def _locate_files(uri: str) -> list[tuple[str, str]]:
+    return [(e.uri, e.rel_path) for e in storage.list_files(uri) if audio.is_audio_name(e.rel_path)]
+
+
+def check_labelled(uri: str) -> int:
+    """How many items :func:`load_emotion_corpus` would train on (RAVDESS names), from names only: a
+    quick check before any training worker starts.
+
+    Raises
+    ------
+    StorageError
+        ``uri`` unreadable, or no RAVDESS name in it.
+    """
+    import pyarrow.parquet as pq
+
+    from batchsep.corpus.dataset import list_shards
+
+    logmel_run, entries = _locate(uri)
+    if logmel_run is None:
+        names = [rel for _, rel in entries]
+    else:
+        names = []
+        for shard in list_shards(storage.join(logmel_run, "all")):
+            fs, path = storage.filesystem(shard.uri)
+            names += [str(r) for r in pq.read_table(path, filesystem=fs, columns=["rel_path"])
+                      .column("rel_path").to_pylist()]  # fmt: skip
+    return len(_labelled(names)[0])
 
 
 def load_logmel_run(features_uri: str, config: EmotionFeatureConfig | None = None) -> EmotionCorpus:

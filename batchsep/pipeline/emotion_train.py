@@ -34,6 +34,7 @@ from batchsep.corpus.emotion_data import (
     DEFAULT_VALID_ACTORS,
     EmotionBatches,
     EmotionCorpus,
+    check_labelled,
     load_emotion_corpus,
 )
 from batchsep.dsp.mel import EmotionFeatureConfig
@@ -442,6 +443,9 @@ def train_emotion(
         )
     out_uri, data_uri = storage.normalize(out_uri), storage.normalize(data_uri)  # workers move
     storage.check_writable(out_uri)
+    check_labelled(
+        data_uri
+    )  # before any worker: "no RAVDESS name" is the data's fault, not a crash
     parsed = parse_overrides(overrides)  # type: ignore[arg-type]
     data_over = {k[len(DATA_PREFIX) :]: v for k, v in parsed.items() if k.startswith(DATA_PREFIX)}
     unknown = sorted(set(data_over) - set(DATA_KEYS))

@@ -136,6 +136,23 @@ def write_model(
     return checksum
 
 
+def check_resumable(
+    out_uri: str, model_config: Mapping[str, Any], state: Mapping[str, Any] | None
+) -> None:
+    """A run resumes from ``state`` (``out_uri/state.pt``) only with the same model config."""
+    if state is not None and state.get("job", {}).get("model_config") != dict(model_config):
+        before, now = state["job"].get("model_config") or {}, dict(model_config)
+        diff = "; ".join(
+            f"{k}: {before.get(k)!r} -> {now.get(k)!r}"
+            for k in sorted(before.keys() | now.keys())
+            if before.get(k) != now.get(k)
+        )
+        raise ConfigError(
+            f"{out_uri} holds a {state['job'].get('model')} run with another model config ({diff}); "
+            "use another --out or delete its state.pt"
+        )
+
+
 def read_state(out_uri: str) -> dict[str, Any] | None:
     """The resumable state stored at ``out_uri/state.pt`` (None when there is none)."""
     uri = storage.join(out_uri, STATE_NAME)
@@ -223,11 +240,7 @@ def run_worker(
     else:
         model = build_model(job.model, job.model_config)
     resume = read_state(job.out_uri)
-    if resume is not None and resume.get("job", {}).get("model_config") != job.model_config:
-        raise ConfigError(
-            f"{job.out_uri} holds a {resume['job'].get('model')} run with another model config; "
-            "use another --out or delete its state.pt"
-        )
+    check_resumable(job.out_uri, job.model_config, resume)
     train_src, valid_src = make_sources(
         job.features_uri, job.data, rank=rank, world_size=world_size
     )
@@ -394,6 +407,7 @@ def train(
             features_uri, out_uri, model_over, data, stft, init_from, runner, verbose, device,
             level,
         )  # fmt: skip
+        check_resumable(out_uri, built.config.to_dict(), read_state(out_uri))  # before any worker
         write_model(init_uri, built, stft, input_level_db=level)
         cfg = built.config
         info["init_from"] = init_from
@@ -403,6 +417,7 @@ def train(
         )
         info.update(data_info)  # seed 004 models: noise_mag, per-source labels (sce)
         cfg = model_config(model, model_over, n_freq=n_freq)
+        check_resumable(out_uri, cfg.to_dict(), read_state(out_uri))  # before any worker
     data = _loss_columns(cfg, transform, data)
     info = {**info, "features_uri": features_uri, "transform": transform, "input_level_db": level}
     job = TrainJob(
@@ -444,13 +459,31 @@ def _drnmf_init(
     unknown = [k for k in overrides if not k.startswith("snmf.") and k not in fields]
     if unknown:
         raise ConfigError(f"unknown key {unknown[0]!r} for drnmf")
+    snmf_keys = sorted(k for k in overrides if k.startswith("snmf."))
+    if init_from is not None and snmf_keys:
+        raise ConfigError(
+            f"{snmf_keys[0]}: set the SNMF of --init-from {init_from} when training it"
+        )
     if init_from is None:
         snmf_over = {k[5:]: v for k, v in overrides.items() if k.startswith("snmf.")}
         snmf_over |= {
             k: overrides[k] for k in ("rank_speech", "rank_noise", "seed") if k in overrides
         }
+        wanted = model_config("snmf", snmf_over, n_freq=int(stft["n_fft"]) // 2 + 1).to_dict()
         init_from = storage.join(out_uri, "snmf")
-        if not storage.exists(storage.join(init_from, checkpoint.CONFIG_NAME)):
+        if storage.exists(storage.join(init_from, checkpoint.CONFIG_NAME)):
+            held = checkpoint.read_checkpoint(init_from)["config"]
+            diff = "; ".join(
+                f"snmf.{k}: {held.get(k)!r} -> {wanted.get(k)!r}"
+                for k in sorted(held.keys() | wanted.keys())
+                if held.get(k) != wanted.get(k)
+            )
+            if diff:
+                raise ConfigError(
+                    f"{init_from} holds an SNMF trained with other settings ({diff}); delete it "
+                    "or use another --out"
+                )
+        else:
             _train_snmf(
                 features_uri, init_from, snmf_over, data, stft, runner, verbose, device,
                 input_level_db,

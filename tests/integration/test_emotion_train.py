@@ -141,6 +141,18 @@ def test_cli_train_emotion_then_tag(synthetic: str, tmp_path: Path) -> None:
     r = cli.invoke(main, ["train", "--model", "emotion-cnn", "--features", synthetic, "--out",
                           str(tmp_path / "x"), "--local", "--init-from", out])  # fmt: skip
     assert r.exit_code == 2 and "drnmf only" in r.output
+    # a corpus without RAVDESS names: one clear line, before any training worker (was a worker traceback)
+    (tmp_path / "plain").mkdir()
+    sf.write(tmp_path / "plain" / "speech.wav", np.zeros(1600, np.float32), 16000)
+    r = cli.invoke(main, ["train", "--model", "emotion-cnn", "--features", str(tmp_path / "plain"),
+                          "--out", str(tmp_path / "y"), "--local"])  # fmt: skip
+    assert r.exit_code == 2 and "no file named like RAVDESS" in r.output
+    from batchsep.errors import BatchsepError
+    from batchsep.pipeline.emotion_train import train_emotion
+
+    with pytest.raises(BatchsepError, match="no file named like RAVDESS"):
+        train_emotion(str(tmp_path / "plain"), str(tmp_path / "z"), model="emotion-cnn",
+                      fit_executor=lambda job: pytest.fail("a worker started"))  # fmt: skip
 
 
 @pytest.mark.ray

@@ -29,7 +29,7 @@ from click.testing import CliRunner
 
 from batchsep.cli.main import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
 from batchsep.distributed import jobs
-from batchsep.errors import ConfigError, ParameterError
+from batchsep.errors import ConfigError, ParameterError, RegistryError, StorageError
 from batchsep.jobspec import parse_spec
 
 FAKE_SECRET = "fake-secret-7f3a9c1e-do-not-leak"
@@ -118,6 +118,45 @@ def test_run_rejects_secrets_before_running(tmp_path):
     assert "'AWS_SECRET_ACCESS_KEY' looks like a credential" in r.output
     assert FAKE_SECRET not in r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_run_checks_train_model_before_the_first_stage(tmp_path):
+    """A typo in a train stage's model is a spec error (exit 2) found by --dry-run and before the
+    first stage runs, not a stage failure after prepare and features."""
+    corpus = good_corpus(tmp_path / "c")
+    data = scan_spec(str(corpus), str(tmp_path / "o"), params={"local": True})
+    data["stages"].append(
+        {"stage": "train", "params": {"run_uri": str(tmp_path / "o"), "model": "drnmff"}}
+    )
+    path = write_spec(tmp_path / "typo.yaml", data)
+    for args in (["--dry-run"], []):
+        r = CliRunner().invoke(main, ["run", path, *args])
+        assert r.exit_code == EXIT_USAGE, r.output
+        assert "stages[1] (train): unknown model 'drnmff'; known: blstm, dae, dc," in r.output
+        assert "oracle" not in r.output
+    assert not (tmp_path / "o").exists()  # the scan stage never ran
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (RegistryError("unknown model 'x'"), EXIT_USAGE),
+        (ConfigError("unknown key 'x'"), EXIT_USAGE),
+        (ParameterError("init_from=x holds a 'lstm' model"), EXIT_USAGE),
+        (StorageError("cannot write"), EXIT_FATAL),
+    ],
+)
+def test_run_stage_errors_map_to_exit_codes(tmp_path, monkeypatch, error, expected):
+    """A stage's parameter/config/registry error at run time is a usage error (2), not fatal (3)."""
+
+    def fail(spec, **kwargs):
+        raise type(error)(f"stages[0] (scan): {error}")
+
+    monkeypatch.setattr(jobs, "run_spec", fail)
+    path = write_spec(tmp_path / "s.yaml", scan_spec("in", str(tmp_path / "o")))
+    r = CliRunner().invoke(main, ["run", path])
+    assert r.exit_code == expected, r.output
+    assert f"Error: stages[0] (scan): {error}" in r.output
 
 
 # --- what a submission sends (no cluster needed) -------------------------------------------------

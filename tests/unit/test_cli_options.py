@@ -76,3 +76,27 @@ def test_enhance_input_level_reaches_the_api(tmp_path, monkeypatch, args, expect
     )
     assert "stopped after reading the options" in r.output
     assert seen["input_level_db"] == expected
+
+
+def test_ctrl_c_exits_130_with_a_resume_hint(monkeypatch):
+    """Ctrl-C is not click's "Aborted!" (exit 1 = "finished, some files failed") but exit 130."""
+    from click.testing import CliRunner
+
+    from batchsep.cli.common import EXIT_INTERRUPTED
+
+    @click.command("interrupt-test", hidden=True)
+    def interrupt_test() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(main.commands, "interrupt-test", interrupt_test)
+    r = CliRunner().invoke(main, ["interrupt-test"])
+    assert r.exit_code == EXIT_INTERRUPTED == 130
+    assert "interrupted: re-run the same command to resume" in r.stderr
+    assert "Aborted!" not in r.output
+
+
+def test_help_lists_the_interrupted_exit_code():
+    from click.testing import CliRunner
+
+    r = CliRunner().invoke(main, ["--help"])
+    assert r.exit_code == 0 and "130 interrupted" in r.output

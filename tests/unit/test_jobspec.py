@@ -366,10 +366,59 @@ def test_shipped_enhancer_is_what_its_spec_trains():
     assert config["model_name"] == metrics["model"] == train["model"]
     model_keys = {k: v for k, v in train["config"].items() if not k.startswith("train.")}
     assert {k: config["config"][k] for k in model_keys} == model_keys
-    train_keys = {k[len("train."):]: v for k, v in train["config"].items() if k.startswith("train.")}
+    train_keys = {
+        k[len("train.") :]: v for k, v in train["config"].items() if k.startswith("train.")
+    }
     assert {k: metrics["train_config"][k] for k in train_keys} == train_keys
     assert metrics["train_config"]["max_epochs"] == train["max_epochs"] == metrics["epochs"]
     assert metrics["data"]["n_train_mixtures"] == prep["n_train"]
     assert metrics["data"]["batch_size"] == train["batch_size"]
     assert metrics["data"]["crop_frames"] == train["crop_frames"]
     assert metrics["data"]["transform"]["psa_target"] == stage["features"].get("psa_target", False)
+
+
+def train_stage(**params):
+    return {"stage": "train", "params": {"run_uri": "runs/r1", **params}}
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"model": "drnmff"}, "stages[0] (train): unknown model 'drnmff'; known: blstm, dae, dc,"),
+        ({"model": "oracle"}, "unknown model 'oracle'"),  # registered, but not trainable
+        ({"model": "lstm", "config": {"hiden": 3}}, "config: unknown key 'hiden' for lstm"),
+        ({"model": "lstm", "config": {"hidden": "x"}}, "config: hidden='x' must be an integer"),
+        ({"config": {"snmf.ranks": 3}}, "snmf.<key>: unknown key 'ranks' for snmf"),
+        ({"config": {"snmf.rank_speech": "x"}}, "snmf.<key>: rank_speech='x' must be an integer"),
+        ({"config": {"train.lrate": 1}}, "train.<key>: unknown key 'lrate' for train"),
+        ({"config": {"train.lr": -1}}, "train.<key>: lr=-1.0 must be a finite number > 0"),
+        ({"model": "emotion-cnn", "config": {"data.actors": [1]}}, "unknown key 'data.actors'"),
+    ],
+)
+def test_train_stage_model_and_config_are_checked_before_running(params, expected):
+    assert expected in error(spec(train_stage(**params)))
+
+
+def test_train_known_models_are_the_cli_choices():
+    import click
+
+    from batchsep.cli.main import main
+
+    opt = next(p for p in main.commands["train"].params if p.name == "model")
+    assert isinstance(opt.type, click.Choice)
+    assert tuple(opt.type.choices) == jobspec.TRAINABLE_MODELS
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"model": "drnmf", "config": {"snmf.rank_speech": 10, "rank_speech": 5, "train.lr": 1e-3}},
+        {"model": "sce", "config": {"n_speakers": "auto", "n_noises": "auto"}},
+        {"model": "dc", "config": {"inference": "kmeans"}, "max_epochs": 2},
+        {"model": "emotion-vae", "config": {"data.valid_actors": [11], "train.swa_epochs": 3}},
+    ],
+)
+def test_valid_train_stages_pass(params):
+    (stage,) = jobspec.parse_spec(spec(train_stage(**params))).stages
+    assert stage.params["run_uri"] == "runs/r1"

@@ -203,9 +203,10 @@ def test_resume_from_state_continues_exactly(run, tmp_path):
     got = [r["valid_loss"] for r in resumed.metrics["history"]]
     want = [r["valid_loss"] for r in straight.metrics["history"]]
     assert len(got) == 4 and got == pytest.approx(want, rel=1e-6)
-    with pytest.raises(ConfigError, match="another model config"):
+    with pytest.raises(ConfigError, match=r"another model config \(hidden: 16 -> 8\)"):
         tr.train(run, str(tmp_path / "a"), model="lstm", overrides={**over4, "hidden": 8},
-                 data=DATA, verbose=False)  # fmt: skip
+                 data=DATA, verbose=False,
+                 fit_executor=lambda job: pytest.fail("refused only in a worker"))  # fmt: skip
 
 
 def test_snmf_then_drnmf_from_it(run, tmp_path):
@@ -248,6 +249,16 @@ def test_drnmf_trains_its_snmf_first_and_inspect(run, tmp_path):
             "train.max_epochs": 2}  # fmt: skip
     tr.train(run, out, model="drnmf", overrides=over, data=DATA, verbose=False)
     assert (Path(out) / "snmf" / "config.json").is_file()
+    never = {"fit_executor": lambda job: pytest.fail("a worker started")}
+    # the SNMF under out/snmf is reused only with the same settings; a typo is refused, not ignored
+    for bad, match in (({"snmf.n_iter_fit": 30}, r"snmf\.n_iter_fit: 20 -> 30"),
+                       ({"snmf.n_iter_fitt": 30}, "n_iter_fitt")):  # fmt: skip
+        with pytest.raises(ConfigError, match=match):
+            tr.train(run, out, model="drnmf", overrides={**over, **bad}, data=DATA,
+                     verbose=False, **never)  # fmt: skip
+    with pytest.raises(ConfigError, match="set the SNMF of --init-from"):
+        tr.train(run, str(tmp_path / "x"), model="drnmf", init_from=out + "/snmf",
+                 overrides={"snmf.n_iter_fit": 5}, data=DATA, verbose=False, **never)  # fmt: skip
     files = {}
     for model_uri in (out, str(Path(out) / "snmf")):
         dest = tmp_path / ("insp_" + Path(model_uri).name)
