@@ -55,6 +55,16 @@ def _report(summary: Any, verb: str, out_uri: str, show_errors: int) -> None:
         )
         + f"results: {out_uri}/results"
     )
+    if verb == "enhanced":
+        level = summary.input_level_db
+        click.echo(
+            "model input level: "
+            + (
+                "raw (--input-level off)"
+                if level is None
+                else f"{level:g} dBFS RMS per 30 s window"
+            )
+        )
     if summary.outputs_missing:
         click.echo(
             f"{summary.outputs_missing} files done earlier had lost their output: done again"

@@ -17,14 +17,13 @@ from batchsep.cli.common import (
 )
 from batchsep.cli.main import main
 from batchsep.errors import BatchsepError, StorageError
+from batchsep.jobspec import TRAINABLE_MODELS
 
 
 @main.command(epilog=EPILOG)
 @click.option(
     "--model",
-    type=click.Choice(
-        ["snmf", "drnmf", "lstm", "blstm", "sce", "dc", "dae", "emotion-cnn", "emotion-vae"]
-    ),
+    type=click.Choice(TRAINABLE_MODELS),
     default="drnmf",
     show_default=True,
     help="Model to train (seed 001: sparse NMF, deep recurrent NMF, (B)LSTM mask; seed 004: "
@@ -184,6 +183,6 @@ def inspect(model_uri: str, out_uri: str) -> None:
     except BatchsepError as e:
         _fail_fatal(str(e))
     click.echo(
-        f"inspected {s.model}: {len(s.files)} figures ({', '.join(s.files)})\nindex: {s.index_uri}"
+        f"inspected {s.model}: {len(s.files)} figure{'s' if len(s.files) != 1 else ''} ({', '.join(s.files)})\nindex: {s.index_uri}"
     )
     sys.exit(EXIT_OK)

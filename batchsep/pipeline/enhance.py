@@ -332,6 +332,8 @@ class EnhanceSummary:
     """Files under the input that are not audio (by name), left alone."""
     outputs_missing: int = 0
     """Files committed by an earlier run whose output had gone missing: enhanced again by this run."""
+    input_level_db: float | None = None
+    """The level (dBFS) the model saw each window at (None: the raw level, or no enhancement model)."""
 
     @property
     def files(self) -> int:
@@ -395,6 +397,7 @@ def enhance(
         raise ParameterError("nothing to do: give an enhancement model, an emotion model, or both")
     # fail fast on a bad model URI, before any worker starts
     metas = {uri: checkpoint.read_checkpoint(uri) for uri in (model, emotion) if uri is not None}
+    level_used = resolve_input_level(options.input_level_db, metas[model]) if model else None
     spec = {  # absolute: a later evaluate (from any directory) finds the input's prepare run from it
         "in_uri": storage.normalize(in_uri),
         "out_uri": storage.normalize(out_uri),
@@ -404,9 +407,7 @@ def enhance(
         "emotion_sha256": metas[emotion]["sha256"] if emotion else None,
         "device": device,
         "options": asdict(options),
-        "input_level_db_used": (
-            resolve_input_level(options.input_level_db, metas[model]) if model else None
-        ),
+        "input_level_db_used": level_used,
     }
     results_uri = storage.join(out_uri, RESULTS_DIR)
     if not resume:
@@ -457,6 +458,7 @@ def enhance(
     summary = EnhanceSummary(
         out_uri=out_uri, files_skipped=len(entries) - len(todo), hours_run=seconds_run / 3600.0,
         non_audio_skipped=non_audio, outputs_missing=missing,
+        input_level_db=level_used,
     )  # fmt: skip
     for r in committed_rows(out_uri):
         if r["status"] == schemas.STATUS_OK:

@@ -245,6 +245,13 @@ def render_report(
     systems = content.systems
     colors = {s: plots.color_of(i) for i, s in enumerate(systems)}
     figures, pngs, figures_note = _breakdown_figures(table, systems)
+    if emotion_view is None:
+        no_emotion = "emotion confusion matrix (no file has both a true and a predicted emotion)"
+        figures_note = (
+            f"{figures_note[:-1]}; {no_emotion}."
+            if figures_note
+            else f"Figures left out: {no_emotion}."
+        )
     example_views, example_pngs = _example_views(prepared)
     pngs.update(example_pngs)
     if emotion_view is not None:

@@ -306,6 +306,7 @@ def test_cli_reports_skipped_names_empty_input_and_file_as_output(tmp_path, mode
     args = ["--model", model_uri, "--no-emotion", "--local"]
     r = cli.invoke(main, ["enhance", str(root), str(tmp_path / "o"), *args])
     assert r.exit_code == 0 and "1 non-audio files skipped" in r.output, r.output
+    assert "model input level: -26 dBFS RMS per 30 s window" in r.output
     warnings = {r["rel_path"]: r["warning"] for r in committed_rows(str(tmp_path / "o"))}
     assert "output named f0.wav.wav" in warnings["f0.wav"]
     assert "output named f0.flac.wav" in warnings["f0.flac"]

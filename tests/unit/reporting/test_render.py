@@ -116,7 +116,8 @@ def test_figures_without_data_are_left_out(runs: Runs) -> None:
     assert "](sdri_vs_snr.png)" in md and "sdri_by_noise" not in md and "per_speaker" not in md
     line = (
         "Figures left out: SDRi by noise class (no noise class known for these files); "
-        "per-speaker spread (no speaker known for these files)."
+        "per-speaker spread (no speaker known for these files); "
+        "emotion confusion matrix (no file has both a true and a predicted emotion)."
     )
     assert line in md and line in html
     assert html.count("data:image/png;base64,") == 1
