@@ -93,6 +93,21 @@ def write_bad_corpus(root: Path) -> dict[str, str | None]:
     return expected
 
 
+@pytest.fixture(scope="module")
+def model_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A small, randomly initialised LSTM mask model saved as a checkpoint folder."""
+    import torch
+
+    from batchsep.io.checkpoint import write_checkpoint
+    from batchsep.models import build_model, serialize
+
+    torch.manual_seed(0)
+    model = build_model("lstm", {"n_layers": 1, "hidden": 32})
+    uri = str(tmp_path_factory.mktemp("model") / "lstm")
+    write_checkpoint(uri, serialize(model))
+    return uri
+
+
 @pytest.fixture
 def bad_corpus(tmp_path: Path) -> tuple[Path, dict[str, str | None]]:
     root = tmp_path / "corpus"

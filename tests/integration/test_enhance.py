@@ -29,16 +29,6 @@ from batchsep.pipeline.outfolder import committed_rows, output_rel_paths
 SR = 16000
 
 
-@pytest.fixture(scope="module")
-def model_uri(tmp_path_factory) -> str:
-    """A small, randomly initialised LSTM mask model saved as a checkpoint folder."""
-    torch.manual_seed(0)
-    model = build_model("lstm", {"n_layers": 1, "hidden": 32})
-    uri = str(tmp_path_factory.mktemp("model") / "lstm")
-    write_checkpoint(uri, serialize(model))
-    return uri
-
-
 def speechlike(seconds: float, sr: int = SR, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     n = int(seconds * sr)

@@ -9,25 +9,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-import torch
 
-from batchsep.io.checkpoint import write_checkpoint
-from batchsep.models import build_model, serialize
 from batchsep.pipeline.enhance import EnhanceOptions, enhance, enhance_file
 from batchsep.pipeline.outfolder import committed_rows
 from batchsep.pipeline.runner import SerialRunner
 from batchsep.pipeline.scan import scan
 
 SR = 16000
-
-
-@pytest.fixture(scope="module")
-def model_uri(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    model = build_model("lstm", {"n_layers": 1, "hidden": 8})
-    uri = str(tmp_path_factory.mktemp("model") / "lstm")
-    write_checkpoint(uri, serialize(model))
-    return uri
 
 
 def sine(seconds: float, sr: int = SR, amp: float = 0.3) -> np.ndarray:
