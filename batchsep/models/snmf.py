@@ -23,7 +23,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -116,8 +116,11 @@ def snmf_fit(
     W_fixed: torch.Tensor | None = None,
     seed: int = 0,
     eps: float = EPS,
+    on_iter: Callable[[int, float], None] | None = None,
 ) -> SnmfResult:
     """Learn a dictionary and activations with well-done sparse NMF multiplicative updates.
+
+    ``on_iter(i, objective)`` is called after each iteration (progress reporting).
 
     Parameters
     ----------
@@ -189,6 +192,8 @@ def snmf_fit(
         W = torch.cat([W[:, :r0], Wl], dim=1)
         L = (W @ H).clamp_min(eps)
         objective.append(float(beta_divergence(V, L, beta) + sparsity * H.sum()))
+        if on_iter is not None:
+            on_iter(len(objective) - 1, objective[-1])
     return SnmfResult(W, H, torch.tensor(objective, dtype=torch.float64))
 
 
@@ -368,8 +373,12 @@ class SnmfEnhancer(MaskModel):
         self,
         clean_mags: torch.Tensor | Sequence[torch.Tensor],
         noise_or_noisy_mags: torch.Tensor | Sequence[torch.Tensor],
+        *,
+        on_iter: Callable[[str, int, float], None] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Learn ``W_speech`` on clean speech, then ``W_noise`` on noise (or noisy speech).
+
+        ``on_iter(dictionary, i, objective)`` (``"speech"`` then ``"noise"``) is called after each iteration.
 
         Parameters
         ----------
@@ -386,7 +395,12 @@ class SnmfEnhancer(MaskModel):
         Vs = _as_frames(clean_mags, c.n_freq, "clean_mags").to(dev, self.W_speech.dtype)
         Vn = _as_frames(noise_or_noisy_mags, c.n_freq, "noise_or_noisy_mags").to(Vs)
         beta, mu, n_iter = c.beta, c.sparsity, c.n_iter_fit
-        rs = snmf_fit(Vs, rank=c.rank_speech, beta=beta, sparsity=mu, n_iter=n_iter, seed=c.seed)
+
+        def report(name: str) -> Callable[[int, float], None] | None:
+            return None if on_iter is None else (lambda i, obj: on_iter(name, i, obj))
+
+        rs = snmf_fit(Vs, rank=c.rank_speech, beta=beta, sparsity=mu, n_iter=n_iter, seed=c.seed,
+                      on_iter=report("speech"))  # fmt: skip
         rn = snmf_fit(
             Vn,
             rank=c.rank_noise,
@@ -395,6 +409,7 @@ class SnmfEnhancer(MaskModel):
             n_iter=n_iter,
             W_fixed=rs.W,
             seed=c.seed + 1,
+            on_iter=report("noise"),
         )
         self.W_speech.copy_(rs.W)
         self.W_noise.copy_(rn.W[:, c.rank_speech :])

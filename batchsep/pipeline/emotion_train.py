@@ -48,11 +48,11 @@ from batchsep.pipeline.train import (
     CURVES_PNG,
     STATE_NAME,
     TrainSummary,
-    log_line,
     parse_overrides,
     read_state,
     split_overrides,
 )
+from batchsep.pipeline.train_data import log_line
 from batchsep.training.curves import learning_curves, render_learning_curves
 from batchsep.training.loop import EpochRecord, TrainerState, fit
 from batchsep.training.state import TrainConfig

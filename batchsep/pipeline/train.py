@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -38,6 +37,7 @@ from batchsep.pipeline.train_data import (
     embedding_data,
     feature_transform,
     learn_snmf,
+    log_line,
     make_sources,
     model_config,
     parse_overrides,
@@ -100,14 +100,6 @@ class TrainSummary:
             int(m.get("epochs", 0)), int(m.get("param_count", 0)), m.get("stop_reason"),
             float(m.get("wall_s", 0.0)), dict(m),
         )  # fmt: skip
-
-
-def log_line(verbose: bool, msg: str) -> None:
-    """One progress line on stderr when ``verbose``. Written to the stream, not printed: Ray Train patches
-    ``print`` in its workers to also log it, which showed every line twice."""
-    if verbose:
-        sys.stderr.write(msg + "\n")
-        sys.stderr.flush()
 
 
 def _param_count(model: torch.nn.Module) -> int:
@@ -304,7 +296,9 @@ def _train_snmf(
     t0 = time.perf_counter()
     config = model_config("snmf", overrides, n_freq=int(stft["n_fft"]) // 2 + 1)
     log_line(verbose, f"[train snmf] learning dictionaries {config.to_json()}")
-    model, info = learn_snmf(features_uri, config, data, runner=runner, device=device)  # type: ignore[arg-type]
+    model, info = learn_snmf(
+        features_uri, config, data, runner=runner, device=device, verbose=verbose
+    )
     info.update(model="snmf", param_count=_param_count(model), best_epoch=0, epochs=0)
     info.update(stop_reason="fitted", wall_s=time.perf_counter() - t0)
     write_model(out_uri, model, stft, metrics=info, input_level_db=input_level_db)

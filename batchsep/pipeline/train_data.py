@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -278,6 +280,14 @@ def feature_transform(
     return transform, info
 
 
+def log_line(verbose: bool, msg: str) -> None:
+    """One progress line on stderr when ``verbose``. Written to the stream, not printed: Ray Train patches
+    ``print`` in its workers to also log it, which showed every line twice."""
+    if verbose:
+        sys.stderr.write(msg + "\n")
+        sys.stderr.flush()
+
+
 LEVEL_ROWS = 512
 """Training mixtures :func:`training_level_db` reads (the first ones of the train split's shards)."""
 
@@ -425,6 +435,11 @@ class SnmfFitTask:
     valid_uri: str | None
     batch_size: int
     device: str
+    verbose: bool = False
+
+
+SNMF_PROGRESS_LINES = 10
+"""Progress lines per dictionary during an SNMF fit (minutes on a large frame budget)."""
 
 
 def fit_snmf_task(task: SnmfFitTask) -> dict[str, Any]:
@@ -432,9 +447,22 @@ def fit_snmf_task(task: SnmfFitTask) -> dict[str, Any]:
     from batchsep.models.snmf import SnmfEnhancer
 
     model = SnmfEnhancer(SnmfEnhancer.config_class.from_dict(task.config)).to(task.device)  # type: ignore[arg-type]
+    n_iter, t0 = model.config.n_iter_fit, time.perf_counter()
+    every = max(1, math.ceil(n_iter / SNMF_PROGRESS_LINES))
+
+    def progress(dictionary: str, i: int, objective: float) -> None:
+        if i % every == 0 or i == n_iter:
+            log_line(
+                task.verbose,
+                f"[train snmf] {dictionary} dictionary: iteration {i}/{n_iter}, objective "
+                f"{objective:.6g} ({time.perf_counter() - t0:.0f} s)",
+            )
+
     # copies: arrays from Ray's object store are read-only, which torch.from_numpy warns about
     objectives = model.fit_dictionaries(
-        torch.tensor(task.speech, device=task.device), torch.tensor(task.noise, device=task.device)
+        torch.tensor(task.speech, device=task.device),
+        torch.tensor(task.noise, device=task.device),
+        on_iter=progress,
     )
     losses: list[float] = []
     if task.valid_uri is not None:
@@ -451,7 +479,13 @@ def fit_snmf_task(task: SnmfFitTask) -> dict[str, Any]:
 
 
 def learn_snmf(
-    features_uri: str, config: Any, data: DataOptions, *, runner: Runner, device: str = "cpu"
+    features_uri: str,
+    config: Any,
+    data: DataOptions,
+    *,
+    runner: Runner,
+    device: str = "cpu",
+    verbose: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
     """Learn SNMF dictionaries from the train split: frames per shard as tasks, then one fit task.
 
@@ -485,7 +519,7 @@ def learn_snmf(
     valid_uri = storage.join(features_uri, "valid")
     fit_task = SnmfFitTask(
         config.to_dict(), speech, noise, valid_uri if _has_shards(valid_uri) else None,
-        data.batch_size, device,
+        data.batch_size, device, verbose,
     )  # fmt: skip
     _, out = next(iter(runner.map_unordered(fit_snmf_task, [fit_task])))
     model = deserialize(out["payload"])

@@ -66,6 +66,14 @@ def test_objective_matches_its_definition() -> None:
     torch.testing.assert_close(res.objective[-1], expected.double(), rtol=1e-12, atol=0)
 
 
+def test_on_iter_reports_every_iteration_without_changing_the_fit() -> None:
+    seen: list[tuple[int, float]] = []
+    res = snmf_fit(planted(), rank=5, n_iter=7, on_iter=lambda i, obj: seen.append((i, obj)))
+    assert [i for i, _ in seen] == list(range(1, 8))
+    assert [obj for _, obj in seen] == res.objective[1:].tolist()
+    torch.testing.assert_close(snmf_fit(planted(), rank=5, n_iter=7).W, res.W, rtol=0, atol=0)
+
+
 def test_beta_divergence_known_values() -> None:
     V, L = torch.tensor([1.0, 2.0, 0.0]), torch.tensor([2.0, 2.0, 1.0])
     assert float(beta_divergence(V, L, 2.0)) == pytest.approx(0.5 * (1 + 0 + 1))

@@ -209,10 +209,14 @@ def test_resume_from_state_continues_exactly(run, tmp_path):
                  fit_executor=lambda job: pytest.fail("refused only in a worker"))  # fmt: skip
 
 
-def test_snmf_then_drnmf_from_it(run, tmp_path):
+def test_snmf_then_drnmf_from_it(run, tmp_path, capsys):
     snmf_uri = str(tmp_path / "snmf")
     over = {"rank_speech": 6, "rank_noise": 4, "n_iter_fit": 40, "n_iter_infer": 50}
-    s = tr.train(run, snmf_uri, model="snmf", overrides=over, data=DATA, verbose=False)
+    s = tr.train(run, snmf_uri, model="snmf", overrides=over, data=DATA, verbose=True)
+    err = capsys.readouterr().err  # progress during the fit: every 4th of 40 iterations, per dictionary
+    for d in ("speech", "noise"):
+        lines = [ln for ln in err.splitlines() if ln.startswith(f"[train snmf] {d} dictionary:")]
+        assert len(lines) == 10 and "iteration 40/40, objective" in lines[-1], err
     obj = s.metrics["objective"]
     for key in ("speech", "noise"):
         assert len(obj[key]) == 41 and all(
