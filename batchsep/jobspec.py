@@ -392,9 +392,6 @@ TRAINABLE_MODELS = (
 """The models ``batchsep train --model`` (and a ``train`` stage's ``model``) accepts; ``oracle`` is
 registered but needs no training."""
 
-_EMOTION_TRAIN_KEYS = ("swa_epochs", "warmup_epochs", "select")
-"""``train.<key>`` options of the emotion models that are not :class:`TrainConfig` fields."""
-
 
 def check_train_params(params: Mapping[str, Any], where: str = "train") -> None:
     """Check a ``train`` stage's ``model`` and its ``config`` overrides before anything runs.
@@ -416,63 +413,12 @@ def check_train_params(params: Mapping[str, Any], where: str = "train") -> None:
         raise ConfigError(
             f"{where}: unknown model {model!r}; known: {', '.join(sorted(TRAINABLE_MODELS))}"
         )
+    from batchsep.pipeline.train import check_config
+
     try:
-        _check_train_config(str(model), params.get("config"), params.get("max_epochs"))
+        check_config(str(model), params.get("config"), max_epochs=params.get("max_epochs"))
     except ParameterError as e:
         raise ConfigError(f"{where}: config: {e}") from None
-
-
-def _check_train_config(model: str, config: Any, max_epochs: Any) -> None:
-    import batchsep.models  # noqa: F401  (registers every model)
-    from batchsep.models.base import MODELS
-    from batchsep.pipeline.train_data import (
-        SOURCE_COLUMNS,
-        model_config,
-        parse_overrides,
-        split_overrides,
-    )
-    from batchsep.training.state import TrainConfig
-
-    parsed = parse_overrides(config)
-    bad = [k for k in parsed if not isinstance(k, str)]
-    if bad:
-        raise ConfigError(f"key {bad[0]!r} must be a string")
-    if max_epochs is not None:
-        parsed["train.max_epochs"] = max_epochs
-    if model.startswith("emotion-"):
-        from batchsep.pipeline.emotion_train import DATA_KEYS, DATA_PREFIX
-
-        data = [k[len(DATA_PREFIX) :] for k in parsed if k.startswith(DATA_PREFIX)]
-        unknown = sorted(set(data) - set(DATA_KEYS))
-        if unknown:
-            raise ConfigError(
-                f"unknown key 'data.{unknown[0]}'; allowed: data.{', data.'.join(DATA_KEYS)}"
-            )
-        parsed = {k: v for k, v in parsed.items() if not k.startswith(DATA_PREFIX)}
-    model_over, train_over = split_overrides(parsed)
-    if model.startswith("emotion-"):
-        for k in _EMOTION_TRAIN_KEYS:
-            train_over.pop(k, None)
-    try:
-        TrainConfig.from_dict(train_over)
-    except ConfigError as e:
-        raise ConfigError(f"train.<key>: {e}") from None
-    if model == "drnmf":
-        snmf_over = {k[5:]: v for k, v in model_over.items() if k.startswith("snmf.")}
-        model_over = {k: v for k, v in model_over.items() if not k.startswith("snmf.")}
-        try:
-            MODELS.get("snmf").config_class.from_dict(snmf_over)
-        except ConfigError as e:
-            raise ConfigError(f"snmf.<key>: {e}") from None
-    if model == "sce":  # "auto": one source vector per distinct value, known from the features
-        model_over = {
-            k: (0 if k in SOURCE_COLUMNS and v == "auto" else v) for k, v in model_over.items()
-        }
-    if model.startswith("emotion-"):
-        MODELS.get(model).config_class.from_dict(model_over)
-    else:
-        n_freq = model_over.pop("n_freq", 257)  # the features' n_freq replaces it at run time
-        model_config(model, model_over, n_freq=n_freq if isinstance(n_freq, int) else 257)
 
 
 def _parse_ray(value: Any) -> RaySection:

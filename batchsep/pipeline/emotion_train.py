@@ -60,6 +60,8 @@ from batchsep.training.state import TrainConfig
 EMOTION_MODELS = ("emotion-cnn", "emotion-vae")
 DATA_PREFIX = "data."
 DATA_KEYS = ("valid_actors", "test_actors", "max_mel_shift", "cache_uri")
+TRAIN_KEYS = ("swa_epochs", "warmup_epochs", "select")
+"""``train.<key>`` options of the emotion models that are not :class:`TrainConfig` fields."""
 EMOTION_DEFAULTS: dict[str, dict[str, Any]] = {
     "emotion-cnn": {"lr": 2e-3, "max_epochs": 60, "patience": None},
     "emotion-vae": {"lr": 2e-3, "max_epochs": 150, "patience": None},

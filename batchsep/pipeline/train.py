@@ -366,6 +366,8 @@ def train(
         Unknown model, bad override key/value or option.
     """
     data = data or DataOptions()
+    MODELS.get(model)  # unknown name → RegistryError before any work
+    check_config(model, overrides)  # every override, before any data is read
     if model.startswith("emotion-"):  # RAVDESS-named corpus, speaker-independent (actor) splits
         from batchsep.pipeline.emotion_train import train_emotion
 
@@ -392,7 +394,6 @@ def train(
             features_uri, out_uri, model_over, data, stft, runner, verbose, device, level
         )
         return TrainSummary.from_metrics(out_uri, info)
-    MODELS.get(model)  # unknown name → RegistryError before any work
     train_cfg = TrainConfig.from_dict({**MODEL_DEFAULTS.get(model, {}), **train_over})
     init_uri = None
     if model == "drnmf":
@@ -419,6 +420,61 @@ def train(
         init_uri, info, device, verbose, level,
     )  # fmt: skip
     return TrainSummary.from_metrics(out_uri, fit_executor(job))
+
+
+def check_config(model: str, config: Any, *, max_epochs: Any = None) -> None:
+    """Check ``model``'s config overrides (``KEY=VALUE`` strings or a mapping) as :func:`train` reads them,
+    without any data: model fields and values, ``train.<key>`` (:class:`TrainConfig`), a DR-NMF's
+    ``snmf.<key>``, an emotion model's ``data.<key>`` and its extra ``train.<key>`` options. Values that
+    depend on the features (``n_freq``; ``n_speakers: auto`` of SCE) are left to the stage.
+
+    Raises
+    ------
+    ConfigError, ParameterError, RegistryError
+    """
+    import batchsep.models  # noqa: F401  (registers every model)
+    from batchsep.pipeline.train_data import SOURCE_COLUMNS
+
+    parsed = parse_overrides(config)
+    bad = [k for k in parsed if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"key {bad[0]!r} must be a string")
+    if max_epochs is not None:
+        parsed["train.max_epochs"] = max_epochs
+    if model.startswith("emotion-"):
+        from batchsep.pipeline.emotion_train import DATA_KEYS, DATA_PREFIX, TRAIN_KEYS
+
+        data = [k[len(DATA_PREFIX) :] for k in parsed if k.startswith(DATA_PREFIX)]
+        unknown = sorted(set(data) - set(DATA_KEYS))
+        if unknown:
+            raise ConfigError(
+                f"unknown key 'data.{unknown[0]}'; allowed: data.{', data.'.join(DATA_KEYS)}"
+            )
+        parsed = {k: v for k, v in parsed.items() if not k.startswith(DATA_PREFIX)}
+    model_over, train_over = split_overrides(parsed)
+    if model.startswith("emotion-"):
+        for k in TRAIN_KEYS:
+            train_over.pop(k, None)
+    try:
+        TrainConfig.from_dict(train_over)
+    except ConfigError as e:
+        raise ConfigError(f"train.<key>: {e}") from None
+    if model == "drnmf":
+        snmf_over = {k[5:]: v for k, v in model_over.items() if k.startswith("snmf.")}
+        model_over = {k: v for k, v in model_over.items() if not k.startswith("snmf.")}
+        try:
+            MODELS.get("snmf").config_class.from_dict(snmf_over)
+        except ConfigError as e:
+            raise ConfigError(f"snmf.<key>: {e}") from None
+    if model == "sce":  # "auto": one source vector per distinct value, known from the features
+        model_over = {
+            k: (0 if k in SOURCE_COLUMNS and v == "auto" else v) for k, v in model_over.items()
+        }
+    if model.startswith("emotion-"):
+        MODELS.get(model).config_class.from_dict(model_over)
+    else:
+        n_freq = model_over.pop("n_freq", 257)  # the features' n_freq replaces it at run time
+        model_config(model, model_over, n_freq=n_freq if isinstance(n_freq, int) else 257)
 
 
 def _loss_columns(cfg: Any, transform: Mapping[str, Any], data: DataOptions) -> DataOptions:
@@ -495,6 +551,7 @@ def _drnmf_init(
 __all__ = [
     "TrainJob",
     "TrainSummary",
+    "check_config",
     "log_line",
     "model_config",
     "parse_overrides",

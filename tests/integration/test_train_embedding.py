@@ -137,7 +137,7 @@ def test_train_reload_enhance(run: str, tmp_path: Path, model: str, over: dict) 
 
 
 def test_auto_sources_only_for_sce(run: str, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="n_speakers=auto"):
+    with pytest.raises(ConfigError, match="unknown key 'n_speakers' for dc"):
         tr.train(run, str(tmp_path / "x"), model="dc", overrides={**SMALL, "n_speakers": "auto"},
                  data=DATA, verbose=False)  # fmt: skip
 
