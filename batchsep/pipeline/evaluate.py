@@ -25,6 +25,7 @@ from batchsep.errors import BatchsepError, ParameterError, StorageError
 from batchsep.evaluation.metrics import SCORE_METRICS, score_file
 from batchsep.io import parquet, schemas, storage
 from batchsep.pipeline import jobinfo
+from batchsep.pipeline import prepare as prep
 from batchsep.pipeline.outfolder import RESULTS_DIR, committed_rows
 from batchsep.pipeline.runner import Runner, SerialRunner, shards
 
@@ -86,15 +87,21 @@ def score_shard(args: tuple[list[EvalItem], tuple[str, ...]]) -> list[dict[str, 
 
 
 def _mixture_references(ref_uri: str) -> dict[str, dict[str, Any]]:
-    uri = ref_uri if ref_uri.endswith(".parquet") else storage.join(ref_uri, "mixtures.parquet")
-    table = parquet.read_table(uri)
-    out = {}
-    for r in table.to_pylist():
+    """Reference fields by noisy URI: where the prepare run is now, and where it was written (an enhance
+    run of the run's audio made before the run was copied or moved still finds its references)."""
+    table = prep.read_mixtures_table(ref_uri)
+    moved = table.written_root not in (None, table.root)
+    out: dict[str, dict[str, Any]] = {}
+    for r in table.rows:
         if r.get("noisy_uri") and r.get("clean_uri"):
-            out[storage.normalize(r["noisy_uri"])] = {
+            keys = [storage.normalize(r["noisy_uri"])]
+            if moved and keys[0].startswith(table.root + "/"):
+                keys.append(f"{table.written_root}{keys[0][len(table.root) :]}")
+            ref = {
                 "clean_uri": r["clean_uri"], "speaker": r["speaker"], "noise_class": r["noise_class"],
                 "split": r["split"], "mixture_snr": r["snr_db"], "mixture_id": r["mixture_id"],
             }  # fmt: skip
+            out.update((key, ref) for key in keys)
     return out
 
 
@@ -120,7 +127,7 @@ def find_mixtures_run(run_uri: str) -> str | None:
         return None
     folder = storage.normalize(in_uri)
     for _ in range(MIXTURES_SEARCH_DEPTH):
-        if storage.exists(storage.join(folder, "mixtures.parquet")):
+        if storage.exists(storage.join(folder, prep.MIXTURES_NAME)):
             return folder
         parent = folder.rsplit("/", 1)[0]
         if parent in ("", folder) or parent in ("s3:", "s3:/"):
@@ -140,7 +147,7 @@ def build_items(run_uri: str, references: str | None) -> list[EvalItem]:
     clean_root = None
     if references is not None:
         is_mixtures = references.endswith(".parquet") or storage.exists(
-            storage.join(references, "mixtures.parquet"))  # fmt: skip
+            storage.join(references, prep.MIXTURES_NAME))  # fmt: skip
         if is_mixtures:
             mixtures = _mixture_references(references)
         elif storage.exists(references):
@@ -162,8 +169,8 @@ def build_items(run_uri: str, references: str | None) -> list[EvalItem]:
         if mixtures:
             ref = mixtures.get(storage.normalize(r["input_uri"]))
             if ref:
-                clean = ref.pop("clean_uri")
-                fields.update(ref)
+                clean = ref["clean_uri"]
+                fields.update({k: v for k, v in ref.items() if k != "clean_uri"})
         elif clean_root is not None:
             candidate = storage.join(clean_root, r["rel_path"])
             clean = candidate if storage.exists(candidate) else None

@@ -285,7 +285,8 @@ def featurize_shard(task: FeatureTask) -> ShardResult:
         else:
             arrays_out.append(pa.array([r.get(f.name) for r in meta_rows], f.type))
     table = pa.Table.from_arrays(arrays_out, schema=schema)
-    with storage.atomic_writer(task.uri) as f:  # straight to the file: no copy of the shard in memory
+    # straight to the file: no copy of the shard in memory
+    with storage.atomic_writer(task.uri) as f:
         write_shard(table, f, compression=task.compression)
     return ShardResult(task.uri, len(meta_rows), seconds)
 
@@ -330,7 +331,7 @@ def _input_rows(run_uri: str, config: FeatureConfig) -> tuple[list[dict[str, Any
         uri = storage.join(run_uri, prep.MIXTURES_NAME)
         if not storage.exists(uri):
             raise StorageError(f"cannot read {uri}: not a prepare run (run `batchsep prepare`)")
-        rows = [r for r in parquet.read_table(uri).to_pylist() if r["status"] == "ok"]
+        rows = [r for r in prep.read_mixtures(run_uri) if r["status"] == "ok"]
         bad = {r["sample_rate"] for r in rows} - {config.sample_rate}
         if bad:
             raise ConfigError(
