@@ -34,9 +34,10 @@ from batchsep.dsp.mix import fit_length, mix_at_snr
 from batchsep.dsp.resample import to_rate_mono
 from batchsep.dsp.vad import voiced_segments
 from batchsep.evaluation.emotion import emotion_summary
-from batchsep.io import audio, parquet, storage
+from batchsep.io import audio, storage
 from batchsep.models.emotion import EMOTIONS
 from batchsep.pipeline.enhancer import load_enhancer
+from batchsep.pipeline.prepare import read_mixtures
 from batchsep.pipeline.tag import TAG_SR, EmotionTagger
 
 
@@ -47,7 +48,7 @@ def load(uri: str) -> np.ndarray:
 
 def noise_files(args: argparse.Namespace) -> list[str]:
     if args.noise_from:
-        rows = parquet.read_table(storage.join(args.noise_from, "mixtures.parquet")).to_pylist()
+        rows = read_mixtures(args.noise_from)
         return sorted(
             {r["noise_uri"] for r in rows if r["split"] == "test" and r["status"] == "ok"}
         )

@@ -27,13 +27,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from batchsep.corpus.mixtures import MixtureConfig
 from batchsep.distributed import runtime
 from batchsep.pipeline import features as feat
-from batchsep.pipeline.prepare import prepare
+from batchsep.pipeline.prepare import prepare, read_mixtures
 from batchsep.pipeline.runner import SerialRunner
 
 SHARD_MB = 32.0
@@ -73,7 +72,7 @@ def main() -> None:
         prepare(
             str(data / "speech"), str(data / "noise"), str(run), config=cfg, runner=SerialRunner()
         )
-        rows = pq.read_table(run / "mixtures.parquet").to_pylist()
+        rows = read_mixtures(str(run))
         seconds = sum(r["duration_s"] for r in rows)
         print(
             f"{len(rows)} mixtures, {seconds / 60:.1f} min of audio; load average {os.getloadavg()[0]:.1f}"

@@ -17,7 +17,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import soundfile as sf
 import torch
 
@@ -25,6 +24,7 @@ from batchsep.dsp import to_rate_mono
 from batchsep.evaluation.metrics import si_sdr
 from batchsep.pipeline.enhancer import load_enhancer
 from batchsep.pipeline.level import INPUT_LEVEL_DB
+from batchsep.pipeline.prepare import read_mixtures
 
 
 def load(path: str) -> np.ndarray:
@@ -63,7 +63,7 @@ def main() -> None:
         ]
     }
     if args.mixtures:
-        rows = pq.read_table(Path(args.mixtures) / "mixtures.parquet").to_pylist()
+        rows = read_mixtures(args.mixtures)
         sets["test split"] = [
             (r["noisy_uri"].removeprefix("file://"), r["clean_uri"].removeprefix("file://"))
             for r in rows

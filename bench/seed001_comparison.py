@@ -105,12 +105,12 @@ def score(run: str, out: str, n_test: int) -> None:
     import torch
 
     from batchsep.evaluation.metrics import score_file
-    from batchsep.io import checkpoint, parquet
+    from batchsep.io import checkpoint
     from batchsep.pipeline.enhancer import load_enhancer
-    from batchsep.pipeline.prepare import load_mixture
+    from batchsep.pipeline.prepare import load_mixture, read_mixtures
 
     torch.set_num_threads(1)
-    rows = [r for r in parquet.read_table(f"{run}/mixtures.parquet").to_pylist()
+    rows = [r for r in read_mixtures(run)
             if r["split"] == "test" and r["status"] == "ok"][:n_test]  # fmt: skip
     mixtures = [load_mixture(r) for r in rows]
     results = {}

@@ -66,9 +66,9 @@ def train(cmds: list[list[str]], dry_run: bool) -> None:
 
 
 def _test_rows(run: str, n_test: int) -> list[dict]:
-    from batchsep.io import parquet
+    from batchsep.pipeline.prepare import read_mixtures
 
-    rows = parquet.read_table(f"{run}/mixtures.parquet").to_pylist()
+    rows = read_mixtures(run)
     return [r for r in rows if r["split"] == "test" and r["status"] == "ok"][:n_test]
 
 
