@@ -30,7 +30,6 @@ import copy
 import dataclasses
 import inspect
 import re
-import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +39,9 @@ import yaml
 
 from batchsep.config import Config, _coerce, register_config
 from batchsep.errors import ConfigError
+from batchsep.jobspec_credentials import check_no_credentials, looks_like_secret, secret_message
+from batchsep.jobspec_references import ReferenceResolver
+from batchsep.jobspec_stages import accepts_any_key, coerce_param, stage_functions, stage_parameters
 
 SPEC_KEYS = ("name", "description", "stages", "ray", "env")
 STAGE_KEYS = ("stage", "name", "params")
@@ -49,30 +51,6 @@ RAY_SET_PARAMS = ("address",)
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 _JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_REF_RE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
-_URI_CREDENTIALS_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/@\s]*:[^/@\s]*@")
-_SECRET_WORDS = ("SECRET", "PASSWORD", "PASSWD", "TOKEN", "CREDENTIAL", "PRIVATE", "ACCESS_KEY")
-_SECRET_SUFFIXES = ("_KEY", "_KEYS", "_PASS", "_PWD", "CONNECTION_STRING", "_SAS", "_AUTH")
-
-
-def looks_like_secret(key: str) -> bool:
-    """Whether an environment variable name looks like it holds a credential.
-
-    >>> looks_like_secret("AWS_SECRET_ACCESS_KEY"), looks_like_secret("AWS_ENDPOINT_URL")
-    (True, False)
-    """
-    k = key.upper()
-    return (
-        any(w in k for w in _SECRET_WORDS) or k.endswith(_SECRET_SUFFIXES) or k.startswith("AUTH")
-    )
-
-
-def _secret_message(where: str) -> str:
-    return (
-        f"{where} looks like a credential; a job spec must not hold credentials (it is uploaded to "
-        "the cluster and stored with the job): set it in the cluster environment instead (node "
-        "environment, a Kubernetes secret, an instance role; see cluster/README.md)"
-    )
 
 
 @register_config("job_ray")
@@ -151,154 +129,6 @@ class JobSpec:
         return out
 
 
-def stage_functions() -> dict[str, Callable[..., Any]]:
-    """Every stage a spec may name: the public functions defined in :mod:`batchsep.api`."""
-    from batchsep import api
-
-    names = getattr(api, "__all__", None) or [n for n in vars(api) if not n.startswith("_")]
-    return {
-        n: f
-        for n in sorted(names)
-        if inspect.isfunction(f := getattr(api, n, None)) and f.__module__ == api.__name__
-    }
-
-
-def _is_callable_hint(hint: Any) -> bool:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return any(_is_callable_hint(a) for a in typing.get_args(hint) if a is not type(None))
-    origin = typing.get_origin(hint) or hint
-    return origin in (Callable, typing.Callable)  # type: ignore[comparison-overlap]
-
-
-def stage_parameters(fn: Callable[..., Any]) -> dict[str, tuple[inspect.Parameter, Any]]:
-    """Parameters a spec may set for ``fn``: name → (parameter, annotated type or ``Any``).
-
-    Callbacks (``Callable`` annotations) and ``*args`` are not settable from a spec. With ``**settings``
-    and a ``config`` parameter annotated with a :class:`~batchsep.config.Config` class, the settings are
-    that class's fields (see :func:`accepts_any_key` for ``**settings`` without one).
-    """
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # an annotation that cannot be evaluated here: fall back to no type checks
-        hints = {}
-    out = {}
-    params = inspect.signature(fn).parameters
-    for name, p in params.items():
-        if p.kind in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL, p.VAR_KEYWORD) or _is_callable_hint(
-            hints.get(name)
-        ):
-            continue
-        out[name] = (p, hints.get(name, Any))
-    cfg = _config_class(hints.get("config"))
-    if cfg is not None and any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        cfg_hints = typing.get_type_hints(cfg)
-        for f in dataclasses.fields(cfg):  # type: ignore[arg-type]
-            default = f.default if f.default is not dataclasses.MISSING else None
-            p = inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default)
-            out.setdefault(f.name, (p, cfg_hints.get(f.name, Any)))
-    return out
-
-
-def accepts_any_key(fn: Callable[..., Any]) -> bool:
-    """Whether ``fn`` takes ``**settings`` that no annotation describes (unknown keys pass unchecked)."""
-    params = inspect.signature(fn).parameters.values()
-    if not any(p.kind is p.VAR_KEYWORD for p in params):
-        return False
-    try:
-        return _config_class(typing.get_type_hints(fn).get("config")) is None
-    except Exception:
-        return True
-
-
-def _config_class(hint: Any) -> type[Config] | None:
-    for arg in (hint, *typing.get_args(hint)):
-        if isinstance(arg, type) and issubclass(arg, Config):
-            return arg
-    return None
-
-
-def _coerce_param(value: Any, hint: Any, where: str) -> Any:
-    cls = _config_class(hint)
-    if cls is not None and isinstance(value, Mapping):
-        try:
-            return cls.from_dict(dict(value))
-        except ConfigError as e:
-            raise ConfigError(f"{where}: {e}") from None
-    return _coerce(value, hint, where)
-
-
-def check_no_credentials(value: Any, where: str) -> None:
-    """Reject ``user:password@`` in any URI string inside ``value`` (lists and mappings included)."""
-    if isinstance(value, str) and _URI_CREDENTIALS_RE.search(value):
-        raise ConfigError(_secret_message(f"{where} (a URI with user:password@)"))
-    if isinstance(value, list | tuple):
-        for i, v in enumerate(value):
-            check_no_credentials(v, f"{where}[{i}]")
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            check_no_credentials(v, f"{where}.{k}")
-
-
-class _Resolver:
-    """Resolves ``${...}`` references against the stages validated so far."""
-
-    def __init__(self) -> None:
-        self.stages: list[StageSpec] = []
-        self.defaults: list[dict[str, Any]] = []
-
-    def lookup(self, ref: str, where: str) -> Any:
-        parts = ref.strip().split(".")
-        if parts and parts[0] == "stages":
-            parts = parts[1:]
-        if len(parts) != 2 or not all(parts):
-            raise ConfigError(
-                f"{where}: bad reference '${{{ref}}}'; write ${{STAGE.PARAM}} or "
-                "${stages.NAME_OR_INDEX.PARAM}"
-            )
-        key, param = parts
-        by_name = {s.name: i for i, s in enumerate(self.stages)}
-        i = int(key) if key.isdigit() else by_name.get(key)
-        if i is None or i >= len(self.stages):
-            known = ", ".join(f"{j} ({s.name})" for j, s in enumerate(self.stages)) or "none"
-            raise ConfigError(
-                f"{where}: reference '${{{ref}}}' names no earlier stage (a reference may only "
-                f"point to a stage before this one); earlier stages: {known}"
-            )
-        target = self.stages[i]
-        if param in target.params:
-            return target.params[param]
-        if param in self.defaults[i]:
-            return self.defaults[i][param]
-        raise ConfigError(
-            f"{where}: reference '${{{ref}}}': {target.label} has no parameter {param!r}; "
-            f"parameters: {', '.join(sorted(self.defaults[i]) + sorted(target.params))}"
-        )
-
-    def resolve(self, value: Any, where: str) -> Any:
-        if isinstance(value, list | tuple):
-            return [self.resolve(v, f"{where}[{i}]") for i, v in enumerate(value)]
-        if isinstance(value, Mapping):
-            return {k: self.resolve(v, f"{where}.{k}") for k, v in value.items()}
-        if not isinstance(value, str) or "$" not in value:
-            return value
-        whole = _REF_RE.fullmatch(value)
-        if whole and whole.group(1) is not None:
-            return self.lookup(whole.group(1), where)
-
-        def sub(m: re.Match[str]) -> str:
-            if m.group(1) is None:
-                return "${"
-            v = self.lookup(m.group(1), where)
-            if isinstance(v, bool) or not isinstance(v, str | int | float):
-                raise ConfigError(
-                    f"{where}: '${{{m.group(1)}}}' is {v!r}; only strings and numbers can be "
-                    "interpolated inside a longer string"
-                )
-            return str(v)
-
-        return _REF_RE.sub(sub, value)
-
-
 def _mapping(value: Any, where: str) -> dict[str, Any]:
     if value is None:
         return {}
@@ -320,7 +150,7 @@ def check_env(env: Any, *, where: str = "env") -> dict[str, str]:
         if not isinstance(k, str) or not _ENV_KEY_RE.match(k):
             raise ConfigError(f"{where}: variable name {k!r} must match [A-Za-z_][A-Za-z0-9_]*")
         if looks_like_secret(k):
-            raise ConfigError(_secret_message(f"{where}: {k!r}"))
+            raise ConfigError(secret_message(f"{where}: {k!r}"))
         if isinstance(v, bool):
             v = "true" if v else "false"
         if not isinstance(v, str | int | float):
@@ -334,7 +164,7 @@ def _parse_stage(
     i: int,
     entry: Any,
     functions: dict[str, Callable[..., Any]],
-    resolver: _Resolver,
+    resolver: ReferenceResolver,
     ray: RaySection,
 ) -> StageSpec:
     where = f"stages[{i}]"
@@ -370,7 +200,7 @@ def _parse_stage(
     for k, v in raw.items():
         value = resolver.resolve(v, f"{label}: {k}")
         check_no_credentials(value, f"{label}: {k}")
-        params[k] = _coerce_param(value, allowed[k][1] if k in allowed else Any, f"{label}: {k}")
+        params[k] = coerce_param(value, allowed[k][1] if k in allowed else Any, f"{label}: {k}")
     if "workers" in allowed and "workers" not in params and ray.workers is not None:
         params["workers"] = ray.workers
     for k, (p, _) in allowed.items():
@@ -455,7 +285,7 @@ def parse_spec(data: Any) -> JobSpec:
     if not isinstance(stages, list) or not stages:
         raise ConfigError("spec: 'stages' must be a non-empty list of {stage: ..., params: {...}}")
     functions = stage_functions()
-    resolver = _Resolver()
+    resolver = ReferenceResolver()
     parsed = tuple(_parse_stage(i, e, functions, resolver, ray) for i, e in enumerate(stages))
     return JobSpec(name=name, stages=parsed, ray=ray, env=env, description=description)
 
@@ -531,15 +361,6 @@ def load_spec(uri: str, *, overrides: Sequence[str] = ()) -> JobSpec:
 
     text = storage.read_text(uri)
     return parse_yaml(text, source=uri, overrides=overrides)
-
-
-def call_kwargs(stage: StageSpec, *, address: str | None = None) -> dict[str, Any]:
-    """Keyword arguments for ``batchsep.api.<stage>``: its params plus ``address`` if it takes one."""
-    kwargs = dict(stage.params)
-    fn = stage_functions()[stage.stage]
-    if address is not None and "address" in inspect.signature(fn).parameters:
-        kwargs["address"] = address
-    return kwargs
 
 
 def describe(value: Any, *, limit: int = 80) -> str:

@@ -32,6 +32,8 @@ import batchsep
 from batchsep import jobspec
 from batchsep.errors import BatchsepError, ConfigError, ParameterError
 from batchsep.jobspec import JobSpec, StageSpec
+from batchsep.jobspec_credentials import check_no_credentials
+from batchsep.jobspec_stages import call_kwargs, stage_functions
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 Install = Literal["pip", "wheel", "none"]
@@ -129,12 +131,12 @@ def run_spec(
         stage; later stages do not run. Failed *files* do not raise: they are counted in the outcome.
     """
     apply_env(spec)
-    functions = jobspec.stage_functions()
+    functions = stage_functions()
     outcomes = []
     for stage in spec.stages:
         if on_stage_start:
             on_stage_start(stage)
-        kwargs = jobspec.call_kwargs(stage, address=address or spec.ray.address)
+        kwargs = call_kwargs(stage, address=address or spec.ray.address)
         t0 = time.perf_counter()
         try:
             result = functions[stage.stage](**kwargs)
@@ -263,7 +265,7 @@ def prepare_submission(
     spec = jobspec.load_spec(str(spec_file), overrides=overrides)
     env = dict(runtime_env or {})
     env_vars = jobspec.check_env(env.pop("env_vars", None), where="--runtime-env env_vars")
-    jobspec.check_no_credentials([env, pip or []], "--runtime-env/--pip")
+    check_no_credentials([env, pip or []], "--runtime-env/--pip")
     working_dir = working_dir or env.pop("working_dir", None)
     if working_dir is not None and "://" in working_dir:
         raise ParameterError(f"working_dir={working_dir!r} must be a local folder holding the spec")

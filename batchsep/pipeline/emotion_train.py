@@ -43,16 +43,9 @@ from batchsep.evaluation.emotion import confusion_matrix, emotion_summary
 from batchsep.io import checkpoint, storage
 from batchsep.models.base import MODELS, BatchsepModel, build_model, serialize
 from batchsep.models.emotion import EMOTIONS, EmotionClassifier
-from batchsep.pipeline.train import (
-    CURVES_JSON,
-    CURVES_PNG,
-    STATE_NAME,
-    TrainSummary,
-    parse_overrides,
-    read_state,
-    split_overrides,
-)
+from batchsep.pipeline.train import TrainSummary, parse_overrides, split_overrides
 from batchsep.pipeline.train_data import log_line
+from batchsep.pipeline.train_outputs import CURVES_JSON, CURVES_PNG, STATE_NAME, read_state
 from batchsep.training.curves import learning_curves, render_learning_curves
 from batchsep.training.loop import EpochRecord, TrainerState, fit
 from batchsep.training.state import TrainConfig

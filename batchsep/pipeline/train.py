@@ -10,33 +10,30 @@ Layout written under ``out_uri`` (any storage URI)::
     snmf/                              the SNMF a DR-NMF run trained first (without ``init_from``)
 
 :func:`train` is the driver: it learns SNMF dictionaries through a :class:`~batchsep.pipeline.runner.Runner`
-(frame sampling per shard, then the fit, as tasks), or builds a :class:`TrainJob` for a deep model and hands
-it to a ``fit_executor``: :func:`serial_fit` runs :func:`run_worker` in this process; Ray Train runs it on
-every DDP worker (``batchsep.distributed.train``). Rank 0 writes the outputs; a re-run resumes from
-``state.pt`` (more ``max_epochs`` continue training; the same settings only rewrite the outputs).
+(frame sampling per shard, then the fit, as tasks; :mod:`batchsep.pipeline.train_snmf`), or builds a
+:class:`TrainJob` for a deep model and hands it to a ``fit_executor``: :func:`serial_fit` runs
+:func:`run_worker` in this process; Ray Train runs it on every DDP worker (``batchsep.distributed.train``).
+Rank 0 writes the outputs (:mod:`batchsep.pipeline.train_outputs`); a re-run resumes from ``state.pt``
+(more ``max_epochs`` continue training; the same settings only rewrite the outputs).
 """
 
 from __future__ import annotations
 
-import io
-import json
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
 from batchsep.dsp.stft import StftConfig
-from batchsep.errors import BatchsepError, ConfigError, ParameterError, StorageError
+from batchsep.errors import BatchsepError, ConfigError, ParameterError
 from batchsep.io import checkpoint, storage
-from batchsep.models.base import MODELS, BatchsepModel, build_model, deserialize, serialize
+from batchsep.models.base import MODELS, build_model, deserialize
 from batchsep.pipeline.runner import Runner, SerialRunner
 from batchsep.pipeline.train_data import (
     DataOptions,
     embedding_data,
     feature_transform,
-    learn_snmf,
     log_line,
     make_sources,
     model_config,
@@ -45,12 +42,16 @@ from batchsep.pipeline.train_data import (
     split_overrides,
     training_level_db,
 )
-from batchsep.training.curves import learning_curves, render_learning_curves
-from batchsep.training.loop import EpochRecord, TrainerState, fit
+from batchsep.pipeline.train_outputs import (
+    ArtifactWriter,
+    check_resumable,
+    read_state,
+    write_model,
+)
+from batchsep.pipeline.train_snmf import init_drnmf, train_snmf
+from batchsep.training.loop import TrainerState, fit
 from batchsep.training.state import TrainConfig
 
-STATE_NAME = "state.pt"
-CURVES_JSON, CURVES_PNG = "curves.json", "curves.png"
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "lstm": {"lr": 1e-4, "grad_clip": 1.0},  # seed 001
     "blstm": {"lr": 1e-4, "grad_clip": 1.0},
@@ -100,108 +101,6 @@ class TrainSummary:
             int(m.get("epochs", 0)), int(m.get("param_count", 0)), m.get("stop_reason"),
             float(m.get("wall_s", 0.0)), dict(m),
         )  # fmt: skip
-
-
-def _param_count(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad) or sum(
-        b.numel() for n, b in model.named_buffers() if n.startswith("W")
-    )
-
-
-def write_model(
-    uri: str,
-    model: BatchsepModel,
-    stft: Mapping[str, Any],
-    metrics: Any = None,
-    *,
-    input_level_db: float | None = None,
-) -> str:
-    """Write a checkpoint folder whose ``config.json`` also records the STFT config (``stft``) and the
-    level of the training mixtures (``input_level_db``, see :func:`training_level_db`) when known."""
-    checksum = checkpoint.write_checkpoint(uri, serialize(model), metrics=metrics)
-    config_uri = storage.join(uri, checkpoint.CONFIG_NAME)
-    meta = json.loads(storage.read_text(config_uri))
-    meta["stft"] = dict(stft)
-    if input_level_db is not None:
-        meta[checkpoint.INPUT_LEVEL_KEY] = input_level_db
-    storage.write_text(config_uri, json.dumps(meta, indent=2))
-    return checksum
-
-
-def check_resumable(
-    out_uri: str, model_config: Mapping[str, Any], state: Mapping[str, Any] | None
-) -> None:
-    """A run resumes from ``state`` (``out_uri/state.pt``) only with the same model config."""
-    if state is not None and state.get("job", {}).get("model_config") != dict(model_config):
-        before, now = state["job"].get("model_config") or {}, dict(model_config)
-        diff = "; ".join(
-            f"{k}: {before.get(k)!r} -> {now.get(k)!r}"
-            for k in sorted(before.keys() | now.keys())
-            if before.get(k) != now.get(k)
-        )
-        raise ConfigError(
-            f"{out_uri} holds a {state['job'].get('model')} run with another model config ({diff}); "
-            "use another --out or delete its state.pt"
-        )
-
-
-def read_state(out_uri: str) -> dict[str, Any] | None:
-    """The resumable state stored at ``out_uri/state.pt`` (None when there is none)."""
-    uri = storage.join(out_uri, STATE_NAME)
-    if not storage.exists(uri):
-        return None
-    return torch.load(io.BytesIO(storage.read_bytes(uri)), map_location="cpu", weights_only=False)
-
-
-class ArtifactWriter:
-    """Rank 0's callback: ``state.pt`` and ``curves.json`` every epoch, the model when it improved."""
-
-    def __init__(self, job: TrainJob, model: BatchsepModel) -> None:
-        self.job, self.model, self.t0 = job, model, time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, record: EpochRecord, state: TrainerState) -> bool:
-        job = self.job
-        snapshot = {**state.state_dict(), "job": asdict(job)}
-        buf = io.BytesIO()
-        torch.save(snapshot, buf)
-        storage.write_bytes(storage.join(job.out_uri, STATE_NAME), buf.getvalue())
-        if record.improved:
-            write_model(
-                job.out_uri, self.model, job.stft, metrics=self.metrics(state, None),
-                input_level_db=job.input_level_db,
-            )  # fmt: skip
-        curves = learning_curves(state.history)
-        storage.write_text(storage.join(job.out_uri, CURVES_JSON), json.dumps(curves, indent=2))
-        valid = "n/a" if record.valid_loss is None else f"{record.valid_loss:.5f}"
-        log_line(
-            job.verbose,
-            f"[train {job.model}] epoch {epoch}: train {record.train_loss:.5f} valid {valid}"
-            f"{' *' if record.improved else ''} ({record.seconds:.1f} s)",
-        )
-        return False
-
-    def write_png(self, history: list[EpochRecord]) -> None:
-        """``curves.png`` (once, at the end: rendering costs more than a tiny model's epoch)."""
-        png = render_learning_curves(
-            {self.job.model: learning_curves(history)}, title=f"{self.job.model} learning curves"
-        )
-        storage.write_bytes(storage.join(self.job.out_uri, CURVES_PNG), png)
-
-    def metrics(self, state: TrainerState, stop_reason: str | None) -> dict[str, Any]:
-        best = state.best_epoch
-        return {
-            "model": self.job.model,
-            "param_count": _param_count(self.model),
-            "best_epoch": best,
-            "best_valid_loss": state.best_loss if best >= 0 else None,
-            "epochs": len(state.history),
-            "stop_reason": stop_reason,
-            "wall_s": time.perf_counter() - self.t0,  # this session (a resumed run: since resuming)
-            "epochs_s": sum(r.seconds for r in state.history),  # all epochs, across sessions
-            "train_config": state.config.to_dict(),
-            "data": self.job.data_info,
-            "history": [r.to_dict() for r in state.history],
-        }
 
 
 def run_worker(
@@ -280,33 +179,6 @@ def serial_fit(job: TrainJob) -> dict[str, Any]:
 
 
 FitExecutor = Callable[[TrainJob], dict[str, Any]]
-
-
-def _train_snmf(
-    features_uri: str,
-    out_uri: str,
-    overrides: Mapping[str, Any],
-    data: DataOptions,
-    stft: Mapping[str, Any],
-    runner: Runner,
-    verbose: bool,
-    device: str,
-    input_level_db: float | None,
-) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    config = model_config("snmf", overrides, n_freq=int(stft["n_fft"]) // 2 + 1)
-    log_line(verbose, f"[train snmf] learning dictionaries {config.to_json()}")
-    model, info = learn_snmf(
-        features_uri, config, data, runner=runner, device=device, verbose=verbose
-    )
-    info.update(model="snmf", param_count=_param_count(model), best_epoch=0, epochs=0)
-    info.update(stop_reason="fitted", wall_s=time.perf_counter() - t0)
-    write_model(out_uri, model, stft, metrics=info, input_level_db=input_level_db)
-    log_line(
-        verbose,
-        f"[train snmf] valid loss {info['best_valid_loss']:.5f}, wall {info['wall_s']:.1f} s",
-    )
-    return info
 
 
 def train(
@@ -390,7 +262,7 @@ def train(
     model_over, train_over = split_overrides(parse_overrides(overrides))
     level = training_level_db(features_uri, stft)
     if model == "snmf":
-        info = _train_snmf(
+        info = train_snmf(
             features_uri, out_uri, model_over, data, stft, runner, verbose, device, level
         )
         return TrainSummary.from_metrics(out_uri, info)
@@ -398,7 +270,7 @@ def train(
     init_uri = None
     if model == "drnmf":
         init_uri = storage.join(out_uri, "init")
-        built, init_from = _drnmf_init(
+        built, init_from = init_drnmf(
             features_uri, out_uri, model_over, data, stft, init_from, runner, verbose, device,
             level,
         )  # fmt: skip
@@ -489,65 +361,6 @@ def _loss_columns(cfg: Any, transform: Mapping[str, Any], data: DataOptions) -> 
     return replace(data, extra_columns=(*data.extra_columns, "psa_target"))
 
 
-def _drnmf_init(
-    features_uri: str,
-    out_uri: str,
-    overrides: Mapping[str, Any],
-    data: DataOptions,
-    stft: Mapping[str, Any],
-    init_from: str | None,
-    runner: Runner,
-    verbose: bool,
-    device: str,
-    input_level_db: float | None,
-) -> tuple[BatchsepModel, str]:
-    """A DR-NMF whose layers are ISTA steps for a trained SNMF dictionary (given or trained now)."""
-    from batchsep.models.drnmf import DrnmfEnhancer
-    from batchsep.models.snmf import SnmfEnhancer
-
-    fields = DrnmfEnhancer.config_class.__dataclass_fields__  # type: ignore[attr-defined]
-    unknown = [k for k in overrides if not k.startswith("snmf.") and k not in fields]
-    if unknown:
-        raise ConfigError(f"unknown key {unknown[0]!r} for drnmf")
-    snmf_keys = sorted(k for k in overrides if k.startswith("snmf."))
-    if init_from is not None and snmf_keys:
-        raise ConfigError(
-            f"{snmf_keys[0]}: set the SNMF of --init-from {init_from} when training it"
-        )
-    if init_from is None:
-        snmf_over = {k[5:]: v for k, v in overrides.items() if k.startswith("snmf.")}
-        snmf_over |= {
-            k: overrides[k] for k in ("rank_speech", "rank_noise", "seed") if k in overrides
-        }
-        wanted = model_config("snmf", snmf_over, n_freq=int(stft["n_fft"]) // 2 + 1).to_dict()
-        init_from = storage.join(out_uri, "snmf")
-        if storage.exists(storage.join(init_from, checkpoint.CONFIG_NAME)):
-            held = checkpoint.read_checkpoint(init_from)["config"]
-            diff = "; ".join(
-                f"snmf.{k}: {held.get(k)!r} -> {wanted.get(k)!r}"
-                for k in sorted(held.keys() | wanted.keys())
-                if held.get(k) != wanted.get(k)
-            )
-            if diff:
-                raise ConfigError(
-                    f"{init_from} holds an SNMF trained with other settings ({diff}); delete it "
-                    "or use another --out"
-                )
-        else:
-            _train_snmf(
-                features_uri, init_from, snmf_over, data, stft, runner, verbose, device,
-                input_level_db,
-            )  # fmt: skip
-    try:
-        snmf = deserialize(checkpoint.read_checkpoint(init_from))
-    except StorageError as e:
-        raise StorageError(f"--init-from {init_from}: {e}") from e
-    if not isinstance(snmf, SnmfEnhancer):
-        raise ParameterError(f"init_from={init_from} holds a {snmf.name!r} model, not an SNMF")
-    kw = {k: overrides[k] for k in ("lam", "alpha", "n_layers", "loss") if k in overrides}
-    return DrnmfEnhancer.from_snmf(snmf, **kw), init_from
-
-
 __all__ = [
     "TrainJob",
     "TrainSummary",
@@ -555,10 +368,8 @@ __all__ = [
     "log_line",
     "model_config",
     "parse_overrides",
-    "read_state",
     "run_worker",
     "serial_fit",
     "split_overrides",
     "train",
-    "write_model",
 ]

@@ -14,6 +14,7 @@ from batchsep.io import checkpoint, storage
 from batchsep.models.base import deserialize
 from batchsep.pipeline import train as tr
 from batchsep.pipeline.train_data import DataOptions
+from batchsep.pipeline.train_outputs import read_state
 
 _spec = importlib.util.spec_from_file_location(
     "unit_test_train", Path(__file__).resolve().parents[1] / "unit" / "pipeline" / "test_train.py"
@@ -78,6 +79,6 @@ def test_train_to_s3_and_resume(run, s3_env):
     assert json.loads(storage.read_text(storage.join(out, "config.json")))["stft"]["n_fft"] == 32
     more = tr.train(run, out, model="lstm", overrides={**LSTM, "train.max_epochs": 3}, data=DATA,
                     verbose=False)  # fmt: skip
-    assert more.epochs == 3 and tr.read_state(out)["epoch"] == 3  # type: ignore[index]
+    assert more.epochs == 3 and read_state(out)["epoch"] == 3  # type: ignore[index]
     model = deserialize(checkpoint.read_checkpoint(out))
     assert model(torch.rand(1, F, 5)).shape == (1, F, 5)

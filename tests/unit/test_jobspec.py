@@ -15,6 +15,8 @@ import yaml
 from batchsep import api, jobspec
 from batchsep.config import Config, register_config
 from batchsep.errors import ConfigError, StorageError
+from batchsep.jobspec_credentials import looks_like_secret
+from batchsep.jobspec_stages import call_kwargs, stage_functions
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -231,7 +233,7 @@ def test_new_api_functions_are_stages_with_their_signature(monkeypatch):
 
     fake.__module__ = api.__name__
     monkeypatch.setattr(api, "fake", fake, raising=False)
-    assert "fake" in jobspec.stage_functions()
+    assert "fake" in stage_functions()
     stage = {"stage": "fake", "params": {"run_uri": "r", "kind": "logmel", "sizes": [1, 2]}}
     stage["params"]["opts"] = {"k": 5}
     s = jobspec.parse_spec(spec(stage, ray={"workers": 2}))
@@ -275,13 +277,13 @@ def test_settings_kwargs_follow_the_config_annotation(monkeypatch):
 
 def test_call_kwargs_adds_address_only_where_accepted():
     s = jobspec.parse_spec(spec(scan_stage()))
-    assert jobspec.call_kwargs(s.stages[0], address="auto")["address"] == "auto"
-    assert "address" not in jobspec.call_kwargs(s.stages[0])
+    assert call_kwargs(s.stages[0], address="auto")["address"] == "auto"
+    assert "address" not in call_kwargs(s.stages[0])
 
 
 def test_looks_like_secret_keeps_ordinary_names():
     for name in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "OMP_NUM_THREADS", "BATCHSEP_DATA"):
-        assert not jobspec.looks_like_secret(name)
+        assert not looks_like_secret(name)
 
 
 SPECS = sorted((REPO / "jobs").glob("*.yaml"))
@@ -291,7 +293,7 @@ SPECS = sorted((REPO / "jobs").glob("*.yaml"))
 def test_shipped_specs_validate(path):
     """Every spec in jobs/ validates once the stages it names exist in batchsep.api."""
     data = yaml.safe_load(path.read_text())
-    missing = sorted({s["stage"] for s in data["stages"]} - set(jobspec.stage_functions()))
+    missing = sorted({s["stage"] for s in data["stages"]} - set(stage_functions()))
     if missing:
         pytest.skip(f"batchsep.api has no {', '.join(missing)} yet")
     s = jobspec.load_spec(str(path))
@@ -309,7 +311,7 @@ def test_shipped_specs_exist_and_hold_no_secrets():
     } <= names
     for p in SPECS:
         env = yaml.safe_load(p.read_text()).get("env") or {}
-        assert not any(jobspec.looks_like_secret(k) for k in env), p
+        assert not any(looks_like_secret(k) for k in env), p
 
 
 def test_set_overrides_stage_params_and_ray_section_without_changing_the_input():

@@ -30,6 +30,7 @@ from batchsep.pipeline.train_data import (
     train_subset,
     training_level_db,
 )
+from batchsep.pipeline.train_outputs import read_state
 
 N_FFT = 32
 F = N_FFT // 2 + 1
@@ -187,7 +188,7 @@ def test_tiny_training_improves_and_writes_outputs(run, tmp_path):
 def test_resume_from_state_continues_exactly(run, tmp_path):
     over = {**SMALL_LSTM, "train.max_epochs": 2}
     tr.train(run, str(tmp_path / "a"), model="lstm", overrides=over, data=DATA, verbose=False)
-    state = tr.read_state(str(tmp_path / "a"))
+    state = read_state(str(tmp_path / "a"))
     assert state is not None and state["epoch"] == 2
     again = tr.train(
         run, str(tmp_path / "a"), model="lstm", overrides=over, data=DATA, verbose=False
@@ -213,7 +214,9 @@ def test_snmf_then_drnmf_from_it(run, tmp_path, capsys):
     snmf_uri = str(tmp_path / "snmf")
     over = {"rank_speech": 6, "rank_noise": 4, "n_iter_fit": 40, "n_iter_infer": 50}
     s = tr.train(run, snmf_uri, model="snmf", overrides=over, data=DATA, verbose=True)
-    err = capsys.readouterr().err  # progress during the fit: every 4th of 40 iterations, per dictionary
+    err = (
+        capsys.readouterr().err
+    )  # progress during the fit: every 4th of 40 iterations, per dictionary
     for d in ("speech", "noise"):
         lines = [ln for ln in err.splitlines() if ln.startswith(f"[train snmf] {d} dictionary:")]
         assert len(lines) == 10 and "iteration 40/40, objective" in lines[-1], err

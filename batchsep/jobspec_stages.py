@@ -1,0 +1,102 @@
+"""The stages a job spec may name: :mod:`batchsep.api` functions, their settable parameters, kwargs."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from batchsep.config import Config, _coerce
+from batchsep.errors import ConfigError
+
+if TYPE_CHECKING:
+    from batchsep.jobspec import StageSpec
+
+
+def stage_functions() -> dict[str, Callable[..., Any]]:
+    """Every stage a spec may name: the public functions defined in :mod:`batchsep.api`."""
+    from batchsep import api
+
+    names = getattr(api, "__all__", None) or [n for n in vars(api) if not n.startswith("_")]
+    return {
+        n: f
+        for n in sorted(names)
+        if inspect.isfunction(f := getattr(api, n, None)) and f.__module__ == api.__name__
+    }
+
+
+def _is_callable_hint(hint: Any) -> bool:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_is_callable_hint(a) for a in typing.get_args(hint) if a is not type(None))
+    origin = typing.get_origin(hint) or hint
+    return origin in (Callable, typing.Callable)  # type: ignore[comparison-overlap]
+
+
+def stage_parameters(fn: Callable[..., Any]) -> dict[str, tuple[inspect.Parameter, Any]]:
+    """Parameters a spec may set for ``fn``: name → (parameter, annotated type or ``Any``).
+
+    Callbacks (``Callable`` annotations) and ``*args`` are not settable from a spec. With ``**settings``
+    and a ``config`` parameter annotated with a :class:`~batchsep.config.Config` class, the settings are
+    that class's fields (see :func:`accepts_any_key` for ``**settings`` without one).
+    """
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # an annotation that cannot be evaluated here: fall back to no type checks
+        hints = {}
+    out = {}
+    params = inspect.signature(fn).parameters
+    for name, p in params.items():
+        if p.kind in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL, p.VAR_KEYWORD) or _is_callable_hint(
+            hints.get(name)
+        ):
+            continue
+        out[name] = (p, hints.get(name, Any))
+    cfg = _config_class(hints.get("config"))
+    if cfg is not None and any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        cfg_hints = typing.get_type_hints(cfg)
+        for f in dataclasses.fields(cfg):  # type: ignore[arg-type]
+            default = f.default if f.default is not dataclasses.MISSING else None
+            p = inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default)
+            out.setdefault(f.name, (p, cfg_hints.get(f.name, Any)))
+    return out
+
+
+def accepts_any_key(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` takes ``**settings`` that no annotation describes (unknown keys pass unchecked)."""
+    params = inspect.signature(fn).parameters.values()
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        return False
+    try:
+        return _config_class(typing.get_type_hints(fn).get("config")) is None
+    except Exception:
+        return True
+
+
+def _config_class(hint: Any) -> type[Config] | None:
+    for arg in (hint, *typing.get_args(hint)):
+        if isinstance(arg, type) and issubclass(arg, Config):
+            return arg
+    return None
+
+
+def coerce_param(value: Any, hint: Any, where: str) -> Any:
+    """``value`` converted to ``hint`` (a mapping for a :class:`~batchsep.config.Config` class: ``from_dict``)."""
+    cls = _config_class(hint)
+    if cls is not None and isinstance(value, Mapping):
+        try:
+            return cls.from_dict(dict(value))
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+    return _coerce(value, hint, where)
+
+
+def call_kwargs(stage: StageSpec, *, address: str | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``batchsep.api.<stage>``: its params plus ``address`` if it takes one."""
+    kwargs = dict(stage.params)
+    fn = stage_functions()[stage.stage]
+    if address is not None and "address" in inspect.signature(fn).parameters:
+        kwargs["address"] = address
+    return kwargs
