@@ -116,3 +116,10 @@ def _fail_usage(msg: str) -> NoReturn:
 def _fail_fatal(msg: str) -> NoReturn:
     click.echo(f"Error: {msg}", err=True)
     sys.exit(EXIT_FATAL)
+
+
+def _warn_no_audio(where: str) -> None:
+    """The console warning of a command whose input holds no audio file (by name)."""
+    from batchsep.io.audio import AUDIO_SUFFIXES
+
+    click.echo(f"warning: no audio files found under {where} ({' '.join(AUDIO_SUFFIXES)})")

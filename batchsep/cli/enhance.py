@@ -15,6 +15,7 @@ from batchsep.cli.common import (
     _fail_fatal,
     _fail_usage,
     _phase_bars,
+    _warn_no_audio,
     ray_options,
 )
 from batchsep.cli.main import main
@@ -72,9 +73,7 @@ def _report(summary: Any, verb: str, out_uri: str, show_errors: int) -> None:
     if summary.non_audio_skipped:
         click.echo(f"{summary.non_audio_skipped} non-audio files skipped (by name)")
     if summary.files == 0:
-        from batchsep.io.audio import AUDIO_SUFFIXES
-
-        click.echo(f"warning: no audio files found under the input ({' '.join(AUDIO_SUFFIXES)})")
+        _warn_no_audio("the input")
     for rel, err in summary.errors[:show_errors]:
         click.echo(f"  failed: {rel}: {err}")
     if len(summary.errors) > show_errors:

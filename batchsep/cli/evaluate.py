@@ -79,9 +79,16 @@ def evaluate(
     if references is None and s.references is not None:
         click.echo(f"references: {s.references} (the prepare run of the enhanced inputs)")
     means = ", ".join(f"{k} {v:+.2f}" for k, v in s.means.items())
-    click.echo(
-        f"scored {s.scored}/{s.files} files ({means or 'no metric'})\nmetrics: {s.metrics_uri}"
-    )
+    if s.scored or not s.emotion:
+        click.echo(f"scored {s.scored}/{s.files} files ({means or 'no metric'})")
+    if s.emotion:
+        emo = s.emotion
+        click.echo(
+            f"emotion: accuracy {100 * emo['accuracy']:.1f} %, UAR {100 * emo['uar']:.1f} %, "
+            f"macro F1 {100 * emo['macro_f1']:.1f} % over {emo['n']} tagged "
+            f"file{'s' if emo['n'] != 1 else ''} with a true label (RAVDESS names)"
+        )
+    click.echo(f"metrics: {s.metrics_uri}")
     if s.files_failed:
         click.echo(f"{s.files_failed} files could not be scored (their metrics rows say why):")
     for rel, err in s.errors[:show_errors]:

@@ -28,6 +28,7 @@ from batchsep.cli.common import (
     _fail_usage,
     _phase_bars,
     _progress,
+    _warn_no_audio,
     ray_options,
 )
 from batchsep.errors import BatchsepError, StorageError
@@ -53,10 +54,18 @@ def main() -> None:
 @click.option(
     "--out", "out_uri", required=True, help="Run folder (local or s3://) for manifest.parquet."
 )
+@click.option(
+    "--shard-size",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Files per Ray task (and per retry when a worker dies).",
+)
 @ray_options(workers_help="Parallel tasks (embedded Ray CPUs). Default: all cores.")
 def scan(
     in_uri: str,
     out_uri: str,
+    shard_size: int,
     workers: int | None,
     address: str | None,
     local: bool,
@@ -83,8 +92,9 @@ def scan(
     try:
         with bar:
             summary = batchsep.api.scan(
-                in_uri, out_uri, workers=workers, address=address, local=local, on_progress=update
-            )
+                in_uri, out_uri, workers=workers, address=address, local=local,
+                shard_size=shard_size, on_progress=update,
+            )  # fmt: skip
     except BatchsepError as e:
         _fail_fatal(str(e))
     click.echo(
@@ -92,6 +102,8 @@ def scan(
         f"{summary.hours:.2f} h of audio; {summary.skipped_non_audio} non-audio files skipped\n"
         f"manifest: {summary.manifest_uri}"
     )
+    if not summary.files:
+        _warn_no_audio(in_uri)
     for rel, err in summary.errors[:show_errors]:
         click.echo(f"  failed: {rel}: {err}")
     if len(summary.errors) > show_errors:
@@ -109,9 +121,30 @@ def _gb(n: float) -> str:
 )
 @click.option("--noise", "noise_uri", required=True, help="Noise folder/prefix or scan manifest.")
 @click.option("--out", "out_uri", required=True, help="Run folder (local or s3://).")
-@click.option("--train", "n_train", type=click.IntRange(min=0), default=3000, show_default=True)
-@click.option("--valid", "n_valid", type=click.IntRange(min=0), default=300, show_default=True)
-@click.option("--test", "n_test", type=click.IntRange(min=0), default=300, show_default=True)
+@click.option(
+    "--train",
+    "n_train",
+    type=click.IntRange(min=0),
+    default=3000,
+    show_default=True,
+    help="Mixtures in the train split.",
+)
+@click.option(
+    "--valid",
+    "n_valid",
+    type=click.IntRange(min=0),
+    default=300,
+    show_default=True,
+    help="Mixtures in the valid split.",
+)
+@click.option(
+    "--test",
+    "n_test",
+    type=click.IntRange(min=0),
+    default=300,
+    show_default=True,
+    help="Mixtures in the test split.",
+)
 @click.option("--snr-min", type=float, default=-5.0, show_default=True, help="Lowest SNR (dB).")
 @click.option("--snr-max", type=float, default=5.0, show_default=True, help="Highest SNR (dB).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every draw.")
@@ -145,8 +178,20 @@ def _gb(n: float) -> str:
     multiple=True,
     help="Noise class never used in training (repeatable), e.g. urbansound8k/gun_shot.",
 )
-@click.option("--valid-fraction", type=float, default=0.2, show_default=True)
-@click.option("--test-fraction", type=float, default=0.2, show_default=True)
+@click.option(
+    "--valid-fraction",
+    type=float,
+    default=0.2,
+    show_default=True,
+    help="Share of the speakers, and of each noise class's recordings, kept for the valid split.",
+)
+@click.option(
+    "--test-fraction",
+    type=float,
+    default=0.2,
+    show_default=True,
+    help="Share of the speakers, and of each noise class's recordings, kept for the test split.",
+)
 @click.option(
     "--recipe-only", is_flag=True, help="Store the recipes only (no audio; regenerated on the fly)."
 )
@@ -279,6 +324,7 @@ def prepare(
     type=click.Choice(["zstd", "lz4", "snappy", "none"]),
     default="zstd",
     show_default=True,
+    help="Parquet compression of the shards (zstd: smallest; none: faster to write, larger).",
 )
 @click.option("--out", "out_uri", default=None, help="Features folder (default: RUN/features).")
 @ray_options(workers_help="Parallel tasks (embedded Ray CPUs). Default: all cores.")

@@ -46,7 +46,13 @@ from batchsep.jobspec import TRAINABLE_MODELS
     help="Model config key (n_layers=2, hidden=54, rank_speech=100); train.KEY for the optimiser "
     "(train.lr=1e-3, train.patience=10); snmf.KEY for a DR-NMF's SNMF init. Repeatable.",
 )
-@click.option("--max-epochs", type=click.IntRange(min=0), default=None, help="Epoch limit.")
+@click.option(
+    "--max-epochs",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Epoch limit (default: the model's: 100 for enhancers, 60 emotion-cnn, 150 emotion-vae). "
+    "A larger value on a finished run continues its training.",
+)
 @click.option(
     "--train-fraction",
     type=click.FloatRange(min=0, max=1, min_open=True),
@@ -57,7 +63,13 @@ from batchsep.jobspec import TRAINABLE_MODELS
 @click.option(
     "--init-from", default=None, help="DR-NMF: a trained SNMF model folder to start from."
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Utterances per optimiser step (per worker).",
+)
 @click.option(
     "--crop-frames",
     type=click.IntRange(min=0),
@@ -72,7 +84,13 @@ from batchsep.jobspec import TRAINABLE_MODELS
     show_default=True,
     help="Frames sampled for SNMF dictionary learning.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of initialisation, crops and batch order (same seed, same data: same model).",
+)
 @click.option("--gpu/--no-gpu", default=False, show_default=True, help="One GPU per worker (nccl).")
 @ray_options(
     workers_help="DDP workers (default 1).",

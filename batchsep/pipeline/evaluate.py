@@ -22,6 +22,7 @@ import soundfile as sf
 from batchsep.corpus.ravdess import parse_ravdess_name
 from batchsep.dsp.resample import to_rate_mono
 from batchsep.errors import BatchsepError, ParameterError, StorageError
+from batchsep.evaluation.emotion import emotion_summary
 from batchsep.evaluation.metrics import SCORE_METRICS, score_file
 from batchsep.io import parquet, schemas, storage
 from batchsep.pipeline import jobinfo
@@ -59,7 +60,11 @@ def score_item(item: EvalItem, metrics: tuple[str, ...]) -> dict[str, Any]:
         **dict(item.fields),
     }
     if item.clean_uri is None or item.enhanced_uri is None:
-        row["error"] = "no clean reference" if item.clean_uri is None else "no enhanced output"
+        row["error"] = (
+            "no enhanced audio (tag run: emotions only)"
+            if item.enhanced_uri is None
+            else "no clean reference"
+        )
         return row
     try:
         clean, sr_c = _read(item.clean_uri)
@@ -226,6 +231,8 @@ class EvaluateSummary:
     means: dict[str, float] = field(default_factory=dict)
     errors: list[tuple[str, str]] = field(default_factory=list)
     references: str | None = None
+    emotion: dict[str, float | int] | None = None
+    """Accuracy, UAR, macro F1 of the files with a true emotion (RAVDESS names) and a tagged one."""
 
 
 def evaluate(
@@ -276,6 +283,11 @@ def evaluate(
         vals = [float(r[key]) for r in scored if r.get(key) is not None and np.isfinite(r[key])]
         if vals:
             summary.means[key] = float(np.mean(vals))
+    tagged = [r for r in all_rows if r.get("emotion_true") and r.get("emotion_pred")]
+    if tagged:
+        summary.emotion = emotion_summary(
+            [r["emotion_true"] for r in tagged], [r["emotion_pred"] for r in tagged]
+        )
     if not all_rows:
         raise BatchsepError(f"{run_uri}: no successfully enhanced file to evaluate")
     return summary

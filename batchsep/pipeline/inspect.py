@@ -173,7 +173,7 @@ def inspect_model(model_uri: str, out_uri: str) -> InspectSummary:
         f"# Model `{name}`",
         "",
         f"- folder: `{uri}`",
-        f"- weights sha256: `{payload['sha256'][:16]}`",
+        f"- weights sha256: `{payload['sha256']}`",
         f"- trainable parameters: {n_params}",
         f"- config: `{json.dumps(payload['config'], sort_keys=True)}`",
     ]

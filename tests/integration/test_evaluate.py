@@ -217,8 +217,13 @@ def test_tag_run_needs_no_references(tmp_path):
     )
     r = CliRunner().invoke(main, ["evaluate", run, "--local"])
     assert r.exit_code == EXIT_OK, r.output
+    # the emotions are what a tag run is evaluated for: the console says so instead of "scored 0/3"
+    assert "emotion: accuracy" in r.output and "over 1 tagged file with a true label" in r.output
+    assert "scored 0/3" not in r.output
+    df = parquet.read_parts(run + "/metrics").to_pandas()
+    assert set(df["error"]) == {"no enhanced audio (tag run: emotions only)"}
     s = evaluate(run, metrics=[])
-    assert s.files_failed == 0
+    assert s.files_failed == 0 and s.emotion is not None and s.emotion["n"] == 1
 
 
 def test_report_leaves_out_figures_without_data(tmp_path):

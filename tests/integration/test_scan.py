@@ -163,6 +163,34 @@ def test_cli_exit_codes(bad_corpus, tmp_path):
     assert r.exit_code == 0 and "batchsep" in r.output
 
 
+def test_cli_shard_size_and_no_audio_warning(bad_corpus, tmp_path, monkeypatch):
+    """--shard-size sets the files per task (as job specs can); a folder without audio is warned about."""
+    import batchsep.pipeline.scan as scan_module
+
+    sizes: list[int] = []
+
+    def recording_shards(items, size):
+        sizes.append(size)
+        return scan_module_shards(items, size)
+
+    scan_module_shards = scan_module.shards
+    monkeypatch.setattr(scan_module, "shards", recording_shards)
+    root, _ = bad_corpus
+    cli = CliRunner()
+    r = cli.invoke(
+        main, ["scan", str(root), "--out", str(tmp_path / "o"), "--local", "--shard-size", "2"]
+    )
+    assert r.exit_code == EXIT_SOME_FAILED and sizes == [2], (r.output, sizes)
+    assert "warning: no audio" not in r.output
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "notes.txt").write_text("no audio here")
+    r = cli.invoke(main, ["scan", str(texts), "--out", str(tmp_path / "o2"), "--local"])
+    assert r.exit_code == EXIT_OK, r.output
+    assert "1 non-audio files skipped" in r.output
+    assert f"warning: no audio files found under {texts}" in r.output
+
+
 @pytest.mark.realdata
 @pytest.mark.ray
 @pytest.mark.slow

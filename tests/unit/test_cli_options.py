@@ -100,3 +100,14 @@ def test_help_lists_the_interrupted_exit_code():
 
     r = CliRunner().invoke(main, ["--help"])
     assert r.exit_code == 0 and "130 interrupted" in r.output
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    """`--help` explains each option: none is listed without a help text."""
+    missing = [
+        f"{name} {param.opts[0]}"
+        for name, command in main.commands.items()
+        for param in command.params
+        if isinstance(param, click.Option) and not (param.help or "").strip()
+    ]
+    assert not missing, f"options without help: {missing}"
