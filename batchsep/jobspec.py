@@ -337,8 +337,11 @@ def parse_yaml(text: str, *, source: str = "spec", overrides: Sequence[str] = ()
     in messages."""
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{source}: not valid YAML: {e}") from None
+    except yaml.YAMLError as e:  # its message would name the source "<unicode string>"
+        mark = getattr(e, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = " ".join(filter(None, (getattr(e, "context", None), getattr(e, "problem", None))))
+        raise ConfigError(f"{source}{where}: not valid YAML: {what or e}") from None
     data = apply_overrides(data, overrides)
     try:
         return parse_spec(data)

@@ -13,7 +13,7 @@ from batchsep.config import Config, _coerce
 from batchsep.errors import ConfigError
 
 if TYPE_CHECKING:
-    from batchsep.jobspec import StageSpec
+    from batchsep.jobspec import JobSpec, StageSpec
 
 
 def stage_functions() -> dict[str, Callable[..., Any]]:
@@ -100,3 +100,58 @@ def call_kwargs(stage: StageSpec, *, address: str | None = None) -> dict[str, An
     if address is not None and "address" in inspect.signature(fn).parameters:
         kwargs["address"] = address
     return kwargs
+
+
+INPUT_PARAMS: dict[str, tuple[str, ...]] = {
+    "scan": ("in_uri",),
+    "prepare": ("speech_uri", "noise_uri"),
+    "features": ("run_uri",),
+    "train": ("run_uri", "init_from"),
+    "enhance": ("in_uri", "model", "emotion_model"),
+    "tag": ("in_uri", "emotion_model"),
+    "evaluate": ("run_uri", "references"),
+    "inspect": ("model_uri",),
+    "report": ("run_uris",),
+}
+"""The parameters of each stage that name data it reads (see :func:`missing_inputs`)."""
+
+OUTPUT_PARAMS = ("out_uri", "run_uri")
+"""Parameters naming where a stage writes (``features``, ``train`` and ``evaluate`` write into their run)."""
+
+
+def missing_inputs(spec: JobSpec) -> tuple[list[str], list[str]]:
+    """The inputs of the spec's stages that do not exist, and those that could not be checked (one
+    message each, in stage order).
+
+    An input an earlier stage writes (at or under its ``out_uri`` / ``run_uri``) is not checked: it appears
+    when the job runs. Shipped model names (``default``, ``default-emotion``) are not URIs. An input whose
+    storage cannot be asked from here (an S3 bucket without network or credentials, say) is "unchecked":
+    the spec may be meant for a cluster that can.
+    """
+    from batchsep.errors import StorageError
+    from batchsep.io import checkpoint, storage
+
+    written: list[str] = []
+    missing, unchecked = [], []
+    for stage in spec.stages:
+        for name in INPUT_PARAMS.get(stage.stage, ()):
+            value = stage.params.get(name)
+            for uri in value if isinstance(value, list | tuple) else [value]:
+                if not isinstance(uri, str) or not uri or checkpoint.resolve(uri) != uri:
+                    continue
+                norm = storage.normalize(uri)
+                if any(norm == w or norm.startswith(w + "/") for w in written):
+                    continue
+                try:
+                    exists = storage.exists(uri)
+                except StorageError as e:
+                    unchecked.append(f"{stage.label}: {name}: {str(e).splitlines()[0]}")
+                    continue
+                if not exists:
+                    missing.append(f"{stage.label}: {name}={uri}: no such file, folder or prefix")
+        written += [
+            storage.normalize(v)
+            for v in (stage.params.get(p) for p in OUTPUT_PARAMS)
+            if isinstance(v, str) and v
+        ]
+    return missing, unchecked

@@ -69,6 +69,13 @@ def run(spec_uri: str, address: str | None, overrides: tuple[str, ...], dry_run:
         click.echo(f"  {s.index}. {s.name} ({s.stage}): {params}")
     if spec.env:
         click.echo(f"  env: {', '.join(sorted(spec.env))}")
+    from batchsep.jobspec_stages import missing_inputs
+
+    missing, unchecked = missing_inputs(spec)
+    for line in unchecked:
+        click.echo(f"  warning: input not checked from here: {line}")
+    if missing:
+        _fail_usage("missing input(s):\n  " + "\n  ".join(missing))
     if dry_run:
         sys.exit(EXIT_OK)
     from batchsep.distributed import jobs

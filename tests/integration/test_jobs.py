@@ -120,6 +120,24 @@ def test_run_rejects_secrets_before_running(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_run_checks_inputs_before_the_first_stage(tmp_path):
+    """A missing input is a usage error (exit 2) at --dry-run and before any stage runs, as for the
+    commands; an input that an earlier stage writes is not one."""
+    corpus = good_corpus(tmp_path / "c")
+    data = scan_spec(str(tmp_path / "nope"), str(tmp_path / "o"), params={"local": True})
+    path = write_spec(tmp_path / "missing.yaml", data)
+    for args in (["--dry-run"], []):
+        r = CliRunner().invoke(main, ["run", path, *args])
+        assert r.exit_code == EXIT_USAGE, r.output
+        assert f"stages[0] (scan): in_uri={tmp_path / 'nope'}: no such file" in r.output
+    assert not (tmp_path / "o").exists()
+    data = scan_spec(str(corpus), str(tmp_path / "o"), params={"local": True})
+    data["stages"].append({"stage": "report", "params": {"run_uris": [str(tmp_path / "o")],
+                                                         "out_uri": str(tmp_path / "rep")}})  # fmt: skip
+    r = CliRunner().invoke(main, ["run", write_spec(tmp_path / "chain.yaml", data), "--dry-run"])
+    assert r.exit_code == EXIT_OK, r.output
+
+
 def test_run_checks_train_model_before_the_first_stage(tmp_path):
     """A typo in a train stage's model is a spec error (exit 2) found by --dry-run and before the
     first stage runs, not a stage failure after prepare and features."""
@@ -153,7 +171,8 @@ def test_run_stage_errors_map_to_exit_codes(tmp_path, monkeypatch, error, expect
         raise type(error)(f"stages[0] (scan): {error}")
 
     monkeypatch.setattr(jobs, "run_spec", fail)
-    path = write_spec(tmp_path / "s.yaml", scan_spec("in", str(tmp_path / "o")))
+    (tmp_path / "in").mkdir()
+    path = write_spec(tmp_path / "s.yaml", scan_spec(str(tmp_path / "in"), str(tmp_path / "o")))
     r = CliRunner().invoke(main, ["run", path])
     assert r.exit_code == expected, r.output
     assert f"Error: stages[0] (scan): {error}" in r.output
@@ -400,8 +419,8 @@ def test_submit_to_local_head(ray_head, tmp_path, monkeypatch):
     assert r_unknown.exit_code == EXIT_USAGE and "no job 'no-such-job'" in r_unknown.output
 
     state = jobs.wait(fail_id, address=ray_head, timeout_s=240)
-    assert state.status == "FAILED" and jobs.exit_code(state) == EXIT_FATAL
-    assert "no such file or directory" in jobs.logs(fail_id, address=ray_head)
+    assert state.status == "FAILED" and jobs.exit_code(state) == EXIT_USAGE  # a missing input
+    assert "no such file, folder or prefix" in jobs.logs(fail_id, address=ray_head)
 
     from ray.job_submission import JobSubmissionClient
 
