@@ -17,6 +17,7 @@ from batchsep.cli.common import (
 )
 from batchsep.cli.main import main
 from batchsep.errors import BatchsepError, ParameterError, StorageError
+from batchsep.io import storage
 
 METRIC_NAMES = ("sdr", "si_sdr", "pesq", "stoi")
 
@@ -112,16 +113,26 @@ def evaluate(
 def report(run_uris: tuple[str, ...], out_uri: str, names: tuple[str, ...]) -> None:
     """Compare evaluated runs: OUT/report.md, OUT/index.html (self-contained) and PNG plots.
 
-    Summary per model (mean/median SDRi, SI-SDRi, PESQ, STOI, x real time), SDRi by input
-    SNR and by noise type, per-speaker spread, emotion confusion matrix when tagged, and
-    spectrograms with audio players for a few files.
+    Summary per model (mean/median SDRi, SI-SDRi, PESQ, STOI, processing speed per worker),
+    SDRi (else SI-SDRi) by input SNR and by noise type, per-speaker spread, emotion accuracy,
+    UAR and confusion matrix per tagged system, and spectrograms with audio players of every
+    system for a few files. Plots of an earlier report in OUT that this one does not make
+    are removed. The same run given twice is a usage error (2); an unwritable OUT exits 3.
     """
+    from batchsep.pipeline.report import ReportOutputError
+
     if names and len(names) != len(run_uris):
         _fail_usage(f"--name given {len(names)} times for {len(run_uris)} runs")
     try:
         written = batchsep.api.report(list(run_uris), out_uri, names=list(names) or None)
-    except StorageError as e:
+    except ReportOutputError as e:
+        _fail_fatal(str(e))
+    except (StorageError, ParameterError) as e:
         _fail_usage(str(e))
     except BatchsepError as e:
         _fail_fatal(str(e))
-    click.echo(f"report: {len(written)} files in {out_uri} (open index.html)")
+    n_plots = sum(u.endswith(".png") for u in written)
+    click.echo(
+        f"wrote report.md, index.html and {n_plots} plots to {out_uri} "
+        f"(open {storage.join(out_uri, 'index.html')})"
+    )

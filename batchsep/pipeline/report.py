@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import posixpath
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,15 +14,34 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from batchsep.errors import StorageError
+from batchsep.errors import ParameterError, StorageError
 from batchsep.io import parquet, storage
 from batchsep.pipeline import jobinfo
 from batchsep.pipeline.evaluate import METRICS_DIR
 from batchsep.reporting.render import render_report
 
+OUR_FILES = re.compile(
+    r"^(report\.md|index\.html|sdri_vs_snr\.png|sdri_by_noise\.png|per_speaker\.png"
+    r"|confusion(_\d+)?\.png|spectrograms_\d+\.png)$"
+)
+"""Names of the files a report writes: a later report into the same folder removes those of them it
+does not write again (stale plots); any other file there is left alone."""
+
+
+class ReportOutputError(StorageError):
+    """The report's output folder cannot be written (the CLI exits 3, as for other outputs)."""
+
 
 def load_run(run_uri: str) -> tuple[pd.DataFrame, dict[str, Any] | None]:
-    """A run's per-file metrics and its job.json (raises StorageError when it was never evaluated)."""
+    """A run's per-file metrics and its job.json.
+
+    Raises
+    ------
+    StorageError
+        When the folder does not exist or was never evaluated.
+    """
+    if not storage.exists(run_uri):
+        raise StorageError(f"{run_uri}: no such run folder")
     table = parquet.read_parts(storage.join(run_uri, METRICS_DIR))
     if table is None:
         raise StorageError(
@@ -36,27 +58,123 @@ def _audio(uri: str, sr: int) -> np.ndarray:
     return to_rate_mono(x.T, s, sr)
 
 
-def pick_examples(df: pd.DataFrame, n: int = 3, *, sr: int = 16000) -> list[dict[str, Any]]:
-    """Audio of up to ``n`` files spanning the SDR-improvement range (worst, median, best)."""
-    ok = df[df["enhanced_uri"].notna() & df["clean_uri"].notna()]
+def _improvement_label(row: Any) -> str:
+    """`` (SDRi +x dB)`` for a metrics row, `` (SI-SDRi +x dB)`` without SDRi, else empty."""
+    for key, name in (("sdr_i", "SDRi"), ("si_sdr_i", "SI-SDRi")):
+        try:
+            v = float(row.get(key))
+        except (TypeError, ValueError):
+            continue
+        if np.isfinite(v):
+            return f" ({name} {v:+.1f} dB)"
+    return ""
+
+
+def _system_rows(name: str, df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The run's rows per system label (the run name, or ``run / model`` for a multi-model run)."""
+    models = df["model"].dropna().astype(str).unique() if "model" in df else []
+    if len(models) > 1:
+        return [(f"{name} / {m}", df[df["model"].astype(str) == m]) for m in models]
+    return [(name, df)]
+
+
+def pick_examples(
+    runs: Sequence[tuple[str, pd.DataFrame]] | pd.DataFrame, n: int = 3, *, sr: int = 16000
+) -> list[dict[str, Any]]:
+    """Audio of up to ``n`` files spanning the SDR-improvement range (worst, median, best).
+
+    The files are chosen from the first system with enhanced audio; each example holds the noisy
+    input, every system's enhanced output of that file (labelled with the system and its SDRi) and
+    the clean reference when there is one. ``runs``: ``[(name, metrics), ...]`` (or one table).
+    """
+    if isinstance(runs, pd.DataFrame):
+        runs = [("enhanced", runs)]
+    systems = [s for name, df in runs for s in _system_rows(name, df)]
+    systems = [(s, df[df["enhanced_uri"].notna()]) for s, df in systems if "enhanced_uri" in df]
+    systems = [(s, df) for s, df in systems if not df.empty]
+    if not systems:
+        return []
+    ok = systems[0][1]
     if "sdr_i" in ok and ok["sdr_i"].notna().any():
         ok = ok.sort_values("sdr_i")
-    if ok.empty:
-        return []
     idx = sorted({round(i) for i in np.linspace(0, len(ok) - 1, min(n, len(ok)))})
     out = []
     for _, r in ok.iloc[idx].iterrows():
+        rel = r["rel_path"]
         try:
-            ex = {k: _audio(r[f"{k}_uri"], sr) for k in ("noisy", "enhanced", "clean")}
-        except (StorageError, sf.LibsndfileError, RuntimeError):
+            noisy = _audio(r["noisy_uri"], sr)
+            clean = _audio(r["clean_uri"], sr) if isinstance(r.get("clean_uri"), str) else None
+            enhanced: dict[str, np.ndarray] = {}
+            for s, df in systems:
+                hit = df[df["rel_path"] == rel]
+                if not hit.empty:
+                    row = hit.iloc[0]
+                    enhanced[f"{s}{_improvement_label(row)}"] = _audio(row["enhanced_uri"], sr)
+        except (StorageError, sf.LibsndfileError, RuntimeError, TypeError):
             continue
-        m = min(len(v) for v in ex.values())
-        sdri = r.get("sdr_i")
-        label = f" (SDRi {sdri:+.1f} dB)" if sdri is not None and np.isfinite(sdri) else ""
+        signals = [noisy, *enhanced.values(), *([clean] if clean is not None else [])]
+        m = min(len(v) for v in signals)
         out.append(
-            {**{k: v[:m] for k, v in ex.items()}, "sr": sr, "title": f"{r['rel_path']}{label}"}
+            {
+                "noisy": noisy[:m],
+                "enhanced": {k: v[:m] for k, v in enhanced.items()},
+                "clean": clean[:m] if clean is not None else None,
+                "sr": sr,
+                "title": str(rel),
+            }
         )
     return out
+
+
+def _emotion_by_system(
+    runs: Sequence[tuple[str, pd.DataFrame, Any]],
+) -> dict[str, tuple[list[str], list[str], None, list[str]]]:
+    """True and predicted emotions (and speakers) per system that has any."""
+    out = {}
+    for name, df, _ in runs:
+        if not {"emotion_true", "emotion_pred"} <= set(df):
+            continue
+        for s, part in _system_rows(name, df):
+            emo = part[part["emotion_true"].notna() & part["emotion_pred"].notna()]
+            if emo.empty:
+                continue
+            speakers = (
+                emo["speaker"].fillna("?").astype(str).tolist()
+                if "speaker" in emo
+                else ["?"] * len(emo)
+            )
+            out[s] = (
+                emo["emotion_true"].astype(str).tolist(),
+                emo["emotion_pred"].astype(str).tolist(),
+                None,
+                speakers,
+            )
+    return out
+
+
+def _check_run_uris(run_uris: Sequence[str]) -> list[str]:
+    if isinstance(run_uris, str) or not run_uris:
+        raise ParameterError("give at least one evaluated run")
+    seen: dict[str, str] = {}
+    for uri in run_uris:
+        key = storage.normalize(uri)
+        if key in seen:
+            raise ParameterError(
+                f"run {uri} is given twice ({seen[key]} is the same run): give each run once"
+            )
+        seen[key] = uri
+    return list(run_uris)
+
+
+def _remove_stale(out_uri: str, written: set[str]) -> list[str]:
+    """Delete files of an earlier report in ``out_uri`` (our names only) that this one did not write."""
+    removed = []
+    for entry in storage.list_files(out_uri):
+        rel = entry.rel_path
+        if "/" not in rel and OUR_FILES.match(rel) and rel not in written:
+            storage.delete(storage.join(out_uri, rel))
+            removed.append(rel)
+    return removed
 
 
 def report(
@@ -66,36 +184,49 @@ def report(
     names: Sequence[str] | None = None,
     n_examples: int = 3,
 ) -> list[str]:
-    """Aggregate the evaluated runs into ``out_uri``; returns the URIs written."""
-    if not run_uris:
-        raise StorageError("give at least one evaluated run")
+    """Aggregate the evaluated runs into ``out_uri``; returns the URIs written.
+
+    Every input is read and the report rendered before ``out_uri`` is touched, so a failed report
+    leaves no folder behind. Files of an earlier report in ``out_uri`` that this one does not
+    produce again are removed (only the report's own file names).
+
+    Raises
+    ------
+    ParameterError
+        No run, or the same run twice.
+    StorageError
+        A run folder is missing or was never evaluated.
+    ReportOutputError
+        ``out_uri`` cannot be written.
+    """
+    run_uris = _check_run_uris(run_uris)
     names = (
         list(names) if names else [posixpath.basename(storage.normalize(u)) or u for u in run_uris]
     )
     if len(set(names)) != len(names):
         names = [f"{n} ({i + 1})" for i, n in enumerate(names)]
-    storage.check_writable(out_uri)
     runs = []
     for name, uri in zip(names, run_uris, strict=True):
         df, job = load_run(uri)
         runs.append((name, df, job))
-    examples = pick_examples(runs[0][1], n_examples)
-    frames = [df for _, df, _ in runs if {"emotion_true", "emotion_pred"} <= set(df)]
-    emo = pd.concat(frames) if frames else pd.DataFrame()
-    if not emo.empty:
-        emo = emo[emo["emotion_true"].notna() & emo["emotion_pred"].notna()]
-    emotion = None
-    if not emo.empty:
-        emotion = (
-            emo["emotion_true"].tolist(),
-            emo["emotion_pred"].tolist(),
-            None,
-            emo["speaker"].fillna("?").tolist(),
-        )
-    files = render_report(runs, examples, emotion)
+    examples = pick_examples([(name, df) for name, df, _ in runs], n_examples)
+    emotion = _emotion_by_system(runs)
+    files = render_report(runs, examples, emotion or None)
+    local = not storage.is_s3(out_uri)
+    created = local and not storage.exists(out_uri)
     written = []
-    for name, data in files.items():
-        uri = storage.join(out_uri, name)
-        storage.write_bytes(uri, data)
-        written.append(uri)
+    try:
+        storage.check_writable(out_uri)
+        for name, data in files.items():
+            uri = storage.join(out_uri, name)
+            storage.write_bytes(uri, data)
+            written.append(uri)
+        _remove_stale(out_uri, set(files))
+    except StorageError as e:
+        if created:
+            with contextlib.suppress(OSError, StorageError):
+                path = storage.normalize(out_uri)
+                if os.path.isdir(path) and not os.listdir(path):
+                    os.rmdir(path)
+        raise ReportOutputError(f"cannot write the report to {out_uri}: {e}") from e
     return written

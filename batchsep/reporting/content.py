@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from batchsep.evaluation.aggregate import (
+    SUMMARY_METRICS,
     by_noise_class,
     by_snr_bin,
     speaker_spread,
@@ -35,8 +36,21 @@ SUMMARY_COLUMNS = (
     ("PESQ median", "pesq_median", 2, ""),
     ("STOI mean", "stoi_mean", 3, ""),
     ("STOI median", "stoi_median", 3, ""),
-    ("× real time", "x_real_time", 1, "×"),
+    ("Processing speed per worker (× real time)", "x_real_time", 1, "×"),
 )
+
+SPEED_NOTE = (
+    "Processing speed per worker: audio duration / the time enhance spent on the files (decode → "
+    "model → write, summed over files and workers). It is not the end-to-end speed that enhance "
+    "prints (start-up and scheduling excluded, parallel workers not added up); runs do not record "
+    "that figure."
+)
+TAGGED_MARK = " †"
+TAGGED_NOTE = "†: this run also tagged emotions, and that time is included in its speed."
+
+BREAKDOWN_LABELS = {"sdr_i": "SDRi", "si_sdr_i": "SI-SDRi"}
+MIXED_METRIC = "sdr_i_or_si_sdr_i"
+"""Breakdown column of a report whose systems do not all have SDRi: SDRi, else SI-SDRi."""
 
 
 @dataclass
@@ -74,6 +88,7 @@ class EmotionView:
     tiles: list[tuple[str, str]]
     image: str
     table: Table
+    system: str = ""
 
 
 @dataclass
@@ -88,6 +103,10 @@ class ReportContent:
     noise: Table | None
     speakers: Table | None
     provenance: list[tuple[str, list[tuple[str, str]]]]
+    n_scored: int = 0
+    breakdown_metric: str = "sdr_i"
+    breakdown_label: str = "SDRi"
+    summary_note: str = ""
 
 
 def fmt(value: Any, decimals: int = 2, suffix: str = "") -> str:
@@ -120,16 +139,20 @@ def system_table(
     return pd.concat(frames, ignore_index=True, sort=False)
 
 
-def _summary_table(summary: pd.DataFrame, systems: list[str]) -> Table:
+def _summary_table(summary: pd.DataFrame, systems: list[str], tagged: set[str]) -> Table:
     headers = ["System"] + [c[0] for c in SUMMARY_COLUMNS]
     rows, best, na = [], [], []
     for s in systems:
         row, flags, nas = [s], [False], [False]
         for _, col, dec, suf in SUMMARY_COLUMNS:
             v = summary.loc[s, col]
-            values = summary[col].astype(float)
-            is_best = col != "n_files" and len(systems) > 1 and np.isfinite(v) and v == values.max()
-            row.append(fmt(v, dec, suf))
+            values = summary.loc[systems, col].astype(float)
+            n_valid = int(np.isfinite(values.to_numpy(float)).sum())
+            is_best = col != "n_files" and n_valid > 1 and np.isfinite(v) and v == values.max()
+            text = fmt(v, dec, suf)
+            if col == "x_real_time" and s in tagged:
+                text += TAGGED_MARK
+            row.append(text)
             flags.append(bool(is_best))
             nas.append(not np.isfinite(float(v)))
         rows.append(row)
@@ -202,6 +225,50 @@ def flatten(obj: Any, prefix: str = "", *, max_len: int = 240) -> list[tuple[str
     return [(prefix or "value", text)]
 
 
+def _finite_any(table: pd.DataFrame, column: str) -> bool:
+    if column not in table:
+        return False
+    return bool(np.isfinite(pd.to_numeric(table[column], errors="coerce").to_numpy(float)).any())
+
+
+def breakdown_metric(table: pd.DataFrame, systems: list[str]) -> tuple[str, str]:
+    """The column the breakdowns show, and its label: SDRi for the systems that have it, else
+    SI-SDRi (a mixed report gets the column :data:`MIXED_METRIC`, added to ``table``)."""
+    with_sdr = [s for s in systems if _finite_any(table[table[GROUP] == s], "sdr_i")]
+    si_only = [
+        s
+        for s in systems
+        if s not in with_sdr and _finite_any(table[table[GROUP] == s], "si_sdr_i")
+    ]
+    if not si_only:
+        return "sdr_i", "SDRi"
+    if not with_sdr:
+        return "si_sdr_i", "SI-SDRi"
+    use_si = table[GROUP].isin(si_only)
+    table[MIXED_METRIC] = np.where(
+        use_si,
+        pd.to_numeric(table["si_sdr_i"], errors="coerce"),
+        pd.to_numeric(table["sdr_i"], errors="coerce"),
+    )
+    return MIXED_METRIC, f"SDRi (SI-SDRi for {', '.join(si_only)}: no SDRi)"
+
+
+def scored_rows(table: pd.DataFrame) -> pd.Series:
+    """True for rows with at least one metric value (rows of files evaluate could not score have
+    none: no clean reference, unreadable ...)."""
+    from batchsep.evaluation.metrics import score_keys
+
+    columns = [
+        c
+        for c in dict.fromkeys([*score_keys(), *SUMMARY_METRICS])
+        if c in table and c != "input_snr" and not c.endswith("_error")
+    ]
+    if not columns:
+        return pd.Series(False, index=table.index)
+    values = table[columns].apply(pd.to_numeric, errors="coerce")
+    return values.notna().any(axis=1)
+
+
 def build_content(
     runs: Sequence[tuple[str, pd.DataFrame, Mapping[str, Any] | None]],
 ) -> tuple[ReportContent, pd.DataFrame]:
@@ -209,6 +276,11 @@ def build_content(
     table = system_table(runs)
     systems = list(dict.fromkeys(table[GROUP].astype(str)))
     summary = summarize(table, by=GROUP)
+    tagged = {
+        s
+        for s in systems
+        if "emotion_pred" in table and table.loc[table[GROUP] == s, "emotion_pred"].notna().any()
+    }
     tiles = []
     for s in systems:
         r = summary.loc[s]
@@ -218,35 +290,41 @@ def build_content(
                 "big": fmt(r["sdr_i_mean"], 2),
                 "unit": "dB SDRi",
                 "sub": f"{fmt(r['n_files'], 0)} files · PESQ {fmt(r['pesq_mean'])} · "
-                f"STOI {fmt(r['stoi_mean'], 3)} · {fmt(r['x_real_time'], 1, '×')} real time",
+                f"STOI {fmt(r['stoi_mean'], 3)} · {fmt(r['x_real_time'], 1, '×')} real time "
+                "per worker",
             }
         )
+    metric, label = breakdown_metric(table, systems)
     snr = noise = speakers = None
-    if {"input_snr", "sdr_i"} <= set(table.columns):
-        stats = by_snr_bin(table, by=GROUP)
+    if {"input_snr", metric} <= set(table.columns):
+        stats = by_snr_bin(table, metric=metric, by=GROUP)
         if not stats.empty:
             order = [b for b in stats["snr_bin"].cat.categories if b in set(stats["snr_bin"])]
             snr = _pivot(stats.astype({"snr_bin": str}), "snr_bin", systems, order)
             snr.headers[0] = "Input SNR"
-    if {"noise_class", "sdr_i"} <= set(table.columns):
-        stats = by_noise_class(table, by=GROUP)
+    if {"noise_class", metric} <= set(table.columns):
+        stats = by_noise_class(table, metric=metric, by=GROUP)
         if not stats.empty:
             order = sorted(stats["noise_class"].astype(str).unique())
             noise = _pivot(stats, "noise_class", systems, order)
             noise.headers[0] = "Noise class"
-    if {"speaker", "sdr_i"} <= set(table.columns):
-        spread = speaker_spread(table, by=GROUP)
+    if {"speaker", metric} <= set(table.columns):
+        spread = speaker_spread(table, metric=metric, by=GROUP)
         if not spread.empty:
             speakers = _spread_table(spread, systems)
     provenance = [(name, flatten(dict(job)) if job else []) for name, _, job in runs]
     content = ReportContent(
         systems=systems,
         n_files=len(table),
-        summary=_summary_table(summary, systems),
+        summary=_summary_table(summary, systems, tagged),
         tiles=tiles,
         snr=snr,
         noise=noise,
         speakers=speakers,
         provenance=provenance,
+        n_scored=int(scored_rows(table).sum()),
+        breakdown_metric=metric,
+        breakdown_label=label,
+        summary_note=SPEED_NOTE + (" " + TAGGED_NOTE if tagged else ""),
     )
     return content, table

@@ -103,13 +103,29 @@ def _examples(examples: Sequence[ExampleView], pngs: Mapping[str, bytes]) -> str
     return "\n".join(out)
 
 
-def _emotion(view: EmotionView, pngs: Mapping[str, bytes]) -> str:
-    tiles = _tiles([{"name": k, "big": v} for k, v in view.tiles], {})
-    return (
-        f'{tiles}<div class="grid"><figure>{_img(pngs[view.image], "emotion confusion matrix")}'
-        f"<figcaption>Rows: true emotion; colour: recall; numbers: counts.</figcaption></figure>"
-        f"<div>{table_html(view.table)}</div></div>"
-    )
+def _emotion(
+    views: Sequence[EmotionView],
+    table: Table | None,
+    pngs: Mapping[str, bytes],
+    colors: Mapping[str, str],
+) -> str:
+    out = []
+    if table is not None and len(views) > 1:
+        out.append(table_html(table, colors=colors))
+    for view in views:
+        heading = f"<h3>{escape(view.system)}</h3>" if view.system else ""
+        tiles = _tiles([{"name": k, "big": v} for k, v in view.tiles], {})
+        alt = (
+            f"{view.system}: emotion confusion matrix"
+            if view.system
+            else "emotion confusion matrix"
+        )
+        out.append(
+            f'{heading}{tiles}<div class="grid"><figure>{_img(pngs[view.image], alt)}'
+            f"<figcaption>Rows: true emotion; colour: recall; numbers: counts.</figcaption></figure>"
+            f"<div>{table_html(view.table)}</div></div>"
+        )
+    return "\n".join(out)
 
 
 def _provenance(runs: Sequence[tuple[str, list[tuple[str, str]]]]) -> str:
@@ -134,7 +150,8 @@ def render_html(
     figures: Sequence[FigureView],
     pngs: Mapping[str, bytes],
     examples: Sequence[ExampleView],
-    emotion: EmotionView | None,
+    emotion: Sequence[EmotionView] = (),
+    emotion_table: Table | None = None,
     figures_note: str = "",
 ) -> str:
     """The whole page as a string."""
@@ -151,8 +168,9 @@ def render_html(
         _tiles(content.tiles, colors)
         + table_html(content.summary, colors=colors)
         + '<p class="note">SDRi / SI-SDRi: improvement over the unprocessed input (BSS Eval SDR '
-        "with 512-tap filters; scale-invariant SDR). PESQ: wide-band MOS-LQO. × real time: audio "
-        "duration / processing time. Best value per column in green.</p>",
+        "with 512-tap filters; scale-invariant SDR). PESQ: wide-band MOS-LQO. "
+        f"{escape(content.summary_note)} Best value per column (when more than one system has "
+        "one) in green.</p>",
     )
     if figures or figures_note:
         grid = '<div class="grid">' + "".join(_figure(f, pngs) for f in figures) + "</div>"
@@ -160,7 +178,8 @@ def render_html(
         add("figures", "Figures", (grid if figures else "") + note)
     breakdowns = []
     pivots = [
-        f"<div><h3>{heading} — mean SDRi (dB)</h3>{table_html(table, colors=colors)}</div>"
+        f"<div><h3>{heading} — mean {escape(content.breakdown_label)} (dB)</h3>"
+        f"{table_html(table, colors=colors)}</div>"
         for heading, table in (("By input SNR", content.snr), ("By noise class", content.noise))
         if table is not None
     ]
@@ -168,14 +187,15 @@ def render_html(
         breakdowns.append(f'<div class="cols">{"".join(pivots)}</div>')
     if content.speakers is not None:
         breakdowns.append(
-            f"<h3>Across speakers — SDRi</h3>{table_html(content.speakers, colors=colors)}"
+            f"<h3>Across speakers — {escape(content.breakdown_label)}</h3>"
+            f"{table_html(content.speakers, colors=colors)}"
         )
     if breakdowns:
         add("breakdowns", "Breakdowns", "\n".join(breakdowns))
     if examples:
         add("examples", "Listening examples", _examples(examples, pngs))
-    if emotion is not None:
-        add("emotion", "Emotion tagging", _emotion(emotion, pngs))
+    if emotion:
+        add("emotion", "Emotion tagging", _emotion(emotion, emotion_table, pngs, colors))
     add("provenance", "Provenance", _provenance(content.provenance))
     return PAGE.format(
         title=escape(title),

@@ -40,15 +40,16 @@ def render_markdown(
     content: ReportContent,
     figures: Sequence[FigureView],
     examples: Sequence[ExampleView],
-    emotion: EmotionView | None,
+    emotion: Sequence[EmotionView] = (),
+    emotion_table: Table | None = None,
     figures_note: str = "",
 ) -> str:
     """The whole report as Markdown text."""
     out = [f"# {title}", "", meta, "", "## Summary", "", table_md(content.summary), ""]
     out += [
         "SDRi / SI-SDRi: improvement over the unprocessed input, in dB (BSS Eval SDR with 512-tap "
-        "filters; scale-invariant SDR). PESQ: wide-band MOS-LQO. × real time: audio duration / "
-        "processing time. Best value per column in bold.",
+        f"filters; scale-invariant SDR). PESQ: wide-band MOS-LQO. {content.summary_note} "
+        "Best value per column (when more than one system has one) in bold.",
         "",
     ]
     if figures or figures_note:
@@ -59,19 +60,34 @@ def render_markdown(
             out += [figures_note, ""]
     for heading, table in (("By input SNR", content.snr), ("By noise class", content.noise)):
         if table is not None:
-            out += [f"## {heading} — mean SDRi (dB)", "", table_md(table), ""]
+            out += [f"## {heading} — mean {content.breakdown_label} (dB)", "", table_md(table), ""]
     if content.speakers is not None:
-        out += ["## Across speakers — SDRi", "", table_md(content.speakers), ""]
+        out += [
+            f"## Across speakers — {content.breakdown_label}",
+            "",
+            table_md(content.speakers),
+            "",
+        ]
     if examples:
         out += ["## Listening examples", "", "Audio players are in `index.html`.", ""]
         for ex in examples:
             out += [f"### {ex.title}", "", f"![spectrograms of {ex.title}]({ex.image})", ""]
             if ex.note:
                 out += [ex.note, ""]
-    if emotion is not None:
+    if emotion:
         out += ["## Emotion tagging", ""]
-        out += [", ".join(f"**{k}** {v}" for k, v in emotion.tiles), ""]
-        out += [f"![emotion confusion matrix]({emotion.image})", "", table_md(emotion.table), ""]
+        if emotion_table is not None and len(emotion) > 1:
+            out += [table_md(emotion_table), ""]
+        for view in emotion:
+            if view.system:
+                out += [f"### {view.system}", ""]
+            alt = (
+                f"{view.system}: emotion confusion matrix"
+                if view.system
+                else "emotion confusion matrix"
+            )
+            out += [", ".join(f"**{k}** {v}" for k, v in view.tiles), ""]
+            out += [f"![{alt}]({view.image})", "", table_md(view.table), ""]
     out += ["## Provenance", ""]
     for name, items in content.provenance:
         out += [f"### {name}", ""]

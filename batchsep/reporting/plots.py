@@ -23,6 +23,7 @@ PALETTE = ("#3b6fb6", "#e07b39", "#3a9e6f", "#c0434f", "#8a63b8", "#8c6d4f", "#d
 METRIC_LABELS = {
     "sdr_i": "SDR improvement (dB)",
     "si_sdr_i": "SI-SDR improvement (dB)",
+    "sdr_i_or_si_sdr_i": "SDR (or SI-SDR) improvement (dB)",
     "pesq_i": "PESQ improvement",
     "stoi_i": "STOI improvement",
     "sdr": "SDR (dB)",
@@ -72,6 +73,12 @@ def _systems(df: pd.DataFrame, group: str, systems: Sequence[str] | None) -> lis
     return [s for s in systems if s in present] if systems is not None else present
 
 
+def error_bars(stats: pd.DataFrame) -> np.ndarray:
+    """Std per row as error bar, NaN (no bar drawn) where fewer than 2 values (``n < 2``)."""
+    std = pd.to_numeric(stats["std"], errors="coerce").to_numpy(float)
+    return np.where(stats["n"].to_numpy() >= 2, std, np.nan)
+
+
 def _legend(fig: Figure, ax: object, n: int) -> None:
     """Legend rows below the axes, never over the data."""
     if n > 1:
@@ -119,7 +126,7 @@ def plot_metric_vs_snr(
         ax.errorbar(
             x,
             s["mean"],
-            yerr=s["std"].fillna(0.0),
+            yerr=error_bars(s),
             color=color_of(i),
             marker="o",
             ms=5,
@@ -132,7 +139,7 @@ def plot_metric_vs_snr(
     ax.set_xticks(range(len(order)), order)
     ax.set_xlabel("input SNR", color=_INK)
     ax.set_ylabel(METRIC_LABELS.get(metric, metric), color=_INK)
-    _title(fig, f"{METRIC_LABELS.get(metric, metric)} by input SNR (mean ± std)")
+    _title(fig, f"{METRIC_LABELS.get(metric, metric)} by input SNR (mean ± std; no bar if n < 2)")
     _style(ax)
     _legend(fig, ax, len(names))
     return to_png(fig)
@@ -163,7 +170,7 @@ def plot_metric_by_noise(
         x = np.arange(len(classes)) + (i - (len(names) - 1) / 2) * width
         ax.bar(x, s["mean"], width * 0.92, color=color_of(i), label=name)
         ax.errorbar(
-            x, s["mean"], yerr=s["std"].fillna(0.0), fmt="none", ecolor="#4a4f57", lw=1, capsize=2.5
+            x, s["mean"], yerr=error_bars(s), fmt="none", ecolor="#4a4f57", lw=1, capsize=2.5
         )
     ax.axhline(0.0, color="#9aa3ad", lw=0.8)
     ax.set_xticks(
@@ -173,7 +180,7 @@ def plot_metric_by_noise(
         ha="right" if len(classes) > 5 else "center",
     )
     ax.set_ylabel(METRIC_LABELS.get(metric, metric), color=_INK)
-    _title(fig, f"{METRIC_LABELS.get(metric, metric)} by noise class (mean ± std)")
+    _title(fig, f"{METRIC_LABELS.get(metric, metric)} by noise class (mean ± std; no bar if n < 2)")
     _style(ax)
     _legend(fig, ax, len(names))
     return to_png(fig)

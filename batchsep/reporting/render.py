@@ -91,13 +91,23 @@ def _prepare_example(i: int, ex: Any, max_seconds: float) -> _Example:
         raise ParameterError(f"examples[{i}] lacks keys {missing}")
     sr = check_sample_rate(ex["sr"], f"examples[{i}].sr")
     n_max = int(max_seconds * sr)
+    named: list[tuple[str, str, Any]] = [("noisy", "noisy", ex["noisy"])]
+    enhanced = ex["enhanced"]
+    if isinstance(enhanced, Mapping):
+        if not enhanced:
+            raise ParameterError(f"examples[{i}].enhanced is an empty mapping")
+        named += [
+            (f"enhanced · {label}", f"enhanced[{label!r}]", x) for label, x in enhanced.items()
+        ]
+    else:
+        named.append(("enhanced", "enhanced", enhanced))
+    if ex.get("clean") is not None:
+        named.append(("clean", "clean", ex["clean"]))
     signals, longest = [], 0
-    for key in ("noisy", "enhanced", "clean"):
-        if ex.get(key) is None:
-            continue
-        x = validate_audio(ex[key], name=f"examples[{i}].{key}", max_ndim=1)
+    for label, key, value in named:
+        x = validate_audio(value, name=f"examples[{i}].{key}", max_ndim=1)
         longest = max(longest, x.shape[-1])
-        signals.append((key, np.asarray(x, dtype=np.float64)[:n_max]))
+        signals.append((label, np.asarray(x, dtype=np.float64)[:n_max]))
     peak = max(float(np.max(np.abs(x))) for _, x in signals)
     gain = 0.99 / peak if peak > 0.99 else 1.0  # keeps the relative levels
     note = f"First {max_seconds:g} s of {longest / sr:.1f} s shown." if longest > n_max else ""
@@ -119,44 +129,49 @@ def _example_views(examples: list[_Example]) -> tuple[list[ExampleView], dict[st
 
 # (PNG name, caption, column it breaks down by, what that column is, label when left out, plot, stats)
 _BREAKDOWN_FIGURES: tuple[tuple[str, str, str, str, str, Any, Any], ...] = (
-    ("sdri_vs_snr.png", "SDR improvement per input-SNR bin (mean ± std).", "input_snr",
-     "input SNR", "SDRi by input SNR", plots.plot_metric_vs_snr, by_snr_bin),
-    ("sdri_by_noise.png", "SDR improvement per noise class (mean ± std).", "noise_class",
-     "noise class", "SDRi by noise class", plots.plot_metric_by_noise, by_noise_class),
-    ("per_speaker.png", "Per-speaker mean SDR improvement: one dot per speaker.", "speaker",
+    ("sdri_vs_snr.png", "{metric} per input-SNR bin (mean ± std; no bar where n < 2).",
+     "input_snr", "input SNR", "{metric} by input SNR", plots.plot_metric_vs_snr, by_snr_bin),
+    ("sdri_by_noise.png", "{metric} per noise class (mean ± std; no bar where n < 2).",
+     "noise_class", "noise class", "{metric} by noise class", plots.plot_metric_by_noise,
+     by_noise_class),
+    ("per_speaker.png", "Per-speaker mean {metric}: one dot per speaker.", "speaker",
      "speaker", "per-speaker spread", plots.plot_per_speaker, per_speaker),
 )  # fmt: skip
 
 
-def _no_data_reason(table: pd.DataFrame, key: str, what: str, stats: Any) -> str | None:
-    """Why a breakdown of ``sdr_i`` by ``key`` has nothing to show (None when it has data)."""
-    sdr_i = pd.to_numeric(table["sdr_i"], errors="coerce") if "sdr_i" in table else None
-    if sdr_i is None or not np.isfinite(sdr_i.to_numpy(float)).any():
-        return "no SDR improvement (sdr_i) for these files"
+def _no_data_reason(
+    table: pd.DataFrame, key: str, what: str, stats: Any, metric: str
+) -> str | None:
+    """Why a breakdown of ``metric`` by ``key`` has nothing to show (None when it has data)."""
+    values = pd.to_numeric(table[metric], errors="coerce") if metric in table else None
+    if values is None or not np.isfinite(values.to_numpy(float)).any():
+        return "no SDR or SI-SDR improvement (sdr_i, si_sdr_i) for these files"
     if key not in table or table[key].isna().all():
         return f"no {what} known for these files"
-    if stats(table, by=GROUP).empty:
-        return f"no file has both an SDR improvement and a known {what}"
+    if stats(table, metric=metric, by=GROUP).empty:
+        return f"no file has both an improvement value and a known {what}"
     return None
 
 
 def _breakdown_figures(
-    table: pd.DataFrame, systems: list[str]
+    table: pd.DataFrame, systems: list[str], metric: str, label: str
 ) -> tuple[list[FigureView], dict[str, bytes], str]:
     """The breakdown figures that have data, their PNGs, and one line naming those left out."""
     figures, pngs, left_out = [], {}, []
-    for name, caption, key, what, label, plot, stats in _BREAKDOWN_FIGURES:
-        reason = _no_data_reason(table, key, what, stats)
+    for name, caption, key, what, left_label, plot, stats in _BREAKDOWN_FIGURES:
+        reason = _no_data_reason(table, key, what, stats, metric)
         if reason is not None:
-            left_out.append(f"{label} ({reason})")
+            left_out.append(f"{left_label.format(metric=label)} ({reason})")
             continue
-        pngs[name] = plot(table, group=GROUP, systems=systems)
-        figures.append(FigureView(name, caption))
+        pngs[name] = plot(table, metric=metric, group=GROUP, systems=systems)
+        figures.append(FigureView(name, caption.format(metric=label)))
     note = f"Figures left out: {'; '.join(left_out)}." if left_out else ""
     return figures, pngs, note
 
 
-def _emotion_view(emotion: Any) -> tuple[EmotionView, np.ndarray, list[str]]:
+def _emotion_view(
+    emotion: Any, *, image: str = "confusion.png", system: str = ""
+) -> tuple[EmotionView, np.ndarray, list[str]]:
     """Validate and score the emotion labels; the figure is drawn later."""
     if not isinstance(emotion, tuple | list) or len(emotion) not in (3, 4):
         raise ParameterError("emotion must be (y_true, y_pred, labels) or (..., speakers)")
@@ -186,13 +201,31 @@ def _emotion_view(emotion: Any) -> tuple[EmotionView, np.ndarray, list[str]]:
         for k, lab in enumerate(labels)
     ]
     table = Table(["Emotion", "Support", "Recall", "Predicted"], rows)
-    return EmotionView(tiles, "confusion.png", table), cm, labels
+    return EmotionView(tiles, image, table, system), cm, labels
+
+
+def _emotion_views(
+    emotion: Any,
+) -> tuple[list[tuple[EmotionView, np.ndarray, list[str]]], Table | None]:
+    """One view per system (``emotion`` a mapping system → labels) or one unlabelled view; with
+    several systems also a side-by-side table of their headline numbers."""
+    if not isinstance(emotion, Mapping):
+        return [_emotion_view(emotion)], None
+    if not emotion:
+        raise ParameterError("emotion must not be an empty mapping")
+    views = []
+    for i, (system, labels) in enumerate(emotion.items()):
+        image = "confusion.png" if len(emotion) == 1 else f"confusion_{i}.png"
+        views.append(_emotion_view(labels, image=image, system=str(system)))
+    headers = ["System"] + [k for k, _ in views[0][0].tiles]
+    rows = [[v.system] + [dict(v.tiles).get(h, "–") for h in headers[1:]] for v, _, _ in views]
+    return views, Table(headers, rows)
 
 
 def render_report(
     runs: Sequence[Run],
     examples: Sequence[Mapping[str, Any]] = (),
-    emotion: Sequence[Any] | None = None,
+    emotion: Sequence[Any] | Mapping[str, Sequence[Any]] | None = None,
     *,
     title: str = "batchsep evaluation report",
     generated_at: str | None = None,
@@ -209,10 +242,13 @@ def render_report(
         run's job record (spec, versions, git revision ...) or None. A run whose table has several
         ``model`` values is shown as one system per model (``"name / model"``).
     examples : list of dict
-        ``noisy``, ``enhanced`` (np.ndarray [shape=(n_samples,)]), optional ``clean``, ``sr``
-        (int), optional ``title``. Shown as spectrograms and audio players.
+        ``noisy``, ``enhanced`` (np.ndarray [shape=(n_samples,)], or a dict of system label to
+        array: one labelled panel and player per system), optional ``clean``, ``sr`` (int),
+        optional ``title``. Shown as spectrograms and audio players.
     emotion : (y_true, y_pred, labels) or (y_true, y_pred, labels, speakers), optional
         Emotion labels (see :mod:`batchsep.evaluation.emotion`); ``labels`` None = RAVDESS 8.
+        A dict of system name to such a tuple gives one labelled block (and confusion matrix,
+        ``confusion_<i>.png`` when there are several) per system, plus a side-by-side table.
     title : str
         Page title.
     generated_at : str, optional
@@ -238,14 +274,17 @@ def render_report(
     check_positive("max_example_seconds", max_example_seconds)
     # validate everything before drawing anything
     prepared = [_prepare_example(i, ex, max_example_seconds) for i, ex in enumerate(examples)]
-    emotion_view = None
+    emotion_views: list[tuple[EmotionView, np.ndarray, list[str]]] = []
+    emotion_table = None
     if emotion is not None:
-        emotion_view, cm, labels = _emotion_view(emotion)
+        emotion_views, emotion_table = _emotion_views(emotion)
     content, table = build_content(checked)
     systems = content.systems
     colors = {s: plots.color_of(i) for i, s in enumerate(systems)}
-    figures, pngs, figures_note = _breakdown_figures(table, systems)
-    if emotion_view is None:
+    figures, pngs, figures_note = _breakdown_figures(
+        table, systems, content.breakdown_metric, content.breakdown_label
+    )
+    if not emotion_views:
         no_emotion = "emotion confusion matrix (no file has both a true and a predicted emotion)"
         figures_note = (
             f"{figures_note[:-1]}; {no_emotion}."
@@ -254,10 +293,15 @@ def render_report(
         )
     example_views, example_pngs = _example_views(prepared)
     pngs.update(example_pngs)
-    if emotion_view is not None:
-        pngs["confusion.png"] = plots.plot_confusion(cm, labels)
+    for view, cm, labels in emotion_views:
+        title_cm = f"{view.system}: emotion confusion matrix" if view.system else ""
+        pngs[view.image] = plots.plot_confusion(cm, labels, title=title_cm)
     when = generated_at or datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    meta = f"Generated {when} · {len(systems)} system(s) · {content.n_files} scored files"
+    not_scored = content.n_files - content.n_scored
+    meta = f"Generated {when} · {len(systems)} system(s) · {content.n_scored} scored files"
+    if not_scored:
+        meta += f" · {not_scored} of {content.n_files} files not scored (no metric value)"
+    views = [v for v, _, _ in emotion_views]
     footer = f"batchsep {__version__} · self-contained report: works offline, nothing is fetched."
     html = render_html(
         title=title,
@@ -268,7 +312,8 @@ def render_report(
         figures=figures,
         pngs=pngs,
         examples=example_views,
-        emotion=emotion_view,
+        emotion=views,
+        emotion_table=emotion_table,
         figures_note=figures_note,
     )
     md = render_markdown(
@@ -278,7 +323,8 @@ def render_report(
         content=content,
         figures=figures,
         examples=example_views,
-        emotion=emotion_view,
+        emotion=views,
+        emotion_table=emotion_table,
         figures_note=figures_note,
     )
     return {"report.md": md.encode("utf-8"), "index.html": html.encode("utf-8"), **pngs}

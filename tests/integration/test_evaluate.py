@@ -110,12 +110,14 @@ def test_report_from_two_runs(tmp_path):
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "A" in md and "B" in md and "http://" not in html and "https://" not in html
     assert html.count("data:image/png;base64,") >= 3 and "data:audio/wav;base64," in html
-    for png in ("sdri_vs_snr.png", "per_speaker.png", "confusion.png", "spectrograms_0.png"):
+    pngs = ("sdri_vs_snr.png", "per_speaker.png", "confusion_0.png", "confusion_1.png")
+    for png in (*pngs, "spectrograms_0.png"):
         assert (tmp_path / "rep" / png).stat().st_size > 1000, png
     r = CliRunner().invoke(
         main, ["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "r2")]
     )
-    assert r.exit_code == EXIT_USAGE and "batchsep evaluate first" in r.output
+    assert r.exit_code == EXIT_USAGE and "no such run folder" in r.output
+    assert not (tmp_path / "r2").exists()
 
 
 @pytest.mark.s3
