@@ -128,12 +128,13 @@ def train(
 
     from batchsep.errors import ConfigError, ParameterError, RegistryError
     from batchsep.io import storage
-    from batchsep.pipeline.train import parse_overrides
+    from batchsep.pipeline.train import check_config, parse_overrides
     from batchsep.pipeline.train_data import resolve_features
 
     t0 = time.perf_counter()
     try:
         config = parse_overrides(list(overrides))
+        check_config(model, config, max_epochs=max_epochs)  # before --out is created
         if not model.startswith("emotion-"):
             resolve_features(run_uri)
         elif not storage.exists(run_uri):
@@ -142,7 +143,7 @@ def train(
             from batchsep.corpus.emotion_data import check_labelled
 
             check_labelled(run_uri)  # StorageError: no RAVDESS-named file
-    except (ParameterError, StorageError) as e:
+    except (ParameterError, RegistryError, StorageError) as e:
         _fail_usage(str(e))
     target = out_uri or storage.join(run_uri, "models", model)
     try:

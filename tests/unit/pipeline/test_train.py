@@ -326,9 +326,15 @@ def test_cli_train_and_inspect(run, tmp_path):
     r = cli.invoke(main, ["inspect", out, "--out", str(tmp_path / "insp")])
     assert r.exit_code == EXIT_OK and (tmp_path / "insp" / "curves.png").is_file()
     sha = json.loads((Path(out) / "config.json").read_text())["sha256"]
-    assert f"weights sha256: `{sha}`" in (tmp_path / "insp" / "index.md").read_text()  # all 64 digits
+    assert (
+        f"weights sha256: `{sha}`" in (tmp_path / "insp" / "index.md").read_text()
+    )  # all 64 digits
     r = cli.invoke(main, [*args[:-2], "--config", "hiden=3"])
     assert r.exit_code == EXIT_USAGE and "hiden" in r.output
+    fresh = tmp_path / "never_made"
+    r = cli.invoke(main, [*args, "--out", str(fresh), "--config", "train.lr=-1"])
+    assert r.exit_code == EXIT_USAGE and "lr" in r.output
+    assert not fresh.exists()  # a rejected command leaves no empty model folder behind
     r = cli.invoke(main, ["train", "--features", str(tmp_path / "none"), "--local"])
     assert r.exit_code == EXIT_USAGE and "no train/ split" in r.output
 
