@@ -30,12 +30,12 @@ from batchsep.errors import BatchsepError, ConfigError, ParameterError
 from batchsep.io import checkpoint, storage
 from batchsep.models.base import MODELS, build_model, deserialize
 from batchsep.pipeline.runner import Runner, SerialRunner
+from batchsep.pipeline.train_batches import make_sources
 from batchsep.pipeline.train_data import (
     DataOptions,
     embedding_data,
     feature_transform,
     log_line,
-    make_sources,
     model_config,
     parse_overrides,
     resolve_features,
@@ -114,10 +114,10 @@ def run_worker(
 ) -> dict[str, Any] | None:
     """Train ``job`` on one (DDP) worker; rank 0 writes the outputs and returns ``metrics.json``'s content.
 
-    An :class:`~batchsep.pipeline.emotion_train.EmotionTrainJob` goes to
-    :func:`~batchsep.pipeline.emotion_train.run_emotion_worker` (same arguments, same outputs).
+    An :class:`~batchsep.pipeline.emotion_worker.EmotionTrainJob` goes to
+    :func:`~batchsep.pipeline.emotion_worker.run_emotion_worker` (same arguments, same outputs).
     """
-    from batchsep.pipeline.emotion_train import EmotionTrainJob, run_emotion_worker
+    from batchsep.pipeline.emotion_worker import EmotionTrainJob, run_emotion_worker
 
     if isinstance(job, EmotionTrainJob):
         return run_emotion_worker(

@@ -1,40 +1,29 @@
-"""Inputs of training: config overrides, batch sources (fixed train subsets, DDP ranks), SNMF frames.
+"""Training inputs: data options, config overrides, the features' transform and level, SCE/DC labels.
 
-A train fraction below 1 selects a fixed, seeded subset of the train mixtures (the same subset every
-epoch, nested: the 10 % subset is inside the 50 % one); :class:`SubsetFeatureDataset` streams only those
-rows and keeps :class:`~batchsep.corpus.dataset.FeatureDataset`'s guarantee that every rank yields the same
-number of batches. SNMF dictionary learning samples frames per shard (one task each), then fits the
-dictionaries and scores the validation split in one task (:func:`learn_snmf`).
+Batch sources (train subsets, DDP ranks) are in :mod:`batchsep.pipeline.train_batches`; SNMF dictionary
+learning in :mod:`batchsep.pipeline.train_snmf_tasks`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import pyarrow.parquet as pq
-import torch
 
 from batchsep.config import Config
-from batchsep.corpus.dataset import (
-    DEFAULT_COLUMNS,
-    FeatureDataset,
-    ShardInfo,
-    frames_column,
-    list_shards,
-)
+from batchsep.corpus.dataset import frames_column, list_shards
 from batchsep.dsp.stft import StftConfig, level_db_from_magnitudes
 from batchsep.errors import ParameterError, StorageError
 from batchsep.io import storage
-from batchsep.models.base import MODELS, serialize
-from batchsep.pipeline.features import FEATURES_DIR, read_transform
-from batchsep.pipeline.runner import Runner
+from batchsep.models.base import MODELS
+from batchsep.pipeline.features import FEATURES_DIR
+from batchsep.pipeline.features_shards import read_transform
+from batchsep.pipeline.train_batches import train_subset
 
 TRAIN_PREFIX = "train."
 
@@ -157,99 +146,6 @@ def resolve_features(uri: str) -> str:
     raise StorageError(
         f"cannot read features under {uri}: no train/ split (run `batchsep features` first)"
     )
-
-
-def _id_rows(shard: ShardInfo) -> list[tuple[str, bool]]:
-    fs, path = storage.filesystem(shard.uri)
-    names = pq.read_schema(path, filesystem=fs).names
-    id_col = "mixture_id" if "mixture_id" in names else "rel_path"
-    t = pq.read_table(path, filesystem=fs, columns=[id_col, "status"])
-    return [
-        (str(i), s == "ok")
-        for i, s in zip(t.column(id_col).to_pylist(), t.column("status").to_pylist())
-    ]
-
-
-def train_subset(features_uri: str, fraction: float, seed: int) -> frozenset[str] | None:
-    """Ids of the train mixtures a ``fraction`` run uses (None for all); nested across fractions."""
-    if fraction >= 1.0:
-        return None
-    ids = sorted(
-        i for s in list_shards(storage.join(features_uri, "train")) for i, ok in _id_rows(s) if ok
-    )
-    order = np.random.default_rng([seed, 7]).permutation(len(ids))
-    n = max(1, math.ceil(fraction * len(ids)))
-    return frozenset(ids[i] for i in order[:n])
-
-
-class SubsetFeatureDataset(FeatureDataset):
-    """:class:`FeatureDataset` over the rows whose id is in ``keep`` (batch counts stay per-rank equal)."""
-
-    def __init__(self, uri: str, *, keep: frozenset[str], **kwargs: Any) -> None:
-        super().__init__(uri, **kwargs)
-        self.keep = keep
-
-    def shards(self) -> list[ShardInfo]:
-        if self._shards is None:
-            counted = []
-            for s in super().shards():
-                n_kept = sum(ok and i in self.keep for i, ok in _id_rows(s))
-                counted.append(ShardInfo(s.uri, s.num_rows, n_kept))
-            self._shards = counted
-        return self._shards
-
-    def _rows(self, shards, filt, n_readers):  # type: ignore[no-untyped-def]
-        g = 0
-        for item in super()._rows(shards, None, 1):
-            if item[0] not in self.keep:
-                continue
-            g += 1
-            if filt is None or (g - 1) % n_readers == filt:
-                yield item
-
-
-def _has_shards(uri: str) -> bool:
-    return storage.exists(uri) and bool(list_shards(uri))
-
-
-def make_sources(
-    features_uri: str, data: DataOptions, *, rank: int = 0, world_size: int = 1
-) -> tuple[Any, Any]:
-    """``(train_batches(epoch), valid_batches() or None)`` for :func:`batchsep.training.loop.fit`.
-
-    Training batches are this rank's share; every rank validates on the whole validation split (the
-    same loss on every rank and in a serial run, and no rank is left without a batch).
-    """
-    keep = train_subset(features_uri, data.train_fraction, data.seed)
-    common: dict[str, Any] = {
-        "batch_size": data.batch_size,
-        "seed": data.seed,
-        "columns": (*DEFAULT_COLUMNS, *data.extra_columns),
-        "index_columns": {
-            key: (col, {v: i for i, v in enumerate(values)})
-            for key, col, values in data.index_columns
-        },
-    }
-    kw = dict(
-        common, rank=rank, world_size=world_size, crop_frames=data.crop_frames, shuffle=True,
-        bucket_batches=data.bucket_batches,
-    )  # fmt: skip
-    train_ds = (
-        FeatureDataset(features_uri, split="train", **kw)
-        if keep is None
-        else SubsetFeatureDataset(features_uri, split="train", keep=keep, **kw)
-    )
-
-    def train_batches(epoch: int) -> FeatureDataset:
-        train_ds.set_epoch(epoch)
-        return train_ds
-
-    if not _has_shards(storage.join(features_uri, "valid")):
-        return train_batches, None
-    valid_ds = FeatureDataset(
-        features_uri, split="valid", crop_frames=None, shuffle=False, **common
-    )
-    return train_batches, lambda: valid_ds
 
 
 def feature_transform(
@@ -392,143 +288,3 @@ def embedding_data(
     data = replace(data, extra_columns=(*data.extra_columns, *extra),
                    index_columns=(*data.index_columns, *index))  # fmt: skip
     return data, overrides, info
-
-
-@dataclass(frozen=True)
-class FrameTask:
-    """Sample up to ``quota`` frames of clean and of noisy/noise magnitudes from one shard."""
-
-    uri: str
-    keep: frozenset[str] | None
-    quota: int
-    other: str
-    seed: int
-
-
-def sample_frames(task: FrameTask) -> tuple[np.ndarray, np.ndarray]:
-    """``(clean [F, n], other [F, n])`` float32 frames of one shard (a Ray task's unit of work)."""
-    fs, path = storage.filesystem(task.uri)
-    names = pq.read_schema(path, filesystem=fs).names
-    id_col = "mixture_id" if "mixture_id" in names else "rel_path"
-    if task.other not in names:
-        raise StorageError(f"{task.uri} has no {task.other!r} column (compute features with it)")
-    t = pq.read_table(path, filesystem=fs, columns=[id_col, "status", "clean_mag", task.other])
-    rows = [
-        j
-        for j, (i, s) in enumerate(
-            zip(t.column(id_col).to_pylist(), t.column("status").to_pylist())
-        )
-        if s == "ok" and (task.keep is None or str(i) in task.keep)
-    ]
-    cols = [frames_column(t.column(c)) for c in ("clean_mag", task.other)]
-    clean, other = (np.concatenate([c[j] for j in rows]) for c in cols)  # type: ignore[misc]
-    rng = np.random.default_rng(task.seed)
-    pick = np.sort(rng.choice(clean.shape[0], size=min(task.quota, clean.shape[0]), replace=False))
-    return np.ascontiguousarray(clean[pick].T), np.ascontiguousarray(other[pick].T)
-
-
-@dataclass(frozen=True)
-class SnmfFitTask:
-    config: dict[str, Any]
-    speech: np.ndarray
-    noise: np.ndarray
-    valid_uri: str | None
-    batch_size: int
-    device: str
-    verbose: bool = False
-
-
-SNMF_PROGRESS_LINES = 10
-"""Progress lines per dictionary during an SNMF fit (minutes on a large frame budget)."""
-
-
-def fit_snmf_task(task: SnmfFitTask) -> dict[str, Any]:
-    """Fit the dictionaries, score the validation split (MSA), return the payload and the logs."""
-    from batchsep.models.snmf import SnmfEnhancer
-
-    model = SnmfEnhancer(SnmfEnhancer.config_class.from_dict(task.config)).to(task.device)  # type: ignore[arg-type]
-    n_iter, t0 = model.config.n_iter_fit, time.perf_counter()
-    every = max(1, math.ceil(n_iter / SNMF_PROGRESS_LINES))
-
-    def progress(dictionary: str, i: int, objective: float) -> None:
-        if i % every == 0 or i == n_iter:
-            log_line(
-                task.verbose,
-                f"[train snmf] {dictionary} dictionary: iteration {i}/{n_iter}, objective "
-                f"{objective:.6g} ({time.perf_counter() - t0:.0f} s)",
-            )
-
-    # copies: arrays from Ray's object store are read-only, which torch.from_numpy warns about
-    objectives = model.fit_dictionaries(
-        torch.tensor(task.speech, device=task.device),
-        torch.tensor(task.noise, device=task.device),
-        on_iter=progress,
-    )
-    losses: list[float] = []
-    if task.valid_uri is not None:
-        ds = FeatureDataset(task.valid_uri, split=None, batch_size=task.batch_size, shuffle=False)
-        for batch in ds:
-            batch = {k: v.to(task.device) for k, v in batch.items()}
-            loss, _ = model.training_loss(batch)
-            losses.append(float(loss))
-    return {
-        "payload": serialize(model),
-        "objective": {k: v.tolist() for k, v in objectives.items()},
-        "valid_loss": float(np.mean(losses)) if losses else None,
-    }
-
-
-def learn_snmf(
-    features_uri: str,
-    config: Any,
-    data: DataOptions,
-    *,
-    runner: Runner,
-    device: str = "cpu",
-    verbose: bool = False,
-) -> tuple[Any, dict[str, Any]]:
-    """Learn SNMF dictionaries from the train split: frames per shard as tasks, then one fit task.
-
-    Returns
-    -------
-    (SnmfEnhancer, dict)
-        The fitted model and ``metrics.json`` content (objectives, valid loss, data description).
-    """
-    from batchsep.models.base import deserialize
-
-    _, info = feature_transform(features_uri, data)
-    shards = list_shards(storage.join(features_uri, "train"))
-    keep = train_subset(features_uri, data.train_fraction, data.seed)
-    counts = [
-        s.num_ok if keep is None else sum(ok and i in keep for i, ok in _id_rows(s)) for s in shards
-    ]
-    total = sum(counts)
-    other = "noisy_mag" if data.snmf_noise_from == "noisy" else "noise_mag"
-    tasks = [
-        FrameTask(
-            s.uri, keep, math.ceil(data.snmf_frames * n / total), other, data.seed * 100003 + k
-        )
-        for k, (s, n) in enumerate(zip(shards, counts))
-        if n > 0
-    ]
-    parts: dict[int, tuple[np.ndarray, np.ndarray]] = dict(
-        runner.map_unordered(sample_frames, tasks)
-    )
-    speech = np.concatenate([parts[k][0] for k in sorted(parts)], axis=1)
-    noise = np.concatenate([parts[k][1] for k in sorted(parts)], axis=1)
-    valid_uri = storage.join(features_uri, "valid")
-    fit_task = SnmfFitTask(
-        config.to_dict(), speech, noise, valid_uri if _has_shards(valid_uri) else None,
-        data.batch_size, device, verbose,
-    )  # fmt: skip
-    _, out = next(iter(runner.map_unordered(fit_snmf_task, [fit_task])))
-    model = deserialize(out["payload"])
-    info = {
-        "best_valid_loss": out["valid_loss"],
-        "objective": out["objective"],
-        "snmf_frames": int(speech.shape[1]),
-        "snmf_noise_from": data.snmf_noise_from,
-        "config": config.to_dict(),
-        "data": {**info, "features_uri": features_uri},
-    }
-    return model, info

@@ -10,8 +10,9 @@ from batchsep.errors import ConfigError, ParameterError, StorageError
 from batchsep.io import checkpoint, storage
 from batchsep.models.base import BatchsepModel, deserialize
 from batchsep.pipeline.runner import Runner
-from batchsep.pipeline.train_data import DataOptions, learn_snmf, log_line, model_config
+from batchsep.pipeline.train_data import DataOptions, log_line, model_config
 from batchsep.pipeline.train_outputs import param_count, write_model
+from batchsep.pipeline.train_snmf_tasks import learn_snmf
 
 
 def train_snmf(

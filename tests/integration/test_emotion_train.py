@@ -15,12 +15,8 @@ import torch
 from batchsep.dsp.mel import EmotionFeatureConfig
 from batchsep.io import checkpoint
 from batchsep.models.emotion import EMOTIONS
-from batchsep.pipeline.emotion_train import (
-    EmotionTrainJob,
-    lr_factor,
-    run_emotion_worker,
-    train_emotion,
-)
+from batchsep.pipeline.emotion_train import train_emotion
+from batchsep.pipeline.emotion_worker import EmotionTrainJob, lr_factor, run_emotion_worker
 from batchsep.pipeline.tag import EmotionTagger
 
 SR = 16000
@@ -179,7 +175,7 @@ def _ray_loop(config: dict) -> None:  # runs on every Ray Train worker
     import ray.train.torch
 
     from batchsep.distributed.train import all_reduce_mean
-    from batchsep.pipeline.emotion_train import run_emotion_worker as worker
+    from batchsep.pipeline.emotion_worker import run_emotion_worker as worker
 
     torch.set_num_threads(1)
     ctx = ray.train.get_context()

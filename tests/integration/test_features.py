@@ -22,6 +22,8 @@ from batchsep.corpus.dataset import FeatureDataset, frames_column
 from batchsep.corpus.mixtures import MixtureConfig
 from batchsep.pipeline import features as feat
 from batchsep.pipeline import prepare as prep
+from batchsep.pipeline.features_config import transform_hash
+from batchsep.pipeline.features_shards import feature_schema, read_transform
 from batchsep.pipeline.runner import SerialRunner
 from batchsep.pipeline.scan import scan
 
@@ -74,12 +76,12 @@ def test_values_schema_and_metadata(run, tmp_path):
     assert abs(s.hours * 3600 - sum(r["duration_s"] for r in _mixtures(run))) < 0.1
     part = out / "valid" / "part-00000.parquet"
     schema = pq.read_schema(part)
-    assert schema.equals(feat.feature_schema(cfg), check_metadata=False)
+    assert schema.equals(feature_schema(cfg), check_metadata=False)
     meta = {k.decode(): v.decode() for k, v in schema.metadata.items()}
     assert config_from_dict(json.loads(meta["batchsep.transform"])) == cfg
-    assert meta["batchsep.transform_hash"] == feat.transform_hash(cfg) == s.transform_hash
+    assert meta["batchsep.transform_hash"] == transform_hash(cfg) == s.transform_hash
     assert meta["batchsep.split"] == "valid" and meta["batchsep.schema"] == "stft_features"
-    assert feat.read_transform(str(part)) == cfg.to_dict()
+    assert read_transform(str(part)) == cfg.to_dict()
     mixtures = {r["mixture_id"]: r for r in _mixtures(run)}
     table = pq.read_table(part)
     cols = {c: frames_column(table.column(c)) for c in cfg.columns()}

@@ -19,7 +19,9 @@ from batchsep.models.base import deserialize
 from batchsep.pipeline import features as feat
 from batchsep.pipeline import train as tr
 from batchsep.pipeline.enhancer import load_enhancer
-from batchsep.pipeline.train_data import DataOptions, distinct_values, make_sources
+from batchsep.pipeline.features_shards import feature_schema, shard_bytes
+from batchsep.pipeline.train_batches import make_sources
+from batchsep.pipeline.train_data import DataOptions, distinct_values
 
 N_FFT = 32
 F = N_FFT // 2 + 1
@@ -55,16 +57,14 @@ def write_run(root: Path, *, n_train: int = 40, n_valid: int = 8, seed: int = 0)
                          "speaker": SPEAKERS[split][i % len(SPEAKERS[split])],
                          "noise_class": f"n{i % 2}", "n_frames": T, "status": "ok",
                          "noisy_mag": clean + noise, "clean_mag": clean, "noise_mag": noise})  # fmt: skip
-        schema = feat.feature_schema(
-            config, {"batchsep.num_ok": str(n), "batchsep.num_rows": str(n)}
-        )
+        schema = feature_schema(config, {"batchsep.num_ok": str(n), "batchsep.num_rows": str(n)})
         cols = {
             fld.name: _frames([r[fld.name] for r in rows])
             if fld.name.endswith("_mag")
             else pa.array([r.get(fld.name) for r in rows], fld.type)
             for fld in schema
         }
-        data = feat.shard_bytes(pa.Table.from_pydict(cols, schema=schema))
+        data = shard_bytes(pa.Table.from_pydict(cols, schema=schema))
         storage.write_bytes(str(root / "features" / split / "part-00000.parquet"), data)
     return str(root)
 

@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader
 from batchsep.corpus.dataset import FeatureDataset, frames_column, list_shards
 from batchsep.errors import ParameterError, StorageError
 from batchsep.io import parquet, schemas
-from batchsep.pipeline.features import StftFeatures, _frames_array, feature_schema, shard_bytes
+from batchsep.pipeline.features import StftFeatures
+from batchsep.pipeline.features_shards import _frames_array, feature_schema, shard_bytes
 
 F = 257
 

@@ -22,14 +22,10 @@ from batchsep.models.snmf import SnmfEnhancer
 from batchsep.pipeline import features as feat
 from batchsep.pipeline import train as tr
 from batchsep.pipeline.enhancer import load_enhancer
+from batchsep.pipeline.features_shards import feature_schema, shard_bytes
 from batchsep.pipeline.inspect import inspect_model
-from batchsep.pipeline.train_data import (
-    DataOptions,
-    SubsetFeatureDataset,
-    resolve_features,
-    train_subset,
-    training_level_db,
-)
+from batchsep.pipeline.train_batches import SubsetFeatureDataset, train_subset
+from batchsep.pipeline.train_data import DataOptions, resolve_features, training_level_db
 from batchsep.pipeline.train_outputs import read_state
 
 N_FFT = 32
@@ -76,7 +72,7 @@ def write_features(
         for k in range(0, len(rows), per_shard):
             part = rows[k : k + per_shard]
             ok = sum(r["status"] == "ok" for r in part)
-            schema = feat.feature_schema(
+            schema = feature_schema(
                 config, {"batchsep.num_ok": str(ok), "batchsep.num_rows": str(len(part))}
             )
             cols = {}
@@ -90,7 +86,7 @@ def write_features(
                 elif fld.name == "index":
                     vals = list(range(k, k + len(part)))
                 cols[fld.name] = pa.array(vals, fld.type)
-            data = feat.shard_bytes(pa.Table.from_pydict(cols, schema=schema))
+            data = shard_bytes(pa.Table.from_pydict(cols, schema=schema))
             storage.write_bytes(
                 str(root / "features" / split / f"part-{k // per_shard:05d}.parquet"), data
             )
@@ -372,7 +368,7 @@ def test_training_level_db_is_the_median_mixture_level(tmp_path):
         rows.append({"mixture_id": f"m{i}", "status": "ok", "n_samples": len(x), "noisy_mag": mag})
     rows.append({"mixture_id": "bad", "status": "error", "noisy_mag": None})
     rows.append({"mixture_id": "nolen", "status": "ok", "noisy_mag": rows[0]["noisy_mag"]})
-    schema = feat.feature_schema(config)
+    schema = feature_schema(config)
     cols = {}
     for fld in schema:
         vals = [r.get(fld.name) for r in rows]
@@ -393,7 +389,7 @@ def test_training_level_db_is_the_median_mixture_level(tmp_path):
         cols[fld.name] = pa.array(vals, fld.type)
     storage.write_bytes(
         str(tmp_path / "train" / "part-00000.parquet"),
-        feat.shard_bytes(pa.Table.from_pydict(cols, schema=schema)),
+        shard_bytes(pa.Table.from_pydict(cols, schema=schema)),
     )
     stft_cfg = StftConfig().to_dict()
     assert training_level_db(str(tmp_path), stft_cfg) == -30.0
