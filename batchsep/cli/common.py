@@ -122,4 +122,4 @@ def _warn_no_audio(where: str) -> None:
     """The console warning of a command whose input holds no audio file (by name)."""
     from batchsep.io.audio import AUDIO_SUFFIXES
 
-    click.echo(f"warning: no audio files found under {where} ({' '.join(AUDIO_SUFFIXES)})")
+    click.echo(f"warning: no audio files found under {where} ({' '.join(sorted(AUDIO_SUFFIXES))})")

@@ -101,9 +101,22 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), _local_path(uri)
 
 
+S3_ACCESS_ERRORS = (
+    "ACCESS_DENIED", "SIGNATURE_DOES_NOT_MATCH", "INVALID_ACCESS_KEY_ID", "NETWORK_CONNECTION",
+    "Forbidden", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+)  # fmt: skip
+"""Markers of an S3 error caused by the credentials or the endpoint (not by the object asked for)."""
+
+
 def _wrap(uri: str, action: str, exc: BaseException) -> StorageError:
     reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return StorageError(f"cannot {action} {uri}: {reason}")
+    hint = ""
+    if is_s3(uri) and any(marker in reason for marker in S3_ACCESS_ERRORS):
+        hint = (
+            " (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, and AWS_ENDPOINT_URL for a server "
+            "other than AWS)"
+        )
+    return StorageError(f"cannot {action} {uri}: {reason}{hint}")
 
 
 def exists(uri: str) -> bool:
@@ -310,6 +323,12 @@ def check_writable(uri: str) -> None:
     """Fail early, with a clear StorageError, when nothing can be written under folder ``uri``."""
     if not is_s3(uri) and os.path.exists(_local_path(uri)) and not os.path.isdir(_local_path(uri)):
         raise StorageError(f"{uri} is a file, not a folder")
+    if is_s3(
+        uri
+    ):  # some servers create a missing bucket on the first write: a typo would go unnoticed
+        bucket = normalize(uri)[5:].split("/")[0]
+        if not exists(f"s3://{bucket}"):
+            raise StorageError(f"cannot write {uri}: no such bucket {bucket!r}")
     probe = join(uri, f"{TMP_PREFIX}probe-{uuid.uuid4().hex}")
     write_bytes(probe, b"")
     delete(probe)

@@ -332,8 +332,9 @@ def test_s3_wrong_secret_is_refused(s3_env, s3_server, monkeypatch):
     storage.write_bytes(uri, b"mine")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
     storage._s3_filesystem.cache_clear()
-    with pytest.raises(StorageError, match=r"cannot read s3://.*secret\.txt"):
+    with pytest.raises(StorageError, match=r"cannot read s3://.*secret\.txt") as e:
         storage.read_bytes(uri)
+    assert "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY" in str(e.value)  # says where to look
     with pytest.raises(StorageError, match=r"cannot write s3://"):
         storage.write_bytes(s3_env + "/intruder.txt", b"x")
     with pytest.raises(StorageError):
@@ -347,6 +348,15 @@ def test_s3_wrong_secret_is_refused(s3_env, s3_server, monkeypatch):
     storage._s3_filesystem.cache_clear()
     assert storage.read_bytes(uri) == b"mine"
     assert not storage.exists(s3_env + "/intruder.txt")
+
+
+@pytest.mark.s3
+def test_check_writable_refuses_a_missing_bucket(s3_env):
+    """Some servers create a bucket on the first write to it: a typo in the output bucket is refused."""
+    with pytest.raises(StorageError, match=r"no such bucket 'no-such-bucket-x1'"):
+        storage.check_writable("s3://no-such-bucket-x1/out")
+    assert not storage.exists("s3://no-such-bucket-x1")
+    storage.check_writable(s3_env + "/new/folder")  # a new prefix in an existing bucket is fine
 
 
 @pytest.mark.s3
