@@ -376,6 +376,14 @@ def features(
         f"{_gb(summary.bytes)} ({_gb(summary.bytes_per_hour)} per hour of audio)\n"
         f"transform {summary.transform_hash}; shards: {summary.out_uri}/<split>/part-*.parquet"
     )
+    if summary.shards_replaced:
+        before = summary.previous_transform
+        why = (
+            f"other settings: transform {before} -> {summary.transform_hash}"
+            if before and before != summary.transform_hash
+            else "same transform, another shard plan (--shard-mb)"
+        )
+        click.echo(f"replaced {summary.shards_replaced} shards of an earlier features run ({why})")
     for rel, err in summary.errors[:show_errors]:
         click.echo(f"  failed: {rel}: {err}")
     if len(summary.errors) > show_errors:

@@ -48,6 +48,10 @@ class FeatureSummary:
     rows_failed: int = 0
     shards: int = 0
     shards_skipped: int = 0
+    shards_replaced: int = 0
+    """Part files of an earlier run in ``out_uri`` that this run did not reuse (other settings or plan)."""
+    previous_transform: str | None = None
+    """The transform hash of the earlier features run in ``out_uri``, if any."""
     bytes: int = 0
     hours: float = 0.0
     errors: list[tuple[str, str]] = field(default_factory=list)
@@ -174,13 +178,19 @@ def features(
         todo = {id(r) for t in tasks for r in t.rows}
         done = [r for r in rows if id(r) not in todo]
         on_progress(len(done), sum(float(r.get("duration_s") or 0.0) for r in done))
+    job_root = run_uri if out_uri == storage.join(run_uri, FEATURES_DIR) else out_uri
+    earlier = (
+        jobinfo.read_job_json(job_root).get("stages", {}).get("features", {}).get("spec") or {}
+    )
+    summary.previous_transform = earlier.get("transform_hash")
+    summary.shards_replaced = len(existing) - summary.shards_skipped
     for _, result in runner.map_unordered(featurize_shard, tasks):
         if on_progress:
             on_progress(result.rows, result.seconds)
     _remove_stale(existing, set(planned))
     _summarise(summary, planned)
     jobinfo.write_job_json(
-        run_uri if out_uri == storage.join(run_uri, FEATURES_DIR) else out_uri,
+        job_root,
         "features",
         {"run_uri": run_uri, "out_uri": out_uri, "config": config.to_dict(),
          "transform_hash": key_base, "shard_mb": shard_mb, "compression": compression},

@@ -130,6 +130,9 @@ def test_shards_are_bounded_complete_and_skipped_on_rerun(run, tmp_path):
     )
     assert other.shards_skipped == 0 and other.transform_hash != s.transform_hash
     assert "noise_mag" not in pq.read_schema(_parts(out)[0]).names
+    # ... and says so: every earlier shard replaced, from the earlier transform
+    assert (other.shards_replaced, other.previous_transform) == (s.shards, s.transform_hash)
+    assert again.shards_replaced == 0
     big = feat.features(str(run), config=cfg, out_uri=str(out), shard_mb=100)
     assert big.shards == 3 and len(_parts(out)) == 3 and big.rows_ok == 16
 
@@ -240,5 +243,9 @@ def test_cli(run, tmp_path):
     assert r.exit_code == EXIT_OK, r.output
     assert "16 rows ok, 0 failed" in r.output and "per hour of audio" in r.output
     assert "noise_mag" not in pq.read_schema(_parts(tmp_path / "f")[0]).names
+    assert "replaced" not in r.output
+    r = cli.invoke(main, ["features", str(run), "--local", "--out", str(tmp_path / "f")])
+    assert r.exit_code == EXIT_OK, r.output
+    assert "shards of an earlier features run (other settings: transform " in r.output
     r = cli.invoke(main, ["features", str(tmp_path), "--local"])
     assert r.exit_code == EXIT_USAGE and "has no mixtures.parquet" in r.output
