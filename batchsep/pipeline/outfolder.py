@@ -49,6 +49,18 @@ SETTINGS_KEYS = ("model_sha256", "emotion_sha256", "options", "input_level_db_us
 are compared by checksum: the same weights by another URI (``default`` or its folder) are the same model."""
 
 
+SETTING_OPTIONS = {
+    "model": "--model",
+    "model_sha256": "--model",
+    "emotion": "--emotion/--no-emotion, --emotion-model",
+    "emotion_sha256": "--emotion/--no-emotion, --emotion-model",
+    "input_level_db_used": "--input-level",
+    "options.fmt": "--format",
+    "options.out_sr": "--sr",
+}
+"""The ``batchsep enhance`` option behind each compared setting (named in the refusal)."""
+
+
 def check_same_settings(out_uri: str, spec: Mapping[str, Any]) -> None:
     """Refuse to resume into ``out_uri`` with other settings than the run that committed its results
     (outputs would mix two settings, and job.json would describe only the last). Keys a run recorded
@@ -64,17 +76,22 @@ def check_same_settings(out_uri: str, spec: Mapping[str, Any]) -> None:
             continue
         if isinstance(old, dict) and isinstance(new, dict):
             changed += [
-                f"{key}.{k}: {old.get(k)!r} -> {new.get(k)!r}"
+                _change(f"{key}.{k}", old.get(k), new.get(k))
                 for k in sorted(old.keys() & new.keys())
                 if old.get(k) != new.get(k) and k != "input_level_db"  # compared as the level used
             ]
         else:
-            changed.append(f"{key}: {old!r} -> {new!r}")
+            changed.append(_change(key, old, new))
     if changed:
         raise ParameterError(
             f"{out_uri} holds results made with other settings ({'; '.join(changed)}): re-run with the "
             "same settings to resume, --overwrite to start over, or give another OUT"
         )
+
+
+def _change(key: str, old: Any, new: Any) -> str:
+    option = SETTING_OPTIONS.get(key)
+    return f"{key}{f' ({option})' if option else ''}: {old!r} -> {new!r}"
 
 
 def forget_missing_outputs(

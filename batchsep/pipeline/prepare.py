@@ -295,9 +295,16 @@ def _check_recipe(out_uri: str, doc: dict[str, Any]) -> None:
     if storage.exists(uri):
         old = json.loads(storage.read_text(uri))
         if old.get("recipes_hash") != doc["recipes_hash"]:
+            changed = [
+                f"{k}: {before!r} -> {now!r}"
+                for part in ("config", "settings")
+                for k in sorted(set(old.get(part) or {}) | set(doc.get(part) or {}))
+                if (before := (old.get(part) or {}).get(k)) != (now := (doc.get(part) or {}).get(k))
+            ]
+            what = f"other settings ({'; '.join(changed)})" if changed else "other input files"
             raise ConfigError(
-                f"{out_uri} already holds mixtures from other inputs or settings (recipes hash "
-                f"{old.get('recipes_hash')} != {doc['recipes_hash']}); use another output folder"
+                f"{out_uri} already holds mixtures made from {what}: re-run with the same inputs and "
+                "settings to resume, or use another output folder"
             )
         return
     storage.write_text(uri, json.dumps(doc, indent=2, sort_keys=True))

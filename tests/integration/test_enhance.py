@@ -242,9 +242,11 @@ def test_resume_with_other_settings_is_refused(tmp_path, model_uri):
     out = tmp_path / "out"
     enhance(str(root), str(out), model=model_uri)
     job = (out / "job.json").read_text()
-    with pytest.raises(ParameterError, match=r"options\.fmt: 'wav' -> 'flac'"):
+    with pytest.raises(ParameterError, match=r"options\.fmt \(--format\): 'wav' -> 'flac'"):
         enhance(str(root), str(out), model=model_uri, options=EnhanceOptions(fmt="flac"))
-    with pytest.raises(ParameterError, match=r"\(input_level_db_used: -26.0 -> -40\)"):
+    with pytest.raises(
+        ParameterError, match=r"\(input_level_db_used \(--input-level\): -26.0 -> -40\)"
+    ):
         enhance(str(root), str(out), model=model_uri, options=EnhanceOptions(input_level_db=-40))
     assert (out / "job.json").read_text() == job and not list(out.rglob("*.flac"))
     s = enhance(str(root), str(out), model=model_uri, options=EnhanceOptions(input_level_db=-26))
@@ -254,7 +256,10 @@ def test_resume_with_other_settings_is_refused(tmp_path, model_uri):
     shutil.copytree(model_uri, tmp_path / "same-weights")
     s = enhance(str(root), str(out), model=str(tmp_path / "same-weights"))
     assert s.files_skipped == 2  # the same model by another URI (compared by checksum): resumes
-    with pytest.raises(ParameterError, match="emotion_sha256: None -> "):
+    with pytest.raises(
+        ParameterError,
+        match=r"emotion_sha256 \(--emotion/--no-emotion, --emotion-model\): None -> ",
+    ):
         enhance(str(root), str(out), model=model_uri, emotion="default-emotion")
     r = CliRunner().invoke(
         main, ["enhance", str(root), str(out), "--model", model_uri, "--format", "flac",

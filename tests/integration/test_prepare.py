@@ -155,7 +155,7 @@ def test_rerun_is_a_noop_and_other_settings_are_refused(corpus, reference, tmp_p
         p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name != "job.json"
     }
     assert after == before
-    with pytest.raises(ConfigError, match="already holds mixtures from other inputs or settings"):
+    with pytest.raises(ConfigError, match=r"mixtures made from other settings \(seed: 7 -> 8\)"):
         prep.prepare(
             *corpus, str(run), config=MixtureConfig(n_train=12, n_valid=4, n_test=4, seed=8)
         )
