@@ -37,7 +37,7 @@ from batchsep.evaluation.emotion import emotion_summary
 from batchsep.io import audio, storage
 from batchsep.models.emotion import EMOTIONS
 from batchsep.pipeline.enhancer import load_enhancer
-from batchsep.pipeline.prepare import read_mixtures
+from batchsep.pipeline.prepare_run import read_mixtures
 from batchsep.pipeline.tag import TAG_SR, EmotionTagger
 
 

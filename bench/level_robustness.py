@@ -24,7 +24,7 @@ from batchsep.dsp import to_rate_mono
 from batchsep.evaluation.metrics import si_sdr
 from batchsep.pipeline.enhancer import load_enhancer
 from batchsep.pipeline.level import INPUT_LEVEL_DB
-from batchsep.pipeline.prepare import read_mixtures
+from batchsep.pipeline.prepare_run import read_mixtures
 
 
 def load(path: str) -> np.ndarray:

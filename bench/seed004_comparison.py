@@ -66,7 +66,7 @@ def train(cmds: list[list[str]], dry_run: bool) -> None:
 
 
 def _test_rows(run: str, n_test: int) -> list[dict]:
-    from batchsep.pipeline.prepare import read_mixtures
+    from batchsep.pipeline.prepare_run import read_mixtures
 
     rows = read_mixtures(run)
     return [r for r in rows if r["split"] == "test" and r["status"] == "ok"][:n_test]
@@ -173,7 +173,7 @@ def score(
 ) -> None:
     import torch
 
-    from batchsep.pipeline.prepare import load_mixture
+    from batchsep.pipeline.prepare_render import load_mixture
 
     torch.set_num_threads(1)
     rows = _test_rows(run, n_test)

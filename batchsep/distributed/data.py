@@ -1,9 +1,10 @@
 """Ray Data wiring for the enhance stage: shards stream through an actor pool that loads the model once.
 
-Each actor holds one :class:`~batchsep.pipeline.enhance.EnhanceWorker` (Ray-free). Decode, model and encode
-run inside the actor, in bounded memory: raw audio never travels through the object store (a one-hour file
-would be hundreds of MB), only shard descriptions in and result rows out. Ray Data restarts dead actors and
-retries their batches, so a killed worker delays a shard but never loses it.
+Each actor holds one :class:`~batchsep.pipeline.enhance_worker.EnhanceWorker` (Ray-free). Decode,
+model and encode run inside the actor, in bounded memory: raw audio never travels through the object
+store (a one-hour file would be hundreds of MB), only shard descriptions in and result rows out. Ray
+Data restarts dead actors and retries their batches, so a killed worker delays a shard but never
+loses it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import ray
 
 from batchsep.distributed.runtime import init
-from batchsep.pipeline.enhance import EnhanceWorker, ShardTask, task_from_json, task_to_json
+from batchsep.pipeline.enhance_worker import EnhanceWorker, ShardTask, task_from_json, task_to_json
 
 logger = logging.getLogger(__name__)
 

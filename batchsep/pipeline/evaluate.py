@@ -25,8 +25,7 @@ from batchsep.errors import BatchsepError, ParameterError, StorageError
 from batchsep.evaluation.emotion import emotion_summary
 from batchsep.evaluation.metrics import SCORE_METRICS, score_file
 from batchsep.io import parquet, schemas, storage
-from batchsep.pipeline import jobinfo
-from batchsep.pipeline import prepare as prep
+from batchsep.pipeline import jobinfo, prepare_run
 from batchsep.pipeline.outfolder import RESULTS_DIR, committed_rows
 from batchsep.pipeline.runner import Runner, SerialRunner, shards
 
@@ -94,7 +93,7 @@ def score_shard(args: tuple[list[EvalItem], tuple[str, ...]]) -> list[dict[str, 
 def _mixture_references(ref_uri: str) -> dict[str, dict[str, Any]]:
     """Reference fields by noisy URI: where the prepare run is now, and where it was written (an enhance
     run of the run's audio made before the run was copied or moved still finds its references)."""
-    table = prep.read_mixtures_table(ref_uri)
+    table = prepare_run.read_mixtures_table(ref_uri)
     moved = table.written_root not in (None, table.root)
     out: dict[str, dict[str, Any]] = {}
     for r in table.rows:
@@ -132,7 +131,7 @@ def find_mixtures_run(run_uri: str) -> str | None:
         return None
     folder = storage.normalize(in_uri)
     for _ in range(MIXTURES_SEARCH_DEPTH):
-        if storage.exists(storage.join(folder, prep.MIXTURES_NAME)):
+        if storage.exists(storage.join(folder, prepare_run.MIXTURES_NAME)):
             return folder
         parent = folder.rsplit("/", 1)[0]
         if parent in ("", folder) or parent in ("s3:", "s3:/"):
@@ -152,7 +151,7 @@ def build_items(run_uri: str, references: str | None) -> list[EvalItem]:
     clean_root = None
     if references is not None:
         is_mixtures = references.endswith(".parquet") or storage.exists(
-            storage.join(references, prep.MIXTURES_NAME))  # fmt: skip
+            storage.join(references, prepare_run.MIXTURES_NAME))  # fmt: skip
         if is_mixtures:
             mixtures = _mixture_references(references)
         elif storage.exists(references):

@@ -26,8 +26,7 @@ import pyarrow.parquet as pq
 
 from batchsep.errors import ConfigError, ParameterError, StorageError
 from batchsep.io import parquet, storage
-from batchsep.pipeline import jobinfo
-from batchsep.pipeline import prepare as prep
+from batchsep.pipeline import jobinfo, prepare_run
 from batchsep.pipeline.features_config import FeatureConfig, StftFeatures, transform_hash
 from batchsep.pipeline.features_config import LogMelFeatures as LogMelFeatures  # public API
 from batchsep.pipeline.features_shards import FeatureTask, featurize_shard, schema_meta
@@ -63,16 +62,16 @@ class FeatureSummary:
 
 def _input_rows(run_uri: str, config: FeatureConfig) -> tuple[list[dict[str, Any]], float]:
     if isinstance(config, StftFeatures):
-        uri = storage.join(run_uri, prep.MIXTURES_NAME)
+        uri = storage.join(run_uri, prepare_run.MIXTURES_NAME)
         if not storage.exists(uri):
             raise StorageError(f"cannot read {uri}: not a prepare run (run `batchsep prepare`)")
-        rows = [r for r in prep.read_mixtures(run_uri) if r["status"] == "ok"]
+        rows = [r for r in prepare_run.read_mixtures(run_uri) if r["status"] == "ok"]
         bad = {r["sample_rate"] for r in rows} - {config.sample_rate}
         if bad:
             raise ConfigError(
                 f"mixtures at {sorted(bad)} Hz but sample_rate={config.sample_rate} in the features"
             )
-        recipe_uri = storage.join(run_uri, prep.RECIPE_NAME)
+        recipe_uri = storage.join(run_uri, prepare_run.RECIPE_NAME)
         doc = json.loads(storage.read_text(recipe_uri)) if storage.exists(recipe_uri) else {}
         return rows, float(doc.get("settings", {}).get("max_peak", 0.99))
     uri = storage.join(run_uri, "manifest.parquet")

@@ -17,7 +17,7 @@ from batchsep.dsp.resample import to_rate_mono
 from batchsep.dsp.stft import stft
 from batchsep.errors import AudioDecodeError, ParameterError, StorageError
 from batchsep.io import audio, schemas, storage
-from batchsep.pipeline import prepare as prep
+from batchsep.pipeline import prepare_render
 from batchsep.pipeline.features_config import (
     FEATURES_VERSION,
     FeatureConfig,
@@ -62,7 +62,7 @@ def _stft_row(
     The STFT is linear and ``noisy == clean + noise`` exactly, so ``X = S + N`` (two FFTs, not three);
     it equals the STFT of the noisy signal up to float32 rounding.
     """
-    sig = prep.load_mixture(row, max_peak=max_peak)
+    sig = prepare_render.load_mixture(row, max_peak=max_peak)
     x = torch.from_numpy(np.stack([sig["clean"], sig["noise"]]))
     SN = stft(x, n_fft=config.n_fft, hop_length=config.hop_length, window=config.window)
     X = SN[0] + SN[1]

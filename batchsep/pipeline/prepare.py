@@ -15,9 +15,10 @@ every recipe (:mod:`batchsep.corpus.mixtures`); tasks only render. A shard is do
 committed; audio files are written atomically and an existing one is not rewritten, so a re-run after a
 crash or an interruption renders only what is missing and produces the same bytes.
 
-The audio URIs in ``mixtures.parquet`` are absolute (where the run was written); :func:`read_mixtures`
-rebases the ones under that folder onto the run's current location, so a copied or moved run (another
-folder, machine, or S3 prefix) reads its own audio. Every reader of a prepare run's mixtures goes through it.
+The audio URIs in ``mixtures.parquet`` are absolute (where the run was written);
+:func:`~batchsep.pipeline.prepare_run.read_mixtures` rebases the ones under that folder onto the run's
+current location, so a copied or moved run (another folder, machine, or S3 prefix) reads its own audio.
+Every reader of a prepare run's mixtures goes through it.
 
 Why 24-bit FLAC: lossless for the 24-bit grid the mixtures are rounded to (so the stored clean and noise
 have the drawn SNR and ``noisy == clean + noise`` exactly), about 60 % of the size of float WAV, readable
@@ -28,32 +29,29 @@ from __future__ import annotations
 
 import io
 import json
-from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batchsep.corpus import mixtures as mx
 from batchsep.corpus.mixtures import MixtureConfig, Recipe, SourceFile
-from batchsep.dsp.resample import to_rate_mono
-from batchsep.errors import AudioDecodeError, ConfigError, ParameterError, StorageError
-from batchsep.io import audio, parquet, schemas, storage
+from batchsep.errors import ConfigError, StorageError
+from batchsep.io import parquet, schemas, storage
 from batchsep.pipeline import jobinfo
 from batchsep.pipeline import scan as scan_stage
+from batchsep.pipeline.prepare_render import RenderTask, render_shard
+from batchsep.pipeline.prepare_run import (
+    AUDIO_DIR,
+    AUDIO_FORMAT,
+    MIXTURES_NAME,
+    PARTS_DIR,
+    RECIPE_NAME,
+    SOURCES_NAME,
+)
 from batchsep.pipeline.runner import Runner, SerialRunner, shards
-
-MIXTURES_NAME = "mixtures.parquet"
-SOURCES_NAME = "sources.parquet"
-AUDIO_DIR = "mixtures"
-PARTS_DIR = "mixtures/_parts"
-RECIPE_NAME = "mixtures/_recipe.json"
-STREAMS = ("noisy", "clean", "noise")
-AUDIO_FORMAT = "flac"
-_URI_COLUMN = {"noisy": "noisy_uri", "clean": "clean_uri", "noise": "noise_audio_uri"}
 
 StartFn = Callable[[str, int], None]
 ProgressFn = Callable[[int, float], None]
@@ -84,150 +82,6 @@ class PrepareSummary:
     def failed(self) -> int:
         """Failures that make the command exit non-zero (unreadable inputs, failed mixtures)."""
         return len(self.input_errors) + self.mixtures_failed
-
-
-@dataclass(frozen=True)
-class RenderTask:
-    """One shard of recipes to render; ``audio_uri`` None renders without writing audio."""
-
-    part_uri: str
-    audio_uri: str | None
-    recipes: list[Recipe]
-    max_peak: float
-
-
-def _read_source(uri: str, sample_rate: int) -> np.ndarray:
-    decoded = audio.decode(storage.read_bytes(uri))
-    return to_rate_mono(decoded.samples, decoded.sample_rate, sample_rate)
-
-
-def audio_uri(run_or_audio_uri: str, split: str, stream: str, mixture_id: str) -> str:
-    return storage.join(run_or_audio_uri, split, stream, f"{mixture_id}.{AUDIO_FORMAT}")
-
-
-def render_recipe(
-    recipe: Recipe, *, max_peak: float = 0.99, cache: dict[str, np.ndarray] | None = None
-) -> mx.RenderedMixture:
-    """Read the recipe's sources and render it (raises StorageError/AudioDecodeError/ParameterError)."""
-    cache = {} if cache is None else cache
-    arrays = []
-    for uri in (recipe.speech_uri, recipe.noise_uri):
-        if uri not in cache:
-            if len(cache) >= 16:
-                cache.pop(next(iter(cache)))
-            cache[uri] = _read_source(uri, recipe.sample_rate)
-        arrays.append(cache[uri])
-    return mx.render(arrays[0], arrays[1], recipe, max_peak=max_peak)
-
-
-def render_shard(task: RenderTask) -> list[dict[str, Any]]:
-    """Render one shard (a Ray task): write missing audio files, then commit the shard's part."""
-    rows: list[dict[str, Any]] = []
-    cache: dict[str, np.ndarray] = {}
-    for recipe in task.recipes:
-        row = {**recipe.to_row(), "status": schemas.STATUS_OK}
-        try:
-            out = render_recipe(recipe, max_peak=task.max_peak, cache=cache)
-        except (StorageError, AudioDecodeError, ParameterError) as e:
-            row.update(status=schemas.STATUS_ERROR, error=str(e))
-            rows.append(row)
-            continue
-        row.update(noise_gain=out.noise_gain, output_gain=out.output_gain)
-        if task.audio_uri is not None:
-            for stream, samples in out.streams().items():
-                uri = audio_uri(task.audio_uri, recipe.split, stream, recipe.mixture_id)
-                if not storage.exists(uri):
-                    storage.write_bytes(uri, audio.encode(samples, recipe.sample_rate, fmt="flac"))
-                row[_URI_COLUMN[stream]] = uri
-        rows.append(row)
-    parquet.write_table(task.part_uri, schemas.table_from_rows(rows, schemas.MIXTURES))
-    return rows
-
-
-def load_mixture(row: Mapping[str, Any], *, max_peak: float = 0.99) -> dict[str, np.ndarray]:
-    """The ``noisy``/``clean``/``noise`` signals [shape=(n_samples,)] float32 of a mixtures row.
-
-    Decodes the stored clean and noise files and sums them (bit-exact with the stored noisy file, since
-    all three lie on the 24-bit grid); a recipe-only row is rendered from its sources instead.
-    """
-    if row.get("clean_uri") and row.get("noise_audio_uri"):
-        clean = audio.decode(storage.read_bytes(row["clean_uri"])).samples[0]
-        noise = audio.decode(storage.read_bytes(row["noise_audio_uri"])).samples[0]
-        return {"noisy": clean + noise, "clean": clean, "noise": noise}
-    return regenerate(row, max_peak=max_peak)
-
-
-def regenerate(row: Mapping[str, Any], *, max_peak: float = 0.99) -> dict[str, np.ndarray]:
-    """Render a mixture from its recipe row on the fly: bit-exact with the files ``prepare`` stores.
-
-    ``max_peak`` must be the value the run used (``MixtureConfig.max_peak``, in ``job.json``).
-    """
-    return render_recipe(Recipe.from_row(row), max_peak=max_peak).streams()
-
-
-class MixturesTable(NamedTuple):
-    """The rows of a prepare run's ``mixtures.parquet`` with their audio URIs under ``root``."""
-
-    rows: list[dict[str, Any]]
-    root: str
-    """The run's folder now (normalized)."""
-    written_root: str | None
-    """The folder the run was written to, per its audio URIs; None without audio (recipe-only)."""
-
-
-def written_root(rows: list[dict[str, Any]]) -> str | None:
-    """The folder a run's audio was written to: the most common prefix before the run layout's
-    ``/mixtures/<split>/<stream>/<mixture_id>.flac`` among the rows' audio URIs (None if none has it)."""
-    roots: Counter[str] = Counter()
-    for r in rows:
-        for stream, column in _URI_COLUMN.items():
-            uri = r.get(column)
-            tail = f"/{AUDIO_DIR}/{r.get('split')}/{stream}/{r.get('mixture_id')}.{AUDIO_FORMAT}"
-            if uri and uri.endswith(tail):
-                roots[uri[: -len(tail)]] += 1
-    return roots.most_common(1)[0][0] if roots else None
-
-
-def read_mixtures_table(run_uri: str) -> MixturesTable:
-    """Like :func:`read_mixtures`, with the run's current and recorded folders."""
-    uri = run_uri if run_uri.endswith(".parquet") else storage.join(run_uri, MIXTURES_NAME)
-    rows = parquet.read_table(uri).to_pylist()
-    root, old = storage.normalize(storage.parent(uri)), written_root(rows)
-    if old is None or old == root:
-        return MixturesTable(rows, root, old)
-    under = [
-        (r, c) for r in rows for c in _URI_COLUMN.values() if (r.get(c) or "").startswith(old + "/")
-    ]
-    rebased = [storage.join(root, r[c][len(old) + 1 :]) for r, c in under]
-    if not storage.exists(rebased[0]):  # a lone copy of mixtures.parquet: the audio is where it was
-        return MixturesTable(rows, root, old)
-    for (r, c), new in zip(under, rebased, strict=True):
-        r[c] = new
-    return MixturesTable(rows, root, old)
-
-
-def read_mixtures(run_uri: str) -> list[dict[str, Any]]:
-    """The rows of a prepare run's ``mixtures.parquet``, its audio URIs under the run's current location.
-
-    Parameters
-    ----------
-    run_uri : str
-        The prepare run's folder (local, file://, s3://), or its ``mixtures.parquet``.
-
-    Returns
-    -------
-    list of dict
-        One row per mixture. The audio URIs (``noisy_uri``, ``clean_uri``, ``noise_audio_uri``) that lie
-        under the folder the run was written to are rebased onto ``run_uri`` when the audio is there, so
-        a copied or moved run reads its own files; other URIs (the speech and noise sources) stay as they
-        are.
-
-    Raises
-    ------
-    StorageError
-        ``mixtures.parquet`` cannot be read.
-    """
-    return read_mixtures_table(run_uri).rows
 
 
 def _manifest_rows(
@@ -335,7 +189,7 @@ def prepare(
         Counts, SNR range, seed, split rules (default: 3000/300/300 mixtures at -5..5 dB).
     recipe_only : bool
         Store the recipes (rendered once to check them and record the gains) but no audio; see
-        :func:`regenerate`.
+        :func:`~batchsep.pipeline.prepare_render.regenerate`.
     runner : Runner, optional
         Executes scan and render shards (default: in this process).
     shard_size : int

@@ -22,7 +22,8 @@ from batchsep.cli.main import EXIT_SOME_FAILED, EXIT_USAGE, main
 from batchsep.io import parquet, storage
 from batchsep.io.checkpoint import write_checkpoint
 from batchsep.models import build_model, serialize
-from batchsep.pipeline.enhance import EnhanceOptions, enhance, enhance_file
+from batchsep.pipeline.enhance import enhance
+from batchsep.pipeline.enhance_file import EnhanceOptions, enhance_file
 from batchsep.pipeline.enhancer import load_enhancer
 from batchsep.pipeline.outfolder import committed_rows, output_rel_paths
 

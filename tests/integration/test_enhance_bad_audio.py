@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from batchsep.pipeline.enhance import EnhanceOptions, enhance, enhance_file
+from batchsep.pipeline.enhance import enhance
+from batchsep.pipeline.enhance_file import EnhanceOptions, enhance_file
 from batchsep.pipeline.outfolder import committed_rows
 from batchsep.pipeline.runner import SerialRunner
 from batchsep.pipeline.scan import scan

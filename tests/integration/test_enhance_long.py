@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from batchsep.pipeline.enhance import EnhanceOptions
+from batchsep.pipeline.enhance_file import EnhanceOptions
 from batchsep.pipeline.enhancer import load_enhancer
 from batchsep.pipeline.outfolder import committed_rows
 

@@ -22,6 +22,7 @@ from batchsep.corpus.dataset import FeatureDataset, frames_column
 from batchsep.corpus.mixtures import MixtureConfig
 from batchsep.pipeline import features as feat
 from batchsep.pipeline import prepare as prep
+from batchsep.pipeline import prepare_render
 from batchsep.pipeline.features_config import transform_hash
 from batchsep.pipeline.features_shards import feature_schema, read_transform
 from batchsep.pipeline.runner import SerialRunner
@@ -86,7 +87,7 @@ def test_values_schema_and_metadata(run, tmp_path):
     table = pq.read_table(part)
     cols = {c: frames_column(table.column(c)) for c in cfg.columns()}
     for j, row in enumerate(table.to_pylist()):
-        sig = prep.load_mixture(mixtures[row["mixture_id"]])
+        sig = prepare_render.load_mixture(mixtures[row["mixture_id"]])
         X, S = reference_stft(sig["noisy"]), reference_stft(sig["clean"])
         assert row["n_frames"] == 1 + row["n_samples"] // 128 == X.shape[0]
         assert cols["noisy_mag"][j].shape == (row["n_frames"], 257)

@@ -28,7 +28,8 @@ import yaml
 from click.testing import CliRunner
 
 from batchsep.cli.main import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
-from batchsep.distributed import jobs
+from batchsep.distributed import jobs, jobs_client, jobs_submit
+from batchsep.distributed.jobs_client import JobState
 from batchsep.errors import ConfigError, ParameterError, RegistryError, StorageError
 from batchsep.jobspec import parse_spec
 
@@ -188,7 +189,7 @@ def test_submission_sends_only_the_spec_and_no_credentials(tmp_path, monkeypatch
     path = write_spec(
         tmp_path / "job.yaml", scan_spec("s3://b/in", "s3://b/out", env={"BATCHSEP_A": 1})
     )
-    _spec, sub = jobs.prepare_submission(path)
+    _spec, sub = jobs_submit.prepare_submission(path)
     try:
         assert sub.entrypoint == "batchsep run job.yaml"
         assert sub.files == ["job.yaml"]
@@ -208,17 +209,17 @@ def test_submission_sends_only_the_spec_and_no_credentials(tmp_path, monkeypatch
         assert FAKE_SECRET not in sent and "AKIAFAKE" not in sent
     finally:
         shutil.rmtree(sub.staging_dir)
-    _, sub = jobs.prepare_submission(path, install="none", working_dir=str(tmp_path))
+    _, sub = jobs_submit.prepare_submission(path, install="none", working_dir=str(tmp_path))
     assert "pip" not in sub.runtime_env and sub.staging_dir is None
     assert sub.runtime_env["working_dir"] == str(tmp_path)
     with pytest.raises(ParameterError, match="must be inside --working-dir"):
-        jobs.prepare_submission(path, working_dir=str(good_corpus(tmp_path / "elsewhere")))
+        jobs_submit.prepare_submission(path, working_dir=str(good_corpus(tmp_path / "elsewhere")))
     with pytest.raises(ConfigError, match="looks like a credential"):
-        jobs.prepare_submission(
+        jobs_submit.prepare_submission(
             path, install="none", runtime_env={"env_vars": {"AWS_SESSION_TOKEN": "x"}}
         )
     with pytest.raises(ConfigError, match=r"--pip\[1\]\[0\] \(a URI with user:password@\)"):
-        jobs.prepare_submission(path, pip=["batchsep @ https://user:tok@pkgs.example/b.whl"])
+        jobs_submit.prepare_submission(path, pip=["batchsep @ https://user:tok@pkgs.example/b.whl"])
 
 
 def test_submit_dry_run_cli(tmp_path, monkeypatch):
@@ -251,12 +252,12 @@ def test_jobs_api_errors_map_to_exit_codes(tmp_path):
 
 
 def test_exit_code_and_summaries():
-    state = jobs.JobState("j", "SUCCEEDED")
-    assert jobs.exit_code(state) == 0
-    assert jobs.exit_code(jobs.JobState("j", "FAILED", exit_code=1)) == EXIT_SOME_FAILED
-    assert jobs.exit_code(jobs.JobState("j", "FAILED", exit_code=2)) == EXIT_USAGE
-    assert jobs.exit_code(jobs.JobState("j", "FAILED", exit_code=-9)) == EXIT_FATAL
-    assert jobs.exit_code(jobs.JobState("j", "STOPPED")) == EXIT_FATAL
+    state = JobState("j", "SUCCEEDED")
+    assert jobs_client.exit_code(state) == 0
+    assert jobs_client.exit_code(JobState("j", "FAILED", exit_code=1)) == EXIT_SOME_FAILED
+    assert jobs_client.exit_code(JobState("j", "FAILED", exit_code=2)) == EXIT_USAGE
+    assert jobs_client.exit_code(JobState("j", "FAILED", exit_code=-9)) == EXIT_FATAL
+    assert jobs_client.exit_code(JobState("j", "STOPPED")) == EXIT_FATAL
     assert jobs.failed_items({"failed": 3}) == 3 and jobs.failed_items(object()) == 0
     assert (
         jobs.failed_items({"mixtures_failed": 2, "input_failed": 1, "ok": 5, "x_failed": True}) == 3
@@ -384,7 +385,7 @@ def test_submit_to_local_head(ray_head, tmp_path, monkeypatch):
     failing = write_spec(
         tmp_path / "fail.yaml", scan_spec(str(tmp_path / "nope"), str(tmp_path / "x"))
     )
-    fail_id = jobs.submit(failing, address=ray_head, install="none")
+    fail_id = jobs_submit.submit(failing, address=ray_head, install="none")
     data = scan_spec(str(corpus), str(out), params={"shard_size": 2})
     data["env"] = {
         "BATCHSEP_TEST_MARK": "1"
@@ -418,9 +419,10 @@ def test_submit_to_local_head(ray_head, tmp_path, monkeypatch):
     r_unknown = cli.invoke(main, ["status", "no-such-job", "--address", ray_head])
     assert r_unknown.exit_code == EXIT_USAGE and "no job 'no-such-job'" in r_unknown.output
 
-    state = jobs.wait(fail_id, address=ray_head, timeout_s=240)
-    assert state.status == "FAILED" and jobs.exit_code(state) == EXIT_USAGE  # a missing input
-    assert "no such file, folder or prefix" in jobs.logs(fail_id, address=ray_head)
+    state = jobs_client.wait(fail_id, address=ray_head, timeout_s=240)
+    # a missing input
+    assert state.status == "FAILED" and jobs_client.exit_code(state) == EXIT_USAGE
+    assert "no such file, folder or prefix" in jobs_client.logs(fail_id, address=ray_head)
 
     from ray.job_submission import JobSubmissionClient
 
@@ -468,14 +470,14 @@ def test_run_spec_writing_to_s3(s3_env, tmp_path):
 @pytest.mark.slow
 def test_submit_with_wheel_built_from_checkout(ray_head, tmp_path, monkeypatch):
     """--wheel: the job installs a wheel of this checkout into a Ray-managed virtualenv and runs."""
-    if jobs.repo_root() is None:
+    if jobs_submit.repo_root() is None:
         pytest.skip("batchsep is not imported from a source checkout")
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     corpus = good_corpus(tmp_path / "corpus", n=2)
     spec_path = write_spec(tmp_path / "w.yaml", scan_spec(str(corpus), str(tmp_path / "run")))
-    job_id = jobs.submit(spec_path, address=ray_head, install="wheel")
-    state = jobs.wait(job_id, address=ray_head, timeout_s=400)
-    log = jobs.logs(job_id, address=ray_head)
+    job_id = jobs_submit.submit(spec_path, address=ray_head, install="wheel")
+    state = jobs_client.wait(job_id, address=ray_head, timeout_s=400)
+    log = jobs_client.logs(job_id, address=ray_head)
     assert state.status == "SUCCEEDED", log[-3000:]
     assert "files_ok=2 files_failed=0" in log
     assert (tmp_path / "run" / "manifest.parquet").is_file()

@@ -16,6 +16,7 @@ from batchsep.corpus.mixtures import MixtureConfig
 from batchsep.io import audio, parquet, schemas, storage
 from batchsep.pipeline import features as feat
 from batchsep.pipeline import prepare as prep
+from batchsep.pipeline import prepare_render, prepare_run
 from batchsep.pipeline.evaluate import evaluate
 
 URI_COLUMNS = ("noisy_uri", "clean_uri", "noise_audio_uri")
@@ -45,7 +46,7 @@ def written(tmp_path_factory) -> tuple[Path, list[dict]]:
     root = tmp_path_factory.mktemp("written")
     out = root / "run"
     prep.prepare(*make_corpus(root), str(out), config=CONFIG, shard_size=4)
-    return out, pq.read_table(out / prep.MIXTURES_NAME).to_pylist()
+    return out, pq.read_table(out / prepare_run.MIXTURES_NAME).to_pylist()
 
 
 @pytest.fixture
@@ -62,36 +63,37 @@ def moved(written, tmp_path) -> Path:
 
 def test_read_mixtures_rebases_audio_uris_onto_the_moved_run(written, moved):
     _, original = written
-    rows = prep.read_mixtures(str(moved))
+    rows = prepare_run.read_mixtures(str(moved))
     assert [r["mixture_id"] for r in rows] == [r["mixture_id"] for r in original]
     for r, o in zip(rows, original, strict=True):
         for c in URI_COLUMNS:
             assert r[c] == str(moved / Path(o[c]).relative_to(written[0])), c
             assert Path(r[c]).is_file()
         assert (r["speech_uri"], r["noise_uri"]) == (o["speech_uri"], o["noise_uri"])  # external
-    table = prep.read_mixtures_table(moved.as_uri())  # file:// URIs and the parquet itself work too
+    # file:// URIs and the parquet itself work too
+    table = prepare_run.read_mixtures_table(moved.as_uri())
     assert table.root == str(moved) and table.written_root == str(written[0])
-    assert table.rows == rows == prep.read_mixtures(str(moved / prep.MIXTURES_NAME))
+    assert table.rows == rows == prepare_run.read_mixtures(str(moved / prepare_run.MIXTURES_NAME))
     np.testing.assert_array_equal(
-        prep.load_mixture(rows[0])["noisy"], audio.decode(moved.joinpath(
+        prepare_render.load_mixture(rows[0])["noisy"], audio.decode(moved.joinpath(
             Path(original[0]["noisy_uri"]).relative_to(written[0])).read_bytes()).samples[0]
     )  # fmt: skip
 
 
 def test_unmoved_run_and_lone_parquet_copy_keep_the_written_uris(written, tmp_path):
     run, original = written
-    assert prep.read_mixtures(str(run)) == original
+    assert prepare_run.read_mixtures(str(run)) == original
     lone = tmp_path / "lone" / "mixtures.parquet"  # only the table: its audio stayed where it was
     lone.parent.mkdir()
-    shutil.copy(run / prep.MIXTURES_NAME, lone)
-    assert prep.read_mixtures(str(lone.parent)) == original
+    shutil.copy(run / prepare_run.MIXTURES_NAME, lone)
+    assert prepare_run.read_mixtures(str(lone.parent)) == original
 
 
 def _fake_enhance_run(run: Path, rows: list[dict]) -> str:
     """An enhance run of the test mixtures: output = clean + noise/10 (SI-SDR 20 dB above the input)."""
     results = []
     for i, r in enumerate(x for x in rows if x["split"] == "test"):
-        sig = prep.load_mixture(r)
+        sig = prepare_render.load_mixture(r)
         out = run / "enhanced" / f"{r['mixture_id']}.wav"
         out.parent.mkdir(parents=True, exist_ok=True)
         sf.write(out, sig["clean"] + 0.1 * sig["noise"], 16000, subtype="FLOAT")
@@ -109,7 +111,7 @@ def _fake_enhance_run(run: Path, rows: list[dict]) -> str:
 
 
 def test_evaluate_scores_against_the_moved_run(moved, tmp_path):
-    enhanced = _fake_enhance_run(tmp_path, prep.read_mixtures(str(moved)))
+    enhanced = _fake_enhance_run(tmp_path, prepare_run.read_mixtures(str(moved)))
     s = evaluate(enhanced, references=str(moved), metrics=["si_sdr"])
     assert (s.files, s.scored, s.files_failed) == (2, 2, 0)
     assert abs(s.means["si_sdr_i"] - 20.0) < 0.5
@@ -146,7 +148,7 @@ def test_run_uploaded_to_s3_reads_its_audio_there(written, s3_env):
     for p in run.rglob("*"):
         if p.is_file():
             storage.write_bytes(storage.join(out, str(p.relative_to(run))), p.read_bytes())
-    rows = prep.read_mixtures(out)
+    rows = prepare_run.read_mixtures(out)
     for r, o in zip(rows, original, strict=True):
         assert r["noisy_uri"] == storage.join(out, str(Path(o["noisy_uri"]).relative_to(run)))
         assert storage.read_bytes(r["clean_uri"]) == Path(o["clean_uri"]).read_bytes()

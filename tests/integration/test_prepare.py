@@ -21,6 +21,7 @@ from batchsep.dsp.mix import snr_db
 from batchsep.errors import ConfigError
 from batchsep.io import audio, parquet, storage
 from batchsep.pipeline import prepare as prep
+from batchsep.pipeline import prepare_render
 from batchsep.pipeline.runner import SerialRunner
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,10 +137,10 @@ def test_recipe_only_regenerates_bit_exact(corpus, reference, tmp_path):
         assert {k: v for k, v in a.items() if k not in URI_COLUMNS} == {
             k: v for k, v in b.items() if k not in URI_COLUMNS
         }
-        regenerated = prep.regenerate(b)
+        regenerated = prepare_render.regenerate(b)
         for stream, col in zip(("noisy", "clean", "noise"), URI_COLUMNS):
             np.testing.assert_array_equal(regenerated[stream], decode(a[col]))
-        loaded = prep.load_mixture(a)
+        loaded = prepare_render.load_mixture(a)
         np.testing.assert_array_equal(loaded["noisy"], regenerated["noisy"])
 
 

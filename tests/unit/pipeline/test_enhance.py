@@ -87,7 +87,7 @@ def test_level_gain_is_bounded():
 @pytest.mark.parametrize("bad", [5.0, -100.0])
 def test_input_level_out_of_range_is_refused(bad):
     from batchsep.errors import ParameterError
-    from batchsep.pipeline.enhance import EnhanceOptions
+    from batchsep.pipeline.enhance_file import EnhanceOptions
 
     with pytest.raises(ParameterError, match="input_level_db"):
         EnhanceOptions(input_level_db=bad)

@@ -1,0 +1,102 @@
+"""Enhance shards: the task, the Ray-free worker that loads the models once, the executors."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import torch
+
+from batchsep.errors import ParameterError
+from batchsep.pipeline.enhance_file import EnhanceOptions, enhance_file
+from batchsep.pipeline.enhancer import MaskEnhancer, load_enhancer
+from batchsep.pipeline.tag import EmotionTagger
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One unit of work: a shard id and its files ``(input uri, rel_path, output uri)``."""
+
+    shard: int
+    files: tuple[tuple[str, str, str], ...]
+
+
+class EnhanceWorker:
+    """Loads the model once; ``worker(task)`` enhances a shard and returns its result rows.
+
+    Ray-free: Ray Data holds one per actor; the serial executor holds one in-process.
+    """
+
+    def __init__(
+        self,
+        model_uri: str | None,
+        options: dict[str, Any],
+        *,
+        device: str = "cpu",
+        num_threads: int | None = None,
+        emotion_uri: str | None = None,
+    ) -> None:
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ParameterError(
+                "device='cuda' requested but no CUDA device is visible to this worker"
+            )
+        self.options = EnhanceOptions(**options)
+        self.enhancer: MaskEnhancer | None = None
+        self.model_name: str | None = None
+        self.model_sha: str | None = None
+        if model_uri is not None:
+            self.enhancer, self.model_name, self.model_sha = load_enhancer(
+                model_uri, device=device, input_level_db=self.options.input_level_db
+            )
+        self.tagger = EmotionTagger(emotion_uri, device=device) if emotion_uri else None
+        self.host = f"{socket.gethostname()}:{os.getpid()}"
+
+    def __call__(self, task: ShardTask) -> list[dict[str, Any]]:
+        rows = []
+        for uri, rel, out in task.files:
+            target = out if self.enhancer is not None else None
+            row = enhance_file(uri, target, self.enhancer, self.options, tagger=self.tagger)
+            row.update(
+                rel_path=rel,
+                shard=task.shard,
+                model_name=self.model_name,
+                model_sha256=self.model_sha,
+                emotion_model_sha256=self.tagger.model_sha if self.tagger else None,
+                worker=self.host,
+            )
+            rows.append(row)
+        return rows
+
+
+class ShardExecutor(Protocol):
+    """Runs ``EnhanceWorker(**worker_kwargs)`` over tasks; yields ``(shard, rows)`` as shards finish."""
+
+    def __call__(
+        self, worker_kwargs: dict[str, Any], tasks: Sequence[ShardTask]
+    ) -> Iterator[tuple[int, list[dict[str, Any]]]]: ...
+
+
+def serial_executor(
+    worker_kwargs: dict[str, Any], tasks: Sequence[ShardTask]
+) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """Run every shard in this process with one worker (tests, ``--local``)."""
+    if not tasks:
+        return
+    worker = EnhanceWorker(**worker_kwargs)
+    for task in tasks:
+        yield task.shard, worker(task)
+
+
+def task_to_json(task: ShardTask) -> str:
+    return json.dumps(asdict(task))
+
+
+def task_from_json(text: str) -> ShardTask:
+    d = json.loads(text)
+    return ShardTask(int(d["shard"]), tuple(tuple(f) for f in d["files"]))  # type: ignore[misc]
