@@ -327,7 +327,11 @@ def check_writable(uri: str) -> None:
         uri
     ):  # some servers create a missing bucket on the first write: a typo would go unnoticed
         bucket = normalize(uri)[5:].split("/")[0]
-        if not exists(f"s3://{bucket}"):
+        try:
+            missing = not exists(f"s3://{bucket}")
+        except StorageError:  # may write under a prefix without the right to ask about the bucket
+            missing = False
+        if missing:
             raise StorageError(f"cannot write {uri}: no such bucket {bucket!r}")
     probe = join(uri, f"{TMP_PREFIX}probe-{uuid.uuid4().hex}")
     write_bytes(probe, b"")
