@@ -53,12 +53,29 @@ def read_job_json(run_uri: str) -> dict[str, Any]:
 def write_job_json(run_uri: str, stage: str, spec: dict[str, Any]) -> dict[str, Any]:
     """Record ``stage`` run with ``spec`` in ``run_uri/job.json`` (other stages' entries are kept)."""
     doc = read_job_json(run_uri)
-    doc.setdefault("stages", {})[stage] = {
+    earlier = doc.setdefault("stages", {}).get(stage) or {}
+    doc["stages"][stage] = {
         "spec": spec,
         "config_hash": config_hash(spec),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
+    if "last_run" in earlier and earlier.get("config_hash") == config_hash(spec):
+        doc["stages"][stage]["last_run"] = earlier[
+            "last_run"
+        ]  # until a run of this spec records anew
     doc["versions"] = versions()
     doc["git_revision"] = git_revision()
     storage.write_text(storage.join(run_uri, "job.json"), json.dumps(doc, indent=2, default=str))
     return doc
+
+
+def record_run(run_uri: str, stage: str, figures: dict[str, Any]) -> None:
+    """Record what the last run of ``stage`` measured (``figures``, e.g. wall time) as its ``last_run`` in
+    ``run_uri/job.json``; the stage's spec, which later runs are checked against, stays as it is."""
+    doc = read_job_json(run_uri)
+    entry = doc.setdefault("stages", {}).setdefault(stage, {})
+    entry["last_run"] = {
+        **figures,
+        "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+    storage.write_text(storage.join(run_uri, "job.json"), json.dumps(doc, indent=2, default=str))

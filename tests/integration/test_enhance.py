@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -208,6 +209,13 @@ def test_resume_skips_done_and_never_duplicates(tmp_path, model_uri):
     )
     redone = {p for p, m in before.items() if p.stat().st_mtime_ns != m}
     assert {str(p.relative_to(tmp_path / "out")) for p in redone} == set(lost)
+    # job.json records what the last run did (for report's end-to-end speed): this run's 2 files
+    last = json.loads((tmp_path / "out" / "job.json").read_text())["stages"]["enhance"]["last_run"]
+    assert last["files"] == 2 and last["wall_s"] > 0
+    assert last["audio_s"] == pytest.approx(s.hours_run * 3600, abs=1e-3)
+    enhance(str(root), out, model=model_uri, shard_size=2)  # nothing to do: the record stays
+    again = json.loads((tmp_path / "out" / "job.json").read_text())["stages"]["enhance"]
+    assert again["last_run"] == last
     s = enhance(str(root), out, model=model_uri, resume=False)
     assert s.files_skipped == 0 and len(committed_rows(out)) == 8
 

@@ -68,7 +68,7 @@ def test_scored_count_and_speed_label() -> None:
     assert "2 scored files · 3 of 5 files not scored (no metric value)" in md
     assert "Processing speed per worker (× real time)" in md
     assert "2.0× †" in md and "†: this run also tagged emotions" in md
-    assert "not the end-to-end speed" in md
+    assert "start-up and scheduling excluded" in md and "End to end, last run" in md
 
 
 def test_breakdowns_fall_back_to_si_sdri() -> None:
@@ -110,3 +110,16 @@ def test_example_labels_fall_back_to_si_sdri():
     assert _improvement_label({"sdr_i": 1.04, "si_sdr_i": 2.0}) == " (SDRi +1.0 dB)"
     assert _improvement_label({"sdr_i": float("nan"), "si_sdr_i": -2.0}) == " (SI-SDRi -2.0 dB)"
     assert _improvement_label({"si_sdr_i": None}) == ""
+
+
+def test_end_to_end_speed_comes_from_the_runs_last_enhance() -> None:
+    """A run whose job.json records its last enhance (audio and wall seconds) shows its end-to-end speed;
+    one without the record shows "–"."""
+    job = {"stages": {"enhance": {"spec": {}, "last_run": {"wall_s": 20.0, "audio_s": 900.0}}}}
+    runs = [("A", _tiny(sdr_i=[1.0]), job), ("B", _tiny(sdr_i=[2.0]), None)]
+    md = render_report(runs)["report.md"].decode()
+    header = next(line for line in md.splitlines() if line.startswith("| System |"))
+    assert header.rstrip(" |").endswith("End to end, last run (× real time)")
+    row_a = next(line for line in md.splitlines() if line.startswith("| A |"))
+    row_b = next(line for line in md.splitlines() if line.startswith("| B |"))
+    assert row_a.rstrip(" |").endswith("45.0×") and row_b.rstrip(" |").endswith("–")
