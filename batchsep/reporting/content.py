@@ -157,7 +157,11 @@ def _summary_table(summary: pd.DataFrame, systems: list[str], tagged: set[str]) 
             v = summary.loc[s, col]
             values = summary.loc[systems, col].astype(float)
             n_valid = int(np.isfinite(values.to_numpy(float)).sum())
-            is_best = col != "n_files" and n_valid > 1 and np.isfinite(v) and v == values.max()
+            # best as shown: values equal to the shown decimals are ties (float noise is not a win)
+            is_best = (
+                col != "n_files" and n_valid > 1 and np.isfinite(v)
+                and round(float(v), dec) == round(float(values.max()), dec)
+            )  # fmt: skip
             text = fmt(v, dec, suf)
             if col == "x_real_time" and s in tagged:
                 text += TAGGED_MARK

@@ -123,3 +123,10 @@ def test_end_to_end_speed_comes_from_the_runs_last_enhance() -> None:
     row_a = next(line for line in md.splitlines() if line.startswith("| A |"))
     row_b = next(line for line in md.splitlines() if line.startswith("| B |"))
     assert row_a.rstrip(" |").endswith("45.0×") and row_b.rstrip(" |").endswith("–")
+
+
+def test_values_equal_as_shown_are_all_best() -> None:
+    """Two systems whose means differ only below the shown decimals are both bold, not just the larger."""
+    runs = [("A", _tiny(sdr_i=[2.0700001]), None), ("B", _tiny(sdr_i=[2.07]), None)]
+    md = render_report(runs)["report.md"].decode()
+    assert "| A | 1 | **2.07** |" in md and "| B | 1 | **2.07** |" in md
