@@ -18,6 +18,7 @@ from batchsep.errors import ParameterError, StorageError
 from batchsep.io import parquet, storage
 from batchsep.pipeline import jobinfo
 from batchsep.pipeline.evaluate import METRICS_DIR
+from batchsep.reporting.content import GROUP, system_table
 from batchsep.reporting.render import render_report
 
 OUR_FILES = re.compile(
@@ -71,11 +72,10 @@ def _improvement_label(row: Any) -> str:
 
 
 def _system_rows(name: str, df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """The run's rows per system label (the run name, or ``run / model`` for a multi-model run)."""
-    models = df["model"].dropna().astype(str).unique() if "model" in df else []
-    if len(models) > 1:
-        return [(f"{name} / {m}", df[df["model"].astype(str) == m]) for m in models]
-    return [(name, df)]
+    """The run's rows per system label (the run name, or ``run / model`` for a multi-model run), as
+    :func:`~batchsep.reporting.content.system_table` labels them."""
+    table = system_table([(name, df, None)])
+    return [(s, table[table[GROUP] == s]) for s in dict.fromkeys(table[GROUP].astype(str))]
 
 
 def pick_examples(
