@@ -5,8 +5,9 @@ Run:  .venv/bin/python bench/enhance.py [--model default] [--files 2000] [--repe
 All three measurements enhance the same files with the same model in one run:
 - naive: one process, for each file: soundfile.read → resample → STFT → model → ISTFT → soundfile.write;
 - batchsep with --workers 1 and --workers 2 (embedded Ray, actor pool, streaming chunked path).
-Ray start-up is excluded (a warm-up run on two files happens first); actor start-up is included (about 2.7 s
-with one worker, 3.6-3.9 s with two: each actor is a new process that imports torch and Ray Data). Each Ray
+Ray start-up is excluded (a warm-up run on two files happens first, then the bench waits until the machine
+is idle again: the warm-up's actors use 1-2 s of CPU to exit); actor start-up is included (each actor is a
+new process that imports Ray Data and torch; the first results come 3.7-4.2 s after the start). Each Ray
 run also prints when its first results were committed (actor start-up, model load, first shard) and its speed
 from then on, so the fixed start-up cost and the steady throughput can be told apart, and (on Linux) the CPU
 seconds each kind of process used during the run: the model actors, and everything else that Ray needs (this
@@ -104,6 +105,28 @@ def cpu_split(
     return actors, rest
 
 
+def settle(limit_s: float = 30.0, busy_below: float = 0.05) -> None:
+    """Wait (at most ``limit_s``) until the machine is idle: the warm-up run's actors take 1-2 s of CPU to
+    exit after it ends, which would otherwise be charged to the timed run (Linux ``/proc/stat``; a no-op
+    elsewhere)."""
+
+    def busy(window_s: float = 0.5) -> float:
+        def ticks() -> list[int]:
+            with open("/proc/stat") as f:
+                return [int(x) for x in f.readline().split()[1:]]
+
+        a = ticks()
+        time.sleep(window_s)
+        d = [y - x for x, y in zip(a, ticks(), strict=True)]
+        return 1.0 - (d[3] + d[4]) / max(1, sum(d))  # idle + iowait
+
+    if not os.path.exists("/proc/stat"):
+        return
+    t = time.perf_counter()
+    while busy() > busy_below and time.perf_counter() - t < limit_s:
+        pass
+
+
 def with_ray(
     src: Path, out: Path, model: str, workers: int, warm: Path
 ) -> tuple[float, float, float, tuple[float, float]]:
@@ -113,6 +136,7 @@ def with_ray(
         enhance(
             str(warm), str(out) + "-warm", model=model, executor=RayDataExecutor(workers=workers)
         )
+        settle()
         commits: list[tuple[float, float]] = []  # (time, audio seconds) of each committed shard
         cpu0 = cpu_seconds()
         t0 = time.perf_counter()
