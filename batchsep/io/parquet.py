@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -11,6 +12,8 @@ from batchsep.errors import StorageError
 from batchsep.io import storage
 
 PART_TEMPLATE = "part-{:05d}.parquet"
+READ_THREADS = 16
+"""Parts read at once by :func:`read_parts` from object storage (each read is a round trip)."""
 
 
 def write_table(uri: str, table: pa.Table, *, compression: str = "zstd") -> None:
@@ -45,5 +48,9 @@ def read_parts(folder_uri: str, *, columns: list[str] | None = None) -> pa.Table
     ]
     if not parts:
         return None
-    tables = [read_table(u, columns=columns) for u in parts]
+    if storage.is_s3(folder_uri) and len(parts) > 1:  # thousands of parts: one round trip each
+        with ThreadPoolExecutor(min(READ_THREADS, len(parts))) as pool:
+            tables = list(pool.map(lambda u: read_table(u, columns=columns), parts))
+    else:
+        tables = [read_table(u, columns=columns) for u in parts]
     return pa.concat_tables(tables, promote_options="default")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from batchsep.errors import ParameterError
 from batchsep.io import checkpoint, parquet, schemas, storage
@@ -54,6 +55,17 @@ class EnhanceSummary:
     """Files committed by an earlier run whose output had gone missing: enhanced again by this run."""
     input_level_db: float | None = None
     """The level (dBFS) the model saw each window at (None: the raw level, or no enhancement model)."""
+
+    def count(self, rows: list[dict[str, Any]]) -> None:
+        """Add committed results rows to the totals."""
+        for r in rows:
+            if r["status"] == schemas.STATUS_OK:
+                self.files_ok += 1
+                self.hours += float(r["duration_s"] or 0.0) / 3600.0
+                self.processing_s += float(r["t_total_s"] or 0.0)
+            else:
+                self.files_failed += 1
+                self.errors.append((r["rel_path"], r["error"]))
 
     @property
     def files(self) -> int:
@@ -165,29 +177,25 @@ def enhance(
         skipped = len(entries) - len(todo)
         phase = "enhance" if model is not None else "tag"
         on_start(f"{phase} ({skipped} done before)" if skipped else phase, len(todo))
+    # totals over the commit record: the rows committed before this run, then each shard this run commits
+    summary = EnhanceSummary(
+        out_uri=out_uri, files_skipped=len(entries) - len(todo), non_audio_skipped=non_audio,
+        outputs_missing=missing, input_level_db=level_used,
+    )  # fmt: skip
+    summary.count(done_rows)
     seconds_run = 0.0
     for shard_id, rows in executor(worker_kwargs, tasks):
         if model is not None:
             note_renamed(rows, out_rel, options.fmt)
         table = schemas.table_from_rows(rows, schemas.ENHANCE_RESULTS)
         parquet.write_table(parquet.part_uri(results_uri, shard_id), table)
+        summary.count(rows)
         seconds = sum(float(r.get("duration_s") or 0.0) for r in rows)
         seconds_run += seconds
         if on_progress:
             on_progress(len(rows), seconds)
-    summary = EnhanceSummary(
-        out_uri=out_uri, files_skipped=len(entries) - len(todo), hours_run=seconds_run / 3600.0,
-        non_audio_skipped=non_audio, outputs_missing=missing,
-        input_level_db=level_used,
-    )  # fmt: skip
-    for r in committed_rows(out_uri):
-        if r["status"] == schemas.STATUS_OK:
-            summary.files_ok += 1
-            summary.hours += float(r["duration_s"] or 0.0) / 3600.0
-            summary.processing_s += float(r["t_total_s"] or 0.0)
-        else:
-            summary.files_failed += 1
-            summary.errors.append((r["rel_path"], r["error"]))
+    summary.errors.sort()
+    summary.hours_run = seconds_run / 3600.0
     summary.wall_s = time.perf_counter() - t_start
     if tasks:  # for reports: the end-to-end speed, start-up included
         jobinfo.record_run(
