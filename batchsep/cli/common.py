@@ -23,6 +23,21 @@ credentials from the usual AWS_* variables)."""
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _ray_address(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse a Jobs API URL given where a Ray address belongs, before any work (usage error)."""
+    if value:
+        from batchsep.distributed.runtime import check_address
+        from batchsep.errors import ParameterError
+
+        try:
+            check_address(value)
+        except ParameterError as e:
+            raise click.BadParameter(
+                str(e).removeprefix("--address "), ctx, param
+            ) from e
+    return value
+
+
 def ray_options(
     *,
     workers_help: str,
@@ -34,7 +49,11 @@ def ray_options(
     options = [
         click.option("--workers", type=click.IntRange(min=1), default=None, help=workers_help),
         click.option(
-            "--address", default=None, help="Ray cluster address (default: embedded local Ray)."
+            "--address",
+            default=None,
+            callback=_ray_address,
+            help="Ray cluster address HOST:6379, ray://HOST:10001 or 'auto' (default: embedded "
+            "local Ray).",
         ),
         click.option("--local", is_flag=True, help=local_help),
     ]

@@ -143,6 +143,9 @@ def run_spec(
         The first stage error (bad input URI, output not writable, ...), its message prefixed with the
         stage; later stages do not run. Failed *files* do not raise: they are counted in the outcome.
     """
+    from batchsep.distributed.runtime import check_address
+
+    check_address(address or spec.ray.address)  # before the first stage
     apply_env(spec)
     functions = stage_functions()
     outcomes = []

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 import ray
 
+from batchsep.errors import BatchsepError, ParameterError
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -22,9 +24,20 @@ FORWARDED_ENV_PREFIXES = ("AWS_", "BATCHSEP_")
 _DEFAULT_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    # Ray waits 20-30 s for its GCS to come up; a busy 2-core host (CI) can need more. A user's value wins.
-    "RAY_gcs_server_port_wait_time_s": "90",
 }
+
+GCS_WAIT_ENV = "RAY_gcs_server_port_wait_time_s"
+"""Tries Ray gives its GCS to answer (one a second while starting; each try to reach an existing cluster
+waits ~35 s). A user's value wins; otherwise batchsep sets one for the call: ``GCS_WAIT_START_S`` for an
+embedded Ray (its GCS is coming up on a possibly busy host) and ``GCS_WAIT_CONNECT_S`` to reach a cluster (an
+unreachable address fails in about a minute, not after Ray's default 20 tries, ~12 minutes)."""
+GCS_WAIT_START_S = 90
+GCS_WAIT_CONNECT_S = 2
+_USER_GCS_WAIT = GCS_WAIT_ENV in os.environ
+
+
+class ClusterError(BatchsepError):
+    """The Ray cluster given by an address could not be reached."""
 
 
 QUIET_LOGGERS = {
@@ -60,6 +73,33 @@ def setup_worker() -> None:
         logging.getLogger(name).setLevel(level)
 
 
+@contextlib.contextmanager
+def _gcs_wait(seconds: int) -> Iterator[None]:
+    """Set ``GCS_WAIT_ENV`` for the block unless the user set it."""
+    if _USER_GCS_WAIT:
+        yield
+        return
+    before = os.environ.get(GCS_WAIT_ENV)
+    os.environ[GCS_WAIT_ENV] = str(seconds)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(GCS_WAIT_ENV, None)
+        else:
+            os.environ[GCS_WAIT_ENV] = before
+
+
+def check_address(address: str | None) -> None:
+    """Refuse an address that cannot be a Ray cluster's (before any work): the Jobs API's ``http://HOST:8265``
+    is the commonest mix-up."""
+    if address and address.lower().startswith(("http://", "https://")):
+        raise ParameterError(
+            f"--address {address!r} is a Jobs API URL (what submit, status, logs and cancel take); "
+            "commands that run here take the Ray cluster address: HOST:6379, ray://HOST:10001 or 'auto'"
+        )
+
+
 def forwarded_env() -> dict[str, str]:
     """The driver's variables that workers need (never logged: they may hold credentials)."""
     return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
@@ -92,16 +132,30 @@ def init(
     for k, v in _DEFAULT_ENV.items():
         os.environ.setdefault(k, v)
     address = address or os.environ.get("RAY_ADDRESS") or None
+    check_address(address)
     runtime_env = {
         "env_vars": forwarded_env(),
         "worker_process_setup_hook": f"{__name__}.{setup_worker.__name__}",
     }
     if address and address != "local":
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+        try:
+            with _gcs_wait(GCS_WAIT_CONNECT_S):
+                ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+        except (ConnectionError, RuntimeError, TimeoutError) as e:
+            ray.shutdown()
+            raise ClusterError(
+                f"cannot connect to the Ray cluster at {address}: {str(e).strip().splitlines()[0]} "
+                "(is its head running and reachable from here? A head started with "
+                "--node-ip-address=127.0.0.1 is reachable only with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 "
+                "in the environment, as in the README's walk-through)"
+            ) from e
     else:
         for attempt in range(3):  # on a loaded host Ray's agents can miss their start-up window
             try:
-                with _quiet(AUTH_NOTICE_LOGGER):  # see AUTH_NOTICE_LOGGER
+                with (
+                    _quiet(AUTH_NOTICE_LOGGER),
+                    _gcs_wait(GCS_WAIT_START_S),
+                ):  # see AUTH_NOTICE_LOGGER
                     ray.init(
                         address="local",
                         num_cpus=num_cpus,

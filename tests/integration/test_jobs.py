@@ -139,6 +139,43 @@ def test_run_checks_inputs_before_the_first_stage(tmp_path):
     assert r.exit_code == EXIT_OK, r.output
 
 
+def test_run_refuses_a_jobs_api_url_as_ray_address(tmp_path):
+    """`run --address http://HEAD:8265` (what submit takes) is a usage error before the first stage, naming
+    the address each kind of command takes; it was passed to ray.init and stopped the job (exit 3)."""
+    corpus = good_corpus(tmp_path / "c")
+    path = write_spec(tmp_path / "s.yaml", scan_spec(str(corpus), str(tmp_path / "o")))
+    r = CliRunner().invoke(main, ["run", path, "--address", "http://127.0.0.1:8265"])
+    assert r.exit_code == EXIT_USAGE, r.output
+    assert "is a Jobs API URL (what submit, status, logs and cancel take)" in r.output
+    assert "HOST:6379" in r.output and "stage 1/1" not in r.output
+    assert not (tmp_path / "o").exists()
+    r = CliRunner().invoke(
+        main, ["scan", str(corpus), "--out", str(tmp_path / "o"), "--address", "https://h:8265"]
+    )
+    assert r.exit_code == EXIT_USAGE and "is a Jobs API URL" in r.output, r.output
+
+
+@pytest.mark.slow
+def test_unreachable_cluster_is_a_clear_error_in_bounded_time(tmp_path):
+    """Nothing listens at the address: a ClusterError naming it (exit 3) after one bounded wait, not Ray's
+    default ~12 minutes of retries."""
+    corpus = good_corpus(tmp_path / "c")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # free once closed: nothing listens there
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    env.pop("RAY_ADDRESS", None)
+    t0 = time.monotonic()
+    p = subprocess.run(
+        [sys.executable, "-m", "batchsep.cli.main", "scan", str(corpus), "--out", str(tmp_path / "o"),
+         "--address", f"127.0.0.1:{port}"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert p.returncode == EXIT_FATAL, p.stderr[-2000:]
+    assert f"cannot connect to the Ray cluster at 127.0.0.1:{port}" in p.stderr
+    assert time.monotonic() - t0 < 200
+
+
 def test_run_checks_train_model_before_the_first_stage(tmp_path):
     """A typo in a train stage's model is a spec error (exit 2) found by --dry-run and before the
     first stage runs, not a stage failure after prepare and features."""
