@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -155,3 +156,21 @@ def missing_inputs(spec: JobSpec) -> tuple[list[str], list[str]]:
             if isinstance(v, str) and v
         ]
     return missing, unchecked
+
+
+def relative_paths(spec: JobSpec) -> list[str]:
+    """The spec's local paths that are relative, each once with where it first appears: a submitted job
+    resolves them in the head's working folder, not where ``submit`` ran."""
+    from batchsep.io import checkpoint, storage
+
+    found: dict[str, str] = {}
+    for stage in spec.stages:
+        for name in dict.fromkeys((*INPUT_PARAMS.get(stage.stage, ()), *OUTPUT_PARAMS)):
+            value = stage.params.get(name)
+            for uri in value if isinstance(value, list | tuple) else [value]:
+                if not isinstance(uri, str) or not uri or checkpoint.resolve(uri) != uri:
+                    continue  # not a path, or a shipped model's name
+                if storage.is_s3(uri) or uri.startswith("file://") or os.path.isabs(uri):
+                    continue
+                found.setdefault(uri, f"{uri} ({stage.label}: {name})")
+    return list(found.values())

@@ -158,10 +158,19 @@ def submit(
     """
     import json
 
+    from batchsep import jobspec
     from batchsep.distributed import jobs
+    from batchsep.jobspec_stages import relative_paths
 
     if sum([wheel, no_install, bool(pip_reqs)]) > 1:
         _fail_usage("choose one of --pip, --wheel and --no-install")
+    spec = _jobs_call(lambda: jobspec.load_spec(spec_path, overrides=overrides))
+    if relative := relative_paths(spec):
+        click.echo(
+            "warning: the job resolves relative paths in the head's working folder, not here; give "
+            "absolute paths or s3:// URIs (--set STAGE.PARAM=VALUE):\n  " + "\n  ".join(relative),
+            err=True,
+        )
     install = "wheel" if wheel else "none" if no_install else "pip"
     base = _jobs_call(lambda: jobs.load_runtime_env(runtime_env))
     common: dict[str, Any] = dict(

@@ -279,6 +279,22 @@ def test_submit_dry_run_cli(tmp_path, monkeypatch):
     assert r.exit_code == EXIT_USAGE and "'MY_TOKEN' looks like a credential" in r.output
 
 
+def test_submit_warns_about_relative_paths(tmp_path):
+    """A submitted job resolves relative paths in the head's working folder: submit lists each one once
+    (with where it first appears) and submits anyway; absolute paths and S3 URIs give no warning."""
+    path = write_spec(tmp_path / "job.yaml", scan_spec("corpus/in", "runs/scan"))
+    args = ["submit", path, "--address", "http://127.0.0.1:9", "--dry-run", "--no-install"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == EXIT_OK, r.output
+    assert "resolves relative paths in the head's working folder" in r.output
+    assert "corpus/in (stages[0] (scan): in_uri)" in r.output
+    assert "runs/scan (stages[0] (scan): out_uri)" in r.output
+    r = CliRunner().invoke(
+        main, [*args, "--set", f"scan.in_uri={tmp_path}", "--set", "scan.out_uri=s3://b/o"]
+    )
+    assert r.exit_code == EXIT_OK and "relative paths" not in r.output, r.output
+
+
 def test_jobs_api_errors_map_to_exit_codes(tmp_path):
     cli = CliRunner()
     r = cli.invoke(main, ["status", "raysubmit_x", "--address", "127.0.0.1:8265"])
