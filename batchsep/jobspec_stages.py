@@ -7,7 +7,7 @@ import inspect
 import os
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from batchsep.config import Config, _coerce
@@ -130,26 +130,22 @@ def missing_inputs(spec: JobSpec) -> tuple[list[str], list[str]]:
     the spec may be meant for a cluster that can.
     """
     from batchsep.errors import StorageError
-    from batchsep.io import checkpoint, storage
+    from batchsep.io import storage
 
     written: list[str] = []
     missing, unchecked = [], []
     for stage in spec.stages:
-        for name in INPUT_PARAMS.get(stage.stage, ()):
-            value = stage.params.get(name)
-            for uri in value if isinstance(value, list | tuple) else [value]:
-                if not isinstance(uri, str) or not uri or checkpoint.resolve(uri) != uri:
-                    continue
-                norm = storage.normalize(uri)
-                if any(norm == w or norm.startswith(w + "/") for w in written):
-                    continue
-                try:
-                    exists = storage.exists(uri)
-                except StorageError as e:
-                    unchecked.append(f"{stage.label}: {name}: {str(e).splitlines()[0]}")
-                    continue
-                if not exists:
-                    missing.append(f"{stage.label}: {name}={uri}: no such file, folder or prefix")
+        for name, uri in _uris(stage, INPUT_PARAMS.get(stage.stage, ())):
+            norm = storage.normalize(uri)
+            if any(norm == w or norm.startswith(w + "/") for w in written):
+                continue
+            try:
+                exists = storage.exists(uri)
+            except StorageError as e:
+                unchecked.append(f"{stage.label}: {name}: {str(e).splitlines()[0]}")
+                continue
+            if not exists:
+                missing.append(f"{stage.label}: {name}={uri}: no such file, folder or prefix")
         written += [
             storage.normalize(v)
             for v in (stage.params.get(p) for p in OUTPUT_PARAMS)
@@ -161,16 +157,24 @@ def missing_inputs(spec: JobSpec) -> tuple[list[str], list[str]]:
 def relative_paths(spec: JobSpec) -> list[str]:
     """The spec's local paths that are relative, each once with where it first appears: a submitted job
     resolves them in the head's working folder, not where ``submit`` ran."""
-    from batchsep.io import checkpoint, storage
+    from batchsep.io import storage
 
     found: dict[str, str] = {}
     for stage in spec.stages:
-        for name in dict.fromkeys((*INPUT_PARAMS.get(stage.stage, ()), *OUTPUT_PARAMS)):
-            value = stage.params.get(name)
-            for uri in value if isinstance(value, list | tuple) else [value]:
-                if not isinstance(uri, str) or not uri or checkpoint.resolve(uri) != uri:
-                    continue  # not a path, or a shipped model's name
-                if storage.is_s3(uri) or uri.startswith("file://") or os.path.isabs(uri):
-                    continue
+        names = dict.fromkeys((*INPUT_PARAMS.get(stage.stage, ()), *OUTPUT_PARAMS))
+        for name, uri in _uris(stage, names):
+            if not (storage.is_s3(uri) or uri.startswith("file://") or os.path.isabs(uri)):
                 found.setdefault(uri, f"{uri} ({stage.label}: {name})")
     return list(found.values())
+
+
+def _uris(stage: StageSpec, names: Iterable[str]) -> Iterator[tuple[str, str]]:
+    """``(param, uri)`` for each URI among the stage's parameters ``names`` (lists give one each); shipped
+    model names (``default``, ``default-emotion``) are not URIs."""
+    from batchsep.io import checkpoint
+
+    for name in names:
+        value = stage.params.get(name)
+        for uri in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(uri, str) and uri and checkpoint.resolve(uri) == uri:
+                yield name, uri
