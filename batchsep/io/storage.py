@@ -16,6 +16,7 @@ import posixpath
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 from urllib.parse import unquote, urlparse
@@ -248,11 +249,62 @@ def makedirs(uri: str) -> None:
         raise _wrap(uri, "create folder", e) from e
 
 
+class DeferredWrites:
+    """Publishes local atomic writes (fsync, then rename into place) on a background thread.
+
+    Passed to :func:`atomic_writer`, it lets the caller go on with its next file while the disk makes the
+    last one durable: the fsync of every output file otherwise blocks the enhance workers for 2-3 s per
+    2000 files (``bench/enhance.py``). :meth:`wait` returns once every write handed over so far is
+    published (final name, complete and durable), with the errors of those that were not (their
+    temporaries removed). S3 writes are published by their upload and never deferred.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="batchsep-publish")
+        self._pending: list[tuple[str, Future[None]]] = []
+
+    def _submit(self, uri: str, fh: IO[bytes], tmp: str, path: str) -> None:
+        self._pending.append((uri, self._pool.submit(_publish, fh, tmp, path)))
+
+    def wait(self) -> dict[str, StorageError]:
+        """Block until every write handed over is published; the failed ones by URI."""
+        errors: dict[str, StorageError] = {}
+        pending, self._pending = self._pending, []
+        for uri, done in pending:
+            try:
+                done.result()
+            except OSError as e:
+                errors[uri] = _wrap(uri, "write", e)
+        return errors
+
+    def close(self) -> dict[str, StorageError]:
+        """:meth:`wait`, then stop the thread."""
+        try:
+            return self.wait()
+        finally:
+            self._pool.shutdown()
+
+
+def _publish(fh: IO[bytes], tmp: str, path: str) -> None:
+    """Make ``tmp`` durable, close it and give it its final name (or remove it)."""
+    try:
+        with fh:
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 @contextlib.contextmanager
-def atomic_writer(uri: str) -> Iterator[IO[bytes]]:
+def atomic_writer(uri: str, *, deferred: DeferredWrites | None = None) -> Iterator[IO[bytes]]:
     """Write ``uri`` atomically: readers see the old content or the complete new one, never a part.
 
-    On an exception inside the ``with`` block nothing is published and the temporary is removed.
+    On an exception inside the ``with`` block nothing is published and the temporary is removed. With
+    ``deferred`` a local file is published by its background thread (see :class:`DeferredWrites`); its
+    final name appears only once it is complete and durable, as without.
     """
     if is_s3(uri):
         fs, path = filesystem(uri)
@@ -277,17 +329,20 @@ def atomic_writer(uri: str) -> Iterator[IO[bytes]]:
     except OSError as e:
         raise _wrap(uri, "write", e) from e
     try:
-        with fh:
+        try:
             yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise _wrap(uri, "write", e) from e
-        raise
+        except BaseException:
+            with contextlib.suppress(OSError):
+                fh.close()
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        if deferred is not None:
+            deferred._submit(uri, fh, tmp, path)  # the thread owns fh from here
+        else:
+            _publish(fh, tmp, path)
+    except OSError as e:
+        raise _wrap(uri, "write", e) from e
 
 
 def write_bytes(uri: str, data: bytes) -> None:

@@ -49,7 +49,8 @@ class EnhanceOptions:
             )
 
 
-def _fail(row: dict[str, Any], err: BaseException) -> dict[str, Any]:
+def fail_row(row: dict[str, Any], err: BaseException) -> dict[str, Any]:
+    """Mark a result row failed with ``err`` as its reason (no output)."""
     row.update(status=schemas.STATUS_ERROR, error=str(err) or type(err).__name__, output_uri=None)
     return row
 
@@ -130,8 +131,13 @@ def enhance_file(
     options: EnhanceOptions,
     *,
     tagger: EmotionTagger | None = None,
+    deferred: storage.DeferredWrites | None = None,
 ) -> dict[str, Any]:
     """Enhance one file in bounded memory and write it atomically; never raises for bad input.
+
+    With ``deferred`` the output is made durable and given its name on that background thread: the row
+    says ``ok`` before it is published, and the caller must ``deferred.wait()`` (and fail the rows whose
+    write failed) before it hands the rows on.
 
     With ``tagger`` the enhanced 16 kHz signal is also tagged with emotions (per voiced segment and per
     file). ``enhancer=None`` and ``out_uri=None`` tag the input as it is and write no audio
@@ -165,7 +171,7 @@ def enhance_file(
             out_file = None
             if out_uri is not None:
                 fmt, subtype = audio.ENCODE_FORMATS[options.fmt]
-                fout = stack.enter_context(storage.atomic_writer(out_uri))
+                fout = stack.enter_context(storage.atomic_writer(out_uri, deferred=deferred))
                 out_file = stack.enter_context(
                     sf.SoundFile(
                         fout, "w", samplerate=out_sr, channels=1, format=fmt, subtype=subtype
@@ -189,9 +195,9 @@ def enhance_file(
                 raise AudioDecodeError("no audio frames (0 samples)")
             writer.close()
     except (AudioDecodeError, StorageError, ParameterError) as e:
-        return _fail(row, e)
+        return fail_row(row, e)
     except (sf.LibsndfileError, RuntimeError, ValueError, MemoryError) as e:
-        return _fail(row, BatchsepError(f"enhancement failed: {type(e).__name__}: {e}"))
+        return fail_row(row, BatchsepError(f"enhancement failed: {type(e).__name__}: {e}"))
     warnings = []
     if reader.nonzero == 0:
         warnings.append("input is digital silence" + (" (output is silence)" if out_uri else ""))

@@ -12,7 +12,8 @@ from typing import Any, Protocol
 import torch
 
 from batchsep.errors import ParameterError
-from batchsep.pipeline.enhance_file import EnhanceOptions, enhance_file
+from batchsep.io import schemas, storage
+from batchsep.pipeline.enhance_file import EnhanceOptions, enhance_file, fail_row
 from batchsep.pipeline.enhancer import MaskEnhancer, load_enhancer
 from batchsep.pipeline.tag import EmotionTagger
 
@@ -56,12 +57,15 @@ class EnhanceWorker:
             )
         self.tagger = EmotionTagger(emotion_uri, device=device) if emotion_uri else None
         self.host = f"{socket.gethostname()}:{os.getpid()}"
+        self.deferred = storage.DeferredWrites()  # next file's work overlaps the last one's fsync
 
     def __call__(self, task: ShardTask) -> list[dict[str, Any]]:
         rows = []
         for uri, rel, out in task.files:
             target = out if self.enhancer is not None else None
-            row = enhance_file(uri, target, self.enhancer, self.options, tagger=self.tagger)
+            row = enhance_file(
+                uri, target, self.enhancer, self.options, tagger=self.tagger, deferred=self.deferred
+            )
             row.update(
                 rel_path=rel,
                 shard=task.shard,
@@ -71,6 +75,10 @@ class EnhanceWorker:
                 worker=self.host,
             )
             rows.append(row)
+        failed = self.deferred.wait()  # every output of the shard published before its rows are
+        for row in rows:
+            if row["status"] == schemas.STATUS_OK and row["output_uri"] in failed:
+                fail_row(row, failed[row["output_uri"]])
         return rows
 
 

@@ -301,6 +301,27 @@ def test_lost_output_is_enhanced_again_once(tmp_path, model_uri):
     assert s.outputs_missing == 0 and s.files_skipped == 4
 
 
+def test_output_that_cannot_be_published_fails_its_row_only(tmp_path, model_uri):
+    """Outputs are made durable and renamed into place on a background thread (storage.DeferredWrites):
+    one that cannot be renamed (its name is taken by a folder) fails its own row with the reason, before
+    the shard is committed; the other files of the shard are done, and no temporary is left."""
+    root = tmp_path / "in"
+    make_corpus(root, 4)
+    out = tmp_path / "out"
+    (out / "f2.wav").mkdir(parents=True)
+    s = enhance(str(root), str(out), model=model_uri, shard_size=4)
+    assert (s.files_ok, s.files_failed) == (3, 1)
+    rows = {r["rel_path"]: r for r in committed_rows(str(out))}
+    assert rows["f2.wav"]["status"] == "error" and rows["f2.wav"]["output_uri"] is None
+    assert "f2.wav" in rows["f2.wav"]["error"] and "write" in rows["f2.wav"]["error"]
+    for rel in ("f0.wav", "sub/f1.wav", "sub/f3.wav"):
+        assert rows[rel]["status"] == "ok" and sf.info(out / rel).frames > 0
+    assert not [p for p in out.rglob("*") if p.name.startswith(storage.TMP_PREFIX)]
+    s = enhance(str(root), str(out), model=model_uri)  # committed, failure included: nothing redone
+    assert (s.files_ok, s.files_failed, s.files_skipped) == (3, 1, 4)
+    assert sorted(r["rel_path"] for r in committed_rows(str(out))) == sorted(rows)
+
+
 def test_cli_reports_skipped_names_empty_input_and_file_as_output(tmp_path, model_uri):
     root = tmp_path / "in"
     make_corpus(root, 1)

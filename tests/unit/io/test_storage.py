@@ -152,6 +152,50 @@ def test_atomic_writer_is_seekable(storage_root):
     assert storage.read_bytes(uri) == b"RIFF" + b"payload" * 100 + b"!"
 
 
+def test_deferred_writes_are_published_complete_by_wait(storage_root):
+    """Handed to DeferredWrites, a local file gets its name (complete) on the background thread, by the
+    time wait() returns; S3 objects are published by their upload as before. A block that raises hands
+    nothing over."""
+    deferred = storage.DeferredWrites()
+    uris = [storage.join(storage_root, "d", f"f{i}.bin") for i in range(5)]
+    for i, uri in enumerate(uris):
+        with storage.atomic_writer(uri, deferred=deferred) as f:
+            f.write(b"x" * (1000 * i))
+            f.seek(0)
+            f.write(b"H")
+    with (
+        pytest.raises(RuntimeError),
+        storage.atomic_writer(uris[0] + ".no", deferred=deferred) as f,
+    ):
+        f.write(b"partial")
+        raise RuntimeError("boom")
+    assert deferred.close() == {}
+    for i, uri in enumerate(uris):
+        assert storage.read_bytes(uri) == (b"H" + b"x" * (1000 * i - 1) if i else b"H")
+    assert [e.rel_path for e in storage.list_files(storage_root)] == [
+        f"d/f{i}.bin" for i in range(5)
+    ]
+    if not storage.is_s3(storage_root):
+        assert sorted(os.listdir(storage.join(storage_root, "d"))) == [
+            f"f{i}.bin" for i in range(5)
+        ]
+
+
+def test_deferred_write_that_fails_is_reported_by_uri_and_leaves_no_temp(tmp_path):
+    deferred = storage.DeferredWrites()
+    (tmp_path / "taken.wav").mkdir()  # renaming a file onto a folder fails
+    bad, good = str(tmp_path / "taken.wav"), str(tmp_path / "good.wav")
+    for uri in (bad, good):
+        with storage.atomic_writer(uri, deferred=deferred) as f:
+            f.write(b"data")
+    errors = deferred.wait()
+    assert list(errors) == [bad]
+    assert isinstance(errors[bad], StorageError) and "taken.wav" in str(errors[bad])
+    assert (tmp_path / "taken.wav").is_dir() and (tmp_path / "good.wav").read_bytes() == b"data"
+    assert sorted(os.listdir(tmp_path)) == ["good.wav", "taken.wav"]  # no temporary left
+    assert deferred.wait() == {}  # reported once
+
+
 def test_temporary_files_are_never_listed(storage_root):
     write_tree(storage_root, {"keep.wav": b"k", f"sub/{TMP_PREFIX}abc-keep.wav": b"t"})
     storage.write_bytes(storage.join(storage_root, f"{TMP_PREFIX}x.wav"), b"t")
