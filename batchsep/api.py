@@ -67,6 +67,7 @@ def enhance(
     sr: str = "keep",
     fmt: str = "wav",
     resume: bool = True,
+    retry_failed: bool = False,
     shard_size: int | None = None,
     input_level_db: InputLevel = MODEL_LEVEL,
     on_start: Callable[[str, int], None] | None = None,
@@ -79,6 +80,7 @@ def enhance(
     (``resume=False`` starts over). ``gpu=True`` puts the model on a GPU per actor. With ``emotion``, the
     enhanced audio is also tagged by ``emotion_model`` (label and 8 class probabilities per file and per
     voiced segment, in the same rows); ``emotion=None`` tags when the shipped tagger is installed.
+    ``retry_failed=True`` also does again the files whose committed row says they failed.
     ``input_level_db``: the level (dBFS) the model sees each window at: ``"model"``, the level it was
     trained at (recorded by ``batchsep train``; -26 for models without one); ``None``: the raw level (see
     ``batchsep.pipeline.level``).
@@ -100,6 +102,7 @@ def enhance(
         device="cuda" if gpu else "cpu",
         num_threads=None if gpu else 1,
         resume=resume,
+        retry_failed=retry_failed,
         shard_size=shard_size,
         on_start=on_start,
         on_progress=on_progress,
@@ -116,6 +119,7 @@ def tag(
     local: bool = False,
     gpu: bool = False,
     resume: bool = True,
+    retry_failed: bool = False,
     shard_size: int | None = None,
     on_start: Callable[[str, int], None] | None = None,
     on_progress: Callable[[int, float], None] | None = None,
@@ -135,6 +139,7 @@ def tag(
         device="cuda" if gpu else "cpu",
         num_threads=None if gpu else 1,
         resume=resume,
+        retry_failed=retry_failed,
         shard_size=shard_size,
         on_start=on_start,
         on_progress=on_progress,

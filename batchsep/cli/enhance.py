@@ -70,6 +70,8 @@ def _report(summary: Any, verb: str, out_uri: str, show_errors: int) -> None:
         click.echo(
             f"{summary.outputs_missing} files done earlier had lost their output: done again"
         )
+    if summary.failed_retried:
+        click.echo(f"{summary.failed_retried} files that failed in an earlier run: tried again")
     if summary.non_audio_skipped:
         click.echo(f"{summary.non_audio_skipped} non-audio files skipped (by name)")
     if summary.files == 0:
@@ -102,6 +104,10 @@ def _run_options(f: Any) -> Any:
                      help="Run the models on a GPU per actor."),
         click.option("--resume/--overwrite", default=True, show_default=True,
                      help="Skip files already committed in OUT/results (default), or start over."),
+        click.option("--retry-failed", is_flag=True, default=False,
+                     help="Also do again the files whose committed row says they failed (after fixing "
+                          "the cause: a full disk, permissions, an unreachable object store). By "
+                          "default a re-run keeps their error rows."),
         click.option("--shard-size", type=click.IntRange(min=1), default=None,
                      help="Files per unit of work (one results part, one retry). Default: 1/16 of the "
                           "files, at most 32."),

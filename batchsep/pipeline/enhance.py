@@ -28,6 +28,7 @@ from batchsep.pipeline.outfolder import (
     check_same_settings,
     committed_rows,
     enhance_inputs,
+    forget_failed,
     forget_missing_outputs,
     note_renamed,
     output_rel_paths,
@@ -53,6 +54,8 @@ class EnhanceSummary:
     """Files under the input that are not audio (by name), left alone."""
     outputs_missing: int = 0
     """Files committed by an earlier run whose output had gone missing: enhanced again by this run."""
+    failed_retried: int = 0
+    """Files whose committed row said they failed, tried again by this run (``retry_failed``)."""
     input_level_db: float | None = None
     """The level (dBFS) the model saw each window at (None: the raw level, or no enhancement model)."""
 
@@ -104,6 +107,7 @@ def enhance(
     device: str = "cpu",
     num_threads: int | None = None,
     resume: bool = True,
+    retry_failed: bool = False,
     shard_size: int | None = None,
     on_start: Callable[[str, int], None] | None = None,
     on_progress: Callable[[int, float], None] | None = None,
@@ -112,6 +116,8 @@ def enhance(
 
     ``emotion``: an emotion model (``default-emotion`` or a URI) that tags the enhanced audio;
     ``model=None`` with ``emotion`` set tags the input without enhancing it (no audio written).
+    ``retry_failed``: also do again the files whose committed row says they failed (their rows are
+    replaced); by default a re-run keeps them.
     ``shard_size``: files per unit of work, commit and retry (default :func:`auto_shard_size`).
     ``on_start(phase, n_files)`` is called once with the number of files this run processes (those already
     committed are not counted), then ``on_progress(n_files, audio_seconds)`` per committed shard.
@@ -152,6 +158,9 @@ def enhance(
         done_rows, missing = forget_missing_outputs(out_uri, done_rows)
     else:
         missing = 0
+    retried = 0
+    if done_rows and retry_failed:
+        done_rows, retried = forget_failed(out_uri, done_rows)
     done = {r["rel_path"] for r in done_rows}
     next_part = max((int(r["shard"]) for r in done_rows), default=-1) + 1
     out_rel = output_rel_paths([e.rel_path for e in entries], options.fmt)
@@ -180,7 +189,7 @@ def enhance(
     # totals over the commit record: the rows committed before this run, then each shard this run commits
     summary = EnhanceSummary(
         out_uri=out_uri, files_skipped=len(entries) - len(todo), non_audio_skipped=non_audio,
-        outputs_missing=missing, input_level_db=level_used,
+        outputs_missing=missing, failed_retried=retried, input_level_db=level_used,
     )  # fmt: skip
     summary.count(done_rows)
     seconds_run = 0.0

@@ -2,13 +2,14 @@
 (``results/part-*.parquet``) and the settings its outputs were made with (``job.json``).
 
 A re-run resumes from the commit record: files with a committed row are skipped, unless their output has gone
-missing (then their row is removed and they are done again), and only with the same settings.
+missing (then their row is removed and they are done again) or, with ``--retry-failed``, they failed; and only
+with the same settings.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from batchsep.errors import ParameterError
@@ -98,15 +99,32 @@ def forget_missing_outputs(
     out_uri: str, rows: list[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], int]:
     """Committed rows whose output file still exists, and how many did not: those rows are removed from
-    their results part (rewritten atomically; deleted when empty) so the files are enhanced again."""
+    their results part (see :func:`forget_rows`) so the files are enhanced again."""
     present = {storage.normalize(e.uri) for e in storage.list_files(out_uri)}
-    lost = [
-        r
-        for r in rows
-        if r["status"] == schemas.STATUS_OK
-        and r.get("output_uri")
-        and storage.normalize(r["output_uri"]) not in present
-    ]
+    return forget_rows(
+        out_uri,
+        rows,
+        lambda r: (
+            r["status"] == schemas.STATUS_OK
+            and bool(r.get("output_uri"))
+            and storage.normalize(r["output_uri"]) not in present
+        ),
+    )
+
+
+def forget_failed(out_uri: str, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """Committed rows of files that did not fail, and how many did: the failed rows are removed from their
+    results part (see :func:`forget_rows`) so the files are tried again (``--retry-failed``)."""
+    return forget_rows(out_uri, rows, lambda r: r["status"] != schemas.STATUS_OK)
+
+
+def forget_rows(
+    out_uri: str, rows: list[dict[str, Any]], forget: Callable[[dict[str, Any]], bool]
+) -> tuple[list[dict[str, Any]], int]:
+    """Remove the committed ``rows`` for which ``forget(row)`` holds from their results parts (each part
+    rewritten atomically, deleted when empty): the rows kept, and how many were removed. The files of the
+    removed rows are no longer done, so a run does them again, each once."""
+    lost = [r for r in rows if forget(r)]
     if not lost:
         return rows, 0
     lost_keys = {(int(r["shard"]), r["rel_path"]) for r in lost}

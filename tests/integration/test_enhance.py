@@ -301,10 +301,11 @@ def test_lost_output_is_enhanced_again_once(tmp_path, model_uri):
     assert s.outputs_missing == 0 and s.files_skipped == 4
 
 
-def test_output_that_cannot_be_published_fails_its_row_only(tmp_path, model_uri):
+def test_output_that_cannot_be_published_fails_its_row_only_and_can_be_retried(tmp_path, model_uri):
     """Outputs are made durable and renamed into place on a background thread (storage.DeferredWrites):
     one that cannot be renamed (its name is taken by a folder) fails its own row with the reason, before
-    the shard is committed; the other files of the shard are done, and no temporary is left."""
+    the shard is committed; the other files of the shard are done, and no temporary is left. A re-run keeps
+    the failed row; with --retry-failed it does that file again."""
     root = tmp_path / "in"
     make_corpus(root, 4)
     out = tmp_path / "out"
@@ -318,8 +319,24 @@ def test_output_that_cannot_be_published_fails_its_row_only(tmp_path, model_uri)
         assert rows[rel]["status"] == "ok" and sf.info(out / rel).frames > 0
     assert not [p for p in out.rglob("*") if p.name.startswith(storage.TMP_PREFIX)]
     s = enhance(str(root), str(out), model=model_uri)  # committed, failure included: nothing redone
-    assert (s.files_ok, s.files_failed, s.files_skipped) == (3, 1, 4)
+    assert (s.files_ok, s.files_failed, s.files_skipped, s.failed_retried) == (3, 1, 4, 0)
     assert sorted(r["rel_path"] for r in committed_rows(str(out))) == sorted(rows)
+    # the cause fixed, --retry-failed does the failed file again: its row replaced, the others untouched
+    (out / "f2.wav").rmdir()
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")}
+    args = ["enhance", str(root), str(out), "--model", model_uri, "--no-emotion", "--local"]
+    result = CliRunner().invoke(main, [*args, "--retry-failed"])
+    assert result.exit_code == 0, result.output
+    assert "4 ok, 0 failed (3 already done)" in result.output
+    assert "1 files that failed in an earlier run: tried again" in result.output
+    again = committed_rows(str(out))
+    assert sorted(r["rel_path"] for r in again) == sorted(rows)
+    assert all(r["status"] == "ok" for r in again) and sf.info(out / "f2.wav").frames > 0
+    assert all(p.stat().st_mtime_ns == m for p, m in before.items())
+    s = enhance(
+        str(root), str(out), model=model_uri, retry_failed=True
+    )  # nothing failed: nothing to do
+    assert (s.files_ok, s.files_failed, s.files_skipped, s.failed_retried) == (4, 0, 4, 0)
 
 
 def test_cli_reports_skipped_names_empty_input_and_file_as_output(tmp_path, model_uri):
