@@ -4,7 +4,8 @@ Local paths go to the operating system directly (fast listing that never follows
 symlink loop cannot hang a scan); ``s3://bucket/key`` goes through :class:`pyarrow.fs.S3FileSystem`, whose
 endpoint comes from ``AWS_ENDPOINT_URL`` (any S3-compatible server) and credentials from the usual
 ``AWS_*`` variables. Writes are atomic: a local file is written under a temporary name in the same folder
-and renamed; an S3 object becomes visible only when its upload completes.
+and renamed; an S3 object becomes visible only when its upload completes. :class:`DeferredWrites` finishes
+them on a background thread.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import posixpath
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
@@ -250,21 +251,22 @@ def makedirs(uri: str) -> None:
 
 
 class DeferredWrites:
-    """Publishes local atomic writes (fsync, then rename into place) on a background thread.
+    """Publishes atomic writes on a background thread: a local file is made durable (fsync) and renamed into
+    place, an S3 object is uploaded from its local spool.
 
-    Passed to :func:`atomic_writer`, it lets the caller go on with its next file while the disk makes the
-    last one durable: the fsync of every output file otherwise blocks the enhance workers for 2-3 s per
-    2000 files (``bench/enhance.py``). :meth:`wait` returns once every write handed over so far is
-    published (final name, complete and durable), with the errors of those that were not (their
-    temporaries removed). S3 writes are published by their upload and never deferred.
+    Passed to :func:`atomic_writer`, it lets the caller go on with its next file while the disk (or the
+    network) finishes the last one: the fsync of every output file otherwise blocks the enhance workers for
+    2-3 s per 2000 files (``bench/enhance.py``), and an upload for a round trip or more. :meth:`wait` returns
+    once every write handed over so far is published (final name, complete and durable), with the errors of
+    those that were not (their temporaries removed).
     """
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="batchsep-publish")
         self._pending: list[tuple[str, Future[None]]] = []
 
-    def _submit(self, uri: str, fh: IO[bytes], tmp: str, path: str) -> None:
-        self._pending.append((uri, self._pool.submit(_publish, fh, tmp, path)))
+    def _submit(self, uri: str, publish: Callable[[], None]) -> None:
+        self._pending.append((uri, self._pool.submit(publish)))
 
     def wait(self) -> dict[str, StorageError]:
         """Block until every write handed over is published; the failed ones by URI."""
@@ -273,6 +275,8 @@ class DeferredWrites:
         for uri, done in pending:
             try:
                 done.result()
+            except StorageError as e:
+                errors[uri] = e
             except OSError as e:
                 errors[uri] = _wrap(uri, "write", e)
         return errors
@@ -298,27 +302,40 @@ def _publish(fh: IO[bytes], tmp: str, path: str) -> None:
         raise
 
 
+def _upload(spool: IO[bytes], fs: pafs.FileSystem, path: str, uri: str) -> None:
+    """Upload a spooled object (visible once the upload completes), then close (remove) the spool."""
+    with spool:
+        spool.seek(0)
+        try:
+            with fs.open_output_stream(path) as out:
+                while piece := spool.read(COPY_BLOCK):
+                    out.write(piece)
+        except (OSError, pa.ArrowException) as e:
+            raise _wrap(uri, "write", e) from e
+
+
 @contextlib.contextmanager
 def atomic_writer(uri: str, *, deferred: DeferredWrites | None = None) -> Iterator[IO[bytes]]:
     """Write ``uri`` atomically: readers see the old content or the complete new one, never a part.
 
     On an exception inside the ``with`` block nothing is published and the temporary is removed. With
-    ``deferred`` a local file is published by its background thread (see :class:`DeferredWrites`); its
-    final name appears only once it is complete and durable, as without.
+    ``deferred`` the file is published by its background thread (see :class:`DeferredWrites`); it appears
+    under its name only once complete and durable, as without.
     """
     if is_s3(uri):
         fs, path = filesystem(uri)
         # Spool to a seekable local temp file (WAV writers seek back to patch headers), then upload;
         # the object becomes visible only when the upload completes.
-        with tempfile.TemporaryFile(prefix=TMP_PREFIX) as spool:
+        spool = tempfile.TemporaryFile(prefix=TMP_PREFIX)  # noqa: SIM115 (closed by _upload)
+        try:
             yield spool
-            spool.seek(0)
-            try:
-                with fs.open_output_stream(path) as out:
-                    while piece := spool.read(COPY_BLOCK):
-                        out.write(piece)
-            except (OSError, pa.ArrowException) as e:
-                raise _wrap(uri, "write", e) from e
+        except BaseException:
+            spool.close()
+            raise
+        if deferred is not None:
+            deferred._submit(uri, functools.partial(_upload, spool, fs, path, uri))
+        else:
+            _upload(spool, fs, path, uri)
         return
     path = _local_path(uri)
     folder = os.path.dirname(path)
@@ -338,7 +355,7 @@ def atomic_writer(uri: str, *, deferred: DeferredWrites | None = None) -> Iterat
                 os.unlink(tmp)
             raise
         if deferred is not None:
-            deferred._submit(uri, fh, tmp, path)  # the thread owns fh from here
+            deferred._submit(uri, functools.partial(_publish, fh, tmp, path))  # the thread owns fh
         else:
             _publish(fh, tmp, path)
     except OSError as e:

@@ -153,9 +153,8 @@ def test_atomic_writer_is_seekable(storage_root):
 
 
 def test_deferred_writes_are_published_complete_by_wait(storage_root):
-    """Handed to DeferredWrites, a local file gets its name (complete) on the background thread, by the
-    time wait() returns; S3 objects are published by their upload as before. A block that raises hands
-    nothing over."""
+    """Handed to DeferredWrites, a local file gets its name (complete) and an S3 object is uploaded on the
+    background thread, by the time wait() returns. A block that raises hands nothing over."""
     deferred = storage.DeferredWrites()
     uris = [storage.join(storage_root, "d", f"f{i}.bin") for i in range(5)]
     for i, uri in enumerate(uris):
@@ -381,6 +380,12 @@ def test_s3_wrong_secret_is_refused(s3_env, s3_server, monkeypatch):
     assert "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY" in str(e.value)  # says where to look
     with pytest.raises(StorageError, match=r"cannot write s3://"):
         storage.write_bytes(s3_env + "/intruder.txt", b"x")
+    deferred = storage.DeferredWrites()  # an upload on the background thread fails the same way
+    with storage.atomic_writer(s3_env + "/intruder.wav", deferred=deferred) as f:
+        f.write(b"x")
+    errors = deferred.close()
+    assert list(errors) == [s3_env + "/intruder.wav"]
+    assert "cannot write s3://" in str(errors[s3_env + "/intruder.wav"])
     with pytest.raises(StorageError):
         storage.list_files(s3_env)
     with pytest.raises(StorageError):
@@ -392,6 +397,7 @@ def test_s3_wrong_secret_is_refused(s3_env, s3_server, monkeypatch):
     storage._s3_filesystem.cache_clear()
     assert storage.read_bytes(uri) == b"mine"
     assert not storage.exists(s3_env + "/intruder.txt")
+    assert not storage.exists(s3_env + "/intruder.wav")
 
 
 @pytest.mark.s3
