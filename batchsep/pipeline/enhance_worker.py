@@ -40,6 +40,7 @@ class EnhanceWorker:
         device: str = "cpu",
         num_threads: int | None = None,
         emotion_uri: str | None = None,
+        defer_writes: bool = True,
     ) -> None:
         if num_threads:
             torch.set_num_threads(num_threads)
@@ -57,7 +58,8 @@ class EnhanceWorker:
             )
         self.tagger = EmotionTagger(emotion_uri, device=device) if emotion_uri else None
         self.host = f"{socket.gethostname()}:{os.getpid()}"
-        self.deferred = storage.DeferredWrites()  # next file's work overlaps the last one's fsync
+        # the next file's work overlaps the last one's fsync or upload (off: each waits, for comparison)
+        self.deferred = storage.DeferredWrites() if defer_writes else None
 
     def __call__(self, task: ShardTask) -> list[dict[str, Any]]:
         rows = []
@@ -75,7 +77,7 @@ class EnhanceWorker:
                 worker=self.host,
             )
             rows.append(row)
-        failed = self.deferred.wait()  # every output of the shard published before its rows are
+        failed = self.deferred.wait() if self.deferred else {}  # outputs published before rows
         for row in rows:
             if row["status"] == schemas.STATUS_OK and row["output_uri"] in failed:
                 fail_row(row, failed[row["output_uri"]])

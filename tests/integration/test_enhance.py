@@ -339,6 +339,28 @@ def test_output_that_cannot_be_published_fails_its_row_only_and_can_be_retried(t
     assert (s.files_ok, s.files_failed, s.files_skipped, s.failed_retried) == (4, 0, 4, 0)
 
 
+def test_background_publishing_writes_what_publishing_in_line_writes(tmp_path, model_uri):
+    """defer_writes=False (each output published before the next file; bench/enhance_s3.py's baseline)
+    and the default background publishing give the same files and the same rows."""
+    from batchsep.pipeline.enhance_worker import serial_executor
+
+    root = tmp_path / "in"
+    make_corpus(root, 4)
+
+    def in_line(kw, tasks):
+        return serial_executor({**kw, "defer_writes": False}, tasks)
+
+    enhance(str(root), str(tmp_path / "a"), model=model_uri, shard_size=2)
+    enhance(str(root), str(tmp_path / "b"), model=model_uri, shard_size=2, executor=in_line)
+    for rel in ("f0.wav", "sub/f1.wav", "f2.wav", "sub/f3.wav"):
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+    keys = ("rel_path", "status", "duration_s", "sample_rate", "shard")
+    rows = [
+        sorted(tuple(r[k] for k in keys) for r in committed_rows(str(tmp_path / d))) for d in "ab"
+    ]
+    assert rows[0] == rows[1] and len(rows[0]) == 4
+
+
 def test_cli_reports_skipped_names_empty_input_and_file_as_output(tmp_path, model_uri):
     root = tmp_path / "in"
     make_corpus(root, 1)
