@@ -104,16 +104,25 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
 
 
 S3_ACCESS_ERRORS = (
-    "ACCESS_DENIED", "SIGNATURE_DOES_NOT_MATCH", "INVALID_ACCESS_KEY_ID", "NETWORK_CONNECTION",
+    "ACCESS_DENIED", "SIGNATURE_DOES_NOT_MATCH", "INVALID_ACCESS_KEY_ID",
     "Forbidden", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
 )  # fmt: skip
-"""Markers of an S3 error caused by the credentials or the endpoint (not by the object asked for)."""
+"""Markers of an S3 error caused by the credentials (not by the object asked for)."""
+S3_NETWORK_ERRORS = ("NETWORK_CONNECTION",)
+"""Markers of an S3 endpoint that could not be reached (unknown host, refused connection, timeout)."""
 
 
 def _wrap(uri: str, action: str, exc: BaseException) -> StorageError:
     reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     hint = ""
-    if is_s3(uri) and any(marker in reason for marker in S3_ACCESS_ERRORS):
+    if is_s3(uri) and any(marker in reason for marker in S3_NETWORK_ERRORS):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
+        hint = (
+            f" (the S3 endpoint {endpoint} could not be reached: check AWS_ENDPOINT_URL and the network)"
+            if endpoint
+            else " (AWS could not be reached; for another S3 server set AWS_ENDPOINT_URL)"
+        )
+    elif is_s3(uri) and any(marker in reason for marker in S3_ACCESS_ERRORS):
         hint = (
             " (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, and AWS_ENDPOINT_URL for a server "
             "other than AWS)"

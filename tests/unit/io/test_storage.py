@@ -400,6 +400,23 @@ def test_s3_wrong_secret_is_refused(s3_env, s3_server, monkeypatch):
     assert not storage.exists(s3_env + "/intruder.wav")
 
 
+def test_unreachable_s3_endpoint_names_the_endpoint_not_the_credentials(monkeypatch):
+    """Port 1 on 127.0.0.1 refuses at once: the hint points at the endpoint, not at the keys."""
+    for var in ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    storage._s3_filesystem.cache_clear()
+    try:
+        with pytest.raises(StorageError) as e:
+            storage.list_files("s3://bucket/prefix")
+    finally:
+        storage._s3_filesystem.cache_clear()
+    assert "the S3 endpoint http://127.0.0.1:1 could not be reached" in str(e.value)
+    assert "AWS_SECRET_ACCESS_KEY" not in str(e.value)
+
+
 @pytest.mark.s3
 def test_check_writable_refuses_a_missing_bucket(s3_env):
     """Some servers create a bucket on the first write to it: a typo in the output bucket is refused."""
