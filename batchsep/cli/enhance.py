@@ -43,17 +43,31 @@ def _check_inputs(in_uri: str, out_uri: str, models: dict[str, str]) -> None:
         _fail_fatal(f"output {e}")
 
 
+def _files(n: int) -> str:
+    return f"{n} file" + ("" if n == 1 else "s")
+
+
+def _speed(x: float) -> str:
+    return f"{x:.0f}x" if x >= 10 else f"{x:.1f}x"
+
+
 def _report(summary: Any, verb: str, out_uri: str, show_errors: int) -> None:
-    click.echo(
-        f"{verb} {summary.files} files: {summary.files_ok} ok, {summary.files_failed} failed "
-        f"({summary.files_skipped} already done); {summary.hours:.3f} h of audio\n"
-        + (
+    if summary.hours_run > 0:
+        this_run = (
             f"this run: {summary.hours_run:.3f} h in {summary.wall_s:.1f} s = "
-            f"{summary.x_real_time:.0f}x real time (start-up included); per worker "
-            f"{summary.x_real_time_per_worker:.0f}x real time\n"
-            if summary.hours_run > 0
-            else f"this run: nothing new ({summary.wall_s:.1f} s)\n"
+            f"{_speed(summary.x_real_time)} real time (worker start-up included); per worker "
+            f"{_speed(summary.x_real_time_per_worker)} real time\n"
         )
+    elif summary.files_run:
+        this_run = (
+            f"this run: {_files(summary.files_run)} tried, none enhanced ({summary.wall_s:.1f} s)\n"
+        )
+    else:
+        this_run = f"this run: nothing new ({summary.wall_s:.1f} s)\n"
+    click.echo(
+        f"{verb} {_files(summary.files)}: {summary.files_ok} ok, {summary.files_failed} failed "
+        f"({summary.files_skipped} already done); {summary.hours:.3f} h of audio\n"
+        + this_run
         + f"results: {out_uri}/results"
     )
     if verb == "enhanced":
@@ -68,10 +82,10 @@ def _report(summary: Any, verb: str, out_uri: str, show_errors: int) -> None:
         )
     if summary.outputs_missing:
         click.echo(
-            f"{summary.outputs_missing} files done earlier had lost their output: done again"
+            f"{_files(summary.outputs_missing)} done earlier had lost their output: done again"
         )
     if summary.failed_retried:
-        click.echo(f"{summary.failed_retried} files that failed in an earlier run: tried again")
+        click.echo(f"{_files(summary.failed_retried)} that failed in an earlier run: tried again")
     if summary.non_audio_skipped:
         click.echo(f"{summary.non_audio_skipped} non-audio files skipped (by name)")
     if summary.files == 0:
@@ -103,7 +117,8 @@ def _run_options(f: Any) -> Any:
         click.option("--gpu/--no-gpu", default=False, show_default=True,
                      help="Run the models on a GPU per actor."),
         click.option("--resume/--overwrite", default=True, show_default=True,
-                     help="Skip files already committed in OUT/results (default), or start over."),
+                     help="Skip files already committed in OUT/results (default), or start over "
+                          "(the outputs and rows of earlier runs are removed first)."),
         click.option("--retry-failed", is_flag=True, default=False,
                      help="Also do again the files whose committed row says they failed (after fixing "
                           "the cause: a full disk, permissions, an unreachable object store). By "

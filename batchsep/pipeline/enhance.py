@@ -27,6 +27,7 @@ from batchsep.pipeline.outfolder import (
     RESULTS_DIR,
     check_same_settings,
     committed_rows,
+    discard_results,
     enhance_inputs,
     forget_failed,
     forget_missing_outputs,
@@ -48,7 +49,9 @@ class EnhanceSummary:
     processing_s: float = 0.0
     wall_s: float = 0.0
     hours_run: float = 0.0
-    """Hours of audio committed by this run (``hours`` also counts files done by earlier runs)."""
+    """Hours of audio enhanced by this run (``hours`` also counts files done by earlier runs)."""
+    files_run: int = 0
+    """Files this run committed a row for (ok or failed)."""
     errors: list[tuple[str, str]] = field(default_factory=list)
     non_audio_skipped: int = 0
     """Files under the input that are not audio (by name), left alone."""
@@ -120,7 +123,8 @@ def enhance(
     replaced); by default a re-run keeps them.
     ``shard_size``: files per unit of work, commit and retry (default :func:`auto_shard_size`).
     ``on_start(phase, n_files)`` is called once with the number of files this run processes (those already
-    committed are not counted), then ``on_progress(n_files, audio_seconds)`` per committed shard.
+    committed are not counted), then ``on_progress(n_files, audio_seconds)`` per committed shard (the audio of
+    the files enhanced, failed ones not counted).
 
     Raises
     ------
@@ -149,8 +153,7 @@ def enhance(
     }
     results_uri = storage.join(out_uri, RESULTS_DIR)
     if not resume:
-        for e in storage.list_files(results_uri) if storage.exists(results_uri) else []:
-            storage.delete(e.uri)
+        discard_results(out_uri)
     storage.remove_stale_temps(out_uri)
     done_rows = committed_rows(out_uri)
     if done_rows:
@@ -160,7 +163,7 @@ def enhance(
         missing = 0
     retried = 0
     if done_rows and retry_failed:
-        done_rows, retried = forget_failed(out_uri, done_rows)
+        done_rows, retried = forget_failed(out_uri, done_rows, {e.rel_path for e in entries})
     done = {r["rel_path"] for r in done_rows}
     next_part = max((int(r["shard"]) for r in done_rows), default=-1) + 1
     out_rel = output_rel_paths([e.rel_path for e in entries], options.fmt)
@@ -199,7 +202,10 @@ def enhance(
         table = schemas.table_from_rows(rows, schemas.ENHANCE_RESULTS)
         parquet.write_table(parquet.part_uri(results_uri, shard_id), table)
         summary.count(rows)
-        seconds = sum(float(r.get("duration_s") or 0.0) for r in rows)
+        seconds = sum(  # audio processed: a failed file's declared duration is not
+            float(r.get("duration_s") or 0.0) for r in rows if r["status"] == schemas.STATUS_OK
+        )
+        summary.files_run += len(rows)
         seconds_run += seconds
         if on_progress:
             on_progress(len(rows), seconds)

@@ -9,7 +9,7 @@ with the same settings.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from typing import Any
 
 from batchsep.errors import ParameterError
@@ -112,10 +112,31 @@ def forget_missing_outputs(
     )
 
 
-def forget_failed(out_uri: str, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
-    """Committed rows of files that did not fail, and how many did: the failed rows are removed from their
-    results part (see :func:`forget_rows`) so the files are tried again (``--retry-failed``)."""
-    return forget_rows(out_uri, rows, lambda r: r["status"] != schemas.STATUS_OK)
+def forget_failed(
+    out_uri: str, rows: list[dict[str, Any]], inputs: Set[str]
+) -> tuple[list[dict[str, Any]], int]:
+    """The committed rows kept, and how many failed rows were removed from their results part (see
+    :func:`forget_rows`) so their files are tried again (``--retry-failed``): those of files still among
+    ``inputs`` (relative paths); the row of an input that is gone stays, as its record."""
+    return forget_rows(
+        out_uri, rows, lambda r: r["status"] != schemas.STATUS_OK and r["rel_path"] in inputs
+    )
+
+
+def discard_results(out_uri: str) -> None:
+    """Start the folder over (``--overwrite``): delete the outputs its committed rows name under it, then
+    the rows (an interrupted discard leaves rows whose output is gone, which a re-run does again)."""
+    results_uri = storage.join(out_uri, RESULTS_DIR)
+    if not storage.exists(results_uri):
+        return
+    inside = storage.normalize(out_uri) + "/"
+    for r in committed_rows(out_uri):
+        # only under this folder: the rows of a copied folder name the outputs of the original
+        uri = r.get("output_uri")
+        if r["status"] == schemas.STATUS_OK and uri and storage.normalize(uri).startswith(inside):
+            storage.delete(uri)
+    for e in storage.list_files(results_uri):
+        storage.delete(e.uri)
 
 
 def forget_rows(

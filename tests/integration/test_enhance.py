@@ -278,6 +278,7 @@ def test_resume_with_other_settings_is_refused(tmp_path, model_uri):
     s = enhance(str(root), str(out), model=model_uri, options=EnhanceOptions(fmt="flac"),
                 resume=False)  # fmt: skip
     assert s.files_ok == 2 and len(list(out.rglob("*.flac"))) == 2
+    assert not list(out.rglob("*.wav"))  # starting over removed the earlier outputs
     spec = json.loads((out / "job.json").read_text())["stages"]["enhance"]["spec"]
     assert spec["options"]["fmt"] == "flac" and len(spec["model_sha256"]) == 64
 
@@ -311,8 +312,13 @@ def test_output_that_cannot_be_published_fails_its_row_only_and_can_be_retried(t
     out = tmp_path / "out"
     (out / "f2.wav").mkdir(parents=True)
     s = enhance(str(root), str(out), model=model_uri, shard_size=4)
-    assert (s.files_ok, s.files_failed) == (3, 1)
+    assert (s.files_ok, s.files_failed, s.files_run) == (3, 1, 4)
     rows = {r["rel_path"]: r for r in committed_rows(str(out))}
+    # the run's audio is what it enhanced: not the failed file's (decoded, then not published) duration
+    ok_seconds = sum(r["duration_s"] for r in rows.values() if r["status"] == "ok")
+    assert rows["f2.wav"]["duration_s"] > 0 and s.hours_run * 3600 == pytest.approx(ok_seconds)
+    last_run = json.loads((out / "job.json").read_text())["stages"]["enhance"]["last_run"]
+    assert last_run["audio_s"] == pytest.approx(ok_seconds, abs=1e-3) and last_run["files"] == 4
     assert rows["f2.wav"]["status"] == "error" and rows["f2.wav"]["output_uri"] is None
     assert "f2.wav" in rows["f2.wav"]["error"] and "write" in rows["f2.wav"]["error"]
     for rel in ("f0.wav", "sub/f1.wav", "sub/f3.wav"):
@@ -328,7 +334,7 @@ def test_output_that_cannot_be_published_fails_its_row_only_and_can_be_retried(t
     result = CliRunner().invoke(main, [*args, "--retry-failed"])
     assert result.exit_code == 0, result.output
     assert "4 ok, 0 failed (3 already done)" in result.output
-    assert "1 files that failed in an earlier run: tried again" in result.output
+    assert "1 file that failed in an earlier run: tried again" in result.output
     again = committed_rows(str(out))
     assert sorted(r["rel_path"] for r in again) == sorted(rows)
     assert all(r["status"] == "ok" for r in again) and sf.info(out / "f2.wav").frames > 0
@@ -359,6 +365,35 @@ def test_background_publishing_writes_what_publishing_in_line_writes(tmp_path, m
         sorted(tuple(r[k] for k in keys) for r in committed_rows(str(tmp_path / d))) for d in "ab"
     ]
     assert rows[0] == rows[1] and len(rows[0]) == 4
+
+
+def test_retry_failed_keeps_the_row_of_a_deleted_input_and_cli_says_what_was_tried(
+    tmp_path, model_uri
+):
+    """--retry-failed tries again only failed files still in IN (the row of a deleted input stays, as its
+    record); a run whose files all failed says so instead of "nothing new"."""
+    root = tmp_path / "in"
+    make_corpus(root, 2)
+    (root / "empty.wav").write_bytes(b"")
+    out = tmp_path / "out"
+    args = ["enhance", str(root), str(out), "--model", model_uri, "--no-emotion", "--local"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == EXIT_SOME_FAILED and "enhanced 3 files: 2 ok, 1 failed" in r.output
+    (root / "empty.wav").unlink()
+    s = enhance(str(root), str(out), model=model_uri, retry_failed=True)
+    assert (s.failed_retried, s.files_run, s.files_failed) == (0, 0, 1)
+    assert [r["rel_path"] for r in committed_rows(str(out)) if r["status"] == "error"] == [
+        "empty.wav"
+    ]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "cut.wav").write_bytes((root / "f0.wav").read_bytes()[:2000])
+    r = CliRunner().invoke(main, ["enhance", str(bad), str(tmp_path / "o2"), *args[3:]])
+    assert r.exit_code == EXIT_SOME_FAILED, r.output
+    assert (
+        "enhanced 1 file: 0 ok, 1 failed" in r.output
+        and "this run: 1 file tried, none enhanced" in r.output
+    )
 
 
 def test_cli_reports_skipped_names_empty_input_and_file_as_output(tmp_path, model_uri):
@@ -612,7 +647,7 @@ def test_tag_only_writes_no_audio(tmp_path, emotion_uri):
         main, ["tag", str(root), str(tmp_path / "o2"), "--emotion-model", emotion_uri, "--local"]
     )
     assert r.exit_code == 0, r.output
-    assert "tagged 1 files: 1 ok" in r.output
+    assert "tagged 1 file: 1 ok" in r.output
 
 
 @pytest.mark.realdata
