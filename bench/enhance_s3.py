@@ -48,9 +48,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
-    ap.add_argument("--files", type=int, default=300)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--data",
+        default=str(HERE.parent.parent / "shared" / "data"),
+        help="folder of audio files (the first FILES, sorted) (default: ../shared/data)",
+    )
+    ap.add_argument("--files", type=int, default=300, help="files to enhance (default: 300)")
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="rounds of the three runs; medians (default: 3)"
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         server = start_s3_server(Path(tmp) / "s3")

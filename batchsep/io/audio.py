@@ -233,7 +233,7 @@ def _read_error(f: sf.SoundFile, frames_done: int, exc: Exception) -> AudioDecod
         detail = reason.removeprefix("cannot decode audio: ")
         reason = (
             f"truncated or corrupt file: header declares {f.frames / f.samplerate:.2f} s of audio, "
-            f"decoding failed after {frames_done / f.samplerate:.2f} s ({detail})"
+            f"decoding failed somewhere after {frames_done / f.samplerate:.2f} s ({detail})"
         )
     return AudioDecodeError(reason)
 

@@ -199,6 +199,8 @@ def enhance_file(
     except (sf.LibsndfileError, RuntimeError, ValueError, MemoryError) as e:
         return fail_row(row, BatchsepError(f"enhancement failed: {type(e).__name__}: {e}"))
     warnings = []
+    if row["channels"] > 1:
+        warnings.append(f"{row['channels']} channels downmixed to mono")
     if reader.nonzero == 0:
         warnings.append("input is digital silence" + (" (output is silence)" if out_uri else ""))
     if reader.clipped:

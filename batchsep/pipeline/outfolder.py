@@ -170,7 +170,7 @@ def note_renamed(rows: list[dict[str, Any]], out_rel: Mapping[str, str], fmt: st
             r["status"] == schemas.STATUS_OK
             and out_rel[rel] != os.path.splitext(rel)[0] + "." + fmt
         ):
-            note = f"output named {out_rel[rel]}: another input has the same name without suffix"
+            note = f"output named {out_rel[rel]}: another input has the same name apart from its suffix"
             r["warning"] = f"{r['warning']}; {note}" if r.get("warning") else note
 
 

@@ -58,6 +58,8 @@ def test_outputs_and_rows(tmp_path, model_uri):
     assert len(rows) == 7
     info = sf.info(tmp_path / "out" / "stereo44k.wav")
     assert (info.samplerate, info.channels, info.frames) == (44100, 1, int(1.5 * 44100))
+    assert rows["stereo44k.flac"]["warning"] == "2 channels downmixed to mono"
+    assert rows["f0.wav"]["warning"] is None
     for i in range(6):
         rel = ("sub/" if i % 2 else "") + f"f{i}.wav"
         assert sf.info(tmp_path / "out" / rel).frames == int((1.0 + 0.1 * i) * SR)
