@@ -28,6 +28,10 @@ class StorageError(BatchsepError):
     """A URI could not be listed, read or written."""
 
 
+class StorageAccessError(StorageError):
+    """The object store refused the credentials or could not be reached: not a missing or bad URI."""
+
+
 class RegistryError(BatchsepError, KeyError):
     """A registry lookup failed, or a name was registered twice."""
 

@@ -8,6 +8,8 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from batchsep.errors import StorageAccessError
+
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_FATAL = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130
 """Ctrl-C (SIGINT): the shell's 128 + SIGINT; re-running the command resumes."""
@@ -32,9 +34,7 @@ def _ray_address(ctx: click.Context, param: click.Parameter, value: str | None) 
         try:
             check_address(value)
         except ParameterError as e:
-            raise click.BadParameter(
-                str(e).removeprefix("--address "), ctx, param
-            ) from e
+            raise click.BadParameter(str(e).removeprefix("--address "), ctx, param) from e
     return value
 
 
@@ -135,6 +135,12 @@ def _fail_usage(msg: str) -> NoReturn:
 def _fail_fatal(msg: str) -> NoReturn:
     click.echo(f"Error: {msg}", err=True)
     sys.exit(EXIT_FATAL)
+
+
+def _fail_input(e: BaseException) -> NoReturn:
+    """An input that cannot be used: a usage error (exit 2), unless the object store refused the
+    credentials or could not be reached (exit 3, as for the output)."""
+    (_fail_fatal if isinstance(e, StorageAccessError) else _fail_usage)(str(e))
 
 
 def _warn_no_audio(where: str) -> None:

@@ -13,6 +13,7 @@ from batchsep.cli.common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
     _fail_fatal,
+    _fail_input,
     _fail_usage,
     _phase_bars,
     _warn_no_audio,
@@ -31,7 +32,7 @@ def _check_inputs(in_uri: str, out_uri: str, models: dict[str, str]) -> None:
     try:
         enhance_inputs(in_uri, out_uri)
     except BatchsepError as e:
-        _fail_usage(str(e))
+        _fail_input(e)
     for option, uri in models.items():
         try:
             checkpoint.read_checkpoint(uri)

@@ -12,6 +12,7 @@ from batchsep.cli.common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
     _fail_fatal,
+    _fail_input,
     _fail_usage,
     ray_options,
 )
@@ -74,7 +75,7 @@ def evaluate(
             local=local,
         )
     except (StorageError, ParameterError) as e:
-        _fail_usage(str(e))
+        _fail_input(e)
     except BatchsepError as e:
         _fail_fatal(str(e))
     if references is None and s.references is not None:
@@ -128,7 +129,7 @@ def report(run_uris: tuple[str, ...], out_uri: str, names: tuple[str, ...]) -> N
     except ReportOutputError as e:
         _fail_fatal(str(e))
     except (StorageError, ParameterError) as e:
-        _fail_usage(str(e))
+        _fail_input(e)
     except BatchsepError as e:
         _fail_fatal(str(e))
     n_plots = sum(u.endswith(".png") for u in written)

@@ -25,6 +25,7 @@ from batchsep.cli.common import (
     EXIT_USAGE,
     InterruptibleGroup,
     _fail_fatal,
+    _fail_input,
     _fail_usage,
     _phase_bars,
     _progress,
@@ -83,7 +84,7 @@ def scan(
     try:
         entries, _ = list_audio(in_uri)
     except StorageError as e:
-        _fail_usage(str(e))
+        _fail_input(e)
     try:
         storage.check_writable(out_uri)
     except StorageError as e:
@@ -255,7 +256,7 @@ def prepare(
             if not storage.exists(uri):
                 _fail_usage(f"input {uri}: no such file, folder or prefix")
         except StorageError as e:
-            _fail_usage(str(e))
+            _fail_input(e)
     try:
         storage.check_writable(out_uri)
     except StorageError as e:

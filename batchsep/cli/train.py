@@ -12,6 +12,7 @@ from batchsep.cli.common import (
     EPILOG,
     EXIT_OK,
     _fail_fatal,
+    _fail_input,
     _fail_usage,
     ray_options,
 )
@@ -144,7 +145,7 @@ def train(
 
             check_labelled(run_uri)  # StorageError: no RAVDESS-named file
     except (ParameterError, RegistryError, StorageError) as e:
-        _fail_usage(str(e))
+        _fail_input(e)
     target = out_uri or storage.join(run_uri, "models", model)
     try:
         storage.check_writable(target)

@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlparse
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from batchsep.errors import StorageError
+from batchsep.errors import StorageAccessError, StorageError
 
 TMP_PREFIX = ".batchsep-tmp-"
 COPY_BLOCK = 8 << 20
@@ -127,7 +127,8 @@ def _wrap(uri: str, action: str, exc: BaseException) -> StorageError:
             " (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, and AWS_ENDPOINT_URL for a server "
             "other than AWS)"
         )
-    return StorageError(f"cannot {action} {uri}: {reason}{hint}")
+    error = StorageAccessError if hint else StorageError
+    return error(f"cannot {action} {uri}: {reason}{hint}")
 
 
 def exists(uri: str) -> bool:
@@ -415,8 +416,11 @@ def check_writable(uri: str) -> None:
         if missing:
             raise StorageError(f"cannot write {uri}: no such bucket {bucket!r}")
     probe = join(uri, f"{TMP_PREFIX}probe-{uuid.uuid4().hex}")
-    write_bytes(probe, b"")
-    delete(probe)
+    try:
+        write_bytes(probe, b"")
+        delete(probe)
+    except StorageError as e:  # name the folder asked for, not the probe's temporary name
+        raise type(e)(str(e).replace(f" {probe}:", f" {uri}:", 1)) from e
 
 
 def remove_stale_temps(uri: str) -> int:

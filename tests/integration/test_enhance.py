@@ -19,7 +19,7 @@ import soundfile as sf
 import torch
 from click.testing import CliRunner
 
-from batchsep.cli.main import EXIT_SOME_FAILED, EXIT_USAGE, main
+from batchsep.cli.main import EXIT_FATAL, EXIT_SOME_FAILED, EXIT_USAGE, main
 from batchsep.io import parquet, storage
 from batchsep.io.checkpoint import write_checkpoint
 from batchsep.models import build_model, serialize
@@ -555,6 +555,34 @@ def test_s3_input_and_output(tmp_path, model_uri, s3_env):
         np.testing.assert_allclose(remote, local_y, atol=1e-6)
     table = parquet.read_parts(f"{s3_env}/out/results")  # 3 parts, read concurrently: in part order
     assert table.column("shard").to_pylist() == [0, 1, 2]
+
+
+def test_s3_refusals_are_fatal_errors_that_name_the_folder(
+    tmp_path, model_uri, s3_env, monkeypatch
+):
+    """Rejected credentials or an unreachable endpoint are exit 3 on the input side too (exit 2 is for a
+    missing input); the output's message names OUT, not the temporary name of the write probe."""
+    from batchsep.io.storage import _s3_filesystem
+
+    root = tmp_path / "in"
+    make_corpus(root, 1)
+    storage.write_bytes(f"{s3_env}/in/f0.wav", (root / "f0.wav").read_bytes())
+    args = ["--model", model_uri, "--no-emotion", "--local"]
+    r = CliRunner().invoke(main, ["enhance", f"{s3_env}/nothing-here", str(tmp_path / "o"), *args])
+    assert r.exit_code == EXIT_USAGE, r.output  # a missing input stays a usage error
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    _s3_filesystem.cache_clear()
+    try:
+        r = CliRunner().invoke(main, ["enhance", f"{s3_env}/in", str(tmp_path / "o"), *args])
+        assert r.exit_code == EXIT_FATAL and "check AWS_ACCESS_KEY_ID" in r.output, r.output
+        r = CliRunner().invoke(main, ["enhance", str(root), f"{s3_env}/out", *args])
+        assert r.exit_code == EXIT_FATAL, r.output
+        assert (
+            f"cannot write {s3_env}/out: " in r.output
+            and "probe" not in r.output.split(": When")[0]
+        )
+    finally:
+        _s3_filesystem.cache_clear()
 
 
 @pytest.mark.ray
