@@ -39,6 +39,7 @@ import pyarrow.fs as pafs
 # HTTP ports are drawn from [PORT_LOW, PORT_HIGH); each gRPC port is HTTP + 10000, which keeps every
 # port below Linux's ephemeral range (32768+) so outgoing connections never take them.
 PORT_LOW, PORT_HIGH, GRPC_OFFSET = 11000, 22000, 10000
+MAX_VOLUMES = 2000  # see _command
 COMPONENTS = ("master", "volume", "filer", "s3", "admin")
 # Unix sockets weed mini always creates under /tmp, named after the ports: removed on stop.
 _SOCKETS = {
@@ -167,6 +168,10 @@ def _command(weed: str, data: Path, ports: dict[str, tuple[int, int]]) -> list[s
         weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         "-master.telemetry=false", "-admin.ui=false", "-webdav=false",
         "-s3.port.iceberg=0", "-s3.port.lance=0",
+        # Every bucket is a collection with volumes of its own. Left at 0, the volume limit is free disk
+        # space / volume size (64 MiB for mini): ~22 buckets on a CI runner with 1.5 GB free, and then
+        # uploads fail with INTERNAL_FAILURE. Volumes are not preallocated, so a high limit costs nothing.
+        f"-volume.max={MAX_VOLUMES}",
     ]  # fmt: skip
     for name, (http, grpc) in ports.items():
         cmd += [f"-{name}.port={http}", f"-{name}.port.grpc={grpc}"]
