@@ -19,6 +19,7 @@ import numpy as np
 import soundfile as sf
 
 from batchsep.errors import AudioDecodeError, ParameterError
+from batchsep.io import containers
 
 AUDIO_SUFFIXES = frozenset(
     {
@@ -95,72 +96,21 @@ def _file_size(fobj: IO[bytes]) -> int | None:
     return int(end) if end is not None else None
 
 
-_UNKNOWN_SIZE = 0xFFFFFFFF  # size field of streamed (unknown length) and RF64 data chunks
-_MAX_CHUNKS = 4096
-
-
-def _wave_data_extent(fobj: IO[bytes], size: int) -> tuple[int, int, int, int] | None:
-    """Walk a RIFF/RIFX/RF64/BW64 WAVE chunk list to the ``data`` chunk.
-
-    Returns (declared data bytes, data bytes present, average bytes per second, bytes per frame), or
-    None when the stream is not WAVE, declares no definite data size, or its chunk list is unreadable.
-    """
-    fobj.seek(0)
-    head = fobj.read(12)
-    if (
-        len(head) < 12
-        or head[8:12] != b"WAVE"
-        or head[:4] not in (b"RIFF", b"RIFX", b"RF64", b"BW64")
-    ):
-        return None
-    endian = ">" if head[:4] == b"RIFX" else "<"
-    ds64_data: int | None = None
-    byte_rate = block_align = 0
-    pos = 12
-    for _ in range(_MAX_CHUNKS):
-        fobj.seek(pos)
-        hdr = fobj.read(8)
-        if len(hdr) < 8:
-            return None
-        cid, csize = hdr[:4], struct.unpack(endian + "I", hdr[4:])[0]
-        body = pos + 8
-        if cid == b"data":
-            if csize == _UNKNOWN_SIZE:
-                if ds64_data is None:
-                    return None
-                csize = ds64_data
-            if csize == 0:
-                return None  # written by a streaming encoder that never filled in the size
-            return csize, max(0, size - body), byte_rate, block_align
-        if cid == b"fmt ":
-            fmt = fobj.read(14)
-            if len(fmt) == 14:
-                _, _, _, byte_rate, block_align = struct.unpack(endian + "HHIIH", fmt)
-        elif cid == b"ds64":
-            ds = fobj.read(16)
-            if len(ds) == 16:
-                ds64_data = struct.unpack("<Q", ds[8:])[0]
-        pos = body + csize + (csize & 1)
-        if pos >= size:
-            return None
-    return None
-
-
 def truncation_reason(fobj: IO[bytes]) -> str | None:
     """Why ``fobj`` is cut off before the end of its audio data, or None if it is complete (or unknown).
 
-    For WAVE files (RIFF, RIFX, RF64/BW64) the size the ``data`` chunk declares is compared with the
-    bytes actually present: libsndfile silently decodes only the frames present. Reads only chunk
-    headers (bounded memory, works on S3 file objects) and restores the position of ``fobj``. Other
-    formats return None: libsndfile reports their truncation as a decode error (see
-    :func:`read_blocks`).
+    For uncompressed containers (WAVE in RIFF/RIFX/RF64/BW64, Wave64, AIFF/AIFF-C, AU) the data size the
+    header declares is compared with the bytes actually present: libsndfile silently decodes only the
+    frames present. Reads only chunk headers (bounded memory, works on S3 file objects; see
+    :mod:`batchsep.io.containers`) and restores the position of ``fobj``. Other formats return None:
+    libsndfile reports their truncation as a decode error (see :func:`read_blocks`).
     """
     size = _file_size(fobj)
     if not size:
         return None
     pos = fobj.tell()
     try:
-        extent = _wave_data_extent(fobj, size)
+        extent = containers.data_extent(fobj, size)
     except (OSError, ValueError, struct.error):
         extent = None
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +55,11 @@ def write_bad_corpus(root: Path) -> dict[str, str | None]:
     (root / "truncated_data.flac").write_bytes(data[: len(data) // 3])
     (root / "whole_5s.flac").unlink()
     expected["truncated_data.flac"] = "truncated or corrupt file: header declares 5.00 s of audio"
+    for name, fmt in (("truncated_data.aiff", "AIFF"), ("truncated_data.au", "AU")):
+        buf = io.BytesIO()
+        sf.write(buf, tone(5.0), SR, format=fmt, subtype="PCM_16")
+        (root / name).write_bytes(buf.getvalue()[: len(buf.getvalue()) // 3])
+        expected[name] = "truncated file: header declares 5.00 s of audio, 1.6"
 
     bad = tone(1.0)
     bad[100] = np.nan

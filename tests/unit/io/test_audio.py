@@ -33,12 +33,23 @@ def encoded(x: np.ndarray, sr: int = SR, **kw) -> bytes:
         {"format": "WAV", "subtype": "FLOAT"},
         {"format": "WAV", "subtype": "PCM_24", "endian": "BIG"},  # RIFX
         {"format": "RF64", "subtype": "PCM_16"},
+        {"format": "W64", "subtype": "PCM_16"},
+        {"format": "W64", "subtype": "FLOAT"},
+        {"format": "AIFF", "subtype": "PCM_16"},
+        {"format": "AIFF", "subtype": "PCM_24"},
+        {"format": "AIFF", "subtype": "FLOAT"},  # AIFF-C, fl32
+        {"format": "AIFF", "subtype": "ULAW"},  # AIFF-C, ulaw
+        {"format": "AU", "subtype": "PCM_16"},
+        {"format": "AU", "subtype": "PCM_24", "endian": "LITTLE"},  # dns.
+        {"format": "AU", "subtype": "ALAW"},
     ],
 )
-def test_truncated_wave_is_detected(kw):
+def test_truncated_uncompressed_file_is_detected(kw):
+    """libsndfile decodes the part present of these as a valid, shorter file: the header is checked."""
     data = encoded(sine(5.0), **kw)
     cut = data[: len(data) // 3]
     assert audio.truncation_reason(io.BytesIO(data)) is None
+    assert sf.info(io.BytesIO(cut)).frames < SR * 5  # what libsndfile alone makes of it
     reason = audio.truncation_reason(io.BytesIO(cut))
     assert reason is not None
     assert reason.startswith("truncated file: header declares 5.00 s of audio, 1.6")
@@ -72,6 +83,22 @@ def test_truncation_check_keeps_position_and_ignores_other_data():
     assert audio.truncation_reason(io.BytesIO(data[:-1])) is None
     # chunks after the data chunk (LIST, ...) may be cut without losing audio
     assert audio.truncation_reason(io.BytesIO(data + b"LIST" + struct.pack("<I", 100))) is None
+
+
+def test_truncation_check_other_containers_edge_cases():
+    # AU written to a pipe declares an unknown data size: not truncation
+    au = encoded(sine(1.0), format="AU", subtype="PCM_16")
+    unknown = au[:8] + struct.pack(">I", 0xFFFFFFFF) + au[12:]
+    assert audio.truncation_reason(io.BytesIO(unknown[:-1000])) is None
+    # a partial last frame is not reported, in any container
+    for fmt in ("AIFF", "W64", "AU"):
+        data = encoded(sine(1.0), format=fmt, subtype="PCM_16")
+        assert audio.truncation_reason(io.BytesIO(data)) is None
+        assert audio.truncation_reason(io.BytesIO(data[:-1])) is None
+        assert audio.truncation_reason(io.BytesIO(data[:-2])) is not None
+    # a compressed AIFF-C (IMA ADPCM) is not measured in frames x width: not judged
+    ima = encoded(sine(1.0), format="AIFF", subtype="IMA_ADPCM")
+    assert audio.truncation_reason(io.BytesIO(ima[: len(ima) // 2])) is None
 
 
 def test_truncated_flac_is_a_readable_error():
