@@ -12,7 +12,6 @@ from batchsep.errors import StorageError
 from batchsep.io import storage
 
 PART_TEMPLATE = "part-{:05d}.parquet"
-READ_THREADS = 16
 """Parts read at once by :func:`read_parts` from object storage (each read is a round trip)."""
 
 
@@ -49,7 +48,7 @@ def read_parts(folder_uri: str, *, columns: list[str] | None = None) -> pa.Table
     if not parts:
         return None
     if storage.is_s3(folder_uri) and len(parts) > 1:  # thousands of parts: one round trip each
-        with ThreadPoolExecutor(min(READ_THREADS, len(parts))) as pool:
+        with ThreadPoolExecutor(min(storage.S3_REQUEST_THREADS, len(parts))) as pool:
             tables = list(pool.map(lambda u: read_table(u, columns=columns), parts))
     else:
         tables = [read_table(u, columns=columns) for u in parts]

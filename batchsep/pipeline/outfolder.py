@@ -130,13 +130,15 @@ def discard_results(out_uri: str) -> None:
     if not storage.exists(results_uri):
         return
     inside = storage.normalize(out_uri) + "/"
-    for r in committed_rows(out_uri):
-        # only under this folder: the rows of a copied folder name the outputs of the original
-        uri = r.get("output_uri")
-        if r["status"] == schemas.STATUS_OK and uri and storage.normalize(uri).startswith(inside):
-            storage.delete(uri)
-    for e in storage.list_files(results_uri):
-        storage.delete(e.uri)
+    # only under this folder: the rows of a copied folder name the outputs of the original
+    storage.delete_many(
+        r["output_uri"]
+        for r in committed_rows(out_uri)
+        if r["status"] == schemas.STATUS_OK
+        and r.get("output_uri")
+        and storage.normalize(r["output_uri"]).startswith(inside)
+    )
+    storage.delete_many(e.uri for e in storage.list_files(results_uri))
 
 
 def forget_rows(

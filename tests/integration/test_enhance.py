@@ -555,6 +555,14 @@ def test_s3_input_and_output(tmp_path, model_uri, s3_env):
         np.testing.assert_allclose(remote, local_y, atol=1e-6)
     table = parquet.read_parts(f"{s3_env}/out/results")  # 3 parts, read concurrently: in part order
     assert table.column("shard").to_pylist() == [0, 1, 2]
+    # starting over in another format deletes the earlier outputs (concurrent deletes on S3)
+    s = enhance(f"{s3_env}/in", f"{s3_env}/out", model=model_uri,
+                options=EnhanceOptions(fmt="flac"), resume=False)  # fmt: skip
+    audio_left = [
+        e.rel_path for e in storage.list_files(f"{s3_env}/out", suffixes=[".wav", ".flac"])
+    ]
+    assert s.files_ok == 3 and len(audio_left) == 3
+    assert all(p.endswith(".flac") for p in audio_left), audio_left
 
 
 def test_s3_refusals_are_fatal_errors_that_name_the_folder(

@@ -230,6 +230,18 @@ def test_delete(storage_root):
         storage.delete(uri, missing_ok=False)
 
 
+def test_delete_many(storage_root):
+    uris = [storage.join(storage_root, "m", f"{i:02d}.bin") for i in range(40)]
+    for uri in uris:
+        storage.write_bytes(uri, b"x")
+    keep = storage.join(storage_root, "m", "keep.bin")
+    storage.write_bytes(keep, b"k")
+    storage.delete_many([*uris[:30], storage.join(storage_root, "m", "missing.bin")])
+    left = sorted(e.rel_path for e in storage.list_files(storage_root))
+    assert left == [f"m/{i:02d}.bin" for i in range(30, 40)] + ["m/keep.bin"]
+    storage.delete_many([])
+
+
 def test_check_writable_leaves_nothing(storage_root):
     storage.check_writable(storage_root)
     if storage.exists(storage_root):
