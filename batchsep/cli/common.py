@@ -8,7 +8,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from batchsep.errors import StorageAccessError
+from batchsep.errors import StorageAccessError, StorageError
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_FATAL = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130
@@ -141,6 +141,16 @@ def _fail_input(e: BaseException) -> NoReturn:
     """An input that cannot be used: a usage error (exit 2), unless the object store refused the
     credentials or could not be reached (exit 3, as for the output)."""
     (_fail_fatal if isinstance(e, StorageAccessError) else _fail_usage)(str(e))
+
+
+def _check_output(out_uri: str) -> None:
+    """Exit 3, before any work, when nothing can be written under the output folder ``out_uri``."""
+    from batchsep.io import storage
+
+    try:
+        storage.check_writable(out_uri)
+    except StorageError as e:
+        _fail_fatal(f"output folder: {e}")
 
 
 def _warn_no_audio(where: str) -> None:

@@ -12,6 +12,7 @@ from batchsep.cli.common import (
     EPILOG,
     EXIT_OK,
     EXIT_SOME_FAILED,
+    _check_output,
     _fail_fatal,
     _fail_input,
     _fail_usage,
@@ -20,13 +21,13 @@ from batchsep.cli.common import (
     ray_options,
 )
 from batchsep.cli.main import main
-from batchsep.errors import BatchsepError, ParameterError, StorageError
+from batchsep.errors import BatchsepError, ParameterError
 from batchsep.pipeline.level import INPUT_LEVEL_DB, MODEL_LEVEL, InputLevel, check_input_level
 
 
 def _check_inputs(in_uri: str, out_uri: str, models: dict[str, str]) -> None:
     """Fail early (usage/fatal exits) on a missing input, a bad model, an unwritable output."""
-    from batchsep.io import checkpoint, storage
+    from batchsep.io import checkpoint
     from batchsep.pipeline.outfolder import enhance_inputs
 
     try:
@@ -38,10 +39,7 @@ def _check_inputs(in_uri: str, out_uri: str, models: dict[str, str]) -> None:
             checkpoint.read_checkpoint(uri)
         except BatchsepError as e:
             _fail_usage(f"{option}: {e}")
-    try:
-        storage.check_writable(out_uri)
-    except StorageError as e:
-        _fail_fatal(f"output {e}")
+    _check_output(out_uri)
 
 
 def _files(n: int) -> str:

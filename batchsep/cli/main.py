@@ -24,6 +24,7 @@ from batchsep.cli.common import (
     EXIT_SOME_FAILED,
     EXIT_USAGE,
     InterruptibleGroup,
+    _check_output,
     _fail_fatal,
     _fail_input,
     _fail_usage,
@@ -78,17 +79,13 @@ def scan(
     subtype, peak, RMS level, and status (ok/error) with a readable error for bad files.
     Non-audio files (by extension) are skipped and counted.
     """
-    from batchsep.io import storage
     from batchsep.pipeline.scan import list_audio
 
     try:
         entries, _ = list_audio(in_uri)
     except StorageError as e:
         _fail_input(e)
-    try:
-        storage.check_writable(out_uri)
-    except StorageError as e:
-        _fail_fatal(f"output {e}")
+    _check_output(out_uri)
     bar, update = _progress(len(entries), "file", "scan")
     try:
         with bar:
@@ -257,10 +254,7 @@ def prepare(
                 _fail_usage(f"input {uri}: no such file, folder or prefix")
         except StorageError as e:
             _fail_input(e)
-    try:
-        storage.check_writable(out_uri)
-    except StorageError as e:
-        _fail_fatal(f"output {e}")
+    _check_output(out_uri)
     on_start, on_progress, close = _phase_bars()
     try:
         summary = batchsep.api.prepare(
@@ -357,9 +351,9 @@ def features(
     try:
         if not storage.exists(storage.join(run_uri, needed)):
             _fail_usage(f"{run_uri} has no {needed} (run `batchsep {stage}` first)")
-        storage.check_writable(out_uri or storage.join(run_uri, "features"))
     except StorageError as e:
-        _fail_fatal(f"output {e}")
+        _fail_input(e)
+    _check_output(out_uri or storage.join(run_uri, "features"))
     on_start, on_progress, close = _phase_bars()
     try:
         summary = batchsep.api.features(

@@ -11,6 +11,7 @@ import batchsep.api
 from batchsep.cli.common import (
     EPILOG,
     EXIT_OK,
+    _check_output,
     _fail_fatal,
     _fail_input,
     _fail_usage,
@@ -147,10 +148,7 @@ def train(
     except (ParameterError, RegistryError, StorageError) as e:
         _fail_input(e)
     target = out_uri or storage.join(run_uri, "models", model)
-    try:
-        storage.check_writable(target)
-    except StorageError as e:
-        _fail_fatal(f"output {e}")
+    _check_output(target)
     try:
         s = batchsep.api.train(
             run_uri, model=model, out_uri=target, config=config, max_epochs=max_epochs,

@@ -416,7 +416,11 @@ def test_cli_reports_skipped_names_empty_input_and_file_as_output(tmp_path, mode
     assert r.exit_code == 0 and "no audio files found" in r.output
     (tmp_path / "afile").write_text("x")
     r = cli.invoke(main, ["enhance", str(root), str(tmp_path / "afile"), *args])
-    assert r.exit_code == 3 and "is a file, not a folder" in r.output
+    assert (
+        r.exit_code == 3
+        and "Error: output folder: " in r.output
+        and "is a file, not a folder" in r.output
+    )
 
 
 def test_cli_interrupted_driver_then_rerun(tmp_path, model_uri):

@@ -156,7 +156,7 @@ def test_cli_exit_codes(bad_corpus, tmp_path):
     blocker.write_text("x")
     r = cli.invoke(main, ["scan", str(good), "--out", str(blocker / "sub")])
     assert r.exit_code == EXIT_FATAL
-    assert "cannot write" in r.output
+    assert f"Error: output folder: cannot write {blocker / 'sub'}" in r.output, r.output
     r = cli.invoke(main, ["scan", str(good)])
     assert r.exit_code == EXIT_USAGE  # click usage error: --out missing
     r = cli.invoke(main, ["--version"])
