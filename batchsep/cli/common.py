@@ -143,6 +143,11 @@ def _fail_input(e: BaseException) -> NoReturn:
     (_fail_fatal if isinstance(e, StorageAccessError) else _fail_usage)(str(e))
 
 
+def _files(n: int) -> str:
+    """``1 file``, ``2 files``."""
+    return f"{n} file" + ("" if n == 1 else "s")
+
+
 def _check_output(out_uri: str) -> None:
     """Exit 3, before any work, when nothing can be written under the output folder ``out_uri``."""
     from batchsep.io import storage

@@ -16,6 +16,7 @@ from batchsep.cli.common import (
     _fail_fatal,
     _fail_input,
     _fail_usage,
+    _files,
     _phase_bars,
     _warn_no_audio,
     ray_options,
@@ -40,10 +41,6 @@ def _check_inputs(in_uri: str, out_uri: str, models: dict[str, str]) -> None:
         except BatchsepError as e:
             _fail_usage(f"{option}: {e}")
     _check_output(out_uri)
-
-
-def _files(n: int) -> str:
-    return f"{n} file" + ("" if n == 1 else "s")
 
 
 def _speed(x: float) -> str:
@@ -81,12 +78,13 @@ def _report(summary: Any, verb: str, out_uri: str, show_errors: int) -> None:
         )
     if summary.outputs_missing:
         click.echo(
-            f"{_files(summary.outputs_missing)} done earlier had lost their output: done again"
+            f"{_files(summary.outputs_missing)} done earlier had lost "
+            f"{'its' if summary.outputs_missing == 1 else 'their'} output: done again"
         )
     if summary.failed_retried:
         click.echo(f"{_files(summary.failed_retried)} that failed in an earlier run: tried again")
     if summary.non_audio_skipped:
-        click.echo(f"{summary.non_audio_skipped} non-audio files skipped (by name)")
+        click.echo(f"{_files(summary.non_audio_skipped)} skipped: not audio (by name)")
     if summary.files == 0:
         _warn_no_audio("the input")
     for rel, err in summary.errors[:show_errors]:

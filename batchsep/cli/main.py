@@ -28,6 +28,7 @@ from batchsep.cli.common import (
     _fail_fatal,
     _fail_input,
     _fail_usage,
+    _files,
     _phase_bars,
     _progress,
     _warn_no_audio,
@@ -97,7 +98,7 @@ def scan(
         _fail_fatal(str(e))
     click.echo(
         f"scanned {summary.files} audio files: {summary.files_ok} ok, {summary.files_failed} failed, "
-        f"{summary.hours:.2f} h of audio; {summary.skipped_non_audio} non-audio files skipped\n"
+        f"{summary.hours:.2f} h of audio; {_files(summary.skipped_non_audio)} skipped: not audio (by name)\n"
         f"manifest: {summary.manifest_uri}"
     )
     if not summary.files:

@@ -61,6 +61,14 @@ def normalize(uri: str) -> str:
     return _local_path(uri).rstrip("/") or "/"
 
 
+def resolve_links(uri: str) -> str:
+    """:func:`normalize`, with symbolic links resolved for a local path (where it really is); the part
+    of the path that does not exist yet is kept as written."""
+    if is_s3(uri):
+        return normalize(uri)
+    return os.path.realpath(_local_path(uri))
+
+
 def join(uri: str, *parts: str) -> str:
     """Join path components onto a URI (``/`` separators for every scheme).
 

@@ -34,14 +34,16 @@ def enhance_inputs(in_uri: str, out_uri: str) -> tuple[list[FileEntry], int]:
     ParameterError
         ``out_uri`` is ``in_uri``.
     """
-    src, dst = storage.normalize(in_uri), storage.normalize(out_uri)
+    src, dst = storage.resolve_links(in_uri), storage.resolve_links(out_uri)  # a link is its target
     if src == dst:
         raise ParameterError(
             f"OUT {out_uri} is the input folder: outputs would replace their inputs; give another folder"
         )
     entries, non_audio = list_audio(in_uri)
-    if dst.startswith(src.rstrip("/") + "/"):
-        entries = [e for e in entries if not storage.normalize(e.uri).startswith(dst + "/")]
+    inside = src.rstrip("/") + "/"
+    if dst.startswith(inside):
+        out_rel = dst[len(inside) :] + "/"
+        entries = [e for e in entries if not e.rel_path.startswith(out_rel)]
     return entries, non_audio
 
 
@@ -177,16 +179,32 @@ def note_renamed(rows: list[dict[str, Any]], out_rel: Mapping[str, str], fmt: st
 
 
 def output_rel_paths(rel_paths: Sequence[str], fmt: str) -> dict[str, str]:
-    """Output path of every input: same relative path, suffix ``.fmt``.
+    """Output path of every input: same relative path, suffix ``.fmt``; no two inputs share an output.
 
-    Inputs that would collide (``a.wav`` and ``a.flac``) keep their suffix (``a.wav.wav``, ``a.flac.wav``),
-    so no output ever overwrites another file's.
+    Inputs that would collide (``a.wav`` and ``a.flac``) keep their suffix (``a.wav.wav``, ``a.flac.wav``).
+    Should such a name be another input's own (an input ``a.wav.wav``), that input keeps it and the other
+    gets a number (``a.wav~2.wav``).
     """
-    simple = {r: os.path.splitext(r)[0] + "." + fmt for r in rel_paths}
-    counts: dict[str, int] = {}
-    for out in simple.values():
-        counts[out] = counts.get(out, 0) + 1
-    return {r: (out if counts[out] == 1 else f"{r}.{fmt}") for r, out in simple.items()}
+
+    def candidate(rel: str, level: int) -> str:
+        if level == 0:
+            return os.path.splitext(rel)[0] + "." + fmt
+        return f"{rel}.{fmt}" if level == 1 else f"{rel}~{level}.{fmt}"
+
+    levels = dict.fromkeys(rel_paths, 0)
+    while True:
+        out = {r: candidate(r, k) for r, k in levels.items()}
+        groups: dict[str, list[str]] = {}
+        for r, o in out.items():
+            groups.setdefault(o, []).append(r)
+        clashes = [g for g in groups.values() if len(g) > 1]
+        if not clashes:
+            return out
+        for group in clashes:
+            plain = [r for r in group if levels[r] == 0]
+            for r in group:  # a lone input at its plain name keeps it
+                if not (len(plain) == 1 and r == plain[0]):
+                    levels[r] += 1
 
 
 def committed_rows(out_uri: str) -> list[dict[str, Any]]:

@@ -70,9 +70,16 @@ def scan_shard(entries: list[FileEntry]) -> list[ScanRow]:
 def list_audio(in_uri: str) -> tuple[list[FileEntry], int]:
     """Audio files under ``in_uri`` and the number of non-audio files skipped.
 
+    The temporaries of batchsep's own unfinished writes (an interrupted run into a folder now used as
+    input) are neither: they are left out.
+
     Raises StorageError when ``in_uri`` does not exist or cannot be listed.
     """
-    entries = storage.list_files(in_uri)
+    entries = [
+        e
+        for e in storage.list_files(in_uri)
+        if not e.rel_path.rsplit("/", 1)[-1].startswith(storage.TMP_PREFIX)
+    ]
     keep = [e for e in entries if audio.is_audio_name(e.rel_path)]
     return keep, len(entries) - len(keep)
 

@@ -38,6 +38,9 @@ def write_bad_corpus(root: Path) -> dict[str, str | None]:
     (root / "truncated_header.wav").write_bytes(good.read_bytes()[:20])
     expected["truncated_header.wav"] = "Malformed"
 
+    # a temporary left by an interrupted batchsep write (this folder was an OUT): not an input at all
+    (root / ".batchsep-tmp-0f3a-good.wav").write_bytes(good.read_bytes()[:100])
+
     (root / "text.wav").write_text("this is not audio, just text in a .wav file\n" * 20)
     expected["text.wav"] = "not a recognised audio format"
 

@@ -113,6 +113,18 @@ def test_output_names_never_collide():
         "c/d.ogg": "c/d.wav",
     }
     assert len(set(out.values())) == 4
+    # an input already named like a fallback keeps its name; the other input gets a number
+    out = output_rel_paths(["a.wav", "a.flac", "a.wav.wav", "a.flac.wav", "b.wav"], "wav")
+    assert out == {
+        "a.wav": "a.wav~2.wav",
+        "a.flac": "a.flac~2.wav",
+        "a.wav.wav": "a.wav.wav",
+        "a.flac.wav": "a.flac.wav",
+        "b.wav": "b.wav",
+    }
+    assert output_rel_paths(["x.ogg", "x.opus"], "flac") == {
+        "x.ogg": "x.ogg.flac", "x.opus": "x.opus.flac",
+    }  # fmt: skip
 
 
 def test_batch_equals_one_by_one(model_uri):
@@ -239,6 +251,18 @@ def test_output_inside_input_is_left_out_and_input_as_output_refused(tmp_path, m
         enhance(str(root), str(root) + "/", model=model_uri)
     r = CliRunner().invoke(main, ["enhance", str(root), str(root), "--no-emotion"])
     assert r.exit_code == EXIT_USAGE and "is the input folder" in r.output
+    # the same through symbolic links: a link to IN as OUT is IN; OUT inside IN through a link is left out
+    root = tmp_path / "in2"
+    make_corpus(root, 3)
+    (tmp_path / "link").symlink_to(root)
+    inputs = {p: p.read_bytes() for p in root.rglob("*.wav")}
+    with pytest.raises(ParameterError, match="is the input folder"):
+        enhance(str(root), str(tmp_path / "link"), model=model_uri)
+    assert {p: p.read_bytes() for p in inputs} == inputs  # no input replaced
+    for _ in range(2):
+        s = enhance(str(root), str(tmp_path / "link" / "enh2"), model=model_uri)
+        assert (s.files_ok, s.files_failed) == (3, 0)
+    assert not (root / "enh2" / "enh2").exists()
 
 
 def test_resume_with_other_settings_is_refused(tmp_path, model_uri):
@@ -406,7 +430,7 @@ def test_cli_reports_skipped_names_empty_input_and_file_as_output(tmp_path, mode
     cli = CliRunner()
     args = ["--model", model_uri, "--no-emotion", "--local"]
     r = cli.invoke(main, ["enhance", str(root), str(tmp_path / "o"), *args])
-    assert r.exit_code == 0 and "1 non-audio files skipped" in r.output, r.output
+    assert r.exit_code == 0 and "1 file skipped: not audio (by name)" in r.output, r.output
     assert "model input level: -26 dBFS RMS per 30 s window" in r.output
     warnings = {r["rel_path"]: r["warning"] for r in committed_rows(str(tmp_path / "o"))}
     assert "output named f0.wav.wav" in warnings["f0.wav"]

@@ -187,7 +187,7 @@ def test_cli_shard_size_and_no_audio_warning(bad_corpus, tmp_path, monkeypatch):
     (texts / "notes.txt").write_text("no audio here")
     r = cli.invoke(main, ["scan", str(texts), "--out", str(tmp_path / "o2"), "--local"])
     assert r.exit_code == EXIT_OK, r.output
-    assert "1 non-audio files skipped" in r.output
+    assert "1 file skipped: not audio (by name)" in r.output
     assert f"warning: no audio files found under {texts}" in r.output
 
 
