@@ -20,6 +20,15 @@ from batchsep.pipeline.tag import EmotionTagger
 
 MODEL_SR = 16000
 CLIP_LEVEL = 0.999
+CANCEL_RATIO = 1e-3
+"""A downmix this far (-30 dB) below its channels' mean energy is reported: they cancel out."""
+
+
+def _below(energy: float, reference: float) -> str:
+    """``"its level is 42 dB below the channels'"``, or ``"it is digital silence"``."""
+    if energy == 0:
+        return "it is digital silence"
+    return f"its level is {10 * np.log10(reference / energy):.0f} dB below the channels'"
 
 
 @dataclass(frozen=True)
@@ -60,8 +69,9 @@ class _Reader:
 
     def __init__(self, f: sf.SoundFile, block_frames: int) -> None:
         self.f, self.block_frames = f, block_frames
-        self.frames = self.clipped = self.nonzero = 0
+        self.frames = self.clipped = self.over = self.nonzero = 0
         self.seconds = 0.0
+        self.energy = self.mono_energy = 0.0  # mean channel energy, and the downmix's
         sr = f.samplerate
         self.resampler = (
             soxr.ResampleStream(sr, MODEL_SR, 1, dtype="float32") if sr != MODEL_SR else None
@@ -74,8 +84,12 @@ class _Reader:
             last = b.shape[0] < self.block_frames
             self.frames += b.shape[0]
             self.clipped += int(np.count_nonzero(np.abs(b) >= CLIP_LEVEL))
+            self.over += int(np.count_nonzero(np.abs(b) > 1.0))  # float data only
             self.nonzero += int(np.count_nonzero(b))
             mono = b.mean(axis=1) if b.shape[1] > 1 else b[:, 0]
+            if b.shape[1] > 1:
+                self.energy += float(np.einsum("ij,ij->", b, b, dtype=np.float64)) / b.shape[1]
+                self.mono_energy += float(np.dot(mono.astype(np.float64), mono))
             if self.resampler is not None:
                 mono = self.resampler.resample_chunk(mono, last=last)
             self.seconds += time.perf_counter() - t
@@ -201,9 +215,16 @@ def enhance_file(
     warnings = []
     if row["channels"] > 1:
         warnings.append(f"{row['channels']} channels downmixed to mono")
+        if reader.energy > 0 and reader.mono_energy < CANCEL_RATIO * reader.energy:
+            warnings.append(
+                "the channels cancel in the mono downmix (out of phase?): "
+                + _below(reader.mono_energy, reader.energy)
+            )
     if reader.nonzero == 0:
         warnings.append("input is digital silence" + (" (output is silence)" if out_uri else ""))
-    if reader.clipped:
+    if reader.over:
+        warnings.append(f"input exceeds full scale ({reader.over} float samples beyond ±1.0)")
+    elif reader.clipped:
         warnings.append(f"input is clipped ({reader.clipped} samples at full scale)")
     if writer.clipped:
         warnings.append(f"output clipped to full scale ({writer.clipped} samples)")

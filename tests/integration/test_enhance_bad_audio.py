@@ -106,6 +106,37 @@ def test_clipping_warnings_combine(tmp_path):
     assert parts[1].startswith("output clipped to full scale (")
 
 
+def test_downmix_that_cancels_and_float_input_beyond_full_scale_are_named(tmp_path):
+    x = sine(1.0)
+    sf.write(tmp_path / "anti.wav", np.stack([x, -x], axis=1), SR, subtype="FLOAT")
+    row = enhance_file(
+        str(tmp_path / "anti.wav"), str(tmp_path / "a.wav"), _gain(1.0), EnhanceOptions()
+    )
+    assert row["status"] == "ok"
+    assert row["warning"] == (
+        "2 channels downmixed to mono; the channels cancel in the mono downmix (out of phase?): "
+        "it is digital silence"
+    )
+    sf.write(tmp_path / "near.wav", np.stack([x, -0.99 * x], axis=1), SR, subtype="FLOAT")
+    row = enhance_file(
+        str(tmp_path / "near.wav"), str(tmp_path / "n.wav"), _gain(1.0), EnhanceOptions()
+    )
+    # downmix 0.005 x against channels of mean energy (1 + 0.99^2) / 2: 10 log10(0.99 / 2.5e-5) = 46 dB
+    assert row["warning"].endswith("its level is 46 dB below the channels'"), row["warning"]
+    sf.write(tmp_path / "same.wav", np.stack([x, 0.5 * x], axis=1), SR, subtype="FLOAT")
+    row = enhance_file(
+        str(tmp_path / "same.wav"), str(tmp_path / "s.wav"), _gain(1.0), EnhanceOptions()
+    )
+    assert row["warning"] == "2 channels downmixed to mono"
+    loud = 1000 * x
+    sf.write(tmp_path / "loud.wav", loud, SR, subtype="FLOAT")
+    row = enhance_file(
+        str(tmp_path / "loud.wav"), str(tmp_path / "l.wav"), _gain(1.0), EnhanceOptions()
+    )
+    over = int(np.count_nonzero(np.abs(loud) > 1.0))
+    assert row["warning"] == f"input exceeds full scale ({over} float samples beyond ±1.0)"
+
+
 @pytest.mark.parametrize("block_frames", [4800, 4096, 1 << 17])
 def test_streamed_blocks_end_cleanly(tmp_path, block_frames):
     """A file that ends exactly on a block boundary is resampled to the end like any other."""
