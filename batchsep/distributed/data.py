@@ -19,18 +19,45 @@ import numpy as np
 import ray
 
 from batchsep.distributed.runtime import init
+from batchsep.errors import BatchsepError
 from batchsep.pipeline.enhance_worker import EnhanceWorker, ShardTask, task_from_json, task_to_json
 
 logger = logging.getLogger(__name__)
 
 
+class WorkerInitError(BatchsepError):
+    """A pool actor could not build its EnhanceWorker (a model that is not what its role needs, a
+    device it cannot see, ...): every actor would fail the same way, so the job fails with this."""
+
+
+INIT_ERROR = "worker_init_error"
+"""Key of the one row a batch yields when its actor could not start (see :class:`_ShardBatchWorker`)."""
+
+
 class _ShardBatchWorker:
-    """Adapts EnhanceWorker to Ray Data batches: ``{"task": [json]}`` → one row per file."""
+    """Adapts EnhanceWorker to Ray Data batches: ``{"task": [json]}`` → one row per file.
+
+    A constructor that raises must not kill the actor: Ray Data replaces an actor that dies while it
+    starts (``ACTOR_INIT_DEATHS`` times in a row) and :class:`RayDataExecutor` runs the job again on an
+    actor death (``SYSTEM_FAILURE_ATTEMPTS``), so one bad model meant minutes of restarts ending in an
+    ``ActorDiedError``. The error is kept and each batch answers it as one ``INIT_ERROR`` row instead
+    of result rows: the driver raises :class:`WorkerInitError` with the original message at the first
+    one (an exception raised here would reach the driver as Ray Data's ``UserCodeException``, which
+    keeps only the remote traceback's text) and commits nothing for that batch.
+    """
 
     def __init__(self, worker_kwargs: dict[str, Any]) -> None:
-        self.worker = EnhanceWorker(**worker_kwargs)
+        self.worker: EnhanceWorker | None = None
+        self.init_error = ""
+        try:
+            self.worker = EnhanceWorker(**worker_kwargs)
+        except Exception as e:  # answered by __call__, with its message
+            self.init_error = f"enhance worker could not start: {type(e).__name__}: {e}"
+            logger.error(self.init_error, exc_info=True)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
+        if self.worker is None:
+            return {"row": [_json_row({INIT_ERROR: self.init_error})], "shard": [-1]}
         rows: list[dict[str, Any]] = []
         for text in batch["task"]:
             rows.extend(self.worker(task_from_json(str(text))))
@@ -145,6 +172,8 @@ class RayDataExecutor:
         pending: dict[int, list[dict[str, Any]]] = {}
         for item in ds.iter_rows():
             row = json.loads(item["row"])
+            if INIT_ERROR in row:  # no rows of this batch or later ones are committed
+                raise WorkerInitError(row[INIT_ERROR])
             shard = int(row["shard"])
             rows = pending.setdefault(shard, [])
             rows.append(row)

@@ -139,6 +139,19 @@ def enhance(
         raise ParameterError("nothing to do: give an enhancement model, an emotion model, or both")
     # fail fast on a bad model URI, before any worker starts
     metas = {uri: checkpoint.read_checkpoint(uri) for uri in (model, emotion) if uri is not None}
+    # each model in its role, checked here: a worker that cannot load it would fail on every shard
+    from batchsep.pipeline.emotion_worker import EMOTION_MODELS
+
+    if model is not None and metas[model]["model_name"] in EMOTION_MODELS:
+        raise ParameterError(
+            f"model {model!r} is the emotion model {metas[model]['model_name']!r}, not an enhancer "
+            "(the shipped enhancer is 'default'; give an emotion model as the emotion model)"
+        )
+    if emotion is not None and metas[emotion]["model_name"] not in EMOTION_MODELS:
+        raise ParameterError(
+            f"emotion model {emotion!r} is the enhancer {metas[emotion]['model_name']!r}, not an "
+            "emotion model (the shipped emotion model is 'default-emotion')"
+        )
     level_used = resolve_input_level(options.input_level_db, metas[model]) if model else None
     spec = {  # absolute: a later evaluate (from any directory) finds the input's prepare run from it
         "in_uri": storage.normalize(in_uri),
