@@ -6,11 +6,185 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from batchsep.errors import ParameterError
 from batchsep.pipeline import scan as _scan
 from batchsep.pipeline.level import MODEL_LEVEL, InputLevel
+
+_NOT_STAGES = ("check_params",)
+"""Public functions of this module that are not stages (``batchsep.jobspec_stages.stage_functions``)."""
+
+_Rule = Callable[[Any], str | None]
+
+
+def _integer(low: int, *, optional: bool = True) -> _Rule:
+    def rule(value: Any) -> str | None:
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            return "must be an integer"
+        return f"must be >= {low}" if value < low else None
+
+    return rule
+
+
+def _number(low: float, high: float | None = None, *, optional: bool = True) -> _Rule:
+    """A number ``> low`` (and ``<= high``)."""
+
+    def rule(value: Any) -> str | None:
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return "must be a number"
+        if value <= low or (high is not None and value > high):
+            return f"must be > {low:g}" if high is None else f"must be in ({low:g}, {high:g}]"
+        return None
+
+    return rule
+
+
+def _choice(*choices: Any) -> _Rule:
+    def rule(value: Any) -> str | None:
+        if isinstance(value, bool) or value not in choices:
+            return f"must be one of {', '.join(map(str, choices))}"
+        return None
+
+    return rule
+
+
+def _sr(value: Any) -> str | None:
+    if isinstance(value, bool) or value not in ("keep", "16000", 16000):
+        return "must be 'keep' (the input's rate) or 16000"
+    return None
+
+
+def _fmt(value: Any) -> str | None:
+    from batchsep.io.audio import ENCODE_FORMATS
+
+    return _choice(*ENCODE_FORMATS)(value)
+
+
+def _input_level(value: Any) -> str | None:
+    if value is None or value == MODEL_LEVEL:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not -80 <= value <= 0:
+        return "must be 'model' (the model's own level), a level in [-80, 0] dBFS or None (the raw level)"
+    return None
+
+
+def _metrics(value: Any) -> str | None:
+    """Names from ``SCORE_METRICS``; an empty list scores no audio (a tag run: emotions only)."""
+    from batchsep.evaluation.metrics import SCORE_METRICS
+
+    if not isinstance(value, list | tuple) or any(m not in SCORE_METRICS for m in value):
+        return f"must be a list of {', '.join(SCORE_METRICS)} (empty: emotions only)"
+    return None
+
+
+def _train_model(value: Any) -> str | None:
+    from batchsep.jobspec import TRAINABLE_MODELS
+
+    if value not in TRAINABLE_MODELS:
+        return f"unknown model {value!r}; known: {', '.join(sorted(TRAINABLE_MODELS))}"
+    return None
+
+
+_WORKERS = {"workers": _integer(1)}
+_RULES: dict[str, dict[str, _Rule]] = {
+    "scan": {**_WORKERS, "shard_size": _integer(1, optional=False)},
+    "prepare": {
+        **_WORKERS,
+        "shard_size": _integer(1, optional=False),
+        "n_train": _integer(0),
+        "n_valid": _integer(0),
+        "n_test": _integer(0),
+        "max_seconds": _number(0),
+    },
+    "features": {
+        **_WORKERS,
+        "kind": _choice("stft", "logmel"),
+        "shard_mb": _number(0, optional=False),
+        "compression": _choice("zstd", "lz4", "snappy", "none"),
+    },
+    "train": {
+        **_WORKERS,
+        "model": _train_model,
+        "max_epochs": _integer(0),
+        "train_fraction": _number(0, 1, optional=False),
+        "batch_size": _integer(1, optional=False),
+        "crop_frames": _integer(0),
+        "snmf_frames": _integer(1, optional=False),
+    },
+    "enhance": {
+        **_WORKERS,
+        "shard_size": _integer(1),
+        "sr": _sr,
+        "fmt": _fmt,
+        "input_level_db": _input_level,
+    },
+    "tag": {**_WORKERS, "shard_size": _integer(1)},
+    "evaluate": {**_WORKERS, "shard_size": _integer(1, optional=False), "metrics": _metrics},
+}
+
+
+def _mixture_config(params: Mapping[str, Any]) -> str | None:
+    """``prepare``: the mixture config its ``config`` and the other arguments make (as the CLI does)."""
+    import dataclasses
+
+    from batchsep.corpus.mixtures import MixtureConfig
+
+    fields = {f.name for f in dataclasses.fields(MixtureConfig)}
+    overrides = {k: v for k, v in params.items() if k in fields and k != "type" and v is not None}
+    if isinstance(overrides.get("holdout_noise_classes"), list):
+        overrides["holdout_noise_classes"] = tuple(overrides["holdout_noise_classes"])
+    config = params.get("config")
+    try:
+        if isinstance(config, dict):
+            config = MixtureConfig.from_dict(config)
+        if config is None or isinstance(config, MixtureConfig):
+            dataclasses.replace(config or MixtureConfig(), **overrides)
+    except (ParameterError, TypeError) as e:
+        return f"config: {e}"
+    return None
+
+
+_WHOLE: dict[str, Callable[[Mapping[str, Any]], str | None]] = {"prepare": _mixture_config}
+"""Checks of a stage's parameters together, made when each value passes its own rule."""
+
+
+def check_params(stage: str, params: Mapping[str, Any]) -> list[str]:
+    """The problems with the values of ``params`` for ``batchsep.api.<stage>`` (empty when none).
+
+    The same value rules as the CLI command's options (``workers >= 1``, ``shard_size >= 1``,
+    ``sr`` keep|16000, ``fmt`` wav|flac, ...), one message per bad value (``"workers=0 must be >= 1"``).
+    Parameters not given, and stages or parameters without a rule, are not checked; types are checked
+    only as far as a rule needs them. Every API function calls it first; a job spec checks each stage
+    with it before anything runs.
+
+    >>> check_params("enhance", {"workers": 0, "fmt": "wav"})
+    ['workers=0 must be >= 1']
+    """
+    rules = _RULES.get(stage, {})
+    problems = []
+    for name, value in params.items():
+        rule = rules.get(name)
+        message = rule(value) if rule is not None else None
+        if message:  # a rule's message is "must be ..." (after NAME=VALUE) or a whole sentence
+            problems.append(
+                message if message.startswith("unknown ") else f"{name}={value!r} {message}"
+            )
+    whole = _WHOLE.get(stage)
+    message = whole(params) if whole is not None and not problems else None
+    return [*problems, message] if message else problems
+
+
+def _check(stage: str, **params: Any) -> None:
+    """Raise :class:`ParameterError` listing every problem :func:`check_params` finds."""
+    problems = check_params(stage, params)
+    if problems:
+        raise ParameterError(f"{stage}: " + "; ".join(problems))
 
 
 def scan(
@@ -27,6 +201,7 @@ def scan(
 
     Input and output are checked before Ray starts, so a bad URI fails fast with a StorageError.
     """
+    _check("scan", workers=workers, shard_size=shard_size)
     from batchsep.distributed.runtime import make_runner
 
     runner = make_runner(workers=workers, address=address, serial=local)
@@ -64,7 +239,7 @@ def enhance(
     address: str | None = None,
     local: bool = False,
     gpu: bool = False,
-    sr: str = "keep",
+    sr: str | int = "keep",
     fmt: str = "wav",
     resume: bool = True,
     retry_failed: bool = False,
@@ -76,7 +251,7 @@ def enhance(
     """Enhance every audio file under ``in_uri`` into ``out_uri`` with ``model`` (``default``: shipped).
 
     Output keeps relative paths (suffix ``.wav``/``.flac``), the input's sample rate (``sr="keep"``) or
-    ``sr="16000"``; ``results/part-*.parquet`` holds one row per file; re-running skips done files
+    ``sr=16000`` (or ``"16000"``); ``results/part-*.parquet`` holds one row per file; re-running skips done files
     (``resume=False`` starts over). ``gpu=True`` puts the model on a GPU per actor. With ``emotion``, the
     enhanced audio is also tagged by ``emotion_model`` (label and 8 class probabilities per file and per
     voiced segment, in the same rows); ``emotion=None`` tags when the shipped tagger is installed.
@@ -85,6 +260,14 @@ def enhance(
     trained at (recorded by ``batchsep train``; -26 for models without one); ``None``: the raw level (see
     ``batchsep.pipeline.level``).
     """
+    _check(
+        "enhance",
+        workers=workers,
+        shard_size=shard_size,
+        sr=sr,
+        fmt=fmt,
+        input_level_db=input_level_db,
+    )
     from batchsep.pipeline import enhance as _enh
 
     options = _enh.EnhanceOptions(
@@ -128,6 +311,7 @@ def tag(
 
     ``out_uri/results/part-*.parquet`` gets the label and 8 probabilities per file and per voiced segment.
     """
+    _check("tag", workers=workers, shard_size=shard_size)
     from batchsep.pipeline import enhance as _enh
 
     return _enh.enhance(
@@ -180,6 +364,12 @@ def prepare(
     inputs and seed give byte-identical outputs on any number of workers; re-running resumes.
     Returns a :class:`batchsep.pipeline.prepare.PrepareSummary`.
     """
+    _check(
+        "prepare", workers=workers, shard_size=shard_size, n_train=n_train, n_valid=n_valid,
+        n_test=n_test, snr_min=snr_min, snr_max=snr_max, seed=seed, max_seconds=max_seconds,
+        speaker_from=speaker_from, noise_class_from=noise_class_from,
+        noise_clip_from=noise_clip_from, holdout_noise_classes=holdout_noise_classes, config=config,
+    )  # fmt: skip
     import dataclasses
 
     from batchsep.corpus.mixtures import MixtureConfig
@@ -235,8 +425,8 @@ def features(
     present with the same transform are skipped. Returns a
     :class:`batchsep.pipeline.features.FeatureSummary`.
     """
+    _check("features", workers=workers, shard_mb=shard_mb, compression=compression, kind=kind)
     from batchsep.distributed.runtime import make_runner
-    from batchsep.errors import ParameterError
     from batchsep.pipeline import features as _feat
 
     if isinstance(config, dict):
@@ -306,6 +496,10 @@ def train(
     ``train_fraction``, ``crop_frames``, ``snmf_frames`` and ``init_from`` do not.
     Returns a :class:`batchsep.pipeline.train.TrainSummary`.
     """
+    _check(
+        "train", workers=workers, model=model, max_epochs=max_epochs, train_fraction=train_fraction,
+        batch_size=batch_size, crop_frames=crop_frames, snmf_frames=snmf_frames,
+    )  # fmt: skip
     from batchsep.pipeline import train as _train
     from batchsep.pipeline.train_data import DataOptions
 
@@ -363,6 +557,7 @@ def evaluate(
 ) -> Any:
     """Score the enhance run ``run_uri`` against clean ``references`` (a mixtures run, or a folder of clean
     files with the inputs' relative paths) into ``run_uri/metrics/part-*.parquet``, sharded over Ray."""
+    _check("evaluate", workers=workers, shard_size=shard_size, metrics=metrics)
     from batchsep.distributed.runtime import make_runner
     from batchsep.pipeline import evaluate as _ev
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import inspect
 import re
 import typing
@@ -129,6 +130,32 @@ class JobSpec:
         return out
 
 
+class SpecError(ConfigError):
+    """An invalid job spec: ``problems`` holds every problem found, one message each.
+
+    The message is the problem itself when there is one, else ``N problems:`` and one indented line per
+    problem; ``source`` (the spec's file), when known, starts it.
+    """
+
+    def __init__(self, problems: Sequence[str] | str, source: str | None = None) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.source = source
+        prefix = f"{source}: " if source else ""
+        if len(self.problems) == 1:
+            message = prefix + self.problems[0]
+        else:
+            lines = "".join(f"\n  {p}" for p in self.problems)
+            message = f"{prefix}{len(self.problems)} problems:{lines}"
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.problems, self.source))
+
+
+def _problems(e: ConfigError) -> list[str]:
+    return list(e.problems) if isinstance(e, SpecError) else [str(e)]
+
+
 def _mapping(value: Any, where: str) -> dict[str, Any]:
     if value is None:
         return {}
@@ -137,26 +164,85 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+CLI_OPTION_KEYS = {
+    "format": "fmt",
+    "input_level": "input_level_db",
+    "overwrite": "resume: false",
+    "no_resume": "resume: false",
+    "out": "out_uri",
+    "speech": "speech_uri",
+    "noise": "noise_uri",
+    "features": "run_uri",
+    "train": "n_train",
+    "valid": "n_valid",
+    "test": "n_test",
+    "psa": "psa_target",
+    "holdout_noise_class": "holdout_noise_classes",
+}
+"""CLI option names (``-`` as ``_``) whose spec key is not the option's name: the key (or setting) to write."""
+
+
+def did_you_mean(key: Any, allowed: Sequence[str]) -> str | None:
+    """A hint for an unknown ``key``: the spec key of a CLI option name (``format`` → ``fmt``,
+    ``overwrite`` → ``resume: false``), else the closest allowed key (a typo), else ``None``."""
+    if not isinstance(key, str):
+        return None
+    name = key.strip().lstrip("-").replace("-", "_")
+    target = CLI_OPTION_KEYS.get(name)
+    if target is not None and target.split(":")[0] in allowed:
+        hint = f"'{target}' (the CLI's --{name.replace('_', '-')}"
+        if name == "input_level":
+            hint += "; its 'off' is input_level_db: null"
+        return hint + ")"
+    if name != key and name in allowed:
+        return repr(name)
+    close = difflib.get_close_matches(name, allowed, n=1)
+    return repr(close[0]) if close else None
+
+
+def _unknown_keys(data: Mapping[Any, Any], allowed: Sequence[str], where: str) -> list[str]:
+    """One message per key of ``data`` not in ``allowed``, with a :func:`did_you_mean` hint."""
+    out = []
     for k in data:
         if k not in allowed:
-            raise ConfigError(f"{where}: unknown key {k!r}; allowed: {', '.join(sorted(allowed))}")
+            hint = did_you_mean(k, allowed)
+            out.append(
+                f"{where}: unknown key {k!r}; allowed: {', '.join(sorted(allowed))}"
+                + (f"; did you mean {hint}?" if hint else "")
+            )
+    return out
 
 
 def check_env(env: Any, *, where: str = "env") -> dict[str, str]:
-    """Validate the spec's ``env`` (names, scalar values, no credentials); values become strings."""
+    """Validate the spec's ``env`` (names, scalar values, no credentials); values become strings.
+
+    Raises
+    ------
+    SpecError
+        Listing every bad variable.
+    """
     out: dict[str, str] = {}
+    problems: list[str] = []
     for k, v in _mapping(env, where).items():
         if not isinstance(k, str) or not _ENV_KEY_RE.match(k):
-            raise ConfigError(f"{where}: variable name {k!r} must match [A-Za-z_][A-Za-z0-9_]*")
+            problems.append(f"{where}: variable name {k!r} must match [A-Za-z_][A-Za-z0-9_]*")
+            continue
         if looks_like_secret(k):
-            raise ConfigError(secret_message(f"{where}: {k!r}"))
+            problems.append(secret_message(f"{where}: {k!r}"))
+            continue
         if isinstance(v, bool):
             v = "true" if v else "false"
         if not isinstance(v, str | int | float):
-            raise ConfigError(f"{where}.{k}={v!r} must be a string or a number")
-        check_no_credentials(str(v), f"{where}.{k}")
+            problems.append(f"{where}.{k}={v!r} must be a string or a number")
+            continue
+        try:
+            check_no_credentials(str(v), f"{where}.{k}")
+        except ConfigError as e:
+            problems += _problems(e)
+            continue
         out[k] = str(v)
+    if problems:
+        raise SpecError(problems)
     return out
 
 
@@ -166,53 +252,94 @@ def _parse_stage(
     functions: dict[str, Callable[..., Any]],
     resolver: ReferenceResolver,
     ray: RaySection,
-) -> StageSpec:
+    problems: list[str],
+) -> StageSpec | None:
+    """Validate one stage, adding every problem found to ``problems``; the stage (registered for
+    references even when it has problems), or ``None`` when it cannot be one."""
+    from batchsep.api import check_params
+
     where = f"stages[{i}]"
     if not isinstance(entry, Mapping):
-        raise ConfigError(f"{where} must be a mapping with a 'stage' key, got {entry!r}")
-    _check_keys(entry, STAGE_KEYS, where)
+        problems.append(f"{where} must be a mapping with a 'stage' key, got {entry!r}")
+        return None
+    unknown = _unknown_keys(entry, STAGE_KEYS, where)
+    problems += unknown
     stage = entry.get("stage")
-    if stage not in functions:
+    if not isinstance(stage, str) or stage not in functions:
         what = "missing the 'stage' key" if stage is None else f"unknown stage {stage!r}"
-        raise ConfigError(f"{where}: {what}; allowed stages: {', '.join(functions)}")
+        problems.append(f"{where}: {what}; allowed stages: {', '.join(functions)}")
+        return None
     name = entry.get("name", stage)
+    register = True
     if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise ConfigError(
+        problems.append(
             f"{where}: name={name!r} must start with a letter or _ and hold only letters, digits, _ or -"
         )
-    if any(s.name == name for s in resolver.stages):
-        raise ConfigError(
+        name, register = stage, False
+    elif any(s.name == name for s in resolver.stages):
+        problems.append(
             f"{where}: stage name {name!r} is already used by an earlier stage; "
             "give each stage a distinct 'name'"
         )
+        register = False
     label = StageSpec(i, name, stage, {}).label
-    raw = _mapping(entry.get("params"), f"{label}: params")
-    allowed = stage_parameters(functions[stage])
+    fn = functions[stage]
+    try:
+        raw = _mapping(entry.get("params"), f"{label}: params")
+        params_ok = "params" in entry or not unknown  # not: a misspelt 'params' key
+    except ConfigError as e:
+        problems += _problems(e)
+        raw, params_ok = {}, False
+    allowed = stage_parameters(fn)
+    any_key = accepts_any_key(fn)
+    settable = sorted(n for n in allowed if n not in RAY_SET_PARAMS)
+    skip: set[Any] = set()
     for k in raw:
         if k in RAY_SET_PARAMS and k in allowed:
-            raise ConfigError(
+            problems.append(
                 f"{label}: {k!r} is set once for the whole job, under ray.{k} (or with --{k})"
             )
-        if k not in allowed and not accepts_any_key(functions[stage]):
-            settable = sorted(n for n in allowed if n not in RAY_SET_PARAMS)
-            raise ConfigError(f"{label}: unknown key {k!r}; allowed: {', '.join(settable)}")
+            skip.add(k)
+        elif k not in allowed and not any_key:
+            problems += _unknown_keys({k: None}, settable, label)
+            skip.add(k)
     params: dict[str, Any] = {}
     for k, v in raw.items():
-        value = resolver.resolve(v, f"{label}: {k}")
-        check_no_credentials(value, f"{label}: {k}")
-        params[k] = coerce_param(value, allowed[k][1] if k in allowed else Any, f"{label}: {k}")
-    if "workers" in allowed and "workers" not in params and ray.workers is not None:
+        if k in skip:
+            continue
+        try:
+            value = resolver.resolve(v, f"{label}: {k}")
+            check_no_credentials(value, f"{label}: {k}")
+            params[k] = coerce_param(value, allowed[k][1] if k in allowed else Any, f"{label}: {k}")
+        except ConfigError as e:
+            found = _problems(e)
+            if k == "input_level_db" and (v is False or v == "off"):
+                found = [f"{found[0]} (the CLI's --input-level off is input_level_db: null)"]
+            problems += found
+            skip.add(k)
+    if "workers" in allowed and "workers" not in raw and ray.workers is not None:
         params["workers"] = ray.workers
     for k, (p, _) in allowed.items():
-        if p.default is inspect.Parameter.empty and k not in params and k not in RAY_SET_PARAMS:
-            raise ConfigError(f"{label}: missing required parameter {k!r}")
-    if stage == "train":
-        check_train_params(params, label)
+        missing = k not in params and k not in raw and k not in RAY_SET_PARAMS
+        if p.default is inspect.Parameter.empty and missing and params_ok:
+            problems.append(f"{label}: missing required parameter {k!r}")
+    bad_values = [f"{label}: {m}" for m in check_params(stage, params)]
+    problems += bad_values
+    if stage == "train" and not bad_values and not skip & {"model", "config", "max_epochs"}:
+        try:
+            check_train_params(params, label)
+        except ConfigError as e:
+            problems += _problems(e)
     spec = StageSpec(i, name, stage, params, raw_params=raw)
-    resolver.stages.append(spec)
-    resolver.defaults.append(
-        {k: p.default for k, (p, _) in allowed.items() if p.default is not inspect.Parameter.empty}
-    )
+    if register:
+        resolver.stages.append(spec)
+        resolver.defaults.append(
+            {
+                k: p.default
+                for k, (p, _) in allowed.items()
+                if p.default is not inspect.Parameter.empty
+            }
+        )
     return spec
 
 
@@ -252,42 +379,76 @@ def check_train_params(params: Mapping[str, Any], where: str = "train") -> None:
 
 
 def _parse_ray(value: Any) -> RaySection:
+    """The ``ray:`` section; :class:`SpecError` listing every problem in it."""
     data = _mapping(value, "ray")
     fields = [f.name for f in dataclasses.fields(RaySection)]
-    _check_keys(data, tuple(fields), "ray")
+    problems = _unknown_keys(data, tuple(fields), "ray")
     hints = typing.get_type_hints(RaySection)
-    return RaySection(**{k: _coerce(v, hints[k], f"ray.{k}") for k, v in data.items()})
+    values = {}
+    for k, v in data.items():
+        if k in fields:
+            try:
+                values[k] = _coerce(v, hints[k], f"ray.{k}")
+            except ConfigError as e:
+                problems += _problems(e)
+    try:
+        ray = RaySection(**values)
+    except ConfigError as e:
+        problems += _problems(e)
+    if problems:
+        raise SpecError(problems)
+    return ray
 
 
 def parse_spec(data: Any) -> JobSpec:
     """Validate a spec given as plain data (the parsed YAML); see the module docstring.
 
+    Every problem is looked for (unknown keys, wrong types, missing or bad parameter values, bad names
+    and references, credentials), not just the first one.
+
     Raises
     ------
-    ConfigError
-        On the first problem found, with a message naming where it is and the rule it breaks.
+    SpecError
+        A :class:`~batchsep.errors.ConfigError` listing every problem found (``problems``), each naming
+        where it is and the rule it breaks.
     """
     if not isinstance(data, Mapping):
-        raise ConfigError(f"a job spec must be a mapping, got {type(data).__name__}")
-    _check_keys(data, SPEC_KEYS, "spec")
+        raise SpecError(f"a job spec must be a mapping, got {type(data).__name__}")
+    problems = _unknown_keys(data, SPEC_KEYS, "spec")
     name = data.get("name")
     if not isinstance(name, str) or not _JOB_NAME_RE.match(name):
-        raise ConfigError(
+        problems.append(
             f"spec: name={name!r} is required: 1-64 letters, digits, '.', '_' or '-' (starting "
             "with a letter or digit)"
         )
     description = data.get("description") or ""
     if not isinstance(description, str):
-        raise ConfigError(f"spec: description={description!r} must be a string")
-    ray = _parse_ray(data.get("ray"))
-    env = check_env(data.get("env"))
+        problems.append(f"spec: description={description!r} must be a string")
+    ray, env = RaySection(), {}
+    try:
+        ray = _parse_ray(data.get("ray"))
+    except ConfigError as e:
+        problems += _problems(e)
+    try:
+        env = check_env(data.get("env"))
+    except ConfigError as e:
+        problems += _problems(e)
     stages = data.get("stages")
     if not isinstance(stages, list) or not stages:
-        raise ConfigError("spec: 'stages' must be a non-empty list of {stage: ..., params: {...}}")
+        problems.append("spec: 'stages' must be a non-empty list of {stage: ..., params: {...}}")
+        raise SpecError(problems)
     functions = stage_functions()
     resolver = ReferenceResolver()
-    parsed = tuple(_parse_stage(i, e, functions, resolver, ray) for i, e in enumerate(stages))
-    return JobSpec(name=name, stages=parsed, ray=ray, env=env, description=description)
+    parsed = [_parse_stage(i, e, functions, resolver, ray, problems) for i, e in enumerate(stages)]
+    if problems:
+        raise SpecError(problems)
+    return JobSpec(
+        name=str(name),
+        stages=tuple(s for s in parsed if s is not None),
+        ray=ray,
+        env=env,
+        description=description,
+    )
 
 
 def apply_overrides(data: Any, overrides: Sequence[str]) -> Any:
@@ -346,7 +507,7 @@ def parse_yaml(text: str, *, source: str = "spec", overrides: Sequence[str] = ()
     try:
         return parse_spec(data)
     except ConfigError as e:
-        raise ConfigError(f"{source}: {e}") from None
+        raise SpecError(_problems(e), source=source) from None
 
 
 def load_spec(uri: str, *, overrides: Sequence[str] = ()) -> JobSpec:

@@ -18,14 +18,18 @@ if TYPE_CHECKING:
 
 
 def stage_functions() -> dict[str, Callable[..., Any]]:
-    """Every stage a spec may name: the public functions defined in :mod:`batchsep.api`."""
+    """Every stage a spec may name: the public functions defined in :mod:`batchsep.api`, except its
+    helpers (``api._NOT_STAGES``: :func:`batchsep.api.check_params`)."""
     from batchsep import api
 
     names = getattr(api, "__all__", None) or [n for n in vars(api) if not n.startswith("_")]
+    helpers = set(getattr(api, "_NOT_STAGES", ()))
     return {
         n: f
         for n in sorted(names)
-        if inspect.isfunction(f := getattr(api, n, None)) and f.__module__ == api.__name__
+        if n not in helpers
+        and inspect.isfunction(f := getattr(api, n, None))
+        and f.__module__ == api.__name__
     }
 
 

@@ -16,7 +16,7 @@ from batchsep import api, jobspec
 from batchsep.config import Config, register_config
 from batchsep.errors import ConfigError, StorageError
 from batchsep.jobspec_credentials import looks_like_secret
-from batchsep.jobspec_stages import call_kwargs, stage_functions
+from batchsep.jobspec_stages import call_kwargs, stage_functions, stage_parameters
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,7 +69,7 @@ def test_unknown_key_message_names_stage_index_and_allowed_keys():
     assert "model" in allowed and "in_uri" in allowed
     assert "on_progress" not in allowed and "address" not in allowed  # callbacks / job-level
     assert error(spec({"stage": "scan", "parms": {}})) == (
-        "stages[0]: unknown key 'parms'; allowed: name, params, stage"
+        "stages[0]: unknown key 'parms'; allowed: name, params, stage; did you mean 'params'?"
     )
 
 
@@ -425,3 +425,215 @@ def test_train_known_models_are_the_cli_choices():
 def test_valid_train_stages_pass(params):
     (stage,) = jobspec.parse_spec(spec(train_stage(**params))).stages
     assert stage.params["run_uri"] == "runs/r1"
+
+
+# --- values the CLI refuses are refused by the spec check too (one rule: batchsep.api.check_params) ---
+
+
+def enhance_stage(**params):
+    return {"stage": "enhance", "params": {"in_uri": "in", "out_uri": "out", **params}}
+
+
+@pytest.mark.parametrize(
+    ("stage", "expected"),
+    [
+        (enhance_stage(workers=0), "stages[0] (enhance): workers=0 must be >= 1"),
+        (enhance_stage(fmt="mp3"), "stages[0] (enhance): fmt='mp3' must be one of wav, flac"),
+        (enhance_stage(shard_size=-3), "stages[0] (enhance): shard_size=-3 must be >= 1"),
+        (
+            enhance_stage(sr="44100"),
+            "stages[0] (enhance): sr='44100' must be 'keep' (the input's rate) or 16000",
+        ),
+        (
+            enhance_stage(input_level_db=5),
+            "stages[0] (enhance): input_level_db=5.0 must be 'model' (the model's own level), "
+            "a level in [-80, 0] dBFS or None (the raw level)",
+        ),
+        (
+            enhance_stage(input_level_db=False),  # YAML reads `off` as false
+            "stages[0] (enhance): input_level_db=False must be a number "
+            "(the CLI's --input-level off is input_level_db: null)",
+        ),
+        (scan_stage(shard_size=0), "stages[0] (scan): shard_size=0 must be >= 1"),
+        (scan_stage(workers=-1), "stages[0] (scan): workers=-1 must be >= 1"),
+        (
+            {"stage": "tag", "params": {"in_uri": "i", "out_uri": "o", "workers": 0}},
+            "stages[0] (tag): workers=0 must be >= 1",
+        ),
+        (
+            {"stage": "features", "params": {"run_uri": "r", "compression": "gzip"}},
+            "stages[0] (features): compression='gzip' must be one of zstd, lz4, snappy, none",
+        ),
+        (
+            {"stage": "features", "params": {"run_uri": "r", "kind": "mfcc"}},
+            "stages[0] (features): kind='mfcc' must be one of stft, logmel",
+        ),
+        (
+            {"stage": "features", "params": {"run_uri": "r", "shard_mb": 0}},
+            "stages[0] (features): shard_mb=0.0 must be > 0",
+        ),
+        (train_stage(batch_size=0), "stages[0] (train): batch_size=0 must be >= 1"),
+        (
+            train_stage(train_fraction=1.5),
+            "stages[0] (train): train_fraction=1.5 must be in (0, 1]",
+        ),
+        (train_stage(max_epochs=-1), "stages[0] (train): max_epochs=-1 must be >= 0"),
+        (
+            {
+                "stage": "prepare",
+                "params": {"speech_uri": "s", "noise_uri": "n", "out_uri": "o", "n_train": -1},
+            },
+            "stages[0] (prepare): n_train=-1 must be >= 0",
+        ),
+        (
+            {"stage": "evaluate", "params": {"run_uri": "r", "metrics": ["sdr", "bleu"]}},
+            "stages[0] (evaluate): metrics=['sdr', 'bleu'] must be a list of sdr, si_sdr, pesq, "
+            "stoi (empty: emotions only)",
+        ),
+    ],
+)
+def test_values_the_cli_refuses_are_spec_errors(stage, expected):
+    assert error(spec(stage)) == expected
+
+
+def test_prepare_mixture_config_is_checked_with_the_other_arguments():
+    stage = {
+        "stage": "prepare",
+        "params": {"speech_uri": "s", "noise_uri": "n", "out_uri": "o", "snr_max": 1,
+                   "config": {"snr_min": 5, "valid_fraction": 0.1}},
+    }  # fmt: skip
+    assert error(spec(stage)) == "stages[0] (prepare): config: snr_min=5.0 must be <= snr_max=1.0"
+
+
+@pytest.mark.parametrize("sr", [16000, "16000", "keep"])
+def test_sr_16000_may_be_written_as_an_int(sr):
+    (stage,) = jobspec.parse_spec(spec(enhance_stage(sr=sr, input_level_db=None))).stages
+    assert stage.params["sr"] == sr and stage.params["input_level_db"] is None
+
+
+def test_ray_workers_default_is_checked_once_in_the_ray_section():
+    assert error(spec(enhance_stage(), ray={"workers": 0})) == "ray.workers=0 must be >= 1"
+
+
+def test_every_problem_of_a_spec_is_reported():
+    data = {
+        "name": "bad name!",
+        "extra": 1,
+        "ray": {"workers": 0, "adress": "auto"},
+        "env": {"AWS_SECRET_ACCESS_KEY": "x", "OK": [1]},
+        "stages": [
+            scan_stage(shard_size="big", modle=1),
+            enhance_stage(workers=0, fmt="mp3", sr="44100", format="flac", overwrite=True),
+            {"stage": "scna"},
+            {"stage": "scan", "name": "b", "params": {"in_uri": "${nowhere.out_uri}"}},
+        ],
+    }
+    with pytest.raises(jobspec.SpecError) as e:
+        jobspec.parse_spec(data)
+    assert e.value.problems[:3] == [
+        "spec: unknown key 'extra'; allowed: description, env, name, ray, stages",
+        "spec: name='bad name!' is required: 1-64 letters, digits, '.', '_' or '-' (starting with "
+        "a letter or digit)",
+        "ray: unknown key 'adress'; allowed: address, workers; did you mean 'address'?",
+    ]
+    assert e.value.problems[3] == "ray.workers=0 must be >= 1"
+    assert e.value.problems[4].startswith("env: 'AWS_SECRET_ACCESS_KEY' looks like a credential")
+    assert e.value.problems[5:7] == [
+        "env.OK=[1] must be a string or a number",
+        "stages[0] (scan): unknown key 'modle'; allowed: in_uri, local, out_uri, shard_size, workers",
+    ]
+    allowed = ", ".join(
+        sorted(
+            n
+            for n in stage_parameters(api.enhance)
+            if n not in ("address", "on_start", "on_progress")
+        )
+    )
+    assert e.value.problems[7:] == [
+        "stages[0] (scan): shard_size='big' must be an integer",
+        f"stages[1] (enhance): unknown key 'format'; allowed: {allowed}; did you mean 'fmt' (the "
+        "CLI's --format)?",
+        f"stages[1] (enhance): unknown key 'overwrite'; allowed: {allowed}; did you mean "
+        "'resume: false' (the CLI's --overwrite)?",
+        "stages[1] (enhance): workers=0 must be >= 1",
+        "stages[1] (enhance): fmt='mp3' must be one of wav, flac",
+        "stages[1] (enhance): sr='44100' must be 'keep' (the input's rate) or 16000",
+        "stages[2]: unknown stage 'scna'; allowed stages: " + ", ".join(stage_functions()),
+        "stages[3] 'b' (scan): in_uri: reference '${nowhere.out_uri}' names no earlier stage (a "
+        "reference may only point to a stage before this one); earlier stages: 0 (scan), 1 (enhance)",
+        "stages[3] 'b' (scan): missing required parameter 'out_uri'",
+    ]
+    msg = str(e.value)
+    assert msg.startswith(f"{len(e.value.problems)} problems:\n  spec: unknown key 'extra'")
+    assert msg.splitlines()[1:] == [f"  {p}" for p in e.value.problems]
+
+
+def test_a_yaml_spec_with_problems_names_its_source_on_the_first_line():
+    text = yaml.safe_dump(spec(enhance_stage(workers=0, fmt="mp3")))
+    with pytest.raises(jobspec.SpecError) as e:
+        jobspec.parse_yaml(text, source="job.yaml")
+    assert str(e.value) == (
+        "job.yaml: 2 problems:\n"  # in the order of the spec (safe_dump sorts the keys)
+        "  stages[0] (enhance): fmt='mp3' must be one of wav, flac\n"
+        "  stages[0] (enhance): workers=0 must be >= 1"
+    )
+    with pytest.raises(jobspec.SpecError) as e:
+        jobspec.parse_yaml(yaml.safe_dump(spec(scan_stage(shard_size=0))), source="s.yaml")
+    assert str(e.value) == "s.yaml: stages[0] (scan): shard_size=0 must be >= 1"
+    assert e.value.problems == ["stages[0] (scan): shard_size=0 must be >= 1"]
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("format", "did you mean 'fmt' (the CLI's --format)?"),
+        ("input_level", "did you mean 'input_level_db' (the CLI's --input-level; its 'off' is "
+                        "input_level_db: null)?"),
+        ("input-level", "did you mean 'input_level_db' (the CLI's --input-level;"),
+        ("overwrite", "did you mean 'resume: false' (the CLI's --overwrite)?"),
+        ("shard-size", "did you mean 'shard_size'?"),
+        ("retry_faild", "did you mean 'retry_failed'?"),
+        ("emotion_modle", "did you mean 'emotion_model'?"),
+    ],
+)  # fmt: skip
+def test_unknown_keys_hint_at_the_spec_key(key, hint):
+    msg = error(spec(enhance_stage(**{key: 1})))
+    assert msg.startswith(f"stages[0] (enhance): unknown key {key!r}; allowed: ")
+    assert hint in msg
+
+
+def test_unrelated_unknown_key_gets_no_hint():
+    assert "did you mean" not in error(spec(enhance_stage(zzzzzz=1)))
+
+
+def test_pickled_spec_error_keeps_its_problems():
+    import pickle
+
+    err = jobspec.SpecError(["a", "b"], source="s.yaml")
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.problems, back.source, str(back)) == (["a", "b"], "s.yaml", str(err))
+
+
+def test_dry_run_lists_every_problem_and_exits_2(tmp_path):
+    from click.testing import CliRunner
+
+    from batchsep.cli.main import main
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            spec(enhance_stage(workers=0, fmt="mp3", sr="44100", shard_size=-3, format="flac"))
+        )
+    )
+    r = CliRunner().invoke(main, ["run", str(path), "--dry-run"])
+    assert r.exit_code == 2, r.output
+    lines = r.output.strip().splitlines()
+    assert lines[0] == f"Error: {path}: 5 problems:"
+    assert lines[2:] == [  # in the order of the spec (safe_dump sorts the keys)
+        "  stages[0] (enhance): fmt='mp3' must be one of wav, flac",
+        "  stages[0] (enhance): shard_size=-3 must be >= 1",
+        "  stages[0] (enhance): sr='44100' must be 'keep' (the input's rate) or 16000",
+        "  stages[0] (enhance): workers=0 must be >= 1",
+    ]
+    assert lines[1].startswith("  stages[0] (enhance): unknown key 'format'; allowed: ")
+    assert "stage 1/1" not in r.output
