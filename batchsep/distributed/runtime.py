@@ -19,7 +19,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 FORWARDED_ENV_PREFIXES = ("AWS_", "BATCHSEP_")
-"""Environment variables copied to Ray workers (object-store endpoint and credentials, batchsep settings)."""
+"""Environment variables copied to the workers of a Ray cluster the driver connects to (object-store
+endpoint and region, batchsep settings), secrets excepted (see :func:`forwarded_env`)."""
 
 _DEFAULT_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -101,8 +102,21 @@ def check_address(address: str | None) -> None:
 
 
 def forwarded_env() -> dict[str, str]:
-    """The driver's variables that workers need (never logged: they may hold credentials)."""
-    return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
+    """The driver's variables that the workers of a cluster are sent through Ray's ``runtime_env``.
+
+    Never a credential (``AWS_SECRET_ACCESS_KEY``, ``AWS_ACCESS_KEY_ID``, ``AWS_SESSION_TOKEN``, anything
+    that looks like one): Ray writes a runtime env in plain text to its logs (``runtime_env_agent.log``) and
+    keeps it with the job. Workers of the embedded Ray inherit the driver's whole environment instead (their
+    processes are started from it), and a cluster's workers get credentials from the cluster itself (instance
+    role, Kubernetes secret; see cluster/README.md).
+    """
+    from batchsep.jobspec_credentials import looks_like_secret
+
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k.startswith(FORWARDED_ENV_PREFIXES) and not looks_like_secret(k)
+    }
 
 
 def init(
@@ -133,11 +147,11 @@ def init(
         os.environ.setdefault(k, v)
     address = address or os.environ.get("RAY_ADDRESS") or None
     check_address(address)
-    runtime_env = {
-        "env_vars": forwarded_env(),
+    runtime_env: dict[str, Any] = {
         "worker_process_setup_hook": f"{__name__}.{setup_worker.__name__}",
     }
     if address and address != "local":
+        runtime_env["env_vars"] = forwarded_env()  # the embedded Ray's workers inherit os.environ
         try:
             with _gcs_wait(GCS_WAIT_CONNECT_S):
                 ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
