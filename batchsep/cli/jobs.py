@@ -114,11 +114,19 @@ def run(spec_uri: str, address: str | None, overrides: tuple[str, ...], dry_run:
     "--pip",
     "pip_reqs",
     multiple=True,
-    help="pip requirement(s) that install batchsep on the cluster (default: batchsep==VERSION).",
+    help="pip requirement(s) that install batchsep on the cluster (a wheel URL, a private index's "
+    "batchsep==VERSION, ...).",
 )
-@click.option("--wheel", is_flag=True, help="Ship a wheel built from this checkout instead.")
 @click.option(
-    "--no-install", is_flag=True, help="The cluster's Python already has batchsep (an image)."
+    "--wheel",
+    is_flag=True,
+    help="Ship a wheel built from this checkout (the default when batchsep runs from a checkout).",
+)
+@click.option(
+    "--no-install",
+    is_flag=True,
+    help="The cluster's Python already has batchsep (an image; the default when batchsep is installed "
+    "from a wheel).",
 )
 @click.option(
     "--working-dir",
@@ -153,8 +161,11 @@ def submit(
 ) -> None:
     """Submit the job spec SPEC_PATH to a Ray cluster through the Jobs API; print the job id.
 
-    The job runs `batchsep run SPEC` on the cluster. Credentials are never sent: object
-    storage credentials (AWS_*) must be in the cluster's environment (see cluster/README.md).
+    The job runs `batchsep run SPEC` on the cluster. batchsep gets there as a wheel built from this
+    checkout (default when batchsep runs from a source checkout; --wheel), from the cluster's image
+    (default otherwise; --no-install) or from pip requirements you give (--pip). Credentials are never
+    sent: object storage credentials (AWS_*) must be in the cluster's environment (see
+    cluster/README.md).
     """
     import json
 
@@ -171,7 +182,7 @@ def submit(
             "absolute paths or s3:// URIs (--set STAGE.PARAM=VALUE):\n  " + "\n  ".join(relative),
             err=True,
         )
-    install = "wheel" if wheel else "none" if no_install else "pip"
+    install = "wheel" if wheel else "none" if no_install else "pip" if pip_reqs else None
     base = _jobs_call(lambda: jobs.load_runtime_env(runtime_env))
     common: dict[str, Any] = dict(
         install=install, pip=list(pip_reqs) or None, working_dir=working_dir, runtime_env=base,

@@ -51,6 +51,13 @@ def build_wheel(dest: str | Path) -> Path:
     return wheels[-1]
 
 
+def default_install() -> Install:
+    """How ``submit`` installs batchsep on the cluster when not told: a wheel of this checkout when batchsep
+    runs from one (the code the user is running, whatever its version), else the cluster image's batchsep
+    (``none``). Never ``pip install batchsep==VERSION``: no package index holds batchsep."""
+    return "wheel" if repo_root() is not None else "none"
+
+
 def load_runtime_env(value: str | None) -> dict[str, Any]:
     """A runtime env given as a JSON/YAML file or inline JSON; ``None`` gives ``{}``."""
     if not value:
@@ -86,7 +93,7 @@ class Submission:
 def prepare_submission(
     spec_path: str,
     *,
-    install: Install = "pip",
+    install: Install | None = None,
     pip: list[str] | None = None,
     working_dir: str | None = None,
     runtime_env: Mapping[str, Any] | None = None,
@@ -98,7 +105,8 @@ def prepare_submission(
     The runtime env uploads ``working_dir`` (default: a fresh folder holding only the spec, so nothing
     else next to it, such as a ``.env`` file, leaves this machine), installs batchsep per ``install``
     (``"pip"``: ``pip`` requirements, default ``batchsep==<this version>``; ``"wheel"``: a wheel built from
-    this checkout, shipped in the working dir; ``"none"``: the cluster's Python already has batchsep),
+    this checkout, shipped in the working dir; ``"none"``: the cluster's Python already has batchsep;
+    ``None``: :func:`default_install`),
     and sets the spec's ``env``. ``runtime_env`` (from ``--runtime-env``) is the base; its ``env_vars``
     must not hold credentials either. ``overrides`` (``--set STAGE.PARAM=VALUE``) are checked here and
     passed on to ``batchsep run`` in the entrypoint.
@@ -110,6 +118,7 @@ def prepare_submission(
     ParameterError
         The spec is not inside ``working_dir``, or ``--wheel`` without a source checkout.
     """
+    install = install or default_install()
     spec_file = Path(spec_path).resolve()
     spec = jobspec.load_spec(str(spec_file), overrides=overrides)
     env = dict(runtime_env or {})
@@ -169,7 +178,7 @@ def submit(
     spec_path: str,
     *,
     address: str,
-    install: Install = "pip",
+    install: Install | None = None,
     pip: list[str] | None = None,
     working_dir: str | None = None,
     runtime_env: Mapping[str, Any] | None = None,

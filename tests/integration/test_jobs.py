@@ -226,7 +226,7 @@ def test_submission_sends_only_the_spec_and_no_credentials(tmp_path, monkeypatch
     path = write_spec(
         tmp_path / "job.yaml", scan_spec("s3://b/in", "s3://b/out", env={"BATCHSEP_A": 1})
     )
-    _spec, sub = jobs_submit.prepare_submission(path)
+    _spec, sub = jobs_submit.prepare_submission(path, install="pip")
     try:
         assert sub.entrypoint == "batchsep run job.yaml"
         assert sub.files == ["job.yaml"]
@@ -534,3 +534,22 @@ def test_submit_with_wheel_built_from_checkout(ray_head, tmp_path, monkeypatch):
     assert state.status == "SUCCEEDED", log[-3000:]
     assert "files_ok=2 files_failed=0" in log
     assert (tmp_path / "run" / "manifest.parquet").is_file()
+
+
+def test_submit_installs_something_that_exists_by_default(tmp_path, monkeypatch):
+    """No flag: a wheel of this checkout (batchsep runs from one here), or the image's batchsep when
+    batchsep is installed from a wheel; never ``batchsep==VERSION``, which no index has."""
+    path = write_spec(tmp_path / "job.yaml", scan_spec("s3://b/in", "s3://b/out"))
+    _spec, sub = jobs_submit.prepare_submission(path)
+    try:
+        wheels = [f for f in sub.files if f.endswith(".whl")]
+        assert len(wheels) == 1 and wheels[0].startswith("batchsep-")
+        assert sub.runtime_env["pip"] == [f"{jobs_submit.WORKING_DIR_VAR}/{wheels[0]}"]
+    finally:
+        shutil.rmtree(sub.staging_dir, ignore_errors=True)
+    monkeypatch.setattr(jobs_submit, "repo_root", lambda: None)  # as installed from a wheel
+    _spec, sub = jobs_submit.prepare_submission(path)
+    try:
+        assert "pip" not in sub.runtime_env and sub.files == ["job.yaml"]
+    finally:
+        shutil.rmtree(sub.staging_dir, ignore_errors=True)
