@@ -6,7 +6,17 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "enhance", "evaluate", "features", "prepare", "report", "scan", "tag", "train"]
+__all__ = [
+    "__version__",
+    "enhance",
+    "evaluate",
+    "features",
+    "prepare",
+    "report",
+    "scan",
+    "tag",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:  # lazy: `import batchsep` stays cheap (no torch/ray import)

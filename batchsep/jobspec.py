@@ -345,6 +345,7 @@ def _parse_stage(
 
 TRAINABLE_MODELS = (
     "snmf", "drnmf", "lstm", "blstm", "sce", "dc", "dae", "emotion-cnn", "emotion-vae",
+    "emotion-stats",
 )  # fmt: skip
 """The models ``batchsep train --model`` (and a ``train`` stage's ``model``) accepts; ``oracle`` is
 registered but needs no training."""

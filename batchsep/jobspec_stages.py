@@ -174,11 +174,14 @@ def relative_paths(spec: JobSpec) -> list[str]:
 
 def _uris(stage: StageSpec, names: Iterable[str]) -> Iterator[tuple[str, str]]:
     """``(param, uri)`` for each URI among the stage's parameters ``names`` (lists give one each); shipped
-    model names (``default``, ``default-emotion``) are not URIs."""
+    model names (``default``, ``default-emotion``) and zoo model names (``rnnoise``, ``a+b``) are not URIs."""
     from batchsep.io import checkpoint
+    from batchsep.pipeline.zoo import is_zoo_name
 
     for name in names:
         value = stage.params.get(name)
         for uri in value if isinstance(value, list | tuple) else [value]:
-            if isinstance(uri, str) and uri and checkpoint.resolve(uri) == uri:
+            if not (isinstance(uri, str) and uri) or is_zoo_name(uri):
+                continue
+            if checkpoint.resolve(uri) == uri:
                 yield name, uri

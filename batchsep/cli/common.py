@@ -16,10 +16,37 @@ EXIT_INTERRUPTED = 130
 
 EPILOG = """\b
 Exit status: 0 all files ok; 1 finished but some files failed;
-2 usage error (bad option, input URI missing, invalid job spec); 3 fatal error (output
-not writable, ...); 130 interrupted (Ctrl-C): re-run the same command to resume.
+2 usage error (bad option, input URI missing, invalid job spec); 3 fatal error, or the job
+stopped early with what it did committed (output not writable, disk full, ...: the message
+says what to do); 130 interrupted (Ctrl-C): re-run the same command to resume.
 URIs: a local path, file:///path, or s3://bucket/prefix (endpoint from AWS_ENDPOINT_URL,
 credentials from the usual AWS_* variables)."""
+"""The epilog of the commands that process files (scan, prepare, features, enhance, tag, evaluate, run)."""
+
+_URIS = """URIs: a local path, file:///path, or s3://bucket/prefix (endpoint from AWS_ENDPOINT_URL,
+credentials from the usual AWS_* variables)."""
+
+EPILOG_TASK = f"""\b
+Exit status: 0 done; 2 usage error (bad option, input missing or not what the command needs);
+3 fatal error (output not writable, ...); 130 interrupted (Ctrl-C).
+{_URIS}"""
+"""The epilog of the commands that make one thing (train, inspect, report): no per-file status 1."""
+
+EPILOG_JOBS = """\b
+Exit status: 0 done; 2 usage error (bad option or spec, unknown job id); 3 fatal error (the
+Jobs API unreachable, ...). With --wait, submit exits as the job's driver did (0, 1, 2 or 3).
+The Jobs API address can also come from RAY_API_SERVER_ADDRESS."""
+"""The epilog of the commands that talk to a cluster's Jobs API (submit, status, logs, cancel)."""
+
+EPILOG_MAIN = f"""\b
+`batchsep COMMAND --help` gives a command's options and its exit status.
+{_URIS}"""
+
+COMMAND_ORDER = (
+    "scan", "prepare", "features", "train", "inspect", "enhance", "tag", "evaluate", "report",
+    "models", "run", "submit", "status", "logs", "cancel",
+)  # fmt: skip
+"""``batchsep --help`` lists the commands in pipeline order (others, if any, after them)."""
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -76,55 +103,65 @@ def ray_options(
     return apply
 
 
-def _progress(total: int, unit: str, desc: str) -> tuple[Any, Callable[[int, float], None]]:
-    """A tqdm bar over files that also shows hours of audio done (hidden when stderr is no terminal)."""
-    from tqdm.auto import tqdm
+def _progress(total: int, unit: str, desc: str) -> tuple[Any, Callable[..., None]]:
+    """Progress over one phase of ``total`` items: a bar on a terminal, plain lines elsewhere (see
+    :mod:`batchsep.cli.console`). Returns the progress (a context manager) and its update callback."""
+    from batchsep.cli.console import Progress
 
-    bar = tqdm(total=total, unit=unit, desc=desc, dynamic_ncols=True, file=sys.stderr, disable=None)
-    audio_s = [0.0]
-
-    def update(n: int, seconds: float) -> None:
-        audio_s[0] += seconds
-        bar.set_postfix_str(f"{audio_s[0] / 3600:.2f} h audio", refresh=False)
-        bar.update(n)
-
-    return bar, update
+    progress = Progress(unit=unit)
+    progress.start(desc, total)
+    return progress, progress.update
 
 
-def _phase_bars() -> tuple[
-    Callable[[str, int], None], Callable[[int, float], None], Callable[[], None]
-]:
-    """Progress callbacks for a multi-phase command: one bar per phase (scan inputs, render, ...)."""
-    state: dict[str, Any] = {"bar": None, "update": None}
+def _phase_bars() -> tuple[Callable[[str, int], None], Callable[..., None], Callable[[], None]]:
+    """Progress callbacks for a multi-phase command (scan inputs, render, ...): ``on_start(phase,
+    total)``, ``on_progress(n, seconds, failed)``, ``close()``."""
+    from batchsep.cli.console import Progress
 
-    def close() -> None:
-        if state["bar"] is not None:
-            state["bar"].close()
-            state["bar"] = None
-
-    def on_start(phase: str, total: int) -> None:
-        close()
-        state["bar"], state["update"] = _progress(total, "file", phase)
-
-    def on_progress(n: int, seconds: float) -> None:
-        if state["update"] is not None:
-            state["update"](n, seconds)
-
-    return on_start, on_progress, close
+    progress = Progress()
+    return progress.start, progress.update, progress.close
 
 
 class InterruptibleGroup(click.Group):
     """A group whose commands exit 130 on Ctrl-C with one line on stderr, not click's "Aborted!" (1).
 
     Exit status 1 means "finished, but some files failed"; an interrupted command did not finish.
+    Its help lists the commands in pipeline order (:data:`COMMAND_ORDER`), each with the first
+    sentence of its help, whole.
     """
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = super().list_commands(ctx)
+        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is None or cmd.hidden:
+                continue
+            rows.append((name, cmd.short_help or _first_sentence(cmd.help or "")))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
     def invoke(self, ctx: click.Context) -> Any:
+        from batchsep.cli.console import filtered_stderr
+
         try:
-            return super().invoke(ctx)
+            with filtered_stderr():  # Ray's misleading console lines dropped, nothing else
+                return super().invoke(ctx)
         except KeyboardInterrupt:
             click.echo("\ninterrupted: re-run the same command to resume", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+
+
+def _first_sentence(text: str) -> str:
+    """The first sentence of a command's help (its first paragraph, up to the first ". "), whole."""
+    para = " ".join(text.split("\n\n", 1)[0].split())
+    head, sep, _ = para.partition(". ")
+    return head + "." if sep else para
 
 
 def _fail_usage(msg: str) -> NoReturn:
@@ -141,6 +178,29 @@ def _fail_input(e: BaseException) -> NoReturn:
     """An input that cannot be used: a usage error (exit 2), unless the object store refused the
     credentials or could not be reached (exit 3, as for the output)."""
     (_fail_fatal if isinstance(e, StorageAccessError) else _fail_usage)(str(e))
+
+
+SHOW_SKIPPED = click.option(
+    "--show-skipped",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="How many of the files skipped as not audio (by name) to list; OUT/job.json lists them all.",
+)
+"""The option of the commands that skip files by name (scan, enhance, tag)."""
+
+
+def _echo_skipped(names: list[str], show: int, where: str) -> None:
+    """``3 files skipped: not audio (by name): a.txt, b.csv, ... and 1 more (all in OUT/job.json)``."""
+    if not names:
+        return
+    shown = ", ".join(names[:show])
+    more = len(names) - min(show, len(names))
+    tail = f"{': ' + shown if shown else ''}{f' ... and {more} more' if more and shown else ''}"
+    click.echo(
+        f"{_files(len(names))} skipped: not audio (by name){tail}"
+        + (f" (all in {where})" if more else "")
+    )
 
 
 def _files(n: int) -> str:

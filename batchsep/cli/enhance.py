@@ -10,9 +10,12 @@ import click
 import batchsep.api
 from batchsep.cli.common import (
     EPILOG,
+    EXIT_FATAL,
     EXIT_OK,
     EXIT_SOME_FAILED,
+    SHOW_SKIPPED,
     _check_output,
+    _echo_skipped,
     _fail_fatal,
     _fail_input,
     _fail_usage,
@@ -22,14 +25,14 @@ from batchsep.cli.common import (
     ray_options,
 )
 from batchsep.cli.main import main
-from batchsep.errors import BatchsepError, ParameterError
+from batchsep.errors import BatchsepError, JobStoppedError, ParameterError
 from batchsep.pipeline.level import INPUT_LEVEL_DB, MODEL_LEVEL, InputLevel, check_input_level
 
 
 def _check_inputs(in_uri: str, out_uri: str, models: dict[str, str]) -> None:
     """Fail early (usage/fatal exits) on a missing input, a bad model, an unwritable output."""
-    from batchsep.io import checkpoint
     from batchsep.pipeline.outfolder import enhance_inputs
+    from batchsep.pipeline.zoo import read_model_meta
 
     try:
         enhance_inputs(in_uri, out_uri)
@@ -37,7 +40,7 @@ def _check_inputs(in_uri: str, out_uri: str, models: dict[str, str]) -> None:
         _fail_input(e)
     for option, uri in models.items():
         try:
-            checkpoint.read_checkpoint(uri)
+            read_model_meta(uri)  # a zoo name: its extra installed, its files' checksums right
         except BatchsepError as e:
             _fail_usage(f"{option}: {e}")
     _check_output(out_uri)
@@ -47,7 +50,17 @@ def _speed(x: float) -> str:
     return f"{x:.0f}x" if x >= 10 else f"{x:.1f}x"
 
 
-def _report(summary: Any, verb: str, out_uri: str, show_errors: int) -> None:
+def _report(
+    summary: Any,
+    verb: str,
+    out_uri: str,
+    show_errors: int,
+    *,
+    stopped: str | None = None,
+    show_skipped: int = 5,
+) -> None:
+    """Print the summary and exit: 0 all ok, 1 some files failed; with ``stopped`` (the message of the
+    run's JobStoppedError: it did not finish, what it did is committed) that message on stderr, exit 3."""
     if summary.hours_run > 0:
         this_run = (
             f"this run: {summary.hours_run:.3f} h in {summary.wall_s:.1f} s = "
@@ -71,7 +84,7 @@ def _report(summary: Any, verb: str, out_uri: str, show_errors: int) -> None:
         click.echo(
             "model input level: "
             + (
-                "raw (--input-level off)"
+                "raw (--input-level off, or a zoo model: it sees the input's own level)"
                 if level is None
                 else f"{level:g} dBFS RMS per 30 s window"
             )
@@ -83,14 +96,32 @@ def _report(summary: Any, verb: str, out_uri: str, show_errors: int) -> None:
         )
     if summary.failed_retried:
         click.echo(f"{_files(summary.failed_retried)} that failed in an earlier run: tried again")
+    if summary.inputs_changed:
+        click.echo(f"{_files(summary.inputs_changed)} changed since an earlier run: done again")
+    if summary.inputs_gone:
+        what = (
+            "their rows and outputs removed (--prune-missing)"
+            if summary.inputs_gone_pruned
+            else "their rows kept, not counted above (--prune-missing removes them)"
+        )
+        n = summary.inputs_gone
+        click.echo(f"{n} input{'' if n == 1 else 's'} no longer present: {what}")
+    if summary.rows_repaired:
+        click.echo(
+            f"results held {summary.rows_repaired} older duplicate row"
+            f"{'' if summary.rows_repaired == 1 else 's'}: removed (each file keeps its newest row)"
+        )
     if summary.non_audio_skipped:
-        click.echo(f"{_files(summary.non_audio_skipped)} skipped: not audio (by name)")
+        _echo_skipped(summary.skipped_names, show_skipped, f"{out_uri}/job.json")
     if summary.files == 0:
         _warn_no_audio("the input")
     for rel, err in summary.errors[:show_errors]:
         click.echo(f"  failed: {rel}: {err}")
     if len(summary.errors) > show_errors:
         click.echo(f"  ... and {len(summary.errors) - show_errors} more (status='error' rows)")
+    if stopped:
+        click.echo(f"Error: {stopped}", err=True)
+        sys.exit(EXIT_FATAL)
     sys.exit(EXIT_SOME_FAILED if summary.files_failed else EXIT_OK)
 
 
@@ -120,9 +151,13 @@ def _run_options(f: Any) -> Any:
                      help="Also do again the files whose committed row says they failed (after fixing "
                           "the cause: a full disk, permissions, an unreachable object store). By "
                           "default a re-run keeps their error rows."),
+        click.option("--prune-missing", is_flag=True, default=False,
+                     help="Remove from OUT/results the rows of inputs that are no longer there, and "
+                          "their outputs. By default they are kept, and not counted in the totals."),
         click.option("--shard-size", type=click.IntRange(min=1), default=None,
                      help="Files per unit of work (one results part, one retry). Default: 1/16 of the "
                           "files, at most 32."),
+        SHOW_SKIPPED,
     ]):  # fmt: skip
         f = opt(f)
     return ray_options(workers_help="Model actors (embedded Ray CPUs). Default: all cores.")(f)
@@ -135,7 +170,10 @@ def _run_options(f: Any) -> Any:
     "--model",
     default="default",
     show_default=True,
-    help="'default' (the shipped enhancer) or a trained model folder URI (local or s3://).",
+    help="'default' (the shipped enhancer, fastest), a zoo model: 'rnnoise', 'nsnet2', "
+    "'deepfilternet3' (best quality, slower; pip install 'batchsep[zoo]'), a fusion such as "
+    "'rnnoise+deepfilternet3', or a trained model folder URI (local or s3://). "
+    "`batchsep models` lists them with measured quality and speed.",
 )
 @click.option(
     "--emotion/--no-emotion",
@@ -162,7 +200,17 @@ def _run_options(f: Any) -> Any:
     type=click.Choice(["wav", "flac"]),
     default="wav",
     show_default=True,
-    help="Output format: 32-bit float WAV or 24-bit FLAC.",
+    help="Output format: WAV or FLAC (sample format: see --subtype).",
+)
+@click.option(
+    "--subtype",
+    type=click.Choice(["keep", "PCM_16", "PCM_24", "FLOAT"], case_sensitive=False),
+    default="keep",
+    show_default=True,
+    help="Output sample format. keep: a WAV keeps a 16- or 24-bit input's (16-bit in, 16-bit out), "
+    "anything else (float, MP3, AAC, ...) is written as 32-bit float WAV; FLAC is 24-bit. Integer "
+    "formats are not dithered; samples beyond full scale are clipped and counted in the row's warning. "
+    "FLOAT is WAV only.",
 )
 @click.option(
     "--input-level",
@@ -183,19 +231,23 @@ def enhance(
     emotion_model: str,
     sr: str,
     fmt: str,
+    subtype: str,
     input_level: str,
     **run: Any,
 ) -> None:
     """Enhance every audio file under IN_URI into OUT_URI (same relative paths).
 
-    Files are decoded, downmixed and resampled to 16 kHz, enhanced in overlapping 30 s
-    chunks (bounded memory for any length), resampled back to their own rate and written
-    atomically. OUT_URI/results/part-*.parquet gets one row per file (status, error,
+    Inputs: WAV, FLAC, OGG/Opus, AIFF, ... and, through FFmpeg, MP3, M4A/AAC, the audio
+    track of MP4/MOV/WebM/MKV, WMA; other files are skipped by name (--show-skipped).
+    Files are decoded, downmixed to mono and resampled to 16 kHz, enhanced in overlapping
+    30 s chunks (bounded memory for any length), resampled back to their own rate and
+    written atomically. OUT_URI/results/part-*.parquet gets one row per file (status, error,
     warning, durations, model checksum, emotion label and probabilities, timings) and
     OUT_URI/job.json the provenance. Re-running skips files already done; bad files get
     an error row and never stop the job.
     """
     show_errors = run.pop("show_errors")
+    show_skipped = run.pop("show_skipped")
     level_db = _parse_level(input_level)
     emotion = batchsep.api._want_emotion(emotion, emotion_model)
     models = {"--model": model, **({"--emotion-model": emotion_model} if emotion else {})}
@@ -204,16 +256,21 @@ def enhance(
     try:
         summary = batchsep.api.enhance(
             in_uri, out_uri, model=model, emotion=emotion, emotion_model=emotion_model, sr=sr,
-            fmt=fmt, input_level_db=level_db, on_start=on_start, on_progress=on_progress, **run,
+            fmt=fmt, subtype=subtype, input_level_db=level_db, on_start=on_start, on_progress=on_progress, **run,
         )  # fmt: skip
     except ParameterError as e:  # e.g. resuming into OUT with other settings
         close()
         _fail_usage(str(e))
+    except JobStoppedError as e:  # e.g. the output's disk is full: what is done is committed
+        close()
+        _report(
+            e.summary, "enhanced", out_uri, show_errors, stopped=str(e), show_skipped=show_skipped
+        )
     except BatchsepError as e:
         close()
         _fail_fatal(str(e))
     close()
-    _report(summary, "enhanced", out_uri, show_errors)
+    _report(summary, "enhanced", out_uri, show_errors, show_skipped=show_skipped)
 
 
 @main.command(epilog=EPILOG)
@@ -234,6 +291,7 @@ def tag(in_uri: str, out_uri: str, emotion_model: str, **run: Any) -> None:
     and the same per voiced segment (start, end, label, probabilities). No audio is written.
     """
     show_errors = run.pop("show_errors")
+    show_skipped = run.pop("show_skipped")
     _check_inputs(in_uri, out_uri, {"--emotion-model": emotion_model})
     on_start, on_progress, close = _phase_bars()
     try:
@@ -244,8 +302,13 @@ def tag(in_uri: str, out_uri: str, emotion_model: str, **run: Any) -> None:
     except ParameterError as e:
         close()
         _fail_usage(str(e))
+    except JobStoppedError as e:
+        close()
+        _report(
+            e.summary, "tagged", out_uri, show_errors, stopped=str(e), show_skipped=show_skipped
+        )
     except BatchsepError as e:
         close()
         _fail_fatal(str(e))
     close()
-    _report(summary, "tagged", out_uri, show_errors)
+    _report(summary, "tagged", out_uri, show_errors, show_skipped=show_skipped)

@@ -9,6 +9,7 @@ import click
 import batchsep.api
 from batchsep.cli.common import (
     EPILOG,
+    EPILOG_TASK,
     EXIT_OK,
     EXIT_SOME_FAILED,
     _fail_fatal,
@@ -20,7 +21,7 @@ from batchsep.cli.main import main
 from batchsep.errors import BatchsepError, ParameterError, StorageError
 from batchsep.io import storage
 
-METRIC_NAMES = ("sdr", "si_sdr", "pesq", "stoi")
+METRIC_NAMES = ("sdr", "si_sdr", "pesq", "stoi", "dnsmos")
 
 
 @main.command(epilog=EPILOG)
@@ -30,16 +31,20 @@ METRIC_NAMES = ("sdr", "si_sdr", "pesq", "stoi")
     default=None,
     help="Clean references: a prepare run (mixtures.parquet) or a folder of clean files "
     "with the same relative paths as the enhanced inputs. Default: the prepare run the "
-    "enhanced inputs came from (its mixtures folder), if any. Needed otherwise to score the "
-    "audio of an enhance run: without it, or when it matches no file, evaluate stops with exit status 2 "
-    "(unless the files are RAVDESS-named and emotion-tagged: then only emotions are "
-    "evaluated). Not needed for a tag run.",
+    "enhanced inputs came from (its mixtures folder), if any. Needed for sdr, si_sdr, pesq and "
+    "stoi. Without any reference (none given, none found) evaluate scores DNSMOS only "
+    "(reference-free) and says so; with an explicit --metrics list that lacks dnsmos it stops "
+    "with exit status 2 instead (unless the files are RAVDESS-named and emotion-tagged: then "
+    "only emotions are evaluated). A --references that matches no file: exit status 2. Not "
+    "needed for a tag run.",
 )
 @click.option(
     "--metrics",
-    default=",".join(METRIC_NAMES),
-    show_default=True,
-    help="Comma-separated subset of sdr (BSS Eval SDR/SIR/SAR), si_sdr, pesq, stoi.",
+    default=None,
+    help="Comma-separated subset of sdr (BSS Eval SDR/SIR/SAR), si_sdr, pesq, stoi (these need "
+    "clean references) and dnsmos (DNSMOS P.835 SIG/BAK/OVRL and P.808: reference-free, "
+    "needs the zoo extra: pip install 'batchsep[zoo]'). Default: sdr,si_sdr,pesq,stoi plus "
+    "dnsmos when installed; dnsmos only for a run without references.",
 )
 @ray_options(workers_help="Parallel tasks (embedded Ray CPUs). Default: all cores.")
 def evaluate(
@@ -54,17 +59,22 @@ def evaluate(
     """Score the enhance run RUN_URI into RUN_URI/metrics/part-*.parquet.
 
     Per file: SDR/SIR/SAR (BSS Eval, speech vs the rest), SI-SDR, PESQ (wide-band at
-    16 kHz, narrow-band at 8 kHz) and STOI for the enhanced output and the unprocessed
+    16 kHz, narrow-band at 8 kHz), STOI and DNSMOS (SIG, BAK, OVRL, P.808; no reference
+    needed; 9.01 s windows, 1 s hop, averaged) for the enhanced output and the unprocessed
     input, their improvements, breakdown fields (input SNR, noise class, speaker, split,
     model) and, for tagged RAVDESS files, true and predicted emotions. A metric that
     cannot be computed is NaN with a reason in <metric>_error; a file that cannot be
     scored at all (no reference, lengths differ, unreadable) has a reason in error and
     makes the exit status 1.
     """
-    chosen = [m.strip() for m in metrics.split(",") if m.strip()]
-    bad = sorted(set(chosen) - set(METRIC_NAMES))
-    if bad or not chosen:
-        _fail_usage(f"--metrics: unknown {bad or 'empty'}; choose from {', '.join(METRIC_NAMES)}")
+    chosen = None
+    if metrics is not None:
+        chosen = [m.strip() for m in metrics.split(",") if m.strip()]
+        bad = sorted(set(chosen) - set(METRIC_NAMES))
+        if bad or not chosen:
+            _fail_usage(
+                f"--metrics: unknown {bad or 'empty'}; choose from {', '.join(METRIC_NAMES)}"
+            )
     try:
         s = batchsep.api.evaluate(
             run_uri,
@@ -80,7 +90,12 @@ def evaluate(
         _fail_fatal(str(e))
     if references is None and s.references is not None:
         click.echo(f"references: {s.references} (the prepare run of the enhanced inputs)")
-    means = ", ".join(f"{k} {v:+.2f}" for k, v in s.means.items())
+    for note in s.notes:
+        click.echo(note)
+    means = ", ".join(
+        f"{k} {v:+.2f}" if k.endswith("_i") or "sdr" in k else f"{k} {v:.2f}"
+        for k, v in s.means.items()
+    )
     if s.scored or not s.emotion:
         click.echo(f"scored {s.scored}/{s.files} files ({means or 'no metric'})")
     if s.emotion:
@@ -102,7 +117,7 @@ def evaluate(
     sys.exit(EXIT_SOME_FAILED if s.files_failed else EXIT_OK)
 
 
-@main.command(epilog=EPILOG)
+@main.command(epilog=EPILOG_TASK)
 @click.argument("run_uris", nargs=-1, required=True)
 @click.option("--out", "out_uri", required=True, help="Folder (local or s3://) for the report.")
 @click.option(
@@ -114,10 +129,13 @@ def evaluate(
 def report(run_uris: tuple[str, ...], out_uri: str, names: tuple[str, ...]) -> None:
     """Compare evaluated runs: OUT/report.md, OUT/index.html (self-contained) and PNG plots.
 
-    Summary per model (mean/median SDRi, SI-SDRi, PESQ, STOI, processing speed per worker),
-    SDRi (else SI-SDRi) by input SNR and by noise type, per-speaker spread, emotion accuracy,
-    UAR and confusion matrix per tagged system, and spectrograms with audio players of every
-    system for a few files. Plots of an earlier report in OUT that this one does not make
+    Summary per model (mean/median SDRi, SI-SDRi, PESQ, STOI, DNSMOS OVRL, processing speed
+    per worker), DNSMOS SIG/BAK/OVRL/P.808 input → output per system, SDRi (else SI-SDRi) by
+    input SNR and by noise type, per-speaker spread, the distribution of emotion tags per
+    tagged system, emotion accuracy, UAR and confusion matrix per system with true labels,
+    and spectrograms with audio players of every system for a few files. Runs evaluated
+    without references (DNSMOS only) are reported too: what needs references is left out,
+    with a line saying so. Plots of an earlier report in OUT that this one does not make
     are removed. The same run given twice is a usage error (2); an unwritable OUT exits 3.
     """
     from batchsep.pipeline.report import ReportOutputError

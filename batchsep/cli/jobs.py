@@ -10,6 +10,7 @@ import click
 
 from batchsep.cli.common import (
     EPILOG,
+    EPILOG_JOBS,
     EXIT_OK,
     EXIT_SOME_FAILED,
     _fail_fatal,
@@ -78,31 +79,42 @@ def run(spec_uri: str, address: str | None, overrides: tuple[str, ...], dry_run:
         _fail_usage("missing input(s):\n  " + "\n  ".join(missing))
     if dry_run:
         sys.exit(EXIT_OK)
+    from batchsep.cli.console import Progress
     from batchsep.distributed import jobs
+
+    bar = Progress()  # a bar on a terminal, plain lines in a Ray job's log
 
     def started(s: Any) -> None:
         click.echo(f"stage {s.index + 1}/{len(spec.stages)} {s.name} ({s.stage}) ...")
 
+    def progress(s: Any) -> dict[str, Any]:
+        return {"on_start": bar.start, "on_progress": bar.update}
+
     def done(o: Any) -> None:
+        bar.close()
         click.echo(f"  done in {o.seconds:.1f} s: {jobs.summarize(o.result)}")
         for rel, err in list(getattr(o.result, "errors", None) or [])[:5]:
             click.echo(f"  failed: {rel}: {err}")
 
     try:
         outcomes = _jobs_call(
-            lambda: jobs.run_spec(spec, address=address, on_stage_start=started, on_stage_done=done)
+            lambda: jobs.run_spec(
+                spec, address=address, on_stage_start=started, on_stage_done=done, progress=progress
+            )
         )
     except Exception as e:  # not a batchsep error: show it, and say the job stopped
         import traceback
 
         traceback.print_exc()
         _fail_fatal(f"job {spec.name} stopped: {type(e).__name__}: {e}")
+    finally:
+        bar.close()
     failed = sum(o.failed for o in outcomes)
     click.echo(f"job {spec.name}: {len(outcomes)} stage(s) done, {failed} item(s) failed")
     sys.exit(EXIT_SOME_FAILED if failed else EXIT_OK)
 
 
-@main.command(epilog=EPILOG)
+@main.command(epilog=EPILOG_JOBS)
 @click.argument("spec_path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--address", required=True, envvar="RAY_API_SERVER_ADDRESS", help=_JOBS_ADDRESS_HELP)
 @click.option("--wait", is_flag=True, help="Stream the job's logs until it ends; exit as it did.")
@@ -216,7 +228,7 @@ def submit(
     sys.exit(jobs.exit_code(state))
 
 
-@main.command(epilog=EPILOG)
+@main.command(epilog=EPILOG_JOBS)
 @click.argument("job_id")
 @click.option("--address", required=True, envvar="RAY_API_SERVER_ADDRESS", help=_JOBS_ADDRESS_HELP)
 def status(job_id: str, address: str) -> None:
@@ -226,7 +238,7 @@ def status(job_id: str, address: str) -> None:
     click.echo(jobs.describe_state(_jobs_call(lambda: jobs.status(job_id, address=address))))
 
 
-@main.command(epilog=EPILOG)
+@main.command(epilog=EPILOG_JOBS)
 @click.argument("job_id")
 @click.option("--address", required=True, envvar="RAY_API_SERVER_ADDRESS", help=_JOBS_ADDRESS_HELP)
 @click.option("--follow", "-f", is_flag=True, help="Keep streaming until the job ends.")
@@ -244,7 +256,7 @@ def logs(job_id: str, address: str, follow: bool) -> None:
         click.echo(_jobs_call(lambda: jobs.logs(job_id, address=address)), nl=False)
 
 
-@main.command(epilog=EPILOG)
+@main.command(epilog=EPILOG_JOBS)
 @click.argument("job_id")
 @click.option("--address", required=True, envvar="RAY_API_SERVER_ADDRESS", help=_JOBS_ADDRESS_HELP)
 def cancel(job_id: str, address: str) -> None:

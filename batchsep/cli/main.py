@@ -11,6 +11,7 @@ Exit status (every command):
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -18,17 +19,19 @@ import batchsep
 import batchsep.api
 from batchsep.cli.common import (
     EPILOG,
+    EPILOG_MAIN,
     EXIT_FATAL,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOME_FAILED,
     EXIT_USAGE,
+    SHOW_SKIPPED,
     InterruptibleGroup,
     _check_output,
+    _echo_skipped,
     _fail_fatal,
     _fail_input,
     _fail_usage,
-    _files,
     _phase_bars,
     _progress,
     _warn_no_audio,
@@ -42,7 +45,7 @@ __all__ = ["EXIT_FATAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_SOME_FAILED", "EXI
 @click.group(
     cls=InterruptibleGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog=EPILOG,
+    epilog=EPILOG_MAIN,
 )
 @click.version_option(batchsep.__version__, prog_name="batchsep")
 def main() -> None:
@@ -64,11 +67,13 @@ def main() -> None:
     show_default=True,
     help="Files per Ray task (and per retry when a worker dies).",
 )
+@SHOW_SKIPPED
 @ray_options(workers_help="Parallel tasks (embedded Ray CPUs). Default: all cores.")
 def scan(
     in_uri: str,
     out_uri: str,
     shard_size: int,
+    show_skipped: int,
     workers: int | None,
     address: str | None,
     local: bool,
@@ -98,9 +103,9 @@ def scan(
         _fail_fatal(str(e))
     click.echo(
         f"scanned {summary.files} audio files: {summary.files_ok} ok, {summary.files_failed} failed, "
-        f"{summary.hours:.2f} h of audio; {_files(summary.skipped_non_audio)} skipped: not audio (by name)\n"
-        f"manifest: {summary.manifest_uri}"
+        f"{summary.hours:.2f} h of audio\nmanifest: {summary.manifest_uri}"
     )
+    _echo_skipped(summary.skipped_names, show_skipped, f"{out_uri}/job.json")
     if not summary.files:
         _warn_no_audio(in_uri)
     for rel, err in summary.errors[:show_errors]:
@@ -108,6 +113,29 @@ def scan(
     if len(summary.errors) > show_errors:
         click.echo(f"  ... and {len(summary.errors) - show_errors} more (status='error' rows)")
     sys.exit(EXIT_SOME_FAILED if summary.files_failed else EXIT_OK)
+
+
+def _augment_config(kinds: str | None, settings: tuple[str, ...]) -> Any:
+    """prepare's --augment and --augment-set as an AugmentConfig (None without --augment)."""
+    import yaml
+
+    from batchsep.corpus.augment import AugmentConfig
+    from batchsep.errors import ConfigError, ParameterError
+
+    if not kinds:
+        if settings:
+            _fail_usage("--augment-set needs --augment KINDS")
+        return None
+    data: dict[str, Any] = {"kinds": [k.strip() for k in kinds.split(",") if k.strip()]}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _fail_usage(f"--augment-set {item!r}: expected KEY=VALUE")
+        data[key.strip()] = yaml.safe_load(value)
+    try:
+        return AugmentConfig.from_dict(data)
+    except (ConfigError, ParameterError) as e:
+        _fail_usage(f"--augment: {e}")
 
 
 def _gb(n: float) -> str:
@@ -195,6 +223,34 @@ def _gb(n: float) -> str:
     "--recipe-only", is_flag=True, help="Store the recipes only (no audio; regenerated on the fly)."
 )
 @click.option(
+    "--train-speech",
+    "train_speech",
+    multiple=True,
+    help="More speech used in the train split only (repeatable); the held-out speakers of --speech "
+    "stay as they are.",
+)
+@click.option(
+    "--train-noise",
+    "train_noise",
+    multiple=True,
+    help="More noise used in the train split only (repeatable).",
+)
+@click.option(
+    "--augment",
+    "augment",
+    default=None,
+    help="Augmentations, comma-separated: speed, pitch, reverb, telephone, level, two-noise "
+    "(default: none). Drawn per mixture of the train and valid splits, recorded in mixtures.parquet.",
+)
+@click.option(
+    "--augment-set",
+    "augment_set",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An augmentation setting (repeatable): reverb_prob=0.5, rt60_max=0.8, telephone_prob=0.2, "
+    "level_min_dbfs=-45, two_noise_prob=0.3, speeds=[0.9,1.0,1.1], splits=[train,valid], ...",
+)
+@click.option(
     "--shard-size",
     type=click.IntRange(min=1),
     default=16,
@@ -220,6 +276,10 @@ def prepare(
     valid_fraction: float,
     test_fraction: float,
     recipe_only: bool,
+    train_speech: tuple[str, ...],
+    train_noise: tuple[str, ...],
+    augment: str | None,
+    augment_set: tuple[str, ...],
     shard_size: int,
     workers: int | None,
     address: str | None,
@@ -249,7 +309,8 @@ def prepare(
         )  # fmt: skip
     except ParameterError as e:
         _fail_usage(str(e))
-    for uri in (speech_uri, noise_uri):
+    aug = _augment_config(augment, augment_set)
+    for uri in (speech_uri, noise_uri, *train_speech, *train_noise):
         try:
             if not storage.exists(uri):
                 _fail_usage(f"input {uri}: no such file, folder or prefix")
@@ -261,7 +322,8 @@ def prepare(
         summary = batchsep.api.prepare(
             speech_uri, noise_uri, out_uri, config=config, recipe_only=recipe_only,
             workers=workers, address=address, local=local, shard_size=shard_size,
-            on_start=on_start, on_progress=on_progress,
+            on_start=on_start, on_progress=on_progress, train_speech_uris=list(train_speech),
+            train_noise_uris=list(train_noise), augment=aug,
         )  # fmt: skip
     except ParameterError as e:
         close()
@@ -390,6 +452,7 @@ def features(
 from batchsep.cli import enhance as _enhance_commands  # noqa: E402, F401  (registers enhance, tag)
 from batchsep.cli import evaluate as _evaluate_commands  # noqa: E402, F401  (evaluate, report)
 from batchsep.cli import jobs as _jobs_commands  # noqa: E402, F401  (run, submit, status, logs, cancel)
+from batchsep.cli import models as _models_commands  # noqa: E402, F401  (models)
 from batchsep.cli import train as _train_commands  # noqa: E402, F401  (train, inspect)
 
 if __name__ == "__main__":  # pragma: no cover - `python -m batchsep.cli.main`

@@ -9,7 +9,7 @@ import click
 import batchsep
 import batchsep.api
 from batchsep.cli.common import (
-    EPILOG,
+    EPILOG_TASK,
     EXIT_OK,
     _check_output,
     _fail_fatal,
@@ -22,15 +22,19 @@ from batchsep.errors import BatchsepError, StorageError
 from batchsep.jobspec import TRAINABLE_MODELS
 
 
-@main.command(epilog=EPILOG)
+@main.command(epilog=EPILOG_TASK)
 @click.option(
     "--model",
     type=click.Choice(TRAINABLE_MODELS),
     default="drnmf",
     show_default=True,
-    help="Model to train (seed 001: sparse NMF, deep recurrent NMF, (B)LSTM mask; seed 004: "
-    "SCE+MI, DC+MI (--config inference=kmeans for the clustering mask), conv DAE; seed 003: "
-    "emotion CNN / VAE, held-out actors via --config data.valid_actors=[..] data.test_actors=[..]).",
+    help="Model to train. Enhancers: snmf (sparse NMF dictionaries), drnmf (deep recurrent NMF, "
+    "unfolded from an SNMF), lstm / blstm (recurrent mask estimators), sce / dc (BLSTM embeddings "
+    "trained with a source-contrastive or deep-clustering loss, plus a mask-inference head; "
+    "--config inference=kmeans masks by clustering them instead), dae (convolutional denoising "
+    "autoencoder). Emotion taggers: emotion-cnn, emotion-vae (held-out actors via --config "
+    "data.valid_actors=[..] data.test_actors=[..]), emotion-stats (the shipped tagger: MLPs over "
+    "utterance statistics; leave-actors-out CV over --config data.n_folds=4, then all actors).",
 )
 @click.option(
     "--features",
@@ -177,7 +181,7 @@ def train(
     sys.exit(EXIT_OK)
 
 
-@main.command(epilog=EPILOG)
+@main.command(epilog=EPILOG_TASK)
 @click.argument("model_uri")
 @click.option(
     "--out", "out_uri", required=True, help="Folder (local or s3://) for PNGs + index.md."
@@ -187,7 +191,7 @@ def inspect(model_uri: str, out_uri: str) -> None:
 
     SNMF/DR-NMF: speech and noise dictionary atoms (before training, from the SNMF init, after),
     DR-NMF per-layer step sizes α and thresholds λ; emotion-vae: σ against μ of each latent
-    dimension coloured by emotion (seed 003), on the corpus it was trained on; deep models:
+    dimension coloured by emotion, on the corpus it was trained on; deep models:
     learning curves. Writes PNGs and an index.md.
     """
     from batchsep.io import checkpoint

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,9 @@ class _ShardBatchWorker:
     ``ActorDiedError``. The error is kept and each batch answers it as one ``INIT_ERROR`` row instead
     of result rows: the driver raises :class:`WorkerInitError` with the original message at the first
     one (an exception raised here would reach the driver as Ray Data's ``UserCodeException``, which
-    keeps only the remote traceback's text) and commits nothing for that batch.
+    keeps only the remote traceback's text) and commits nothing for that batch. Once started, a call
+    never raises either: :class:`EnhanceWorker` answers every file with a row, a failed one included
+    (a full disk, a library's assertion), marked when it should stop the job (``RUN_FATAL``).
     """
 
     def __init__(self, worker_kwargs: dict[str, Any]) -> None:
@@ -127,8 +129,9 @@ class RayDataExecutor:
         twice."""
         remaining, done = list(tasks), set()
         for attempt in range(1, SYSTEM_FAILURE_ATTEMPTS + 1):
+            run = self._run(worker_kwargs, remaining)
             try:
-                for shard, rows in self._run(worker_kwargs, remaining):
+                for shard, rows in run:
                     done.add(shard)
                     yield shard, rows
                 return
@@ -143,10 +146,12 @@ class RayDataExecutor:
                     delay, attempt + 1, SYSTEM_FAILURE_ATTEMPTS,
                 )  # fmt: skip
                 time.sleep(delay)
+            finally:  # the caller stopped early (closed this generator), or a failure: stop the pool now
+                run.close()
 
     def _run(
         self, worker_kwargs: dict[str, Any], tasks: Sequence[ShardTask]
-    ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    ) -> Generator[tuple[int, list[dict[str, Any]]], None, None]:
         if not tasks:
             return
         import json
@@ -170,14 +175,20 @@ class RayDataExecutor:
             num_gpus=self.num_gpus,
         )  # Ray Data's actor pools restart dead actors and retry their batches by default
         pending: dict[int, list[dict[str, Any]]] = {}
-        for item in ds.iter_rows():
-            row = json.loads(item["row"])
-            if INIT_ERROR in row:  # no rows of this batch or later ones are committed
-                raise WorkerInitError(row[INIT_ERROR])
-            shard = int(row["shard"])
-            rows = pending.setdefault(shard, [])
-            rows.append(row)
-            if len(rows) == expected[shard]:
-                yield shard, pending.pop(shard)
+        row_iter = iter(ds.iter_rows())
+        try:
+            for item in row_iter:
+                row = json.loads(item["row"])
+                if INIT_ERROR in row:  # no rows of this batch or later ones are committed
+                    raise WorkerInitError(row[INIT_ERROR])
+                shard = int(row["shard"])
+                rows = pending.setdefault(shard, [])
+                rows.append(row)
+                if len(rows) == expected[shard]:
+                    yield shard, pending.pop(shard)
+        finally:  # closed early (see __call__): Ray Data shuts its executor and the actor pool down
+            close = getattr(row_iter, "close", None)
+            if close is not None:
+                close()
         if pending:  # cannot happen unless rows were lost: refuse to commit partial shards
             raise RuntimeError(f"incomplete shards from Ray Data: {sorted(pending)}")

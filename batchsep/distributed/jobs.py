@@ -119,6 +119,7 @@ def run_spec(
     address: str | None = None,
     on_stage_start: Callable[[StageSpec], None] | None = None,
     on_stage_done: Callable[[StageOutcome], None] | None = None,
+    progress: Callable[[StageSpec], Mapping[str, Any]] | None = None,
 ) -> list[StageOutcome]:
     """Run every stage of ``spec`` in order by calling ``batchsep.api.<stage>(**params)``.
 
@@ -131,6 +132,9 @@ def run_spec(
         ``ray.address``: ``$RAY_ADDRESS`` (set inside a Ray Job), else an embedded local Ray.
     on_stage_start, on_stage_done : callable, optional
         Called before and after each stage (progress reporting).
+    progress : callable, optional
+        ``progress(stage)`` gives the stage's progress callbacks (``on_start``, ``on_progress``), passed to
+        the stage functions that take them.
 
     Returns
     -------
@@ -153,6 +157,13 @@ def run_spec(
         if on_stage_start:
             on_stage_start(stage)
         kwargs = call_kwargs(stage, address=address or spec.ray.address)
+        if progress is not None:
+            import inspect
+
+            takes = inspect.signature(functions[stage.stage]).parameters
+            if "on_start" in takes:  # a phase without its total would be no progress
+                extra = progress(stage)
+                kwargs.update({k: v for k, v in extra.items() if k in takes and k not in kwargs})
         t0 = time.perf_counter()
         try:
             result = functions[stage.stage](**kwargs)

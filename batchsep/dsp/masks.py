@@ -31,9 +31,11 @@ def ibm(S: Any, N: Any, *, threshold_db: float = 0.0) -> Any:
     _check(S, N)
     lib = _lib(S)
     ratio = lib.abs(S) ** 2 / (lib.abs(N) ** 2 + EPS)
-    return (ratio > 10.0 ** (threshold_db / 10.0)).astype(np.float32) if lib is np else (
-        ratio > 10.0 ** (threshold_db / 10.0)
-    ).float()
+    return (
+        (ratio > 10.0 ** (threshold_db / 10.0)).astype(np.float32)
+        if lib is np
+        else (ratio > 10.0 ** (threshold_db / 10.0)).float()
+    )
 
 
 def irm(S: Any, N: Any, *, power: float = 1.0) -> Any:

@@ -74,7 +74,9 @@ def validate_audio(
             raise ParameterError(f"{name} dtype={x.dtype} must be floating point")
         finite = bool(np.isfinite(x).all())
     else:
-        raise ParameterError(f"{name} must be a numpy array or torch tensor, got {type(x).__name__}")
+        raise ParameterError(
+            f"{name} must be a numpy array or torch tensor, got {type(x).__name__}"
+        )
     if x.ndim == 0:
         raise ParameterError(f"{name} must have a time axis, got a 0-d array")
     if max_ndim is not None and x.ndim > max_ndim:

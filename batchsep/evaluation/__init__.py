@@ -1,4 +1,4 @@
-"""Evaluation: BSS Eval SDR/SIR/SAR, SI-SDR, PESQ, STOI, emotion metrics, aggregation. No I/O."""
+"""Evaluation: BSS Eval SDR/SIR/SAR, SI-SDR, PESQ, STOI, DNSMOS, emotion metrics, aggregation. No I/O."""
 
 from batchsep.evaluation.aggregate import (
     SNR_EDGES,
@@ -12,6 +12,7 @@ from batchsep.evaluation.aggregate import (
     summarize,
 )
 from batchsep.evaluation.bss import DB_LIMIT, BssResult, bss_eval, bss_eval_many, sdr_only
+from batchsep.evaluation.dnsmos import dnsmos_available, dnsmos_score
 from batchsep.evaluation.emotion import (
     EMOTIONS,
     accuracy,
@@ -24,6 +25,7 @@ from batchsep.evaluation.emotion import (
     uar,
 )
 from batchsep.evaluation.metrics import (
+    METRIC_FAMILIES,
     SCORE_METRICS,
     input_snr,
     pesq_score,
@@ -36,6 +38,7 @@ from batchsep.evaluation.metrics import (
 __all__ = [
     "DB_LIMIT",
     "EMOTIONS",
+    "METRIC_FAMILIES",
     "SCORE_METRICS",
     "SNR_EDGES",
     "SUMMARY_METRICS",
@@ -46,6 +49,8 @@ __all__ = [
     "by_noise_class",
     "by_snr_bin",
     "confusion_matrix",
+    "dnsmos_available",
+    "dnsmos_score",
     "emotion_summary",
     "encode_labels",
     "input_snr",

@@ -21,7 +21,12 @@ from batchsep.errors import ParameterError
 from batchsep.evaluation.bss import DB_LIMIT, as_signal, bss_eval_many, ratio_db
 
 SCORE_METRICS = ("sdr", "si_sdr", "pesq", "stoi")
-"""Metric families :func:`score_file` knows; ``"sdr"`` means the BSS Eval triple SDR/SIR/SAR."""
+"""Metric families :func:`score_file` knows (all need a clean reference); ``"sdr"`` means the BSS
+Eval triple SDR/SIR/SAR."""
+
+METRIC_FAMILIES = (*SCORE_METRICS, "dnsmos")
+"""Every metric family ``batchsep evaluate`` knows: the reference metrics and the reference-free
+DNSMOS (:mod:`batchsep.evaluation.dnsmos`, scored per signal, not by :func:`score_file`)."""
 
 _FAMILY_VALUES = {
     "sdr": ("sdr", "sir", "sar"),
@@ -190,6 +195,14 @@ def score_keys(metrics: Sequence[str] = SCORE_METRICS) -> list[str]:
     return values + errors
 
 
+def metric_columns() -> list[str]:
+    """Every per-file metric column a metrics table can have: :func:`score_keys` of all reference
+    families, then the DNSMOS columns (:func:`batchsep.evaluation.dnsmos.dnsmos_keys`)."""
+    from batchsep.evaluation.dnsmos import dnsmos_keys
+
+    return [*score_keys(), *dnsmos_keys()]
+
+
 def _check_metrics(metrics: Sequence[str]) -> list[str]:
     if isinstance(metrics, str):
         raise ParameterError(f"metrics={metrics!r} must be a sequence of names, not a string")
@@ -335,8 +348,10 @@ _SCALAR: dict[str, Callable[[np.ndarray, np.ndarray, int], float]] = {
 
 __all__ = [
     "DB_LIMIT",
+    "METRIC_FAMILIES",
     "SCORE_METRICS",
     "input_snr",
+    "metric_columns",
     "pesq_score",
     "score_file",
     "score_keys",

@@ -1,7 +1,8 @@
 """Audio decode/encode from bytes or file objects (so it works on S3 objects as well as local files).
 
-Everything libsndfile reads is accepted (WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF, CAF, W64, ...). Samples are
-returned as float32 arrays of shape ``(channels, n_samples)``. Every way a file can be unusable — empty,
+Everything libsndfile reads is accepted (WAV, FLAC, OGG/Vorbis/Opus, AIFF, CAF, W64, ...), and through FFmpeg
+(PyAV, :mod:`batchsep.io.avaudio`) what it does not: MP3, AAC/M4A, the audio track of MP4/MOV/WebM/Matroska,
+WMA. Samples are returned as float32 arrays of shape ``(channels, n_samples)``. Every way a file can be unusable — empty,
 truncated, not audio at all, no frames, NaN/Inf samples — becomes an :class:`AudioDecodeError` whose message
 says why, in words a user understands.
 """
@@ -13,13 +14,13 @@ import math
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, TypeAlias
 
 import numpy as np
 import soundfile as sf
 
 from batchsep.errors import AudioDecodeError, ParameterError
-from batchsep.io import containers
+from batchsep.io import avaudio, containers
 
 AUDIO_SUFFIXES = frozenset(
     {
@@ -30,6 +31,15 @@ AUDIO_SUFFIXES = frozenset(
         ".oga",
         ".opus",
         ".mp3",
+        ".m4a",
+        ".m4b",
+        ".aac",
+        ".mp4",
+        ".mov",
+        ".webm",
+        ".mka",
+        ".mkv",
+        ".wma",
         ".aif",
         ".aiff",
         ".aifc",
@@ -40,9 +50,34 @@ AUDIO_SUFFIXES = frozenset(
         ".snd",
     }
 )
-"""File name suffixes treated as audio by scans (case-insensitive)."""
+"""File name suffixes treated as audio by every stage (case-insensitive): the one list; the others are
+skipped as "not audio (by name)". MP3 and the compressed containers are decoded by FFmpeg (PyAV)."""
+
+AV_FORMATS = frozenset({"MP3"})
+"""Formats libsndfile opens that are decoded by FFmpeg instead: libsndfile's MP3 decoder (mpg123) prints its
+errors on the worker's stderr, naming no file, and silently decodes a truncated file short; FFmpeg's messages
+go into the file's row (see :class:`~batchsep.io.avaudio.AVStream`). MP3 data is recognised by its first
+bytes (:func:`_looks_like_mp3`) and never opened by libsndfile: mpg123 prints while it parses the header."""
+
+
+def _looks_like_mp3(head: bytes) -> bool:
+    """An ID3 tag, or an MPEG audio frame sync (11 bits set) with layer III."""
+    if head[:3] == b"ID3":
+        return True
+    sync = len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0
+    return sync and (head[1] & 0x06) == 0x02
+
+
+AudioStream: TypeAlias = "sf.SoundFile | avaudio.AVStream"
+"""An open stream: ``samplerate``, ``channels``, ``frames``, ``format``, ``subtype``, ``read``. A
+:class:`~batchsep.io.avaudio.AVStream`'s ``frames`` is declared, not exact (``frames_exact`` False)."""
 
 ENCODE_FORMATS = {"wav": ("WAV", "FLOAT"), "flac": ("FLAC", "PCM_24")}
+"""Output formats: (container, default sample format)."""
+SUBTYPES = ("keep", "PCM_16", "PCM_24", "FLOAT")
+"""Output sample formats: ``keep`` (see :func:`output_subtype`), 16-bit, 24-bit or 32-bit float."""
+KEPT_SUBTYPES = frozenset({"PCM_16", "PCM_24"})
+"""Input sample formats a WAV output keeps by default (``keep``)."""
 BLOCK_FRAMES = 1 << 18  # 262144 frames per streamed block (~16 s at 16 kHz)
 
 
@@ -155,20 +190,43 @@ def _readable_reason(exc: Exception) -> str:
     return f"cannot decode audio: {msg or type(exc).__name__}"
 
 
-def open_stream(source: bytes | IO[bytes]) -> sf.SoundFile:
+def _open_av(source: IO[bytes], start: int, sf_error: Exception | None) -> avaudio.AVStream:
+    """``source`` (from byte ``start``) through FFmpeg; libsndfile's reason when neither can open it."""
+    try:
+        source.seek(start)
+        return avaudio.AVStream(source)
+    except (AudioDecodeError, OSError, ImportError) as e:
+        if sf_error is None:
+            raise AudioDecodeError(str(e) if isinstance(e, AudioDecodeError) else repr(e)) from e
+        if isinstance(e, AudioDecodeError) and e.args and "no audio track" in str(e):
+            raise
+        raise AudioDecodeError(_readable_reason(sf_error)) from sf_error
+
+
+def open_stream(source: bytes | IO[bytes]) -> AudioStream:
     """Open ``source`` for reading; raise AudioDecodeError with a readable reason if it is unusable.
 
-    Empty input, data libsndfile cannot open, and WAVE data cut off before the size its header declares
-    (:func:`truncation_reason`) are all refused here, before any sample is read.
+    Empty input, data neither libsndfile nor FFmpeg can open, and WAVE data cut off before the size its
+    header declares (:func:`truncation_reason`) are all refused here, before any sample is read.
     """
     if isinstance(source, bytes | bytearray | memoryview):
         source = io.BytesIO(bytes(source))
     if _file_size(source) == 0:
         raise AudioDecodeError("empty file (0 bytes)")
+    start = source.tell()
+    head = source.read(4)
+    source.seek(start)
+    if _looks_like_mp3(head) and avaudio.available():
+        return _open_av(source, start, None)
     try:
         f = sf.SoundFile(source)
     except Exception as e:
-        raise AudioDecodeError(_readable_reason(e)) from e
+        if not avaudio.available():
+            raise AudioDecodeError(_readable_reason(e)) from e
+        return _open_av(source, start, e)
+    if f.format in AV_FORMATS and avaudio.available():
+        f.close()
+        return _open_av(source, start, None)
     reason = truncation_reason(source)
     if reason is not None:
         f.close()
@@ -176,7 +234,7 @@ def open_stream(source: bytes | IO[bytes]) -> sf.SoundFile:
     return f
 
 
-def _read_error(f: sf.SoundFile, frames_done: int, exc: Exception) -> AudioDecodeError:
+def _read_error(f: AudioStream, frames_done: int, exc: Exception) -> AudioDecodeError:
     """A read that fails before the frames the header declares means a truncated or corrupt file."""
     reason = _readable_reason(exc)
     if f.frames > frames_done and f.samplerate > 0:
@@ -188,7 +246,7 @@ def _read_error(f: sf.SoundFile, frames_done: int, exc: Exception) -> AudioDecod
     return AudioDecodeError(reason)
 
 
-def read_blocks(f: sf.SoundFile, block_frames: int) -> Iterator[np.ndarray]:
+def read_blocks(f: AudioStream, block_frames: int) -> Iterator[np.ndarray]:
     """Read an open stream as float32 blocks ``[frames, channels]`` of ``block_frames`` frames (the last
     one shorter; an empty block is never yielded); stops after the first short block.
 
@@ -217,7 +275,7 @@ def read_blocks(f: sf.SoundFile, block_frames: int) -> Iterator[np.ndarray]:
 
 def iter_blocks(
     source: bytes | IO[bytes], *, block_frames: int = BLOCK_FRAMES
-) -> Iterator[tuple[sf.SoundFile, np.ndarray]]:
+) -> Iterator[tuple[AudioStream, np.ndarray]]:
     """Stream ``[channels, n]`` float32 blocks of at most ``block_frames`` frames (bounded memory).
 
     Raises AudioDecodeError on undecodable data or non-finite samples.
@@ -284,9 +342,35 @@ def decode(source: bytes | IO[bytes], *, max_frames: int | None = None) -> Audio
     return Audio(np.ascontiguousarray(data.T), sr)
 
 
-def clips_on_write(fmt: str) -> bool:
-    """True if output format ``fmt`` stores integers, so samples outside [-1, 1] are clipped."""
-    return ENCODE_FORMATS[fmt][1] not in ("FLOAT", "DOUBLE")
+def check_subtype(fmt: str, subtype: str) -> None:
+    """Refuse (ParameterError) a sample format ``subtype`` that is not one of :data:`SUBTYPES` or that
+    ``fmt`` cannot store (FLAC stores integers only)."""
+    if subtype not in SUBTYPES:
+        raise ParameterError(f"subtype={subtype!r} must be one of {', '.join(SUBTYPES)}")
+    if fmt == "flac" and subtype == "FLOAT":
+        raise ParameterError(
+            "subtype='FLOAT' cannot be stored as FLAC (integers only): PCM_16 or PCM_24"
+        )
+
+
+def output_subtype(fmt: str, subtype: str, input_subtype: str | None) -> str:
+    """The sample format an output of ``fmt`` is written in.
+
+    ``keep``: a WAV output keeps a 16- or 24-bit PCM input's format (anything else: 32-bit float, which
+    keeps every value); a FLAC output is 24-bit. Integer formats are written without dither: values are
+    rounded to the nearest step, and those outside [-1, 1] clipped (counted: see :func:`clips_on_write`).
+    """
+    if subtype == "keep":
+        if fmt == "wav" and input_subtype in KEPT_SUBTYPES:
+            return str(input_subtype)
+        return ENCODE_FORMATS[fmt][1]
+    return subtype
+
+
+def clips_on_write(fmt: str, subtype: str | None = None) -> bool:
+    """True if output format ``fmt`` in sample format ``subtype`` (default: the format's own) stores
+    integers, so samples outside [-1, 1] are clipped."""
+    return (subtype or ENCODE_FORMATS[fmt][1]) not in ("FLOAT", "DOUBLE")
 
 
 def clip_to_full_scale(samples: np.ndarray) -> tuple[np.ndarray, int]:

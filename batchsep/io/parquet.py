@@ -31,25 +31,38 @@ def read_table(uri: str, *, columns: list[str] | None = None) -> pa.Table:
         raise StorageError(f"cannot read Parquet {uri}: {e}") from e
 
 
-def part_uri(folder_uri: str, index: int) -> str:
-    """URI of results part ``index`` under ``folder_uri`` (``part-00042.parquet``)."""
-    return storage.join(folder_uri, PART_TEMPLATE.format(index))
+def part_uri(folder_uri: str, index: int, run_id: str | None = None) -> str:
+    """URI of part ``index`` under ``folder_uri``: ``part-00042.parquet``, or with a ``run_id``
+    ``part-<run_id>-00042.parquet`` (parts of two runs never share a name)."""
+    name = PART_TEMPLATE.format(index)
+    if run_id:
+        name = f"part-{run_id}-{name.removeprefix('part-')}"
+    return storage.join(folder_uri, name)
 
 
-def read_parts(folder_uri: str, *, columns: list[str] | None = None) -> pa.Table | None:
-    """Concatenate every committed ``part-*.parquet`` under ``folder_uri`` (None when there is none)."""
+def read_part_tables(
+    folder_uri: str, *, columns: list[str] | None = None
+) -> list[tuple[str, pa.Table]]:
+    """Every committed ``part-*.parquet`` directly under ``folder_uri`` with its URI, in name order
+    (none when the folder does not exist)."""
     if not storage.exists(folder_uri):
-        return None
+        return []
     parts = [
         e.uri
         for e in storage.list_files(folder_uri, suffixes=[".parquet"])
         if e.rel_path.startswith("part-") and "/" not in e.rel_path
     ]
-    if not parts:
-        return None
     if storage.is_s3(folder_uri) and len(parts) > 1:  # thousands of parts: one round trip each
         with ThreadPoolExecutor(min(storage.S3_REQUEST_THREADS, len(parts))) as pool:
             tables = list(pool.map(lambda u: read_table(u, columns=columns), parts))
     else:
         tables = [read_table(u, columns=columns) for u in parts]
+    return list(zip(parts, tables, strict=True))
+
+
+def read_parts(folder_uri: str, *, columns: list[str] | None = None) -> pa.Table | None:
+    """Concatenate every committed ``part-*.parquet`` under ``folder_uri`` (None when there is none)."""
+    tables = [t for _uri, t in read_part_tables(folder_uri, columns=columns)]
+    if not tables:
+        return None
     return pa.concat_tables(tables, promote_options="default")

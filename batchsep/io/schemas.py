@@ -83,9 +83,17 @@ ENHANCE_RESULTS = _schema(
         pa.field("t_total_s", pa.float64()),
         pa.field("shard", pa.int32(), nullable=False),
         pa.field("worker", pa.string()),
+        pa.field("run_id", pa.string()),
+        pa.field("committed_at", pa.timestamp("ms", tz="UTC")),
+        pa.field("input_size", pa.int64()),
+        pa.field("input_mtime_ns", pa.int64()),
     ],
 )
-"""One row per input file of an enhance (or tag) run; ``results/part-NNNNN.parquet`` commit records."""
+"""One row per input file of an enhance (or tag) run; ``results/part-<run_id>-NNNNN.parquet`` (and, from
+runs before run ids, ``part-NNNNN.parquet``) are the commit record. ``run_id`` and ``committed_at`` say
+which run committed the row and when (the newest row of a file wins); ``input_size`` and
+``input_mtime_ns`` identify the input the row was made from (a re-run redoes a file whose input
+changed). All four are null in rows written before they existed."""
 
 
 def table_from_rows(rows: Sequence[dict[str, Any]], schema: pa.Schema) -> pa.Table:
@@ -147,6 +155,36 @@ MIXTURES = _schema(
 offsets in samples at ``sample_rate``, length) and what rendering found (``noise_gain`` applied to the
 resampled noise, ``output_gain`` applied to all three signals so that nothing clips, the audio URIs —
 null for a recipe-only run — and ``status``/``error``)."""
+
+
+MIXTURES_AUGMENTED = _schema(
+    "mixtures",
+    [
+        *MIXTURES,
+        pa.field("aug_speed", pa.float64()),
+        pa.field("aug_pitch_semitones", pa.float64()),
+        pa.field("aug_rt60", pa.float64()),
+        pa.field("aug_room", pa.list_(pa.float64())),
+        pa.field("aug_source", pa.list_(pa.float64())),
+        pa.field("aug_mic", pa.list_(pa.float64())),
+        pa.field("aug_early_ms", pa.float64()),
+        pa.field("aug_max_order", pa.int32()),
+        pa.field("aug_telephone", pa.bool_()),
+        pa.field("aug_telephone_band", pa.list_(pa.float64())),
+        pa.field("aug_level_dbfs", pa.float64()),
+        pa.field("aug_noise2_uri", pa.string()),
+        pa.field("aug_noise2_rel_path", pa.string()),
+        pa.field("aug_noise2_class", pa.string()),
+        pa.field("aug_noise2_clip", pa.string()),
+        pa.field("aug_noise2_offset", pa.int64()),
+        pa.field("aug_noise2_db", pa.float64()),
+    ],
+)
+"""``MIXTURES`` of a ``prepare --augment`` run, plus each mixture's augmentation draws
+(:class:`batchsep.corpus.augment.AugmentDraw`; all null in splits that are not augmented): speed factor,
+pitch shift (semitones), room (RT60 s, dimensions, source and microphone positions m, early-reflection
+window ms, image order cap; null: dry), telephone band (Hz), RMS level (dBFS) and the second noise
+(file, class, recording, offset, level relative to the first noise in dB)."""
 
 
 def _frames_field(name: str, n_bins: int) -> pa.Field:
@@ -229,8 +267,11 @@ METRICS_BASE = [
 
 def metrics_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
     """Per-file metrics (``metrics/part-*.parquet``): the fixed columns above, then every metric of
-    :func:`batchsep.evaluation.metrics.score_keys` (float64, or string for ``*_error`` reasons)."""
-    from batchsep.evaluation.metrics import score_keys
+    :func:`batchsep.evaluation.metrics.metric_columns` (reference metrics, then DNSMOS; float64, or
+    string for ``*_error`` reasons)."""
+    from batchsep.evaluation.metrics import metric_columns
 
-    extra = [pa.field(k, pa.string() if k.endswith("_error") else pa.float64()) for k in score_keys()]
+    extra = [
+        pa.field(k, pa.string() if k.endswith("_error") else pa.float64()) for k in metric_columns()
+    ]
     return table_from_rows(rows, _schema("metrics", METRICS_BASE + extra))

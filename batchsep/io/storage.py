@@ -11,6 +11,7 @@ them on a background thread.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import posixpath
@@ -19,13 +20,13 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, cast
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from batchsep.errors import StorageAccessError, StorageError
+from batchsep.errors import StorageAccessError, StorageError, StorageFullError
 
 TMP_PREFIX = ".batchsep-tmp-"
 COPY_BLOCK = 8 << 20
@@ -33,11 +34,14 @@ COPY_BLOCK = 8 << 20
 
 @dataclass(frozen=True)
 class FileEntry:
-    """One listed object: its full ``uri``, its path relative to the listed prefix, its size."""
+    """One listed object: its full ``uri``, its path relative to the listed prefix, its size, and its
+    modification time in nanoseconds since the epoch (local ``st_mtime_ns``; S3 ``LastModified``, whole
+    seconds; None when unknown)."""
 
     uri: str
     rel_path: str
     size: int
+    mtime_ns: int | None = None
 
 
 def is_s3(uri: str) -> bool:
@@ -118,6 +122,10 @@ S3_ACCESS_ERRORS = (
 """Markers of an S3 error caused by the credentials (not by the object asked for)."""
 S3_NETWORK_ERRORS = ("NETWORK_CONNECTION",)
 """Markers of an S3 endpoint that could not be reached (unknown host, refused connection, timeout)."""
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+"""A write refused for the whole storage, not for one file: no space left, quota exceeded, read-only."""
+S3_FULL_ERRORS = ("StorageFull", "QuotaExceeded")
+"""Markers of an S3 server out of room (MinIO's ``XMinioStorageFull``, quota-enforcing servers)."""
 
 
 def _wrap(uri: str, action: str, exc: BaseException) -> StorageError:
@@ -135,7 +143,11 @@ def _wrap(uri: str, action: str, exc: BaseException) -> StorageError:
             " (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, and AWS_ENDPOINT_URL for a server "
             "other than AWS)"
         )
-    error = StorageAccessError if hint else StorageError
+    error: type[StorageError] = StorageAccessError if hint else StorageError
+    if getattr(exc, "errno", None) in FULL_ERRNOS or (
+        is_s3(uri) and any(marker in reason for marker in S3_FULL_ERRORS)
+    ):
+        error = StorageFullError
     return error(f"cannot {action} {uri}: {reason}{hint}")
 
 
@@ -192,7 +204,8 @@ def list_files(uri: str, *, suffixes: Iterable[str] | None = None) -> list[FileE
 def _list_local(uri: str) -> list[FileEntry]:
     root = _local_path(uri)
     if os.path.isfile(root):
-        return [FileEntry(root, os.path.basename(root), os.path.getsize(root))]
+        st = os.stat(root)
+        return [FileEntry(root, os.path.basename(root), st.st_size, st.st_mtime_ns)]
     if not os.path.isdir(root):
         raise StorageError(f"cannot list {uri}: no such file or directory")
     out: list[FileEntry] = []
@@ -201,11 +214,12 @@ def _list_local(uri: str) -> list[FileEntry]:
         for name in filenames:
             full = os.path.join(dirpath, name)
             try:
-                size = os.stat(full).st_size
+                st = os.stat(full)
+                size, mtime_ns = st.st_size, st.st_mtime_ns
             except OSError:  # dangling link or symlink loop: list it; reading reports why
-                size = -1
+                size, mtime_ns = -1, None
             rel = os.path.relpath(full, root).replace(os.sep, "/")
-            out.append(FileEntry(full, rel, size))
+            out.append(FileEntry(full, rel, size, mtime_ns))
     if errors and not out and errors[0].filename == root:
         raise _wrap(uri, "list", errors[0])
     return out
@@ -216,7 +230,9 @@ def _list_s3(uri: str) -> list[FileEntry]:
     try:
         info = fs.get_file_info(path)
         if info.type == pafs.FileType.File:
-            return [FileEntry(normalize(uri), posixpath.basename(path), info.size or 0)]
+            return [
+                FileEntry(normalize(uri), posixpath.basename(path), info.size or 0, info.mtime_ns)
+            ]
         if info.type == pafs.FileType.NotFound:
             raise StorageError(f"cannot list {uri}: no such bucket or prefix")
         infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
@@ -224,7 +240,7 @@ def _list_s3(uri: str) -> list[FileEntry]:
         raise _wrap(uri, "list", e) from e
     base = path.rstrip("/") + "/"
     return [
-        FileEntry("s3://" + i.path, i.path[len(base) :], i.size or 0)
+        FileEntry("s3://" + i.path, i.path[len(base) :], i.size or 0, i.mtime_ns)
         for i in infos
         if i.type == pafs.FileType.File
     ]
@@ -297,6 +313,8 @@ class DeferredWrites:
                 errors[uri] = e
             except OSError as e:
                 errors[uri] = _wrap(uri, "write", e)
+            except Exception as e:  # whatever failed, the write did not happen: that file's error
+                errors[uri] = StorageError(f"cannot write {uri}: {type(e).__name__}: {e}")
         return errors
 
     def close(self) -> dict[str, StorageError]:
@@ -332,6 +350,46 @@ def _upload(spool: IO[bytes], fs: pafs.FileSystem, path: str, uri: str) -> None:
             raise _wrap(uri, "write", e) from e
 
 
+class WriteGuard:
+    """The file object :func:`atomic_writer` hands out: the temporary file's, which keeps (``error``) the
+    first OSError its ``write``, ``seek``, ``tell`` or ``flush`` raised.
+
+    An encoder that writes through a C callback cannot pass that error on: soundfile's prints it
+    ("Exception ignored from cffi callback") and then fails ``assert written == len(data)``, or swallows
+    it while it closes. :func:`atomic_writer` raises the kept error instead (as a StorageError naming the
+    output; :class:`StorageFullError` for a full disk), whatever the encoder raised or did not, and never
+    publishes a file that saw one.
+    """
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self.error: OSError | None = None
+
+    def _guard(self, method: Callable[..., Any], *args: Any) -> Any:
+        if self.error is not None:  # a file that failed once is not written any further
+            raise self.error
+        try:
+            return method(*args)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def write(self, data: Any) -> int:
+        return int(self._guard(self._f.write, data))
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return int(self._guard(self._f.seek, offset, whence))
+
+    def tell(self) -> int:
+        return int(self._guard(self._f.tell))
+
+    def flush(self) -> None:
+        self._guard(self._f.flush)
+
+    def __getattr__(self, name: str) -> Any:  # read, fileno, closed, ...: the file's own
+        return getattr(self._f, name)
+
+
 @contextlib.contextmanager
 def atomic_writer(uri: str, *, deferred: DeferredWrites | None = None) -> Iterator[IO[bytes]]:
     """Write ``uri`` atomically: readers see the old content or the complete new one, never a part.
@@ -339,17 +397,30 @@ def atomic_writer(uri: str, *, deferred: DeferredWrites | None = None) -> Iterat
     On an exception inside the ``with`` block nothing is published and the temporary is removed. With
     ``deferred`` the file is published by its background thread (see :class:`DeferredWrites`); it appears
     under its name only once complete and durable, as without.
+
+    The file object is a :class:`WriteGuard`: when one of its writes failed, the ``with`` block ends with
+    that error as a StorageError (:class:`StorageFullError` for a full disk or quota), in place of
+    whatever the code inside raised (or even if it raised nothing), and nothing is published.
     """
     if is_s3(uri):
         fs, path = filesystem(uri)
         # Spool to a seekable local temp file (WAV writers seek back to patch headers), then upload;
         # the object becomes visible only when the upload completes.
         spool = tempfile.TemporaryFile(prefix=TMP_PREFIX)  # noqa: SIM115 (closed by _upload)
+        guard = WriteGuard(spool)
         try:
-            yield spool
+            yield cast("IO[bytes]", guard)  # reads as a file; see WriteGuard
+        except Exception as e:
+            spool.close()
+            if guard.error is not None:
+                raise _spool_error(uri, guard.error) from e
+            raise
         except BaseException:
             spool.close()
             raise
+        if guard.error is not None:
+            spool.close()
+            raise _spool_error(uri, guard.error)
         if deferred is not None:
             deferred._submit(uri, functools.partial(_upload, spool, fs, path, uri))
         else:
@@ -363,14 +434,20 @@ def atomic_writer(uri: str, *, deferred: DeferredWrites | None = None) -> Iterat
         fh = open(tmp, "wb")  # noqa: SIM115
     except OSError as e:
         raise _wrap(uri, "write", e) from e
+    guard = WriteGuard(fh)
     try:
         try:
-            yield fh
-        except BaseException:
+            yield cast("IO[bytes]", guard)  # reads as a file; see WriteGuard
+            if guard.error is not None:  # the code inside went on after a failed write
+                raise guard.error
+        except BaseException as e:
             with contextlib.suppress(OSError):
                 fh.close()
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            if guard.error is not None and isinstance(e, Exception) and e is not guard.error:
+                # the cause, not the encoder's failure it led to
+                raise _wrap(uri, "write", guard.error) from e
             raise
         if deferred is not None:
             deferred._submit(uri, functools.partial(_publish, fh, tmp, path))  # the thread owns fh
@@ -378,6 +455,12 @@ def atomic_writer(uri: str, *, deferred: DeferredWrites | None = None) -> Iterat
             _publish(fh, tmp, path)
     except OSError as e:
         raise _wrap(uri, "write", e) from e
+
+
+def _spool_error(uri: str, exc: OSError) -> StorageError:
+    """The error of an S3 upload's local spool (``tempfile``'s folder full, say), naming both."""
+    err = _wrap(uri, "write", exc)
+    return type(err)(f"{err} (spooling the upload in {tempfile.gettempdir()})")
 
 
 def write_bytes(uri: str, data: bytes) -> None:

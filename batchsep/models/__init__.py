@@ -8,6 +8,7 @@ from batchsep.models import (  # noqa: F401  (registration)
     dc,
     drnmf,
     emotion,
+    emotion_stats,
     lstm_mask,
     oracle,
     sce,

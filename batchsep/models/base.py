@@ -42,7 +42,9 @@ class BatchsepModel(nn.Module):
         super().__init__()
         self.config = config
 
-    def training_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def training_loss(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
 
 
@@ -59,7 +61,9 @@ def build_model(name: str, config: Config | dict[str, Any] | None = None) -> Bat
     if config is None:
         config = cls.config_class()
     elif isinstance(config, dict):
-        config = config_from_dict(config) if "type" in config else cls.config_class.from_dict(config)
+        config = (
+            config_from_dict(config) if "type" in config else cls.config_class.from_dict(config)
+        )
     return cls(config)
 
 

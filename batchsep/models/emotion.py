@@ -91,13 +91,15 @@ class EmotionClassifier(BatchsepModel):
         Returns
         -------
         torch.Tensor [shape=(B, n_classes)]
-            Softmax probabilities; each row sums to 1. The module's train/eval mode is restored.
+            Softmax probabilities of the logits divided by the config's ``temperature`` (1 when it has
+            none); each row sums to 1. The module's train/eval mode is restored.
         """
         self.check_input(logmel)
         was_training = self.training
         self.eval()
+        t = float(getattr(self.config, "temperature", 1.0))
         try:
-            return torch.softmax(self(logmel), dim=-1)
+            return torch.softmax(self(logmel) / t, dim=-1)
         finally:
             self.train(was_training)
 

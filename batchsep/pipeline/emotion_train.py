@@ -31,12 +31,14 @@ from batchsep.pipeline.train import TrainSummary, parse_overrides, split_overrid
 from batchsep.training.state import TrainConfig
 
 DATA_PREFIX = "data."
-DATA_KEYS = ("valid_actors", "test_actors", "max_mel_shift", "cache_uri")
+DATA_KEYS = ("valid_actors", "test_actors", "max_mel_shift", "cache_uri", "noise_uri", "n_folds")
+"""``data.<key>`` options; ``noise_uri`` and ``n_folds`` are ``emotion-stats``'s (the others the deep models')."""
 TRAIN_KEYS = ("swa_epochs", "warmup_epochs", "select")
 """``train.<key>`` options of the emotion models that are not :class:`TrainConfig` fields."""
 EMOTION_DEFAULTS: dict[str, dict[str, Any]] = {
     "emotion-cnn": {"lr": 2e-3, "max_epochs": 60, "patience": None},
     "emotion-vae": {"lr": 2e-3, "max_epochs": 150, "patience": None},
+    "emotion-stats": {"max_epochs": 60},
 }
 
 
@@ -76,7 +78,12 @@ def train_emotion(
         A log-mel features run (``batchsep features --kind logmel``), a scan run, or an audio folder.
     out_uri : str
         Model folder (local, ``file://`` or ``s3://``).
-    model : {"emotion-cnn", "emotion-vae"}
+    model : {"emotion-cnn", "emotion-vae", "emotion-stats"}
+        ``emotion-stats`` trains in this process by
+        :func:`batchsep.pipeline.emotion_stats_train.train_emotion_stats` (leave-actors-out CV over
+        ``data.n_folds`` folds, default 4, for its figures and temperature, then every actor;
+        ``data.noise_uri``: noise for augmentation; ``train.max_epochs``); ``fit_executor``,
+        ``batch_size``, actor splits and the deep-model options do not apply to it.
     overrides : mapping or list of "KEY=VALUE", optional
         Model config keys (``dropout``, ``label_smoothing``, ``channels``, ``beta`` …), ``train.<key>``
         for :class:`TrainConfig` (``train.lr``, ``train.max_epochs``, ``train.patience`` …), and
@@ -127,6 +134,8 @@ def train_emotion(
         data_uri
     )  # before any worker: "no RAVDESS name" is the data's fault, not a crash
     parsed = parse_overrides(overrides)  # type: ignore[arg-type]
+    if model == "emotion-stats":
+        return _train_stats(data_uri, out_uri, parsed, seed=seed, verbose=verbose)
     data_over = {k[len(DATA_PREFIX) :]: v for k, v in parsed.items() if k.startswith(DATA_PREFIX)}
     unknown = sorted(set(data_over) - set(DATA_KEYS))
     if unknown:
@@ -165,3 +174,33 @@ def train_emotion(
         max_mel_shift, warmup_epochs, swa_epochs, select, cache_uri, device, verbose, info,
     )  # fmt: skip
     return TrainSummary.from_metrics(out_uri, (fit_executor or serial_emotion_fit)(job))
+
+
+def _train_stats(
+    data_uri: str, out_uri: str, parsed: Mapping[str, Any], *, seed: int, verbose: bool
+) -> TrainSummary:
+    """``emotion-stats``: options from ``parsed`` overrides, then :func:`train_emotion_stats`."""
+    from batchsep.pipeline.emotion_stats_train import train_emotion_stats
+
+    data_over = {k[len(DATA_PREFIX) :]: v for k, v in parsed.items() if k.startswith(DATA_PREFIX)}
+    bad = sorted(set(data_over) - {"noise_uri", "n_folds"})
+    if bad:
+        raise ConfigError(
+            f"data.{bad[0]} does not apply to emotion-stats (data.noise_uri, data.n_folds)"
+        )
+    model_over, train_over = split_overrides(
+        {k: v for k, v in parsed.items() if not k.startswith(DATA_PREFIX)}
+    )
+    epochs = int(train_over.pop("max_epochs", EMOTION_DEFAULTS["emotion-stats"]["max_epochs"]))
+    seed = int(train_over.pop("seed", seed))
+    lr = float(train_over.pop("lr", 1e-3))
+    weight_decay = float(train_over.pop("weight_decay", 1e-3))
+    if train_over:
+        raise ConfigError(f"train.{sorted(train_over)[0]} does not apply to emotion-stats "
+                          "(train.max_epochs, train.seed, train.lr, train.weight_decay)")  # fmt: skip
+    noise = data_over.get("noise_uri")
+    return train_emotion_stats(
+        data_uri, out_uri, overrides=model_over, noise_uri=storage.normalize(noise) if noise else None,
+        n_folds=int(data_over.get("n_folds", 4)), seed=seed, epochs=epochs, lr=lr,
+        weight_decay=weight_decay, verbose=verbose,
+    )  # fmt: skip

@@ -37,7 +37,7 @@ from batchsep.training.curves import learning_curves, render_learning_curves
 from batchsep.training.loop import EpochRecord, TrainerState, fit
 from batchsep.training.state import TrainConfig
 
-EMOTION_MODELS = ("emotion-cnn", "emotion-vae")
+EMOTION_MODELS = ("emotion-cnn", "emotion-vae", "emotion-stats")
 
 
 @dataclass(frozen=True)

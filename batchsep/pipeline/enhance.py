@@ -12,27 +12,33 @@ committed, audio complete) or will be redone.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from batchsep.errors import ParameterError
-from batchsep.io import checkpoint, parquet, schemas, storage
-from batchsep.pipeline import jobinfo
-from batchsep.pipeline.enhance_file import EnhanceOptions
+from batchsep.errors import JobStoppedError, ParameterError, StorageError
+from batchsep.io import lease, parquet, schemas, storage
+from batchsep.io.storage import FileEntry
+from batchsep.pipeline import jobinfo, progress, zoo
+from batchsep.pipeline.enhance_file import RUN_FATAL, EnhanceOptions, run_fatal
 from batchsep.pipeline.enhance_worker import ShardExecutor, ShardTask, serial_executor
-from batchsep.pipeline.level import resolve_input_level
+from batchsep.pipeline.level import MODEL_LEVEL, resolve_input_level
 from batchsep.pipeline.outfolder import (
     RESULTS_DIR,
     check_same_settings,
-    committed_rows,
     discard_results,
     enhance_inputs,
+    forget_changed_inputs,
     forget_failed,
     forget_missing_outputs,
+    missing_inputs,
     note_renamed,
     output_rel_paths,
+    read_record,
+    repair_record,
+    stamp_rows,
 )
 from batchsep.pipeline.runner import shards
 
@@ -55,12 +61,24 @@ class EnhanceSummary:
     errors: list[tuple[str, str]] = field(default_factory=list)
     non_audio_skipped: int = 0
     """Files under the input that are not audio (by name), left alone."""
+    skipped_names: list[str] = field(default_factory=list)
+    """Relative paths of the inputs skipped as not audio (by name); all of them are in job.json too."""
     outputs_missing: int = 0
     """Files committed by an earlier run whose output had gone missing: enhanced again by this run."""
     failed_retried: int = 0
     """Files whose committed row said they failed, tried again by this run (``retry_failed``)."""
     input_level_db: float | None = None
     """The level (dBFS) the model saw each window at (None: the raw level, or no enhancement model)."""
+    inputs_changed: int = 0
+    """Files whose input changed (size or modification time) since their row: enhanced again."""
+    inputs_gone: int = 0
+    """Rows of inputs no longer present: not counted in the totals; kept in the record, or removed with
+    their outputs when ``inputs_gone_pruned``."""
+    inputs_gone_pruned: bool = False
+    rows_repaired: int = 0
+    """Older duplicate rows removed from the commit record (each file keeps its newest row)."""
+    run_id: str = ""
+    """This run's id (in its rows and its results part names)."""
 
     def count(self, rows: list[dict[str, Any]]) -> None:
         """Add committed results rows to the totals."""
@@ -99,6 +117,18 @@ def auto_shard_size(n_files: int, *, min_shards: int = 16) -> int:
     return max(1, min(MAX_AUTO_SHARD, n_files // min_shards))
 
 
+def _level_used(options: EnhanceOptions, meta: dict[str, Any]) -> float | None:
+    """The level the model sees windows at; zoo models stream at the input's own level (None)."""
+    if not meta.get("zoo"):
+        return resolve_input_level(options.input_level_db, meta)
+    if options.input_level_db not in (MODEL_LEVEL, None):
+        raise ParameterError(
+            f"input_level_db={options.input_level_db!r}: the zoo model {meta['model_name']!r} sees the "
+            "input at its own level (the level option applies to batchsep's own mask models)"
+        )
+    return None
+
+
 def enhance(
     in_uri: str,
     out_uri: str,
@@ -111,6 +141,7 @@ def enhance(
     num_threads: int | None = None,
     resume: bool = True,
     retry_failed: bool = False,
+    prune_missing: bool = False,
     shard_size: int | None = None,
     on_start: Callable[[str, int], None] | None = None,
     on_progress: Callable[[int, float], None] | None = None,
@@ -121,24 +152,94 @@ def enhance(
     ``model=None`` with ``emotion`` set tags the input without enhancing it (no audio written).
     ``retry_failed``: also do again the files whose committed row says they failed (their rows are
     replaced); by default a re-run keeps them.
+    ``prune_missing``: remove the rows (and outputs) of inputs that are no longer there; by default they
+    are kept as their record. Either way they are not counted in the summary's totals.
     ``shard_size``: files per unit of work, commit and retry (default :func:`auto_shard_size`).
     ``on_start(phase, n_files)`` is called once with the number of files this run processes (those already
     committed are not counted), then ``on_progress(n_files, audio_seconds)`` per committed shard (the audio of
     the files enhanced, failed ones not counted).
 
+    The run holds the lease on ``out_uri`` (:mod:`batchsep.io.lease`) from before it reads the commit
+    record until it returns or fails: one run at a time writes a folder. A file whose input changed since
+    its row (size or modification time) is done again; a record holding more than one row of a file (two
+    runs at once before leases, a hand edit) is repaired, the newest row kept.
+
     Raises
     ------
     StorageError
         Input missing/unlistable or output not writable (before any work).
+    OutputBusyError
+        Another live run holds ``out_uri``'s lease (or took it over from this one).
+    JobStoppedError
+        A file failed in a way that fails every further file too (the output's storage is full, the
+        object store refuses the writes), or a shard's results could not be committed: the shards done
+        (that file's included) are committed, the rest is not started; ``.summary`` counts what is done.
     """
+    storage.check_writable(out_uri)
+    held = lease.acquire(out_uri)
+    try:
+        return _enhance(
+            in_uri, out_uri, held, model=model, emotion=emotion, executor=executor,
+            options=options, device=device, num_threads=num_threads, resume=resume,
+            retry_failed=retry_failed, prune_missing=prune_missing, shard_size=shard_size,
+            on_start=on_start, on_progress=on_progress,
+        )  # fmt: skip
+    finally:
+        # what interrupted writes left (a worker killed mid-file), while the lease is still this run's (no
+        # other run's then; taken over, the temporaries may be the new holder's)
+        if held.stop():
+            with contextlib.suppress(StorageError):
+                storage.remove_stale_temps(out_uri)
+        held.release()
+
+
+def _leased(
+    executor: ShardExecutor, held: lease.Lease, inputs: dict[str, FileEntry]
+) -> ShardExecutor:
+    """``executor``, its rows stamped for the commit record (run id, commit time, the input's size and
+    modification time as listed); stops with OutputBusyError before a commit should the lease be lost."""
+
+    def run(
+        worker_kwargs: dict[str, Any], tasks: Sequence[ShardTask]
+    ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        results = executor(worker_kwargs, tasks)
+        try:
+            for shard_id, rows in results:
+                held.check()
+                yield shard_id, stamp_rows(rows, held.run_id, inputs)
+        finally:
+            _close(results)
+
+    return run
+
+
+def _enhance(
+    in_uri: str,
+    out_uri: str,
+    held: lease.Lease,
+    *,
+    model: str | None,
+    emotion: str | None,
+    executor: ShardExecutor,
+    options: EnhanceOptions | None,
+    device: str,
+    num_threads: int | None,
+    resume: bool,
+    retry_failed: bool,
+    prune_missing: bool,
+    shard_size: int | None,
+    on_start: Callable[[str, int], None] | None,
+    on_progress: Callable[[int, float], None] | None,
+) -> EnhanceSummary:
+    """:func:`enhance`, with ``out_uri``'s lease ``held``."""
     t_start = time.perf_counter()
     options = options or EnhanceOptions()
     entries, non_audio = enhance_inputs(in_uri, out_uri)
-    storage.check_writable(out_uri)
     if model is None and emotion is None:
         raise ParameterError("nothing to do: give an enhancement model, an emotion model, or both")
     # fail fast on a bad model URI, before any worker starts
-    metas = {uri: checkpoint.read_checkpoint(uri) for uri in (model, emotion) if uri is not None}
+    # (a zoo name: its package installed and its files' checksums right, or a ParameterError)
+    metas = {uri: zoo.read_model_meta(uri) for uri in (model, emotion) if uri is not None}
     # each model in its role, checked here: a worker that cannot load it would fail on every shard
     from batchsep.pipeline.emotion_worker import EMOTION_MODELS
 
@@ -152,7 +253,7 @@ def enhance(
             f"emotion model {emotion!r} is the enhancer {metas[emotion]['model_name']!r}, not an "
             "emotion model (the shipped emotion model is 'default-emotion')"
         )
-    level_used = resolve_input_level(options.input_level_db, metas[model]) if model else None
+    level_used = _level_used(options, metas[model]) if model else None
     spec = {  # absolute: a later evaluate (from any directory) finds the input's prepare run from it
         "in_uri": storage.normalize(in_uri),
         "out_uri": storage.normalize(out_uri),
@@ -165,18 +266,24 @@ def enhance(
         "input_level_db_used": level_used,
     }
     results_uri = storage.join(out_uri, RESULTS_DIR)
+    run_id = held.run_id
     if not resume:
         discard_results(out_uri)
-    storage.remove_stale_temps(out_uri)
-    done_rows = committed_rows(out_uri)
-    if done_rows:
+    else:  # even with no row yet: a run stopped before its first commit may have left outputs
         check_same_settings(out_uri, spec)
+    # with the lease held, every temporary in OUT is of a run that is gone
+    storage.remove_stale_temps(out_uri)
+    record = read_record(out_uri)
+    repaired = repair_record(record)  # one row per file on disk, the newest
+    done_rows = record.rows
+    by_rel = {e.rel_path: e for e in entries}
+    missing = changed = gone = retried = 0
+    if done_rows:
         done_rows, missing = forget_missing_outputs(out_uri, done_rows)
-    else:
-        missing = 0
-    retried = 0
+        done_rows, changed = forget_changed_inputs(out_uri, done_rows, by_rel)
+        done_rows, gone = missing_inputs(out_uri, done_rows, by_rel.keys(), prune=prune_missing)
     if done_rows and retry_failed:
-        done_rows, retried = forget_failed(out_uri, done_rows, {e.rel_path for e in entries})
+        done_rows, retried = forget_failed(out_uri, done_rows, set(by_rel))
     done = {r["rel_path"] for r in done_rows}
     next_part = max((int(r["shard"]) for r in done_rows), default=-1) + 1
     out_rel = output_rel_paths([e.rel_path for e in entries], options.fmt)
@@ -197,34 +304,63 @@ def enhance(
         "emotion_uri": emotion,
     }
     # recorded before any work: a re-run into this folder (after an interruption, too) is checked against it
-    jobinfo.write_job_json(out_uri, "enhance", {**spec, "shard_size": shard_size})
+    jobinfo.write_job_json(
+        out_uri, "enhance", {**spec, "shard_size": shard_size}, skipped=non_audio
+    )
     if on_start:
         skipped = len(entries) - len(todo)
         phase = "enhance" if model is not None else "tag"
         on_start(f"{phase} ({skipped} done before)" if skipped else phase, len(todo))
-    # totals over the commit record: the rows committed before this run, then each shard this run commits
+    # totals over the commit record: the rows committed before this run of the inputs there now, then
+    # each shard this run commits
     summary = EnhanceSummary(
-        out_uri=out_uri, files_skipped=len(entries) - len(todo), non_audio_skipped=non_audio,
+        out_uri=out_uri, files_skipped=len(entries) - len(todo), non_audio_skipped=len(non_audio),
+        skipped_names=non_audio,
         outputs_missing=missing, failed_retried=retried, input_level_db=level_used,
+        inputs_changed=changed, inputs_gone=gone, inputs_gone_pruned=prune_missing,
+        rows_repaired=repaired, run_id=run_id,
     )  # fmt: skip
-    summary.count(done_rows)
+    summary.count([r for r in done_rows if r["rel_path"] in by_rel])
+    executor = _leased(executor, held, by_rel)
     seconds_run = 0.0
-    for shard_id, rows in executor(worker_kwargs, tasks):
-        if model is not None:
-            note_renamed(rows, out_rel, options.fmt)
-        table = schemas.table_from_rows(rows, schemas.ENHANCE_RESULTS)
-        parquet.write_table(parquet.part_uri(results_uri, shard_id), table)
-        summary.count(rows)
-        seconds = sum(  # audio processed: a failed file's declared duration is not
-            float(r.get("duration_s") or 0.0) for r in rows if r["status"] == schemas.STATUS_OK
-        )
-        summary.files_run += len(rows)
-        seconds_run += seconds
-        if on_progress:
-            on_progress(len(rows), seconds)
+    n_todo = sum(len(t.files) for t in tasks)
+    stopped: str | None = None  # why the job stopped before its end: the JobStoppedError's message
+    results = executor(worker_kwargs, tasks)
+    try:
+        for shard_id, rows in results:
+            # a failure that fails every further file too (RUN_FATAL, set by the worker): commit, stop
+            fatal = [(r.pop(RUN_FATAL), r) for r in rows if r.get(RUN_FATAL)]
+            if model is not None:
+                note_renamed(rows, out_rel, options.fmt)
+            table = schemas.table_from_rows(rows, schemas.ENHANCE_RESULTS)
+            try:
+                parquet.write_table(parquet.part_uri(results_uri, shard_id, run_id), table)
+            except StorageError as e:  # nowhere to commit: no further shard can be either
+                stopped = _stop_message(
+                    run_fatal(e, output=True), f"cannot commit the results of {len(rows)} files: {e}",
+                    out_uri, n_todo - summary.files_run,
+                )  # fmt: skip
+                break
+            summary.count(rows)
+            seconds = sum(  # audio processed: a failed file's declared duration is not
+                float(r.get("duration_s") or 0.0) for r in rows if r["status"] == schemas.STATUS_OK
+            )
+            summary.files_run += len(rows)
+            seconds_run += seconds
+            progress.report(on_progress, len(rows), seconds, progress.failed_rows(rows))
+            if fatal:
+                kind, row = fatal[0]
+                stopped = _stop_message(
+                    kind, f"{row['rel_path']}: {row['error']}", out_uri, n_todo - summary.files_run
+                )
+                break
+    finally:  # also when stopped early: a Ray Data job stops its actors, the shards in flight are not run
+        _close(results)
     summary.errors.sort()
     summary.hours_run = seconds_run / 3600.0
     summary.wall_s = time.perf_counter() - t_start
+    if stopped:  # job.json's runs record finished runs (and the storage may refuse the write)
+        raise JobStoppedError(stopped, summary)
     if tasks:  # for reports: the end-to-end speed, start-up included
         jobinfo.record_run(
             out_uri, "enhance",
@@ -232,3 +368,28 @@ def enhance(
              "files": sum(len(t.files) for t in tasks)},
         )  # fmt: skip
     return summary
+
+
+STOP_ADVICE = {
+    "full": "free space on the storage of {out} (or raise its quota)",
+    "access": "make {out} writable again (the error says why: credentials, rights, endpoint, network)",
+}
+"""What to do before re-running a job stopped by a :data:`RUN_FATAL` failure, by its kind."""
+
+
+def _stop_message(kind: str | None, cause: str, out_uri: str, not_started: int) -> str:
+    """The message of the JobStoppedError of a job stopped early by ``cause``."""
+    advice = STOP_ADVICE.get(kind or "", "fix the cause").format(out=out_uri)
+    files = f"{not_started} file{'' if not_started == 1 else 's'}"
+    left = f" ({files} not started)" if not_started else ""
+    return (
+        f"stopped early{left}: {cause}. {advice[0].upper()}{advice[1:]}, then re-run the same "
+        "command with --retry-failed: it does the files not started and again those that failed"
+    )
+
+
+def _close(results: Iterator[Any]) -> None:
+    """Stop an executor's generator that was not run to its end (its ``finally`` blocks run now)."""
+    close = getattr(results, "close", None)
+    if close is not None:
+        close()

@@ -12,11 +12,18 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from batchsep.errors import AudioDecodeError, BatchsepError, ParameterError, StorageError
+from batchsep.errors import (
+    AudioDecodeError,
+    BatchsepError,
+    ParameterError,
+    StorageAccessError,
+    StorageError,
+    StorageFullError,
+)
 from batchsep.io import audio, schemas, storage
 from batchsep.pipeline.chunking import overlap_add_stream
 from batchsep.pipeline.level import MODEL_LEVEL, InputLevel, check_input_level
-from batchsep.pipeline.tag import EmotionTagger
+from batchsep.pipeline.tag import TAG_SR, EmotionTagger
 
 MODEL_SR = 16000
 CLIP_LEVEL = 0.999
@@ -37,6 +44,9 @@ class EnhanceOptions:
 
     out_sr: Literal["keep"] | int = "keep"
     fmt: Literal["wav", "flac"] = "wav"
+    subtype: str = "keep"
+    """Sample format of the outputs: ``keep`` (a WAV keeps a 16/24-bit PCM input's; else 32-bit float WAV,
+    24-bit FLAC), ``PCM_16``, ``PCM_24`` or ``FLOAT`` (see :func:`~batchsep.io.audio.output_subtype`)."""
     chunk_s: float = 30.0
     overlap_s: float = 0.5
     batch_windows: int = 4
@@ -51,6 +61,7 @@ class EnhanceOptions:
             raise ParameterError(f"out_sr={self.out_sr!r} must be 'keep' or a positive integer")
         if self.fmt not in audio.ENCODE_FORMATS:
             raise ParameterError(f"fmt={self.fmt!r} must be one of {sorted(audio.ENCODE_FORMATS)}")
+        audio.check_subtype(self.fmt, self.subtype)
         check_input_level(self.input_level_db)
         if not 0 < self.overlap_s < self.chunk_s / 2:
             raise ParameterError(
@@ -58,23 +69,75 @@ class EnhanceOptions:
             )
 
 
-def fail_row(row: dict[str, Any], err: BaseException) -> dict[str, Any]:
-    """Mark a result row failed with ``err`` as its reason (no output)."""
+RUN_FATAL = "_run_fatal"
+"""Key of a failed row whose cause fails every further file of the run too: ``"full"`` (no space left or
+quota exceeded on the output's storage, or it is read-only) or ``"access"`` (the object store refused to
+write the output: credentials revoked, access denied). Set by the worker (:func:`run_fatal`), which then
+does not try the rest of its shard; the driver (:func:`batchsep.pipeline.enhance.enhance`) removes it,
+commits the shard and stops the job. Never committed: not a column of the results."""
+
+
+def run_fatal(err: BaseException, *, output: bool) -> str | None:
+    """The :data:`RUN_FATAL` kind of a file's failure ``err`` (None: that file's own). ``output``: the
+    error is the output's (raised once the input was open, or by a deferred write): only then does a
+    refused access mean that every further write is refused too."""
+    if isinstance(err, StorageFullError):
+        return "full"
+    if output and isinstance(err, StorageAccessError):
+        return "access"
+    return None
+
+
+def fail_row(
+    row: dict[str, Any], err: BaseException, *, fatal: str | None = None
+) -> dict[str, Any]:
+    """Mark a result row failed with ``err`` as its reason (no output); ``fatal``: see :data:`RUN_FATAL`."""
     row.update(status=schemas.STATUS_ERROR, error=str(err) or type(err).__name__, output_uri=None)
+    if fatal:
+        row[RUN_FATAL] = fatal
     return row
 
 
-class _Reader:
-    """Streams a decoded file as mono 16 kHz blocks, measuring what it reads."""
+class _CallbackFile:
+    """The output file as soundfile's C callbacks see it: they cannot pass an exception on (cffi prints it,
+    "Exception ignored from cffi callback", and soundfile then fails ``assert written == len(data)``), so
+    an OSError becomes a short write (0 bytes) or position -1, which the encoder reports as it may. The
+    :class:`~batchsep.io.storage.WriteGuard` underneath keeps the OSError, and the atomic writer raises it
+    (a StorageError naming the output) when the ``with`` block ends, publishing nothing."""
 
-    def __init__(self, f: sf.SoundFile, block_frames: int) -> None:
+    def __init__(self, f: Any) -> None:
+        self._f = f
+
+    def write(self, data: bytes) -> int:
+        try:
+            return int(self._f.write(data))
+        except OSError:
+            return 0
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        try:
+            return int(self._f.seek(offset, whence))
+        except OSError:
+            return -1
+
+    def tell(self) -> int:
+        try:
+            return int(self._f.tell())
+        except OSError:
+            return -1
+
+
+class _Reader:
+    """Streams a decoded file as mono blocks at the model's rate (16 kHz), measuring what it reads."""
+
+    def __init__(self, f: audio.AudioStream, block_frames: int, model_sr: int = MODEL_SR) -> None:
         self.f, self.block_frames = f, block_frames
         self.frames = self.clipped = self.over = self.nonzero = 0
         self.seconds = 0.0
         self.energy = self.mono_energy = 0.0  # mean channel energy, and the downmix's
         sr = f.samplerate
         self.resampler = (
-            soxr.ResampleStream(sr, MODEL_SR, 1, dtype="float32") if sr != MODEL_SR else None
+            soxr.ResampleStream(sr, model_sr, 1, dtype="float32") if sr != model_sr else None
         )
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -106,17 +169,20 @@ class _Reader:
 
 
 class _Writer:
-    """Resamples 16 kHz pieces to the output rate and writes exactly ``n_out`` samples (or nothing).
+    """Resamples pieces at the model's rate (16 kHz) to the output rate and writes exactly ``n_out``
+    samples (or nothing).
 
     Integer formats (FLAC) clip samples outside [-1, 1]; ``clipped`` counts them (float WAV keeps them).
     """
 
-    def __init__(self, f: sf.SoundFile | None, out_sr: int, n_out: int, fmt: str) -> None:
+    def __init__(
+        self, f: sf.SoundFile | None, out_sr: int, n_out: int, fmt: str, model_sr: int = MODEL_SR
+    ) -> None:
         self.f, self.n_out, self.fmt, self.written = f, n_out, fmt, 0
         self.clips, self.clipped = audio.clips_on_write(fmt), 0
         self.resampler = (
-            soxr.ResampleStream(MODEL_SR, out_sr, 1, dtype="float32")
-            if out_sr != MODEL_SR
+            soxr.ResampleStream(model_sr, out_sr, 1, dtype="float32")
+            if out_sr != model_sr
             else None
         )
 
@@ -136,6 +202,41 @@ class _Writer:
         self.write(np.zeros(0, np.float32), last=True)
         if self.f is not None and self.written < self.n_out:  # resampler rounding: pad the end
             self.f.write(np.zeros(self.n_out - self.written, np.float32))
+
+
+def _streamed(
+    blocks: Iterable[np.ndarray], stream: Any, timed: Callable[..., Any]
+) -> Iterator[np.ndarray]:
+    """Blocks through a streaming model's ``feed``/``flush`` (its state carries across the whole file)."""
+    for block in blocks:
+        y = timed(stream.feed, block)
+        if y.size:
+            yield y
+    y = timed(stream.flush)
+    if y.size:
+        yield y
+
+
+class _TagFeed:
+    """Feeds the emotion tagger its 16 kHz from pieces at the model's rate."""
+
+    def __init__(self, tags: Any, model_sr: int) -> None:
+        self.tags = tags
+        self.rs = (
+            soxr.ResampleStream(model_sr, TAG_SR, 1, dtype="float32")
+            if model_sr != TAG_SR
+            else None
+        )
+
+    def feed(self, y: np.ndarray) -> None:
+        self.tags.feed(y if self.rs is None else self.rs.resample_chunk(y))
+
+    def close(self) -> None:
+        if self.rs is not None:
+            self.tags.feed(self.rs.resample_chunk(np.zeros(0, np.float32), last=True))
+
+    def result(self) -> Any:
+        return self.tags.result()
 
 
 def enhance_file(
@@ -168,13 +269,16 @@ def enhance_file(
         t_model += time.perf_counter() - t
         return out
 
+    input_open = False  # then a StorageError is the output's (reads fail as AudioDecodeError)
     try:
         with contextlib.ExitStack() as stack:
             fin = stack.enter_context(storage.open_input(uri))
+            input_open = True
             f = stack.enter_context(audio.open_stream(fin))  # empty, not audio, truncated: refused
             in_sr, frames = f.samplerate, f.frames
             row.update(sample_rate=in_sr, channels=f.channels, duration_s=frames / in_sr)
-            if frames <= 0:
+            exact = getattr(f, "frames_exact", True)  # False: a compressed stream's declared length
+            if frames <= 0 and exact:
                 raise AudioDecodeError("no audio frames (0 samples)")
             if frames / in_sr > options.max_duration_s:
                 raise AudioDecodeError(
@@ -184,35 +288,51 @@ def enhance_file(
             row["out_sample_rate"] = out_sr
             out_file = None
             if out_uri is not None:
-                fmt, subtype = audio.ENCODE_FORMATS[options.fmt]
+                fmt = audio.ENCODE_FORMATS[options.fmt][0]
+                subtype = audio.output_subtype(options.fmt, options.subtype, f.subtype)
                 fout = stack.enter_context(storage.atomic_writer(out_uri, deferred=deferred))
                 out_file = stack.enter_context(
                     sf.SoundFile(
-                        fout, "w", samplerate=out_sr, channels=1, format=fmt, subtype=subtype
+                        _CallbackFile(fout), "w", samplerate=out_sr, channels=1, format=fmt,
+                        subtype=subtype,
                     )
-                )
+                )  # fmt: skip
             n_out = frames if out_sr == in_sr else round(frames * out_sr / in_sr)
-            writer = _Writer(out_file, out_sr, n_out, options.fmt)
-            reader = _Reader(f, options.block_frames)
+            if not exact:  # known once decoded (below); until then every sample is written
+                n_out = 1 << 62
+            model_sr = int(getattr(enhancer, "sample_rate", MODEL_SR))  # a zoo model's own rate
+            writer = _Writer(out_file, out_sr, n_out, options.fmt, model_sr)
+            if out_file is not None:  # integer samples clip (counted): 16/24-bit WAV too
+                writer.clips = audio.clips_on_write(options.fmt, subtype)
+            reader = _Reader(f, options.block_frames, model_sr)
             pieces: Iterable[np.ndarray] = reader
-            if enhancer is not None:
+            if enhancer is not None and hasattr(enhancer, "stream"):  # streaming: no windows
+                pieces = _streamed(reader, enhancer.stream(), timed)
+            elif enhancer is not None:
                 pieces = overlap_add_stream(
                     reader, lambda w: timed(enhancer, w), chunk=round(options.chunk_s * MODEL_SR),
                     overlap=round(options.overlap_s * MODEL_SR), batch=options.batch_windows,
                 )  # fmt: skip
-            tags = tagger.stream() if tagger is not None else None
+            tags = _TagFeed(tagger.stream(), model_sr) if tagger is not None else None
             for y in pieces:
                 if tags is not None:
                     timed(tags.feed, y)
                 writer.write(y)
             if reader.frames == 0:
                 raise AudioDecodeError("no audio frames (0 samples)")
+            if not exact:  # the output has the decoded length
+                writer.n_out = round(reader.frames * out_sr / in_sr)
             writer.close()
+            if tags is not None:
+                timed(tags.close)
+            # the tags' last window, before the output is published: a failure leaves no output
+            emotion = timed(tags.result) if tags is not None else None
     except (AudioDecodeError, StorageError, ParameterError) as e:
-        return fail_row(row, e)
-    except (sf.LibsndfileError, RuntimeError, ValueError, MemoryError) as e:
-        return fail_row(row, BatchsepError(f"enhancement failed: {type(e).__name__}: {e}"))
-    warnings = []
+        return fail_row(row, e, fatal=run_fatal(e, output=input_open))
+    except Exception as e:  # a decoder, encoder, model or library failure: this file's own
+        reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        return fail_row(row, BatchsepError(f"enhancement failed: {reason}"))
+    warnings = list(getattr(f, "warnings", ()))  # the decoder's messages (FFmpeg), this file's own
     if row["channels"] > 1:
         warnings.append(f"{row['channels']} channels downmixed to mono")
         if reader.energy > 0 and reader.mono_energy < CANCEL_RATIO * reader.energy:
@@ -228,10 +348,10 @@ def enhance_file(
         warnings.append(f"input is clipped ({reader.clipped} samples at full scale)")
     if writer.clipped:
         warnings.append(f"output clipped to full scale ({writer.clipped} samples)")
-    if tags is not None:
-        emotion = timed(tags.result)
-        if emotion.pop("emotion_warning"):
-            warnings.append("no voiced audio to tag with an emotion")
+    if emotion is not None:
+        emotion_warning = emotion.pop("emotion_warning")
+        if emotion_warning:  # no voiced audio, or a low-confidence tag (batchsep.pipeline.tag)
+            warnings.append(emotion_warning)
         row.update(emotion)
     t_total = time.perf_counter() - t0
     row.update(

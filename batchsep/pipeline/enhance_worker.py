@@ -11,9 +11,15 @@ from typing import Any, Protocol
 
 import torch
 
-from batchsep.errors import ParameterError
+from batchsep.errors import BatchsepError, ParameterError
 from batchsep.io import schemas, storage
-from batchsep.pipeline.enhance_file import EnhanceOptions, enhance_file, fail_row
+from batchsep.pipeline.enhance_file import (
+    RUN_FATAL,
+    EnhanceOptions,
+    enhance_file,
+    fail_row,
+    run_fatal,
+)
 from batchsep.pipeline.enhancer import MaskEnhancer, load_enhancer
 from batchsep.pipeline.tag import EmotionTagger
 
@@ -49,25 +55,49 @@ class EnhanceWorker:
                 "device='cuda' requested but no CUDA device is visible to this worker"
             )
         self.options = EnhanceOptions(**options)
-        self.enhancer: MaskEnhancer | None = None
+        self.enhancer: MaskEnhancer | Any = None  # or a zoo model's StreamingEnhancer
         self.model_name: str | None = None
         self.model_sha: str | None = None
         if model_uri is not None:
             self.enhancer, self.model_name, self.model_sha = load_enhancer(
-                model_uri, device=device, input_level_db=self.options.input_level_db
-            )
+                model_uri, device=device, input_level_db=self.options.input_level_db,
+                num_threads=num_threads,
+            )  # fmt: skip
         self.tagger = EmotionTagger(emotion_uri, device=device) if emotion_uri else None
         self.host = f"{socket.gethostname()}:{os.getpid()}"
         # the next file's work overlaps the last one's fsync or upload (off: each waits, for comparison)
         self.deferred = storage.DeferredWrites() if defer_writes else None
+        self.stopped_by: dict[str, Any] | None = None
+        """The row of the first failure that fails every further file (``RUN_FATAL``): from then on, this
+        worker tries no file (the driver stops the job at that shard; a pool's other shards in flight
+        must not fill the disk the driver commits to)."""
 
     def __call__(self, task: ShardTask) -> list[dict[str, Any]]:
+        """One row per file of ``task``, never an exception: a file's failure is its error row.
+
+        After a failure that fails every further file too (see
+        :data:`~batchsep.pipeline.enhance_file.RUN_FATAL`: the output's storage is full, the object store
+        refuses the writes), the rest of the shard, and of later shards, is not tried: their rows say so,
+        marked the same way (see ``stopped_by``).
+        """
         rows = []
+        stop = self.stopped_by
         for uri, rel, out in task.files:
             target = out if self.enhancer is not None else None
-            row = enhance_file(
-                uri, target, self.enhancer, self.options, tagger=self.tagger, deferred=self.deferred
-            )
+            base = {"input_uri": uri, "output_uri": target, "status": schemas.STATUS_OK}
+            if stop is not None:
+                reason = f"not tried: {stop['rel_path']} failed before it ({stop['error']})"
+                row = fail_row(base, BatchsepError(reason), fatal=stop[RUN_FATAL])
+            else:
+                try:
+                    row = enhance_file(
+                        uri, target, self.enhancer, self.options, tagger=self.tagger,
+                        deferred=self.deferred,
+                    )  # fmt: skip
+                except Exception as e:  # enhance_file makes failures rows; a bug here must not
+                    row = fail_row(base, BatchsepError(f"{type(e).__name__}: {e}"))
+                if row.get(RUN_FATAL):
+                    stop = self.stopped_by = row
             row.update(
                 rel_path=rel,
                 shard=task.shard,
@@ -80,7 +110,10 @@ class EnhanceWorker:
         failed = self.deferred.wait() if self.deferred else {}  # outputs published before rows
         for row in rows:
             if row["status"] == schemas.STATUS_OK and row["output_uri"] in failed:
-                fail_row(row, failed[row["output_uri"]])
+                err = failed[row["output_uri"]]
+                fail_row(row, err, fatal=run_fatal(err, output=True))
+                if row.get(RUN_FATAL) and self.stopped_by is None:
+                    self.stopped_by = row
         return rows
 
 

@@ -3,6 +3,8 @@ the enhance stage; no I/O but reading the model)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -69,13 +71,23 @@ class MaskEnhancer:
 
 
 def load_enhancer(
-    model_uri: str, *, device: str = "cpu", input_level_db: InputLevel = MODEL_LEVEL
-) -> tuple[MaskEnhancer, str, str]:
-    """Load a model folder (or ``default``) → (enhancer, model name, weights sha256).
+    model_uri: str,
+    *,
+    device: str = "cpu",
+    input_level_db: InputLevel = MODEL_LEVEL,
+    num_threads: int | None = None,
+) -> tuple[MaskEnhancer | Any, str, str]:
+    """Load a model folder (or ``default``, or a zoo model) → (enhancer, model name, weights sha256).
 
     ``input_level_db``: ``"model"`` (default) normalises to the level the model records (its training
     mixtures' median), else to :data:`INPUT_LEVEL_DB`; a number in dBFS; ``None`` for the raw level.
+    Zoo models (:mod:`batchsep.pipeline.zoo`) stream at their own rate and level, on ``num_threads``
+    threads; they return a :class:`~batchsep.pipeline.zoo_runtime.StreamingEnhancer`.
     """
+    from batchsep.pipeline import zoo
+
+    if zoo.is_zoo_name(model_uri):
+        return zoo.load_zoo_enhancer(model_uri, device=device, num_threads=num_threads or 1)
     payload = checkpoint.read_checkpoint(model_uri)
     level = resolve_input_level(input_level_db, payload)
     model = deserialize(payload)

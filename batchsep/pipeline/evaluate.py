@@ -1,4 +1,4 @@
-"""The evaluate stage: score an enhance run against clean references, shard by shard.
+"""The evaluate stage: score an enhance run against clean references and with DNSMOS, shard by shard.
 
 References come from a mixtures run (``batchsep prepare``'s ``mixtures.parquet``: each enhanced input is
 a stored noisy mixture; breakdown fields speaker, noise class, SNR and split come along) or from a folder of
@@ -6,6 +6,10 @@ clean files with the same relative paths as the enhanced inputs (a pairs layout 
 ``voicebank_demand/clean`` for ``voicebank_demand/noisy``), at any sample rate. Emotion labels are parsed
 from RAVDESS file names when the run was tagged. Per file: BSS Eval SDR/SIR/SAR, SI-SDR, PESQ, STOI for
 the enhanced output and for the unprocessed input, improvements, and a reason next to every NaN.
+
+DNSMOS (P.835 SIG/BAK/OVRL and P.808, :mod:`batchsep.evaluation.dnsmos`) needs no reference: an enhance
+run without references (none given, no prepare run above its inputs) is scored with DNSMOS only
+(:func:`resolve_metrics` says when).
 """
 
 from __future__ import annotations
@@ -22,6 +26,14 @@ import soundfile as sf
 from batchsep.corpus.ravdess import parse_ravdess_name
 from batchsep.dsp.resample import to_rate_mono
 from batchsep.errors import BatchsepError, ParameterError, StorageError
+from batchsep.evaluation.dnsmos import (
+    DNSMOS_METRIC,
+    INSTALL_HINT,
+    dnsmos_available,
+    dnsmos_pair,
+    dnsmos_provenance,
+    require_dnsmos,
+)
 from batchsep.evaluation.emotion import emotion_summary
 from batchsep.evaluation.metrics import SCORE_METRICS, score_file
 from batchsep.io import parquet, schemas, storage
@@ -50,7 +62,12 @@ def _read(uri: str) -> tuple[np.ndarray, int]:
 
 
 def score_item(item: EvalItem, metrics: tuple[str, ...]) -> dict[str, Any]:
-    """Score one file; unreadable audio gives NaN metrics with ``error`` (never raises)."""
+    """Score one file; unreadable audio gives NaN metrics with ``error`` (never raises).
+
+    The reference metrics (``sdr``, ``si_sdr``, ``pesq``, ``stoi``) need the clean reference; ``dnsmos``
+    rates the enhanced output and the unprocessed input on their own (each at its own rate, resampled
+    to 16 kHz), so a file without a reference still gets its DNSMOS columns.
+    """
     row: dict[str, Any] = {
         "rel_path": item.rel_path,
         "noisy_uri": item.noisy_uri,
@@ -58,19 +75,26 @@ def score_item(item: EvalItem, metrics: tuple[str, ...]) -> dict[str, Any]:
         "clean_uri": item.clean_uri,
         **dict(item.fields),
     }
-    if item.clean_uri is None or item.enhanced_uri is None:
-        row["error"] = (
-            "no enhanced audio (tag run: emotions only)"
-            if item.enhanced_uri is None
-            else "no clean reference"
-        )
+    if item.enhanced_uri is None:
+        row["error"] = "no enhanced audio (tag run: emotions only)"
+        return row
+    with_reference = [m for m in metrics if m != DNSMOS_METRIC]
+    if DNSMOS_METRIC not in metrics and item.clean_uri is None:
+        row["error"] = "no clean reference"
         return row
     try:
-        clean, sr_c = _read(item.clean_uri)
         noisy, sr_n = _read(item.noisy_uri)
         enhanced, sr_e = _read(item.enhanced_uri)
+        clean, sr_c = _read(item.clean_uri) if item.clean_uri else (None, 0)
     except (StorageError, sf.LibsndfileError, RuntimeError) as exc:
         row["error"] = f"cannot read audio: {exc}"
+        return row
+    if DNSMOS_METRIC in metrics:
+        row.update(dnsmos_pair(noisy, enhanced, sr_n, sr_e))
+        if not with_reference:
+            return row
+    if clean is None:
+        row["error"] = "no clean reference"
         return row
     sr = 8000 if sr_c <= 8000 else EVAL_SR
     c, n, e = (to_rate_mono(x, s, sr) for x, s in ((clean, sr_c), (noisy, sr_n), (enhanced, sr_e)))
@@ -80,7 +104,7 @@ def score_item(item: EvalItem, metrics: tuple[str, ...]) -> dict[str, Any]:
             f"lengths differ: clean {len(c)}, noisy {len(n)}, enhanced {len(e)} at {sr} Hz"
         )
         return row
-    row.update(score_file(c[:length], n[:length], e[:length], sr, metrics=metrics))
+    row.update(score_file(c[:length], n[:length], e[:length], sr, metrics=with_reference))
     row["eval_sr"] = sr
     return row
 
@@ -202,7 +226,8 @@ def check_references(
     emotions (RAVDESS names) are still worth evaluating without references.
     """
     enhanced = [it for it in items if it.enhanced_uri is not None]
-    if not metrics or not enhanced or any(it.clean_uri is not None for it in enhanced):
+    with_reference = [m for m in metrics if m != DNSMOS_METRIC]
+    if not with_reference or not enhanced or any(it.clean_uri is not None for it in enhanced):
         return
     if any({"emotion_true", "emotion_pred"} <= {k for k, v in it.fields if v} for it in items):
         return
@@ -218,12 +243,22 @@ def check_references(
     )
 
 
+MEAN_KEYS = (
+    "sdr_i", "si_sdr_i", "pesq_i", "stoi_i", "sdr", "si_sdr", "dnsmos_ovrl", "dnsmos_ovrl_i",
+)  # fmt: skip
+"""Metrics whose mean over the files that have them :class:`EvaluateSummary` keeps."""
+
+
 @dataclass
 class EvaluateSummary:
     """``files`` rows written, ``scored`` of them with metrics; ``files_failed`` enhanced files that
     could not be scored, with ``errors`` ``[(rel_path, reason), ...]``."""
 
     metrics_uri: str
+    metrics: tuple[str, ...] = ()
+    """The metric families scored (see :func:`resolve_metrics`)."""
+    notes: list[str] = field(default_factory=list)
+    """Lines for the user: why the metrics differ from the default (DNSMOS only, DNSMOS left out)."""
     files: int = 0
     scored: int = 0
     files_failed: int = 0
@@ -234,11 +269,65 @@ class EvaluateSummary:
     """Accuracy, UAR, macro F1 of the files with a true emotion (RAVDESS names) and a tagged one."""
 
 
+def resolve_metrics(
+    items: Sequence[EvalItem],
+    run_uri: str,
+    references: str | None,
+    metrics: Sequence[str] | None,
+) -> tuple[tuple[str, ...], list[str]]:
+    """The metric families to score, and notes saying why they differ from what was asked.
+
+    - ``metrics`` None (the default): ``sdr, si_sdr, pesq, stoi`` plus ``dnsmos`` when it is installed
+      (the ``zoo`` extra; a note says when it is left out).
+    - No clean reference for any enhanced file and none given (no ``references``, no prepare run
+      above the inputs): only ``dnsmos`` is scored, when it is in ``metrics`` or ``metrics`` is the
+      default; a note says so. An explicit list without ``dnsmos`` still needs references
+      (:func:`check_references` refuses it).
+
+    Raises
+    ------
+    ParameterError
+        When ``dnsmos`` is asked for, or needed (default metrics, no references), and not installed.
+    """
+    enhanced = any(it.enhanced_uri is not None for it in items)
+    no_reference = (
+        enhanced
+        and references is None
+        and not any(it.clean_uri is not None for it in items if it.enhanced_uri is not None)
+    )
+    notes: list[str] = []
+    chosen: tuple[str, ...]
+    if metrics is None:
+        chosen = (
+            (*SCORE_METRICS, DNSMOS_METRIC) if dnsmos_available() or no_reference else SCORE_METRICS
+        )
+        if enhanced and DNSMOS_METRIC not in chosen:
+            notes.append(f"dnsmos left out: it is not installed ({INSTALL_HINT})")
+    else:
+        chosen = tuple(dict.fromkeys(metrics))
+    if no_reference and DNSMOS_METRIC in chosen:
+        try:
+            require_dnsmos(f"{run_uri} has no clean references, so evaluate scores DNSMOS only; it")
+        except ParameterError as exc:
+            raise ParameterError(
+                f"{exc}; or pass --references CLEAN_URI to score {', '.join(SCORE_METRICS)}"
+            ) from None
+        if chosen != (DNSMOS_METRIC,):
+            notes.append(
+                f"no clean references found for {run_uri}: scoring DNSMOS only (reference-free); "
+                "pass --references CLEAN_URI for SDR, SI-SDR, PESQ and STOI"
+            )
+        return (DNSMOS_METRIC,), notes
+    if enhanced and DNSMOS_METRIC in chosen:
+        require_dnsmos("--metrics dnsmos")
+    return chosen, notes
+
+
 def evaluate(
     run_uri: str,
     *,
     references: str | None = None,
-    metrics: Sequence[str] = SCORE_METRICS,
+    metrics: Sequence[str] | None = None,
     runner: Runner | None = None,
     shard_size: int = 16,
 ) -> EvaluateSummary:
@@ -247,12 +336,15 @@ def evaluate(
     ``references``: a prepare run (``mixtures.parquet``) or a folder of clean files with the inputs' relative
     paths; by default the prepare run the enhanced inputs came from, when there is one
     (:func:`find_mixtures_run`; ``EvaluateSummary.references`` says which was used).
+    ``metrics``: families from :data:`~batchsep.evaluation.metrics.METRIC_FAMILIES`; None = the
+    reference metrics plus DNSMOS when installed, and DNSMOS only for a run without references
+    (:func:`resolve_metrics`; ``EvaluateSummary.metrics`` and ``notes`` say what was scored).
     """
     runner = runner or SerialRunner()
-    metrics = tuple(metrics)
     if references is None:
         references = find_mixtures_run(run_uri)
     items = build_items(run_uri, references)
+    metrics, notes = resolve_metrics(items, run_uri, references, metrics)
     check_references(items, run_uri, references, metrics)
     metrics_uri = storage.join(run_uri, METRICS_DIR)
     if storage.exists(metrics_uri):
@@ -263,12 +355,13 @@ def evaluate(
     for i, rows in runner.map_unordered(score_shard, [(g, metrics) for g in groups]):
         parquet.write_table(parquet.part_uri(metrics_uri, i), schemas.metrics_table(rows))
         all_rows.extend(rows)
-    jobinfo.write_job_json(
-        run_uri,
-        "evaluate",
-        {"run_uri": run_uri, "references": references, "metrics": list(metrics)},
+    spec: dict[str, Any] = {"run_uri": run_uri, "references": references, "metrics": list(metrics)}
+    if DNSMOS_METRIC in metrics:
+        spec["dnsmos"] = dnsmos_provenance()
+    jobinfo.write_job_json(run_uri, "evaluate", spec)
+    summary = EvaluateSummary(
+        metrics_uri, metrics=metrics, notes=notes, files=len(all_rows), references=references
     )
-    summary = EvaluateSummary(metrics_uri, files=len(all_rows), references=references)
     scored = [r for r in all_rows if not r.get("error")]
     summary.scored = len(scored)
     if metrics:  # a file with enhanced audio that got no score failed; a tag-run row did not
@@ -278,8 +371,8 @@ def evaluate(
             if r.get("error") and r.get("enhanced_uri") is not None
         )
         summary.files_failed = len(summary.errors)
-    for key in ("sdr_i", "si_sdr_i", "pesq_i", "stoi_i", "sdr", "si_sdr"):
-        vals = [float(r[key]) for r in scored if r.get(key) is not None and np.isfinite(r[key])]
+    for key in MEAN_KEYS:
+        vals = [float(r[key]) for r in all_rows if r.get(key) is not None and np.isfinite(r[key])]
         if vals:
             summary.means[key] = float(np.mean(vals))
     tagged = [r for r in all_rows if r.get("emotion_true") and r.get("emotion_pred")]

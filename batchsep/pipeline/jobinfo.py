@@ -50,8 +50,11 @@ def read_job_json(run_uri: str) -> dict[str, Any]:
     return json.loads(storage.read_text(uri))
 
 
-def write_job_json(run_uri: str, stage: str, spec: dict[str, Any]) -> dict[str, Any]:
-    """Record ``stage`` run with ``spec`` in ``run_uri/job.json`` (other stages' entries are kept)."""
+def write_job_json(
+    run_uri: str, stage: str, spec: dict[str, Any], *, skipped: list[str] | None = None
+) -> dict[str, Any]:
+    """Record ``stage`` run with ``spec`` in ``run_uri/job.json`` (other stages' entries are kept);
+    ``skipped``: the input files skipped as not audio (by name), listed as ``skipped_not_audio``."""
     doc = read_job_json(run_uri)
     earlier = doc.setdefault("stages", {}).get(stage) or {}
     doc["stages"][stage] = {
@@ -59,6 +62,8 @@ def write_job_json(run_uri: str, stage: str, spec: dict[str, Any]) -> dict[str, 
         "config_hash": config_hash(spec),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
+    if skipped is not None:
+        doc["stages"][stage]["skipped_not_audio"] = list(skipped)
     if "last_run" in earlier and earlier.get("config_hash") == config_hash(spec):
         doc["stages"][stage]["last_run"] = earlier[
             "last_run"

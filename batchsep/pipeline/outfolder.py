@@ -2,27 +2,36 @@
 (``results/part-*.parquet``) and the settings its outputs were made with (``job.json``).
 
 A re-run resumes from the commit record: files with a committed row are skipped, unless their output has gone
-missing (then their row is removed and they are done again) or, with ``--retry-failed``, they failed; and only
-with the same settings.
+missing or their input changed since (size or modification time): then their row is removed and they are done
+again; with ``--retry-failed`` also those that failed; and only with the same settings. The rows of inputs no
+longer there are kept (``--prune-missing``: removed, with their outputs) and not counted.
+
+Each run writes its parts as ``part-<run id>-NNNNN.parquet`` (``part-NNNNN.parquet`` from runs before run ids),
+so parts of two runs never share a name. Should the record hold more than one row of a file (two runs at once
+before leases, a hand edit), the newest is the file's row (:func:`read_record`) and a run removes the others
+(:func:`repair_record`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence, Set
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from batchsep.errors import ParameterError
 from batchsep.io import parquet, schemas, storage
 from batchsep.io.storage import FileEntry
 from batchsep.pipeline import jobinfo
-from batchsep.pipeline.scan import list_audio
+from batchsep.pipeline.scan import list_inputs
 
 RESULTS_DIR = "results"
 
 
-def enhance_inputs(in_uri: str, out_uri: str) -> tuple[list[FileEntry], int]:
-    """Audio files under ``in_uri`` to enhance into ``out_uri``, and the number of non-audio files skipped.
+def enhance_inputs(in_uri: str, out_uri: str) -> tuple[list[FileEntry], list[str]]:
+    """Audio files under ``in_uri`` to enhance into ``out_uri``, and the relative paths of the files skipped
+    as not audio (by name).
 
     An output folder inside the input folder is left out of the listing (a re-run must not enhance its own
     outputs); the input folder itself as output is refused (outputs would replace their inputs).
@@ -39,11 +48,12 @@ def enhance_inputs(in_uri: str, out_uri: str) -> tuple[list[FileEntry], int]:
         raise ParameterError(
             f"OUT {out_uri} is the input folder: outputs would replace their inputs; give another folder"
         )
-    entries, non_audio = list_audio(in_uri)
+    entries, non_audio = list_inputs(in_uri)
     inside = src.rstrip("/") + "/"
     if dst.startswith(inside):
         out_rel = dst[len(inside) :] + "/"
         entries = [e for e in entries if not e.rel_path.startswith(out_rel)]
+        non_audio = [r for r in non_audio if not r.startswith(out_rel)]
     return entries, non_audio
 
 
@@ -133,9 +143,10 @@ def discard_results(out_uri: str) -> None:
         return
     inside = storage.normalize(out_uri) + "/"
     # only under this folder: the rows of a copied folder name the outputs of the original
+    record = read_record(out_uri)  # superseded rows too: their outputs may have other names
     storage.delete_many(
         r["output_uri"]
-        for r in committed_rows(out_uri)
+        for r in record.rows + record.superseded
         if r["status"] == schemas.STATUS_OK
         and r.get("output_uri")
         and storage.normalize(r["output_uri"]).startswith(inside)
@@ -143,27 +154,66 @@ def discard_results(out_uri: str) -> None:
     storage.delete_many(e.uri for e in storage.list_files(results_uri))
 
 
+def forget_changed_inputs(
+    out_uri: str, rows: list[dict[str, Any]], inputs: Mapping[str, FileEntry]
+) -> tuple[list[dict[str, Any]], int]:
+    """The committed rows kept, and how many rows of inputs that changed since (size or modification
+    time, :func:`input_changed`) were removed, with their outputs, so the files are done again."""
+    changed = [
+        r for r in rows if r["rel_path"] in inputs and input_changed(r, inputs[r["rel_path"]])
+    ]
+    _delete_outputs(out_uri, changed)  # the old output of another input; the new one replaces it
+    ids = {id(r) for r in changed}
+    return forget_rows(out_uri, rows, lambda r: id(r) in ids)
+
+
+def missing_inputs(
+    out_uri: str, rows: list[dict[str, Any]], inputs: Set[str], *, prune: bool
+) -> tuple[list[dict[str, Any]], int]:
+    """Rows of inputs no longer present (``inputs``: relative paths), and how many: kept as their record
+    by default, or with ``prune`` removed from the record with their outputs (under ``out_uri``)."""
+    gone = [r for r in rows if r["rel_path"] not in inputs]
+    if not prune or not gone:
+        return rows, len(gone)
+    _delete_outputs(out_uri, gone)
+    kept, _n = forget_rows(out_uri, rows, lambda r: r["rel_path"] not in inputs)
+    return kept, len(gone)
+
+
+def _delete_outputs(out_uri: str, rows: list[dict[str, Any]]) -> None:
+    """Delete the outputs that ``rows`` name under ``out_uri`` (a copied folder's rows may name another)."""
+    inside = storage.normalize(out_uri) + "/"
+    storage.delete_many(
+        r["output_uri"]
+        for r in rows
+        if r.get("output_uri") and storage.normalize(r["output_uri"]).startswith(inside)
+    )
+
+
 def forget_rows(
     out_uri: str, rows: list[dict[str, Any]], forget: Callable[[dict[str, Any]], bool]
 ) -> tuple[list[dict[str, Any]], int]:
     """Remove the committed ``rows`` for which ``forget(row)`` holds from their results parts (each part
     rewritten atomically, deleted when empty): the rows kept, and how many were removed. The files of the
-    removed rows are no longer done, so a run does them again, each once."""
+    removed rows are no longer done, so a run does them again, each once.
+
+    ``rows`` are those of :func:`read_record` (each knows its part), after :func:`repair_record`: every
+    row of every part they name.
+    """
     lost = [r for r in rows if forget(r)]
     if not lost:
         return rows, 0
-    lost_keys = {(int(r["shard"]), r["rel_path"]) for r in lost}
-    results_uri = storage.join(out_uri, RESULTS_DIR)
-    for shard in sorted({k[0] for k in lost_keys}):
-        kept = [
-            r for r in rows if int(r["shard"]) == shard and (shard, r["rel_path"]) not in lost_keys
-        ]
-        part = parquet.part_uri(results_uri, shard)
-        if kept:
-            parquet.write_table(part, schemas.table_from_rows(kept, schemas.ENHANCE_RESULTS))
-        else:
-            storage.delete(part)
-    return [r for r in rows if (int(r["shard"]), r["rel_path"]) not in lost_keys], len(lost)
+    lost_ids = {id(r) for r in lost}
+    for part in sorted({r[PART_KEY] for r in lost}):
+        _rewrite_part(part, [r for r in rows if r[PART_KEY] == part and id(r) not in lost_ids])
+    return [r for r in rows if id(r) not in lost_ids], len(lost)
+
+
+def _rewrite_part(part: str, kept: list[dict[str, Any]]) -> None:
+    if kept:
+        parquet.write_table(part, schemas.table_from_rows(kept, schemas.ENHANCE_RESULTS))
+    else:
+        storage.delete(part)
 
 
 def note_renamed(rows: list[dict[str, Any]], out_rel: Mapping[str, str], fmt: str) -> None:
@@ -207,6 +257,92 @@ def output_rel_paths(rel_paths: Sequence[str], fmt: str) -> dict[str, str]:
                     levels[r] += 1
 
 
+PART_KEY = "_part"
+"""Key of a row read by :func:`read_record`: the URI of the results part that holds it."""
+_RANK_KEY = "_rank"
+
+
+@dataclass
+class CommitRecord:
+    """The commit record of an output folder as read: one row per file, the newest, and the older rows
+    of files that have more than one (two runs into one folder before leases, a hand edit)."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    superseded: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _rank(row: dict[str, Any], part_order: int, index: int) -> tuple[Any, ...]:
+    """Which of two rows of a file is newer: the later ``committed_at``; rows without one (written
+    before it existed) are older than any with one and, among themselves, the later part by name
+    (parts were numbered in commit order) and the later row of a part wins."""
+    at = row.get("committed_at")
+    return (at is not None, at.timestamp() if at is not None else 0.0, part_order, index)
+
+
+def read_record(out_uri: str) -> CommitRecord:
+    """Read ``out_uri``'s results parts, the newest row of each file winning (see :func:`_rank`)."""
+    newest: dict[str, dict[str, Any]] = {}
+    record = CommitRecord()
+    parts = parquet.read_part_tables(storage.join(out_uri, RESULTS_DIR))
+    for order, (uri, table) in enumerate(parts):
+        for i, row in enumerate(table.to_pylist()):
+            row[PART_KEY], row[_RANK_KEY] = uri, _rank(row, order, i)
+            other = newest.get(row["rel_path"])
+            if other is None:
+                newest[row["rel_path"]] = row
+            elif row[_RANK_KEY] > other[_RANK_KEY]:
+                record.superseded.append(other)
+                newest[row["rel_path"]] = row
+            else:
+                record.superseded.append(row)
+    record.rows = sorted(newest.values(), key=lambda r: r[_RANK_KEY])
+    return record
+
+
+def repair_record(record: CommitRecord) -> int:
+    """Remove the superseded rows of ``record`` from their parts (each rewritten atomically, deleted
+    when empty), so each file has one row on disk; returns how many rows were removed."""
+    if not record.superseded:
+        return 0
+    gone = {id(r) for r in record.superseded}
+    everything = record.rows + record.superseded
+    for part in sorted({r[PART_KEY] for r in record.superseded}):
+        kept = [r for r in everything if r[PART_KEY] == part and id(r) not in gone]
+        _rewrite_part(part, sorted(kept, key=lambda r: r[_RANK_KEY]))
+    n, record.superseded = len(record.superseded), []
+    return n
+
+
+def public_row(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` without the keys :func:`read_record` adds."""
+    return {k: v for k, v in row.items() if k not in (PART_KEY, _RANK_KEY)}
+
+
 def committed_rows(out_uri: str) -> list[dict[str, Any]]:
-    table = parquet.read_parts(storage.join(out_uri, RESULTS_DIR))
-    return [] if table is None else table.to_pylist()
+    """The committed rows of ``out_uri``: one per file, the newest (see :func:`read_record`)."""
+    return [public_row(r) for r in read_record(out_uri).rows]
+
+
+def input_changed(row: dict[str, Any], entry: FileEntry) -> bool:
+    """True when ``row`` was made from another version of the input ``entry`` (size or modification
+    time differ). A row without them (written before they were recorded) counts as unchanged, and so
+    does an input whose time could not be read."""
+    size, mtime = row.get("input_size"), row.get("input_mtime_ns")
+    if size is not None and entry.size >= 0 and int(size) != entry.size:
+        return True
+    return mtime is not None and entry.mtime_ns is not None and int(mtime) != entry.mtime_ns
+
+
+def stamp_rows(
+    rows: list[dict[str, Any]], run_id: str, inputs: Mapping[str, FileEntry]
+) -> list[dict[str, Any]]:
+    """Add the commit stamp (``run_id``, ``committed_at``) and the identity of each row's input as it
+    was listed (``input_size``, ``input_mtime_ns``) to rows about to be committed."""
+    now = datetime.now(UTC)
+    for r in rows:
+        entry = inputs.get(r["rel_path"])
+        r["run_id"], r["committed_at"] = run_id, now
+        if entry is not None:
+            r["input_size"] = entry.size if entry.size >= 0 else None
+            r["input_mtime_ns"] = entry.mtime_ns
+    return rows

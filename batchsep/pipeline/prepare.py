@@ -3,6 +3,7 @@
 Run layout under ``out_uri``::
 
     inputs/speech.parquet, inputs/noise.parquet   scan manifests of the inputs (reused while unchanged)
+    inputs/train-{speech,noise}-K.parquet         the same for train-only inputs (``train_*_uris``)
     sources.parquet                               every input file: speaker/class, recording, split, status
     mixtures.parquet                              one row per mixture (recipe, gains, audio URIs, status)
     mixtures/<split>/{noisy,clean,noise}/<mixture_id>.flac   24-bit FLAC (absent with recipe_only)
@@ -36,11 +37,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from batchsep.corpus import augment as aug_mod
 from batchsep.corpus import mixtures as mx
+from batchsep.corpus.augment import AugmentConfig, AugmentDraw
 from batchsep.corpus.mixtures import MixtureConfig, Recipe, SourceFile
-from batchsep.errors import ConfigError, StorageError
+from batchsep.errors import ConfigError, ParameterError, StorageError
 from batchsep.io import parquet, schemas, storage
-from batchsep.pipeline import jobinfo
+from batchsep.pipeline import jobinfo, progress
 from batchsep.pipeline import scan as scan_stage
 from batchsep.pipeline.prepare_render import RenderTask, render_shard
 from batchsep.pipeline.prepare_run import (
@@ -105,8 +108,8 @@ def _manifest_rows(
     rows: list[dict[str, Any]] = []
     for _, shard_rows in runner.map_unordered(scan_stage.scan_shard, shards(entries, shard_size)):
         rows.extend(shard_rows)
-        if on_progress:
-            on_progress(len(shard_rows), sum(float(r.get("duration_s") or 0.0) for r in shard_rows))
+        seconds = sum(float(r.get("duration_s") or 0.0) for r in shard_rows)
+        progress.report(on_progress, len(shard_rows), seconds, progress.failed_rows(shard_rows))
     rows.sort(key=lambda r: str(r["rel_path"]))
     parquet.write_table(cache_uri, schemas.table_from_rows(rows, schemas.MANIFEST))
     return rows
@@ -175,6 +178,9 @@ def prepare(
     shard_size: int = 16,
     on_start: StartFn | None = None,
     on_progress: ProgressFn | None = None,
+    train_speech_uris: tuple[str, ...] | list[str] = (),
+    train_noise_uris: tuple[str, ...] | list[str] = (),
+    augment: AugmentConfig | None = None,
 ) -> PrepareSummary:
     """Build ``out_uri/mixtures.parquet`` (and the mixture audio) from a speech and a noise corpus.
 
@@ -197,6 +203,13 @@ def prepare(
     on_start : callable(phase, total), optional
         Called when a phase (scan of an input, render) starts.
     on_progress : callable(mixtures_done, seconds_of_audio_done), optional
+    train_speech_uris, train_noise_uris : sequence of str
+        More inputs (folders or manifests) used **in the train split only**: the splits of
+        ``speech_uri`` and ``noise_uri`` are drawn exactly as without them (same held-out speakers and
+        noise recordings), then every speaker and recording of these is added to train. A speaker or
+        recording name of theirs that is held out (valid/test) in the main inputs is an error.
+    augment : AugmentConfig, optional
+        Augmentations drawn per mixture (:mod:`batchsep.corpus.augment`; default: none).
 
     Raises
     ------
@@ -209,7 +222,9 @@ def prepare(
     """
     config = config or MixtureConfig()
     runner = runner or SerialRunner()
-    for uri in (speech_uri, noise_uri):
+    augment = augment if augment is not None and augment.enabled else None
+    extra = [("speech", u) for u in train_speech_uris] + [("noise", u) for u in train_noise_uris]
+    for uri in (speech_uri, noise_uri, *(u for _, u in extra)):
         if not storage.exists(uri):
             raise StorageError(f"cannot read input {uri}: no such file, folder or prefix")
     storage.check_writable(out_uri)
@@ -226,6 +241,17 @@ def prepare(
         summary.inputs[role] = len(usable)
         source_rows.extend(table)
     speaker_split, clip_split = mx.assign_splits(speech, noise, config)
+    speech_inputs: dict[str, int] = {}
+    for k, (role, uri) in enumerate(extra):
+        cache = storage.join(out_uri, "inputs", f"train-{role}-{k}.parquet")
+        usable, table = _sources(
+            _manifest_rows(uri, cache, runner, 32, on_start, on_progress), role, config
+        )
+        _add_train_only(usable, speaker_split if role == "speech" else clip_split, role, uri)
+        speech_inputs.update({f.uri: k + 1 for f in usable if role == "speech"})
+        (speech if role == "speech" else noise).extend(usable)
+        summary.inputs[role] += len(usable)
+        source_rows.extend(table)
     for r in source_rows:
         if r["status"] == schemas.STATUS_OK:
             splits = speaker_split if r["role"] == "speech" else clip_split
@@ -237,19 +263,35 @@ def prepare(
     _write_if_changed(
         storage.join(out_uri, SOURCES_NAME), schemas.table_from_rows(source_rows, schemas.SOURCES)
     )
-    recipes = mx.draw_recipes(speech, noise, speaker_split, clip_split, config)
-    settings = {"max_peak": config.max_peak, "format": AUDIO_FORMAT, "recipe_only": recipe_only}
-    doc = {"recipes_hash": mx.recipes_hash(recipes, settings), "settings": settings}
+    draws: list[AugmentDraw | None] | None = None
+    if augment is None:
+        recipes = mx.draw_recipes(speech, noise, speaker_split, clip_split, config)
+    else:
+        recipes, draws = aug_mod.draw_augmented(
+            speech, noise, speaker_split, clip_split, config, augment, speech_inputs
+        )
+    settings: dict[str, Any] = {
+        "max_peak": config.max_peak, "format": AUDIO_FORMAT, "recipe_only": recipe_only,
+    }  # fmt: skip
+    hash_extra = dict(settings)
+    if augment is not None and draws is not None:
+        settings["augment"] = augment.to_dict()
+        hash_extra.update(augment=settings["augment"], draws=aug_mod.draws_hash(draws))
+    if extra:
+        settings["train_only_inputs"] = [f"{role}:{uri}" for role, uri in extra]
+    doc = {"recipes_hash": mx.recipes_hash(recipes, hash_extra), "settings": settings}
     _check_recipe(out_uri, {**doc, "config": config.to_dict(), "n_recipes": len(recipes)})
     _render_all(
-        out_uri, recipes, recipe_only, config, runner, shard_size, summary, on_start, on_progress
-    )
-    jobinfo.write_job_json(
-        out_uri,
-        "prepare",
-        {"speech_uri": speech_uri, "noise_uri": noise_uri, "out_uri": out_uri,
-         "recipe_only": recipe_only, "config": config.to_dict(), **doc},
+        out_uri, recipes, recipe_only, config, runner, shard_size, summary, on_start, on_progress,
+        draws,
     )  # fmt: skip
+    params = {"speech_uri": speech_uri, "noise_uri": noise_uri, "out_uri": out_uri,
+              "recipe_only": recipe_only, "config": config.to_dict(), **doc}  # fmt: skip
+    if extra:
+        params.update(
+            train_speech_uris=list(train_speech_uris), train_noise_uris=list(train_noise_uris)
+        )
+    jobinfo.write_job_json(out_uri, "prepare", params)
     return summary
 
 
@@ -263,6 +305,7 @@ def _render_all(
     summary: PrepareSummary,
     on_start: StartFn | None,
     on_progress: ProgressFn | None,
+    draws: list[AugmentDraw | None] | None = None,
 ) -> None:
     audio_root = None if recipe_only else storage.join(out_uri, AUDIO_DIR)
     parts_uri = storage.join(out_uri, PARTS_DIR)
@@ -275,7 +318,8 @@ def _render_all(
         if parquet.PART_TEMPLATE.format(k) in done:
             summary.shards_skipped += 1
             continue
-        tasks.append(RenderTask(part, audio_root, chunk, config.max_peak))
+        chunk_draws = None if draws is None else draws[k * shard_size : k * shard_size + len(chunk)]
+        tasks.append(RenderTask(part, audio_root, chunk, config.max_peak, chunk_draws))
     summary.shards = len(shards(recipes, shard_size)) if recipes else 0
     if on_start:
         on_start("render", len(recipes))
@@ -284,14 +328,15 @@ def _render_all(
         done_recipes = [r for r in recipes if r.mixture_id not in todo]
         on_progress(len(done_recipes), sum(r.duration_s for r in done_recipes))
     for _, rows in runner.map_unordered(render_shard, tasks):
-        if on_progress:
-            on_progress(len(rows), sum(float(r["duration_s"]) for r in rows))
+        seconds = sum(float(r["duration_s"]) for r in rows)
+        progress.report(on_progress, len(rows), seconds, progress.failed_rows(rows))
+    schema = schemas.MIXTURES if draws is None else schemas.MIXTURES_AUGMENTED
     table = parquet.read_parts(parts_uri) if recipes else None
     if table is None:
-        table = schemas.table_from_rows([], schemas.MIXTURES)
+        table = schemas.table_from_rows([], schema)
     order = {s: i for i, s in enumerate(mx.SPLITS)}
     rows = sorted(table.to_pylist(), key=lambda r: (order[r["split"]], r["index"]))
-    _write_if_changed(summary.mixtures_uri, schemas.table_from_rows(rows, schemas.MIXTURES))
+    _write_if_changed(summary.mixtures_uri, schemas.table_from_rows(rows, schema))
     for r in rows:
         if r["status"] == schemas.STATUS_OK:
             summary.mixtures_ok[r["split"]] = summary.mixtures_ok.get(r["split"], 0) + 1
@@ -303,6 +348,19 @@ def _render_all(
         summary.audio_bytes = sum(
             e.size for e in storage.list_files(audio_root) if not e.rel_path.startswith("_")
         )
+
+
+def _add_train_only(usable: list[SourceFile], split: dict[str, str], role: str, uri: str) -> None:
+    """Put every speaker (speech) or recording (noise) of a train-only input in train."""
+    for f in usable:
+        key = f.group if role == "speech" else f.clip
+        if split.get(key, "train") != "train":
+            what = "speaker" if role == "speech" else "noise recording"
+            raise ParameterError(
+                f"train-only input {uri}: {what} {key!r} is held out ({split[key]}) in the main "
+                "inputs; rename it or drop it from the train-only input"
+            )
+        split[key] = "train"
 
 
 def _write_if_changed(uri: str, table: pa.Table) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from batchsep.corpus import mixtures as mx
+from batchsep.corpus.augment import AugmentDraw, render_augmented
 from batchsep.corpus.mixtures import Recipe
 from batchsep.dsp.resample import to_rate_mono
 from batchsep.errors import AudioDecodeError, ParameterError, StorageError
@@ -24,6 +25,8 @@ class RenderTask:
     audio_uri: str | None
     recipes: list[Recipe]
     max_peak: float
+    draws: list[AugmentDraw | None] | None = None
+    """Augmentation draws of the recipes (None: a run without augmentation)."""
 
 
 def _read_source(uri: str, sample_rate: int) -> np.ndarray:
@@ -32,17 +35,28 @@ def _read_source(uri: str, sample_rate: int) -> np.ndarray:
 
 
 def render_recipe(
-    recipe: Recipe, *, max_peak: float = 0.99, cache: dict[str, np.ndarray] | None = None
+    recipe: Recipe,
+    *,
+    max_peak: float = 0.99,
+    cache: dict[str, np.ndarray] | None = None,
+    draw: AugmentDraw | None = None,
 ) -> mx.RenderedMixture:
-    """Read the recipe's sources and render it (raises StorageError/AudioDecodeError/ParameterError)."""
+    """Read the recipe's sources and render it, with its augmentation ``draw`` if any
+    (raises StorageError/AudioDecodeError/ParameterError)."""
     cache = {} if cache is None else cache
     arrays = []
-    for uri in (recipe.speech_uri, recipe.noise_uri):
+    uris = [recipe.speech_uri, recipe.noise_uri]
+    if draw is not None and draw.noise2_uri is not None:
+        uris.append(draw.noise2_uri)
+    for uri in uris:
         if uri not in cache:
             if len(cache) >= 16:
                 cache.pop(next(iter(cache)))
             cache[uri] = _read_source(uri, recipe.sample_rate)
         arrays.append(cache[uri])
+    if draw is not None:
+        second = arrays[2] if len(arrays) > 2 else None
+        return render_augmented(arrays[0], arrays[1], second, recipe, draw, max_peak=max_peak)
     return mx.render(arrays[0], arrays[1], recipe, max_peak=max_peak)
 
 
@@ -50,10 +64,13 @@ def render_shard(task: RenderTask) -> list[dict[str, Any]]:
     """Render one shard (a Ray task): write missing audio files, then commit the shard's part."""
     rows: list[dict[str, Any]] = []
     cache: dict[str, np.ndarray] = {}
-    for recipe in task.recipes:
+    draws = task.draws if task.draws is not None else [None] * len(task.recipes)
+    for recipe, draw in zip(task.recipes, draws, strict=True):
         row = {**recipe.to_row(), "status": schemas.STATUS_OK}
+        if draw is not None:
+            row.update(draw.to_row())
         try:
-            out = render_recipe(recipe, max_peak=task.max_peak, cache=cache)
+            out = render_recipe(recipe, max_peak=task.max_peak, cache=cache, draw=draw)
         except (StorageError, AudioDecodeError, ParameterError) as e:
             row.update(status=schemas.STATUS_ERROR, error=str(e))
             rows.append(row)
@@ -66,7 +83,8 @@ def render_shard(task: RenderTask) -> list[dict[str, Any]]:
                     storage.write_bytes(uri, audio.encode(samples, recipe.sample_rate, fmt="flac"))
                 row[URI_COLUMN[stream]] = uri
         rows.append(row)
-    parquet.write_table(task.part_uri, schemas.table_from_rows(rows, schemas.MIXTURES))
+    schema = schemas.MIXTURES if task.draws is None else schemas.MIXTURES_AUGMENTED
+    parquet.write_table(task.part_uri, schemas.table_from_rows(rows, schema))
     return rows
 
 
@@ -88,4 +106,5 @@ def regenerate(row: Mapping[str, Any], *, max_peak: float = 0.99) -> dict[str, n
 
     ``max_peak`` must be the value the run used (``MixtureConfig.max_peak``, in ``job.json``).
     """
-    return render_recipe(Recipe.from_row(row), max_peak=max_peak).streams()
+    draw = AugmentDraw.from_row(row)
+    return render_recipe(Recipe.from_row(row), max_peak=max_peak, draw=draw).streams()

@@ -23,7 +23,7 @@ from batchsep.reporting.render import render_report
 
 OUR_FILES = re.compile(
     r"^(report\.md|index\.html|sdri_vs_snr\.png|sdri_by_noise\.png|per_speaker\.png"
-    r"|confusion(_\d+)?\.png|spectrograms_\d+\.png)$"
+    r"|dnsmos\.png|confusion(_\d+)?\.png|spectrograms_\d+\.png)$"
 )
 """Names of the files a report writes: a later report into the same folder removes those of them it
 does not write again (stale plots); any other file there is left alone."""
@@ -60,14 +60,16 @@ def _audio(uri: str, sr: int) -> np.ndarray:
 
 
 def _improvement_label(row: Any) -> str:
-    """`` (SDRi +x dB)`` for a metrics row, `` (SI-SDRi +x dB)`` without SDRi, else empty."""
-    for key, name in (("sdr_i", "SDRi"), ("si_sdr_i", "SI-SDRi")):
+    """`` (SDRi +x dB)`` for a metrics row, `` (SI-SDRi +x dB)`` without SDRi, `` (DNSMOS OVRL x)``
+    without either, else empty."""
+    for key, name, unit in (("sdr_i", "SDRi", " dB"), ("si_sdr_i", "SI-SDRi", " dB"),
+                            ("dnsmos_ovrl", "DNSMOS OVRL", "")):  # fmt: skip
         try:
             v = float(row.get(key))
         except (TypeError, ValueError):
             continue
         if np.isfinite(v):
-            return f" ({name} {v:+.1f} dB)"
+            return f" ({name} {v:+.1f}{unit})" if unit else f" ({name} {v:.2f})"
     return ""
 
 
@@ -95,8 +97,10 @@ def pick_examples(
     if not systems:
         return []
     ok = systems[0][1]
-    if "sdr_i" in ok and ok["sdr_i"].notna().any():
-        ok = ok.sort_values("sdr_i")
+    for key in ("sdr_i", "si_sdr_i", "dnsmos_ovrl_i"):
+        if key in ok and pd.to_numeric(ok[key], errors="coerce").notna().any():
+            ok = ok.sort_values(key)
+            break
     idx = sorted({round(i) for i in np.linspace(0, len(ok) - 1, min(n, len(ok)))})
     out = []
     for _, r in ok.iloc[idx].iterrows():

@@ -14,7 +14,7 @@ from typing import Any
 from batchsep.errors import AudioDecodeError, StorageError
 from batchsep.io import audio, parquet, schemas, storage
 from batchsep.io.storage import FileEntry
-from batchsep.pipeline import jobinfo
+from batchsep.pipeline import jobinfo, progress
 from batchsep.pipeline.runner import Runner, SerialRunner, shards
 
 MANIFEST_NAME = "manifest.parquet"
@@ -30,6 +30,8 @@ class ScanSummary:
     files_ok: int = 0
     files_failed: int = 0
     skipped_non_audio: int = 0
+    skipped_names: list[str] = field(default_factory=list)
+    """Relative paths of the files skipped as not audio (by name); all of them are in job.json too."""
     hours: float = 0.0
     errors: list[tuple[str, str]] = field(default_factory=list)
 
@@ -68,7 +70,14 @@ def scan_shard(entries: list[FileEntry]) -> list[ScanRow]:
 
 
 def list_audio(in_uri: str) -> tuple[list[FileEntry], int]:
-    """Audio files under ``in_uri`` and the number of non-audio files skipped.
+    """Audio files under ``in_uri`` and the number of non-audio files skipped (see :func:`list_inputs`)."""
+    keep, skipped = list_inputs(in_uri)
+    return keep, len(skipped)
+
+
+def list_inputs(in_uri: str) -> tuple[list[FileEntry], list[str]]:
+    """Audio files under ``in_uri`` (by name: :data:`~batchsep.io.audio.AUDIO_SUFFIXES`) and the relative
+    paths of the other files, skipped as not audio.
 
     The temporaries of batchsep's own unfinished writes (an interrupted run into a folder now used as
     input) are neither: they are left out.
@@ -81,7 +90,7 @@ def list_audio(in_uri: str) -> tuple[list[FileEntry], int]:
         if not e.rel_path.rsplit("/", 1)[-1].startswith(storage.TMP_PREFIX)
     ]
     keep = [e for e in entries if audio.is_audio_name(e.rel_path)]
-    return keep, len(entries) - len(keep)
+    return keep, sorted(e.rel_path for e in entries if not audio.is_audio_name(e.rel_path))
 
 
 def scan(
@@ -112,17 +121,19 @@ def scan(
         If ``in_uri`` cannot be listed or ``out_uri`` cannot be written (checked before any work).
     """
     runner = runner or SerialRunner()
-    entries, skipped = list_audio(in_uri)
+    entries, skipped = list_inputs(in_uri)
     storage.check_writable(out_uri)
     rows: list[ScanRow] = []
     for _, shard_rows in runner.map_unordered(scan_shard, shards(entries, shard_size)):
         rows.extend(shard_rows)
-        if on_progress:
-            on_progress(len(shard_rows), sum(float(r.get("duration_s") or 0.0) for r in shard_rows))
+        seconds = sum(float(r.get("duration_s") or 0.0) for r in shard_rows)
+        progress.report(on_progress, len(shard_rows), seconds, progress.failed_rows(shard_rows))
     rows.sort(key=lambda r: str(r["rel_path"]))
     manifest_uri = storage.join(out_uri, MANIFEST_NAME)
     parquet.write_table(manifest_uri, schemas.table_from_rows(rows, schemas.MANIFEST))
-    summary = ScanSummary(manifest_uri=manifest_uri, skipped_non_audio=skipped)
+    summary = ScanSummary(
+        manifest_uri=manifest_uri, skipped_non_audio=len(skipped), skipped_names=skipped
+    )
     for r in rows:
         if r["status"] == schemas.STATUS_OK:
             summary.files_ok += 1
@@ -130,7 +141,6 @@ def scan(
         else:
             summary.files_failed += 1
             summary.errors.append((str(r["rel_path"]), str(r["error"])))
-    jobinfo.write_job_json(
-        out_uri, "scan", {"in_uri": in_uri, "out_uri": out_uri, "shard_size": shard_size}
-    )
+    spec = {"in_uri": in_uri, "out_uri": out_uri, "shard_size": shard_size}
+    jobinfo.write_job_json(out_uri, "scan", spec, skipped=skipped)
     return summary

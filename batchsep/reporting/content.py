@@ -36,6 +36,7 @@ SUMMARY_COLUMNS = (
     ("PESQ median", "pesq_median", 2, ""),
     ("STOI mean", "stoi_mean", 3, ""),
     ("STOI median", "stoi_median", 3, ""),
+    ("DNSMOS OVRL mean", "dnsmos_ovrl_mean", 2, ""),
     ("Processing speed per worker (× real time)", "x_real_time", 1, "×"),
     ("End to end, last run (× real time)", "e2e_x_real_time", 1, "×"),
 )
@@ -50,6 +51,10 @@ SPEED_NOTE = (
 TAGGED_MARK = " †"
 TAGGED_NOTE = "†: this run also tagged emotions, and that time is included in its speed."
 
+REFERENCE_SUMMARY = frozenset(c for _, c, _, _ in SUMMARY_COLUMNS[1:9])
+"""Summary columns that need clean references (left out when no system has any of them)."""
+DNSMOS_SUMMARY = frozenset({"dnsmos_ovrl_mean"})
+"""Summary columns from DNSMOS (left out when no system has DNSMOS scores)."""
 BREAKDOWN_LABELS = {"sdr_i": "SDRi", "si_sdr_i": "SI-SDRi"}
 MIXED_METRIC = "sdr_i_or_si_sdr_i"
 """Breakdown column of a report whose systems do not all have SDRi: SDRi, else SI-SDRi."""
@@ -109,6 +114,10 @@ class ReportContent:
     breakdown_metric: str = "sdr_i"
     breakdown_label: str = "SDRi"
     summary_note: str = ""
+    dnsmos: Table | None = None
+    """DNSMOS input → output per system (None when no system has DNSMOS scores)."""
+    emotion_tags: Table | None = None
+    """Distribution of the emotion tags per system (None when no system was tagged)."""
 
 
 def fmt(value: Any, decimals: int = 2, suffix: str = "") -> str:
@@ -148,12 +157,34 @@ def system_table(
     return pd.concat(frames, ignore_index=True, sort=False)
 
 
+def summary_columns(summary: pd.DataFrame, systems: list[str]) -> tuple[list[tuple], str]:
+    """The summary columns to show, and a note naming the groups left out: the reference metrics
+    when no system has any (a report of runs evaluated without references), DNSMOS when no
+    system has it."""
+
+    def has(cols: frozenset[str]) -> bool:
+        values = summary.loc[systems, [c for c in cols if c in summary]].to_numpy(float)
+        return bool(np.isfinite(values).any())
+
+    drop: set[str] = set()
+    notes = []
+    if not has(REFERENCE_SUMMARY):
+        drop |= REFERENCE_SUMMARY
+        notes.append(
+            "SDRi, SI-SDRi, PESQ and STOI are left out: no run was scored against clean references."
+        )
+    if not has(DNSMOS_SUMMARY):
+        drop |= DNSMOS_SUMMARY
+    return [c for c in SUMMARY_COLUMNS if c[1] not in drop], " ".join(notes)
+
+
 def _summary_table(summary: pd.DataFrame, systems: list[str], tagged: set[str]) -> Table:
-    headers = ["System"] + [c[0] for c in SUMMARY_COLUMNS]
+    columns, _ = summary_columns(summary, systems)
+    headers = ["System"] + [c[0] for c in columns]
     rows, best, na = [], [], []
     for s in systems:
         row, flags, nas = [s], [False], [False]
-        for _, col, dec, suf in SUMMARY_COLUMNS:
+        for _, col, dec, suf in columns:
             v = summary.loc[s, col]
             values = summary.loc[systems, col].astype(float)
             n_valid = int(np.isfinite(values.to_numpy(float)).sum())
@@ -269,11 +300,11 @@ def breakdown_metric(table: pd.DataFrame, systems: list[str]) -> tuple[str, str]
 def scored_rows(table: pd.DataFrame) -> pd.Series:
     """True for rows with at least one metric value (rows of files evaluate could not score have
     none: no clean reference, unreadable ...)."""
-    from batchsep.evaluation.metrics import score_keys
+    from batchsep.evaluation.metrics import metric_columns
 
     columns = [
         c
-        for c in dict.fromkeys([*score_keys(), *SUMMARY_METRICS])
+        for c in dict.fromkeys([*metric_columns(), *SUMMARY_METRICS])
         if c in table and c != "input_snr" and not c.endswith("_error")
     ]
     if not columns:
@@ -286,9 +317,11 @@ def build_content(
     runs: Sequence[tuple[str, pd.DataFrame, Mapping[str, Any] | None]],
 ) -> tuple[ReportContent, pd.DataFrame]:
     """Aggregate the runs into formatted tables; also return the combined per-file table."""
+    from batchsep.reporting import quality
+
     table = system_table(runs)
     systems = list(dict.fromkeys(table[GROUP].astype(str)))
-    summary = summarize(table, by=GROUP)
+    summary = summarize(table, by=GROUP, metrics=(*SUMMARY_METRICS, "dnsmos_ovrl", "dnsmos_ovrl_i"))
     jobs = {name: job for name, _, job in runs}
     run_of = table.groupby(GROUP)["run"].first()
     summary["e2e_x_real_time"] = [end_to_end_speed(jobs.get(run_of[s])) for s in summary.index]
@@ -298,16 +331,30 @@ def build_content(
         if "emotion_pred" in table and table.loc[table[GROUP] == s, "emotion_pred"].notna().any()
     }
     tiles = []
+    _, left_out_note = summary_columns(summary, systems)
     for s in systems:
         r = summary.loc[s]
+        speed = f"{fmt(r['x_real_time'], 1, '×')} real time per worker"
+        if not np.isfinite(r["sdr_i_mean"]) and np.isfinite(r["dnsmos_ovrl_mean"]):
+            change = (
+                f"{r['dnsmos_ovrl_i_mean']:+.2f}" if np.isfinite(r["dnsmos_ovrl_i_mean"]) else NA
+            )
+            tiles.append(
+                {
+                    "name": s,
+                    "big": fmt(r["dnsmos_ovrl_mean"], 2),
+                    "unit": "DNSMOS OVRL",
+                    "sub": f"{fmt(r['n_files'], 0)} files · {change} over the input · {speed}",
+                }
+            )
+            continue
         tiles.append(
             {
                 "name": s,
                 "big": fmt(r["sdr_i_mean"], 2),
                 "unit": "dB SDRi",
                 "sub": f"{fmt(r['n_files'], 0)} files · PESQ {fmt(r['pesq_mean'])} · "
-                f"STOI {fmt(r['stoi_mean'], 3)} · {fmt(r['x_real_time'], 1, '×')} real time "
-                "per worker",
+                f"STOI {fmt(r['stoi_mean'], 3)} · {speed}",
             }
         )
     metric, label = breakdown_metric(table, systems)
@@ -341,6 +388,10 @@ def build_content(
         n_scored=int(scored_rows(table).sum()),
         breakdown_metric=metric,
         breakdown_label=label,
-        summary_note=SPEED_NOTE + (" " + TAGGED_NOTE if tagged else ""),
+        summary_note=" ".join(
+            n for n in (left_out_note, SPEED_NOTE, TAGGED_NOTE if tagged else "") if n
+        ),
+        dnsmos=quality.dnsmos_table(table, systems),
+        emotion_tags=quality.emotion_tag_table(table, systems),
     )
     return content, table

@@ -17,6 +17,7 @@ from batchsep.reporting.content import (
     ReportContent,
     Table,
 )
+from batchsep.reporting.quality import DNSMOS_NOTE, TAGS_NOTE
 from batchsep.reporting.templates import CSS, PAGE
 
 
@@ -172,6 +173,14 @@ def render_html(
         f"{escape(content.summary_note)} Best value per column (when more than one system has "
         "one) in green.</p>",
     )
+    if content.dnsmos is not None:
+        add(
+            "dnsmos",
+            "Reference-free quality (DNSMOS)",
+            table_html(content.dnsmos, colors=colors)
+            + f'<p class="note">{escape(DNSMOS_NOTE)} Best output per column (when more than '
+            "one system) in green.</p>",
+        )
     if figures or figures_note:
         grid = '<div class="grid">' + "".join(_figure(f, pngs) for f in figures) + "</div>"
         note = f'<p class="note">{escape(figures_note)}</p>' if figures_note else ""
@@ -194,6 +203,13 @@ def render_html(
         add("breakdowns", "Breakdowns", "\n".join(breakdowns))
     if examples:
         add("examples", "Listening examples", _examples(examples, pngs))
+    if content.emotion_tags is not None:
+        add(
+            "emotion-tags",
+            "Emotion tags",
+            table_html(content.emotion_tags, colors=colors)
+            + f'<p class="note">{escape(TAGS_NOTE)}</p>',
+        )
     if emotion:
         add("emotion", "Emotion tagging", _emotion(emotion, emotion_table, pngs, colors))
     add("provenance", "Provenance", _provenance(content.provenance))

@@ -11,6 +11,7 @@ from batchsep.reporting.content import (
     ReportContent,
     Table,
 )
+from batchsep.reporting.quality import DNSMOS_NOTE, TAGS_NOTE
 
 
 def _cell(text: str) -> str:
@@ -52,6 +53,9 @@ def render_markdown(
         "Best value per column (when more than one system has one) in bold.",
         "",
     ]
+    if content.dnsmos is not None:
+        out += ["## Reference-free quality (DNSMOS)", "", table_md(content.dnsmos), ""]
+        out += [DNSMOS_NOTE + " Best output per column (when more than one system) in bold.", ""]
     if figures or figures_note:
         out += ["## Figures", ""]
         for f in figures:
@@ -74,6 +78,8 @@ def render_markdown(
             out += [f"### {ex.title}", "", f"![spectrograms of {ex.title}]({ex.image})", ""]
             if ex.note:
                 out += [ex.note, ""]
+    if content.emotion_tags is not None:
+        out += ["## Emotion tags", "", table_md(content.emotion_tags), "", TAGS_NOTE, ""]
     if emotion:
         out += ["## Emotion tagging", ""]
         if emotion_table is not None and len(emotion) > 1:

@@ -29,6 +29,8 @@ METRIC_LABELS = {
     "sdr": "SDR (dB)",
     "pesq": "PESQ (MOS-LQO)",
     "stoi": "STOI",
+    "dnsmos_ovrl": "DNSMOS OVRL",
+    "dnsmos_ovrl_i": "DNSMOS OVRL improvement",
 }
 
 _INK, _GRID = "#2b2f36", "#e3e6ea"
@@ -216,6 +218,50 @@ def plot_per_speaker(
     ax.set_ylabel(f"per-speaker mean {METRIC_LABELS.get(metric, metric)}", color=_INK)
     _title(fig, f"Spread across speakers ({len(stats['speaker'].unique())} speakers)")
     _style(ax)
+    return to_png(fig)
+
+
+DNSMOS_SCORES = (("SIG", "dnsmos_sig"), ("BAK", "dnsmos_bak"), ("OVRL", "dnsmos_ovrl"),
+                 ("P.808", "dnsmos_p808"))  # fmt: skip
+
+
+def plot_dnsmos(
+    df: pd.DataFrame, *, group: str = "system", systems: Sequence[str] | None = None
+) -> bytes:
+    """Grouped bars: mean DNSMOS SIG, BAK, OVRL, P.808 per system, the unprocessed input (light)
+    beside the enhanced output (solid), over the files that have both."""
+    names = _systems(df, group, systems)
+    means = np.full((len(names), len(DNSMOS_SCORES), 2), np.nan)
+    for i, name in enumerate(names):
+        part = df[df[group].astype(str) == name]
+        for j, (_, col) in enumerate(DNSMOS_SCORES):
+            if col not in part or f"{col}_in" not in part:
+                continue
+            out = pd.to_numeric(part[col], errors="coerce")
+            inp = pd.to_numeric(part[f"{col}_in"], errors="coerce")
+            both = out.notna() & inp.notna()
+            if both.any():
+                means[i, j] = inp[both].mean(), out[both].mean()
+    if not np.isfinite(means).any():
+        return placeholder("No DNSMOS scores in these runs")
+    fig = _figure(max(6.4, 1.2 * len(DNSMOS_SCORES) * max(1, len(names)) ** 0.5 + 2), 3.8)
+    ax = fig.add_subplot()
+    width = 0.8 / max(len(names), 1)
+    x0 = np.arange(len(DNSMOS_SCORES))
+    for i, name in enumerate(names):
+        x = x0 + (i - (len(names) - 1) / 2) * width
+        ax.bar(x - width * 0.23, means[i, :, 0], width * 0.44, color=color_of(i) + "55",
+               edgecolor=color_of(i), label=f"{name}: input")  # fmt: skip
+        ax.bar(x + width * 0.23, means[i, :, 1], width * 0.44, color=color_of(i),
+               label=f"{name}: output")  # fmt: skip
+    ax.set_xticks(x0, [lab for lab, _ in DNSMOS_SCORES])
+    ax.set_ylim(1.0, 5.0)
+    ax.set_ylabel("DNSMOS (1–5)", color=_INK)
+    _title(fig, "DNSMOS per system: input (light) → enhanced output (solid), mean over files")
+    _style(ax)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(2 * len(names), 4),
+               frameon=False, fontsize=9)  # fmt: skip
     return to_png(fig)
 
 

@@ -127,6 +127,12 @@ def _example_views(examples: list[_Example]) -> tuple[list[ExampleView], dict[st
     return views, pngs
 
 
+DNSMOS_PNG = "dnsmos.png"
+DNSMOS_CAPTION = (
+    "DNSMOS SIG, BAK, OVRL and P.808 per system: unprocessed input (light) and enhanced output "
+    "(solid), mean over the files rated."
+)
+
 # (PNG name, caption, column it breaks down by, what that column is, label when left out, plot, stats)
 _BREAKDOWN_FIGURES: tuple[tuple[str, str, str, str, str, Any, Any], ...] = (
     ("sdri_vs_snr.png", "{metric} per input-SNR bin (mean ± std; no bar where n < 2).",
@@ -261,7 +267,7 @@ def render_report(
     dict of str to bytes
         ``"report.md"``, ``"index.html"`` (self-contained: inline CSS, images and audio as
         base64 data URIs, no external URL), ``"sdri_vs_snr.png"``, ``"sdri_by_noise.png"``,
-        ``"per_speaker.png"`` (each only when it has data: a figure without any valid ``sdr_i``
+        ``"per_speaker.png"``, ``"dnsmos.png"`` (each only when it has data: a figure without any valid ``sdr_i``
         with a known input SNR / noise class / speaker is left out, and both pages say in one
         line which and why), ``"confusion.png"`` (with ``emotion``), ``"spectrograms_<i>.png"``.
 
@@ -284,13 +290,17 @@ def render_report(
     figures, pngs, figures_note = _breakdown_figures(
         table, systems, content.breakdown_metric, content.breakdown_label
     )
+    left_out = [figures_note[len("Figures left out: ") : -1]] if figures_note else []
+    if content.dnsmos is not None:
+        pngs[DNSMOS_PNG] = plots.plot_dnsmos(table, group=GROUP, systems=systems)
+        figures.append(FigureView(DNSMOS_PNG, DNSMOS_CAPTION))
+    else:
+        left_out.append("DNSMOS input → output (no DNSMOS scores: evaluate with dnsmos)")
     if not emotion_views:
-        no_emotion = "emotion confusion matrix (no file has both a true and a predicted emotion)"
-        figures_note = (
-            f"{figures_note[:-1]}; {no_emotion}."
-            if figures_note
-            else f"Figures left out: {no_emotion}."
+        left_out.append(
+            "emotion confusion matrix (no file has both a true and a predicted emotion)"
         )
+    figures_note = f"Figures left out: {'; '.join(left_out)}." if left_out else ""
     example_views, example_pngs = _example_views(prepared)
     pngs.update(example_pngs)
     for view, cm, labels in emotion_views:

@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from batchsep.io import checkpoint
 from batchsep.models.emotion import EMOTIONS
 from batchsep.pipeline.emotion_train import train_emotion
 from batchsep.pipeline.emotion_worker import EmotionTrainJob, lr_factor, run_emotion_worker
-from batchsep.pipeline.tag import EmotionTagger
+from batchsep.pipeline.tag import MIN_CONFIDENCE, EmotionTagger
 
 SR = 16000
 SMALL_CNN = {"channels": [4, 8, 8, 16], "train.max_epochs": 2, "train.lr": 3e-3}
@@ -256,16 +257,17 @@ def test_shipped_tagger_output_schema(shared_data: Path) -> None:
     assert uri.endswith("pretrained/emotion"), "default-emotion must resolve to the shipped folder"
     meta = json.loads((Path(uri) / "config.json").read_text())
     tagger = EmotionTagger("default-emotion")
-    assert tagger.features.to_dict() == meta["features"]
-    assert tagger.model_name == meta["model_name"]
+    assert meta["features"] == {"type": "emotion_stats", "sample_rate": SR}
+    assert tagger.input_kind == "stats" and tagger.model_name == meta["model_name"]
+    assert meta["config"]["temperature"] > 1  # calibrated: the raw MLPs are over-confident
     f = shared_data / "emotion" / "ravdess" / "Actor_13" / "03-01-05-02-01-01-13.flac"
     x = decode(f.read_bytes()).samples[0]
     stream = tagger.stream()
     stream.feed(x)
     r = stream.result()
     assert set(r) == {"emotion_label", "emotion_probs", "emotion_segments", "emotion_warning"}
-    assert r["emotion_label"] in EMOTIONS and r["emotion_warning"] is None
-    assert set(r["emotion_probs"]) == set(EMOTIONS)
+    assert r["emotion_label"] in EMOTIONS and set(r["emotion_probs"]) == set(EMOTIONS)
+    assert (r["emotion_warning"] is None) == (max(r["emotion_probs"].values()) >= MIN_CONFIDENCE)
     assert abs(sum(r["emotion_probs"].values()) - 1) < 1e-5
     assert r["emotion_label"] == max(r["emotion_probs"], key=r["emotion_probs"].get)
     for seg in r["emotion_segments"]:
@@ -273,35 +275,69 @@ def test_shipped_tagger_output_schema(shared_data: Path) -> None:
         assert seg["label"] in EMOTIONS and set(seg["probs"]) == set(EMOTIONS)
 
 
-@pytest.mark.realdata
-def test_shipped_tagger_beats_chance_on_held_out_actors(shared_data: Path) -> None:
-    """The shipped tagger, product path (voiced segments, duration-weighted), on actors never trained on.
-
-    64 files: actors 13-16, every emotion, normal intensity, both statements, first repetition. The
-    shipped model scores accuracy 0.48, UAR 0.48, per actor 0.25-0.63 on them (chance 0.125).
-    """
-    from batchsep.corpus.ravdess import parse_ravdess_name
+def _tag_files(tagger: EmotionTagger, files: list[Path]) -> list[dict[str, Any]]:
     from batchsep.dsp.resample import to_rate_mono
-    from batchsep.evaluation.emotion import emotion_summary
     from batchsep.io.audio import decode
 
-    torch.set_num_threads(1)
-    root = shared_data / "emotion" / "ravdess"
-    files = [f for a in (13, 14, 15, 16) for f in sorted((root / f"Actor_{a:02d}").glob("*.flac"))]
-    infos = [parse_ravdess_name(f.name) for f in files]
-    pick = [(f, i) for f, i in zip(files, infos, strict=True)
-            if i.intensity == 1 and i.repetition == 1]  # fmt: skip
-    assert len(pick) == 64 and {i.actor for _, i in pick} == {13, 14, 15, 16}
-    tagger = EmotionTagger("default-emotion")
-    pred = []
-    for f, _ in pick:
+    out = []
+    for f in files:
         d = decode(f.read_bytes())
         stream = tagger.stream()
         stream.feed(to_rate_mono(d.samples, d.sample_rate, SR))
-        pred.append(stream.result()["emotion_label"])
-    m = emotion_summary([i.emotion for _, i in pick], pred, speakers=[i.actor for _, i in pick])
-    assert m["accuracy"] > 0.30 and m["uar"] > 0.30, m  # chance 0.125
-    assert m["speaker_acc_min"] >= 0.125, m  # no held-out actor at or below chance
+        out.append(stream.result())
+    return out
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_shipped_recipe_beats_chance_on_held_out_actors(shared_data: Path, tmp_path: Path) -> None:
+    """The shipped recipe (emotion-stats) trained on actors 1-12 only, tagged through the product path
+    (voiced segments, duration-weighted) on the 240 files of actors 13-16 it never heard.
+
+    The shipped model itself has heard every actor of ../shared/data (its card states CV figures only),
+    so the held-out check retrains its recipe here: speed copies but no noise copies, 3 members, 2 CV
+    folds, to stay near a minute. The previous test scored the previous (emotion-cnn) tagger on 64 of these
+    files and asserted accuracy and UAR > 0.30; this one asserts > 0.40 on all 240 (chance 0.125).
+    """
+    from batchsep.corpus.ravdess import parse_ravdess_name
+    from batchsep.evaluation.emotion import emotion_summary
+    from batchsep.pipeline.emotion_stats_train import train_emotion_stats
+
+    torch.set_num_threads(1)
+    root = shared_data / "emotion" / "ravdess"
+    out = str(tmp_path / "m")
+    train_emotion_stats(str(root), out, overrides={"n_members": 3}, n_folds=2,
+                        actors=range(1, 13), verbose=False)  # fmt: skip
+    assert checkpoint.read_metrics(out)["trained_on_actors"] == list(range(1, 13))
+    files = [f for a in (13, 14, 15, 16) for f in sorted((root / f"Actor_{a:02d}").glob("*.flac"))]
+    infos = [parse_ravdess_name(f.name) for f in files]
+    assert len(files) == 240
+    res = _tag_files(EmotionTagger(out), files)
+    pred = [r["emotion_label"] for r in res]
+    m = emotion_summary([i.emotion for i in infos], pred, speakers=[i.actor for i in infos])
+    assert m["accuracy"] > 0.40 and m["uar"] > 0.40, m  # chance 0.125
+    assert m["speaker_acc_min"] >= 0.25, m  # no held-out actor near chance
+
+
+@pytest.mark.realdata
+def test_shipped_tagger_flags_ordinary_speech_instead_of_one_confident_class(
+    shared_data: Path,
+) -> None:
+    """Read speech (LibriSpeech, not acted): the tagger must not put most files in one class silently.
+
+    Its card: trained on acted RAVDESS emotions; on read speech most files are flagged "emotion uncertain".
+    """
+    torch.set_num_threads(1)
+    speakers = sorted((shared_data / "speech" / "librispeech").iterdir())
+    files = [sorted(s.glob("*.flac"))[0] for s in speakers]  # one file per speaker (10)
+    res = _tag_files(EmotionTagger("default-emotion"), files)
+    confident = [r["emotion_label"] for r in res if r["emotion_warning"] is None]
+    top = max((confident.count(c) for c in set(confident)), default=0)
+    assert top <= len(files) // 2, (confident, [r["emotion_warning"] for r in res])
+    for r in res:
+        w = r["emotion_warning"]
+        assert w is None or w.startswith("emotion uncertain"), w
+        assert (w is not None) == (max(r["emotion_probs"].values()) < MIN_CONFIDENCE)
 
 
 def test_fisher_ratio_known_answer_and_plot_checks() -> None:
@@ -366,3 +402,45 @@ def test_cli_inspect_emotion_vae_writes_latent_plots(tiny_vae: str, tmp_path: Pa
     index = (out / "index.md").read_text()
     assert "# Model `emotion-vae`" in index and "![latent_all.png](latent_all.png)" in index
     assert "Fisher ratio per dimension" in index and "z8" in index and "z9" not in index
+
+
+@pytest.mark.slow
+def test_cli_train_emotion_stats_then_tag_flags_low_confidence(
+    synthetic: str, tmp_path: Path
+) -> None:
+    """`batchsep train --model emotion-stats`: CV figures + temperature, a tagger, uncertain files flagged."""
+    from click.testing import CliRunner
+
+    from batchsep.cli.main import main
+
+    cli, out = CliRunner(), str(tmp_path / "stats")
+    r = cli.invoke(main, ["train", "--model", "emotion-stats", "--features", synthetic, "--out", out,
+                          "--local", "--max-epochs", "30", "--config", "data.n_folds=2",
+                          "--config", "n_members=2", "--config", "hidden=32"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "trained emotion-stats" in r.output and "held-out actors [1, 2, 3, 4]" in r.output
+    m = checkpoint.read_metrics(out)
+    assert m is not None and [f["actors"] for f in m["cv"]["folds"]] == [[1, 2], [3, 4]]
+    assert m["trained_on_actors"] == [1, 2, 3, 4] and m["n_train"] == 3 * 64  # 2 speed copies each
+    cfg = json.loads((Path(out) / "config.json").read_text())
+    assert cfg["config"]["temperature"] == m["cv"]["temperature"] > 0
+    assert m["cv"]["summary"]["accuracy"]["mean"] > 0.3  # pitch classes; chance 0.125
+    tagger = EmotionTagger(out)
+    assert tagger.input_kind == "stats"
+    files = sorted((Path(synthetic) / "Actor_04").glob("*.wav"))
+    probs = tagger.predict([sf.read(f, dtype="float32")[0] for f in files])
+    assert probs.shape == (16, 8) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    # the file result: a confident file has no warning, an unconfident one says so
+    for threshold, flagged in ((0.0, False), (1.01, True)):
+        tagger.min_confidence = threshold
+        stream = tagger.stream()
+        stream.feed(sf.read(files[0], dtype="float32")[0])
+        res = stream.result()
+        assert res["emotion_label"] == max(res["emotion_probs"], key=res["emotion_probs"].get)
+        assert (res["emotion_warning"] is not None) == flagged
+        assert not flagged or res["emotion_warning"].startswith("emotion uncertain")
+    r = cli.invoke(main, ["tag", str(Path(synthetic) / "Actor_04"), str(tmp_path / "tags"),
+                          "--emotion-model", out, "--local"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    labels = _tag_labels(tmp_path / "tags")
+    assert [labels[f.name] for f in files] == [EMOTIONS[i] for i in probs.argmax(1)]

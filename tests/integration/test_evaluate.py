@@ -192,8 +192,9 @@ def test_cli_exits_1_and_lists_files_it_could_not_score(tmp_path):
 
 
 def test_cli_no_references_is_a_usage_error(tmp_path):
+    """Reference metrics asked for explicitly without any reference: exit 2 before any work."""
     run = crafted_run(tmp_path, names=("a.wav", "b.wav", "c.wav"))
-    r = CliRunner().invoke(main, ["evaluate", run, "--local"])
+    r = CliRunner().invoke(main, ["evaluate", run, "--metrics", "sdr,si_sdr", "--local"])
     assert r.exit_code == EXIT_USAGE, r.output
     assert f"no clean references found for {run}" in r.output and "--references" in r.output
     assert not (tmp_path / "run" / "metrics").exists()  # nothing written, nothing replaced
@@ -250,7 +251,7 @@ def test_tagged_ravdess_run_without_references_scores_emotion_only(tmp_path):
     assert (s.scored, s.files_failed) == (0, 3) and s.references is None
     df = parquet.read_parts(run + "/metrics").to_pandas().set_index("rel_path")
     assert df.loc["03-01-05-01-01-01-13.wav", "emotion_true"] == "angry"
-    r = CliRunner().invoke(main, ["evaluate", run, "--local"])
+    r = CliRunner().invoke(main, ["evaluate", run, "--metrics", "si_sdr", "--local"])
     assert r.exit_code == EXIT_SOME_FAILED and "pass --references CLEAN_URI" in r.output
 
 

@@ -1,6 +1,6 @@
 """Models in the wrong role fail before any work; a worker that cannot start fails the job, once.
 
-The shipped ``default`` is the enhancer (blstm), ``default-emotion`` the emotion model (emotion-cnn):
+The shipped ``default`` is the enhancer (blstm), ``default-emotion`` the emotion model (emotion-stats):
 given one for the other, the driver refuses (exit 2 from the CLI) before Ray starts and writes nothing.
 A pool actor whose constructor raises anyway (a check only the worker can make) fails the Ray job with
 its own message instead of being replaced again and again.
@@ -26,7 +26,7 @@ from batchsep.pipeline.outfolder import committed_rows
 
 SR = 16000
 EMOTION_AS_ENHANCER = (
-    "model 'default-emotion' is the emotion model 'emotion-cnn', not an enhancer (the shipped "
+    "model 'default-emotion' is the emotion model 'emotion-stats', not an enhancer (the shipped "
     "enhancer is 'default'; give an emotion model as the emotion model)"
 )
 ENHANCER_AS_EMOTION = (

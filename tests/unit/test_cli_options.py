@@ -98,8 +98,10 @@ def test_ctrl_c_exits_130_with_a_resume_hint(monkeypatch):
 def test_help_lists_the_interrupted_exit_code():
     from click.testing import CliRunner
 
-    r = CliRunner().invoke(main, ["--help"])
+    r = CliRunner().invoke(main, ["enhance", "--help"])
     assert r.exit_code == 0 and "130 interrupted" in r.output
+    r = CliRunner().invoke(main, ["--help"])  # each command says its own exit status
+    assert r.exit_code == 0 and "gives a command's options and its exit status" in r.output
 
 
 def test_every_option_of_every_command_says_what_it_does():

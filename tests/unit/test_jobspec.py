@@ -488,7 +488,7 @@ def enhance_stage(**params):
         (
             {"stage": "evaluate", "params": {"run_uri": "r", "metrics": ["sdr", "bleu"]}},
             "stages[0] (evaluate): metrics=['sdr', 'bleu'] must be a list of sdr, si_sdr, pesq, "
-            "stoi (empty: emotions only)",
+            "stoi, dnsmos (empty: emotions only)",
         ),
     ],
 )

@@ -117,6 +117,7 @@ def test_figures_without_data_are_left_out(runs: Runs) -> None:
     line = (
         "Figures left out: SDRi by noise class (no noise class known for these files); "
         "per-speaker spread (no speaker known for these files); "
+        "DNSMOS input → output (no DNSMOS scores: evaluate with dnsmos); "
         "emotion confusion matrix (no file has both a true and a predicted emotion)."
     )
     assert line in md and line in html

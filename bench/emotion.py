@@ -1,0 +1,298 @@
+"""Emotion tagger yardstick: leave-actors-out cross-validation of a naive MFCC + SVM baseline and our models.
+
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/emotion.py [--quick] [--models ...] [--out J]
+
+RAVDESS speech, actors 01-16 (``--data``), 4 folds of 4 actors ({1-4}, {5-8}, {9-12}, {13-16}: two male and
+two female voices each); every model is trained on the other 12 actors of a fold and scored on its 4, so
+no actor is in train and test of one fold. Per model: accuracy, UAR and macro-F1 as mean ± std over the
+4 folds (and the min fold), the accuracy ratio to the baseline measured in the same run, and for models with
+probabilities the expected calibration error (ECE, 15 equal-width bins of the top probability) raw and
+after temperature scaling, the temperature cross-fitted: fold k's T minimises the NLL of the other three
+folds' held-out predictions, so no test item chooses its own T.
+
+Models (``--models``):
+
+mfcc-svm
+    The naive peer: mean and std over time of 40 MFCCs (librosa defaults) of the whole file, standardised,
+    RBF SVM (C chosen in {1, 10, 100} by inner leave-actors-out CV on the training actors; Platt
+    probabilities).
+stats-svm
+    Utterance statistics of spectral, energy and prosody tracks (:func:`emotion_stats`, 214 values:
+    MFCC and delta-MFCC, spectral shape, frame energy, F0 by YIN in semitones, voicing ratio, durations)
+    of the voice-trimmed utterance, standardised, RBF SVM (C by inner CV as above).
+stats-mlp
+    Ours, the shipped ``emotion-stats`` (:mod:`batchsep.models.emotion_stats`) trained as
+    :func:`batchsep.pipeline.emotion_stats_train.train_emotion_stats` trains it: the same 214 statistics,
+    an average of 5 MLPs (256 hidden, dropout 0.2, input noise), 60 epochs of AdamW, on the training actors'
+    files and their augmented copies (speed ×0.9 / ×1.1, and real noise from ``--noise`` at 5-20 dB with
+    a random gain). ``stats-mlp-noaug``: the same without the copies.
+cnn
+    The shipped recipe (``emotion-cnn``, jobs/train_default_emotion.yaml): 60 epochs of Adam (lr 2e-3,
+    3 warm-up epochs, cosine), label smoothing 0.1, mixup, SpecAugment masks, mel shift ±4, SWA over the last
+    15 epochs; trained on all 12 training actors of the fold (no validation choice: fixed recipe).
+cnn+stats
+    Mean of the temperature-scaled probabilities of ``cnn`` and ``stats-svm`` (needs both).
+
+Features are cached under ``--cache`` (key: file list and feature settings). ``--quick``: 2 folds and 8 CNN
+epochs, a smoke test of the whole path (its figures mean nothing). Scores are of whole trimmed utterances
+(the classifier); the product path (voiced segments) is ``bench/emotion_noise.py`` / ``batchsep tag``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import inspect
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import librosa
+import numpy as np
+import soundfile as sf
+import torch
+
+import batchsep.dsp.emotion_stats as emotion_stats_mod
+from batchsep.corpus.emotion_data import EmotionBatches, EmotionCorpus, utterance_log_mel
+from batchsep.corpus.ravdess import parse_ravdess_name
+from batchsep.dsp.emotion_stats import N_STATS
+from batchsep.dsp.mel import EmotionFeatureConfig
+from batchsep.evaluation.emotion import emotion_summary
+from batchsep.models.emotion import EmotionCnn, EmotionCnnConfig
+from batchsep.models.emotion_stats import EmotionStatsConfig
+from batchsep.pipeline.emotion_stats_train import (
+    SPEEDS,
+    augmented_copies,
+    cross_validate,
+    ece,
+    fit_temperature,
+    softmax_t,
+    stats_corpus,
+)  # fmt: skip
+from batchsep.pipeline.emotion_worker import _WeightAverage, lr_factor
+from batchsep.pipeline.tag import MIN_CONFIDENCE
+
+SR = 16000
+FOLDS = ((1, 2, 3, 4), (5, 6, 7, 8), (9, 10, 11, 12), (13, 14, 15, 16))
+ALL_MODELS = ("mfcc-svm", "stats-svm", "stats-mlp", "stats-mlp-noaug", "cnn", "cnn+stats")
+DEFAULT_MODELS = ("mfcc-svm", "stats-svm", "stats-mlp-noaug", "stats-mlp")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "emotion" / "ravdess"
+NOISE = DATA.parents[1] / "noise"
+
+
+# ----------------------------------------------------------------------------------------- features
+def mfcc_baseline(x: np.ndarray) -> np.ndarray:
+    """The peer's features: mean and std of 40 MFCCs (librosa defaults) over the whole file."""
+    m = librosa.feature.mfcc(y=x, sr=SR, n_mfcc=40)
+    return np.concatenate([m.mean(1), m.std(1)])
+
+
+def load_features(root: Path, cache: Path, mel_cfg: EmotionFeatureConfig, noise: str | None,
+                  seed: int, mels: bool) -> dict[str, Any]:  # fmt: skip
+    """Labels, actors, baseline features, ``emotion_stats`` of each file and of its augmented copies
+    (:func:`batchsep.pipeline.emotion_stats_train.stats_corpus`), and (``mels``) trimmed log-mels; cached."""
+    files = sorted(f for f in root.rglob("*.flac") if parse_ravdess_name(f.name).actor <= 16)
+    code = hashlib.sha1(
+        (
+            Path(str(emotion_stats_mod.__file__)).read_text()  # features follow code
+            + inspect.getsource(augmented_copies)
+        ).encode()
+    ).hexdigest()
+    key = hashlib.sha1(json.dumps([[f.name for f in files], mel_cfg.to_dict(), noise, seed,
+                                   N_STATS, SPEEDS, code]).encode()).hexdigest()[:12]  # fmt: skip
+    path = cache / f"emotion_bench_{key}.npz"
+    if path.exists():
+        z = np.load(path)
+        out = {k: z[k] for k in z.files}
+    else:
+        base = np.array([mfcc_baseline(sf.read(f, dtype="float32")[0]) for f in files])
+        st = stats_corpus(str(root), noise_uri=noise, seed=seed, verbose=True)
+        names = [parse_ravdess_name(f.name) for f in files]
+        assert [n.actor for n in names] == st["actor"].tolist(), "file order differs"
+        out = {"labels": st["y"], "actors": st["actor"], "base": base, "stats": st["x"],
+               "aug_x": st["aug_x"], "aug_of": st["aug_of"]}  # fmt: skip
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **out)
+    if mels:
+        out["mels"] = [utterance_log_mel(sf.read(f, dtype="float32")[0], mel_cfg) for f in files]
+    return out
+
+
+# --------------------------------------------------------------------------------------------- models
+def fit_svm(X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int) -> np.ndarray:
+    """A fitted pipeline's ``predict_proba`` after choosing C by inner leave-actors-out CV."""
+    from sklearn.model_selection import GridSearchCV, GroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    pipe = make_pipeline(StandardScaler(), SVC(kernel="rbf", gamma="scale", random_state=seed))
+    search = GridSearchCV(pipe, {"svc__C": [1.0, 10.0, 100.0]}, cv=GroupKFold(3), n_jobs=1)
+    search.fit(X, y, groups=groups)
+    best = search.best_params_["svc__C"]
+    final = make_pipeline(
+        StandardScaler(), SVC(C=best, gamma="scale", probability=True, random_state=seed)
+    )
+    return final.fit(X, y), best  # type: ignore[return-value]
+
+
+def fit_cnn(mels: list[np.ndarray], y: np.ndarray, a: np.ndarray, args: argparse.Namespace,
+            cfg: EmotionFeatureConfig) -> EmotionCnn:  # fmt: skip
+    """The shipped recipe on the given training utterances (fixed epochs, SWA, no validation choice)."""
+    torch.manual_seed(args.seed)
+    model = EmotionCnn(EmotionCnnConfig(label_smoothing=0.1))
+    corpus = EmotionCorpus(mels, y, a, [""] * len(mels), cfg)
+    batches = EmotionBatches(corpus, batch_size=32, max_mel_shift=4, seed=args.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    swa = _WeightAverage(model, args.cnn_epochs - args.swa_epochs, None)
+    for epoch in range(args.cnn_epochs):
+        for g in opt.param_groups:
+            g["lr"] = 2e-3 * lr_factor(epoch, max_epochs=args.cnn_epochs, warmup=3)
+        model.train()
+        for batch in batches.batches(epoch):
+            loss, _ = model.training_loss(batch)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        swa.on_epoch_end(epoch, None, None)  # type: ignore[arg-type]
+    clean = EmotionBatches(corpus, batch_size=64, shuffle=False, augment=False)
+    avg = swa.averaged(clean)
+    return (avg or model).eval()  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------------- main
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default=str(DATA), help="RAVDESS folder with Actor_01..Actor_16")
+    ap.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), choices=ALL_MODELS)
+    ap.add_argument("--quick", action="store_true", help="2 folds, 8 CNN epochs: a smoke test")
+    ap.add_argument("--cnn-epochs", type=int, default=60)
+    ap.add_argument("--swa-epochs", type=int, default=15)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--epochs", type=int, default=60, help="training epochs of stats-mlp")
+    ap.add_argument("--noise", default=str(NOISE), help="noise folder of stats-mlp's augmentation")
+    ap.add_argument("--cache", default="/tmp/batchsep-emotion-bench", help="feature cache folder")
+    ap.add_argument("--out", default=None, help="write per-fold figures and predictions (JSON)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    folds = FOLDS[:2] if args.quick else FOLDS
+    if args.quick:
+        args.cnn_epochs, args.swa_epochs = 8, 3
+    t0 = time.time()
+    cfg = EmotionFeatureConfig()
+    want_mels = bool({"cnn", "cnn+stats"} & set(args.models))
+    d = load_features(Path(args.data), Path(args.cache), cfg, args.noise, args.seed, want_mels)
+    y, actors = d["labels"], d["actors"]
+    print(f"{y.size} files, actors {sorted(set(actors.tolist()))}; features {time.time() - t0:.0f} s",
+          flush=True)  # fmt: skip
+    logp: dict[str, np.ndarray] = {}  # model -> out-of-fold log-probabilities [n, 8]
+    info: dict[str, list[Any]] = {m: [] for m in args.models}
+    tested = np.zeros(y.size, bool)
+    for k, test_actors in enumerate(folds):
+        te = np.isin(actors, test_actors)
+        tr = np.isin(actors, sum(FOLDS, ())) & ~te  # every other actor of 01-16 trains
+        assert not set(actors[tr].tolist()) & set(actors[te].tolist())
+        tested |= te
+        for name, feats in (("mfcc-svm", d["base"]), ("stats-svm", d["stats"])):
+            if name in args.models or (name == "stats-svm" and "cnn+stats" in args.models):
+                t = time.time()
+                with warnings.catch_warnings():  # SVC(probability=True) is deprecated in 1.9
+                    warnings.simplefilter("ignore", FutureWarning)
+                    clf, c = fit_svm(feats[tr], y[tr], actors[tr], args.seed)
+                logp.setdefault(name, np.zeros((y.size, 8)))[te] = np.log(
+                    clf.predict_proba(feats[te]) + 1e-12
+                )
+                info.setdefault(name, []).append({"C": c, "s": round(time.time() - t, 1)})
+        for name, aug in (("stats-mlp", True), ("stats-mlp-noaug", False)):
+            if name in args.models:
+                t = time.time()
+                data = {"x": d["stats"], "y": y, "actor": actors, "aug_x": d["aug_x"],
+                        "aug_of": d["aug_of"]} if aug else {
+                        "x": d["stats"], "y": y, "actor": actors,
+                        "aug_x": np.zeros((0, N_STATS)), "aug_of": np.zeros(0, np.int64)}  # fmt: skip
+                # train on every actor but this fold's (the other folds' test actors included)
+                lp = cross_validate(data, EmotionStatsConfig(), [test_actors], seed=args.seed,
+                                    epochs=args.epochs)  # fmt: skip
+                logp.setdefault(name, np.zeros((y.size, 8)))[te] = lp[te]
+                info.setdefault(name, []).append({"s": round(time.time() - t, 1)})
+        if "cnn" in args.models or "cnn+stats" in args.models:
+            t = time.time()
+            idx = np.flatnonzero(tr)
+            model = fit_cnn([d["mels"][i] for i in idx], y[tr], actors[tr], args, cfg)
+            test = EmotionCorpus([d["mels"][i] for i in np.flatnonzero(te)], y[te], actors[te],
+                                 [""] * int(te.sum()), cfg)  # fmt: skip
+            with torch.no_grad():
+                lg = model(torch.from_numpy(test.features()))
+            logp.setdefault("cnn", np.zeros((y.size, 8)))[te] = torch.log_softmax(lg, 1).numpy()
+            info.setdefault("cnn", []).append({"s": round(time.time() - t, 1)})
+        print(f"fold {k} (test actors {test_actors}) done at {time.time() - t0:.0f} s", flush=True)
+    fold_of = np.full(y.size, -1)
+    for k, f in enumerate(folds):
+        fold_of[np.isin(actors, f)] = k
+    # cross-fitted temperatures and calibrated probabilities
+    probs: dict[str, np.ndarray] = {}
+    temps: dict[str, list[float]] = {}
+    for name, lp in logp.items():
+        p = np.zeros_like(lp)
+        for k in range(len(folds)):
+            others = tested & (fold_of != k)
+            t = fit_temperature(lp[others], y[others])
+            temps.setdefault(name, []).append(t)
+            p[fold_of == k] = softmax_t(lp[fold_of == k], t)
+        probs[name] = p
+    if "cnn+stats" in args.models:
+        probs["cnn+stats"] = (probs["cnn"] + probs["stats-svm"]) / 2
+        logp["cnn+stats"] = np.log(probs["cnn+stats"] + 1e-12)
+    rows = {}
+    for name in [m for m in args.models if m in probs]:
+        per = [emotion_summary(y[fold_of == k], probs[name][fold_of == k].argmax(1))
+               for k in range(len(folds))]  # fmt: skip
+        raw = softmax_t(logp[name], 1.0)
+        rows[name] = {
+            **{m: [float(f[m]) for f in per] for m in ("accuracy", "uar", "macro_f1")},
+            "ece_raw": ece(raw[tested], y[tested]),
+            "ece_cal": ece(probs[name][tested], y[tested]),
+            "temperature": temps.get(name),
+            "fit": info.get(name),
+        }
+    base = np.mean(rows["mfcc-svm"]["accuracy"]) if "mfcc-svm" in rows else None
+    print(f"\nlow confidence (file top probability < {MIN_CONFIDENCE}, calibrated):")
+    for name in rows:
+        top, hit = probs[name][tested].max(1), probs[name][tested].argmax(1) == y[tested]
+        lo = top < MIN_CONFIDENCE
+        rows[name]["uncertain"] = {"share": float(lo.mean()), "acc_below": float(hit[lo].mean()),
+                                   "acc_above": float(hit[~lo].mean())}  # fmt: skip
+        print(
+            f"  {name}: {lo.mean():.0%} of files flagged; accuracy {hit[lo].mean():.2f} flagged, "
+            f"{hit[~lo].mean():.2f} not flagged"
+        )
+    print(f"\nleave-actors-out CV, {len(folds)} folds of 4 actors ({int(tested.sum())} files); "
+          f"mean ± std over folds (min fold); {time.time() - t0:.0f} s\n")  # fmt: skip
+    print(
+        "| model | accuracy | UAR | macro-F1 | acc ratio vs mfcc-svm | ECE raw | ECE calibrated |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        cell = {m: f"{np.mean(r[m]):.3f} ± {np.std(r[m]):.3f} ({min(r[m]):.3f})"
+                for m in ("accuracy", "uar", "macro_f1")}  # fmt: skip
+        ratio = f"{np.mean(r['accuracy']) / base:.2f}" if base else "-"
+        print(f"| {name} | {cell['accuracy']} | {cell['uar']} | {cell['macro_f1']} | {ratio} | "
+              f"{r['ece_raw']:.3f} | {r['ece_cal']:.3f} |")  # fmt: skip
+    for name, r in rows.items():
+        print(
+            f"{name}: per-fold accuracy {[round(v, 3) for v in r['accuracy']]}, "
+            f"temperatures {[round(t, 2) for t in r['temperature'] or []]}, fit {r['fit']}"
+        )
+    if args.out:
+        dump = {"rows": rows, "folds": [list(f) for f in folds], "args": vars(args),
+                "labels": y.tolist(), "actors": actors.tolist(),
+                "probs": {k: v.round(5).tolist() for k, v in probs.items()}}  # fmt: skip
+        Path(args.out).write_text(json.dumps(dump))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
