@@ -21,6 +21,7 @@ from batchsep.errors import (
     StorageFullError,
 )
 from batchsep.io import audio, schemas, storage
+from batchsep.pipeline import interrupt
 from batchsep.pipeline.chunking import overlap_add_stream
 from batchsep.pipeline.level import MODEL_LEVEL, InputLevel, check_input_level
 from batchsep.pipeline.tag import TAG_SR, EmotionTagger
@@ -328,8 +329,10 @@ def enhance_file(
             # the tags' last window, before the output is published: a failure leaves no output
             emotion = timed(tags.result) if tags is not None else None
     except (AudioDecodeError, StorageError, ParameterError) as e:
+        interrupt.reraise_if_interrupted(e)  # a Ctrl-C swallowed by soundfile's C callback
         return fail_row(row, e, fatal=run_fatal(e, output=input_open))
     except Exception as e:  # a decoder, encoder, model or library failure: this file's own
+        interrupt.reraise_if_interrupted(e)
         reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         return fail_row(row, BatchsepError(f"enhancement failed: {reason}"))
     warnings = list(getattr(f, "warnings", ()))  # the decoder's messages (FFmpeg), this file's own
