@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,9 +21,8 @@ from batchsep.evaluation.aggregate import (
     speaker_spread,
     summarize,
 )
-
-GROUP = "system"
-NA = "–"
+from batchsep.reporting.quality import dnsmos_table, emotion_tag_table
+from batchsep.reporting.tables import GROUP, NA, Table, _finite_any, fmt
 
 # (label, summary column, decimals, suffix)
 SUMMARY_COLUMNS = (
@@ -58,16 +57,6 @@ DNSMOS_SUMMARY = frozenset({"dnsmos_ovrl_mean"})
 BREAKDOWN_LABELS = {"sdr_i": "SDRi", "si_sdr_i": "SI-SDRi"}
 MIXED_METRIC = "sdr_i_or_si_sdr_i"
 """Breakdown column of a report whose systems do not all have SDRi: SDRi, else SI-SDRi."""
-
-
-@dataclass
-class Table:
-    """A table of formatted cells; ``best[r][c]`` marks the best value of a column."""
-
-    headers: list[str]
-    rows: list[list[str]]
-    best: list[list[bool]] = field(default_factory=list)
-    na: list[list[bool]] = field(default_factory=list)
 
 
 @dataclass
@@ -118,19 +107,6 @@ class ReportContent:
     """DNSMOS input → output per system (None when no system has DNSMOS scores)."""
     emotion_tags: Table | None = None
     """Distribution of the emotion tags per system (None when no system was tagged)."""
-
-
-def fmt(value: Any, decimals: int = 2, suffix: str = "") -> str:
-    """Format a number (NaN/None → "–"); ints without decimals."""
-    if value is None:
-        return NA
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if not np.isfinite(v):
-        return NA
-    return f"{v:,.{decimals}f}{suffix}" if decimals else f"{v:,.0f}{suffix}"
 
 
 def end_to_end_speed(job: Mapping[str, Any] | None) -> float:
@@ -269,12 +245,6 @@ def flatten(obj: Any, prefix: str = "", *, max_len: int = 240) -> list[tuple[str
     return [(prefix or "value", text)]
 
 
-def _finite_any(table: pd.DataFrame, column: str) -> bool:
-    if column not in table:
-        return False
-    return bool(np.isfinite(pd.to_numeric(table[column], errors="coerce").to_numpy(float)).any())
-
-
 def breakdown_metric(table: pd.DataFrame, systems: list[str]) -> tuple[str, str]:
     """The column the breakdowns show, and its label: SDRi for the systems that have it, else
     SI-SDRi (a mixed report gets the column :data:`MIXED_METRIC`, added to ``table``)."""
@@ -317,8 +287,6 @@ def build_content(
     runs: Sequence[tuple[str, pd.DataFrame, Mapping[str, Any] | None]],
 ) -> tuple[ReportContent, pd.DataFrame]:
     """Aggregate the runs into formatted tables; also return the combined per-file table."""
-    from batchsep.reporting import quality
-
     table = system_table(runs)
     systems = list(dict.fromkeys(table[GROUP].astype(str)))
     summary = summarize(table, by=GROUP, metrics=(*SUMMARY_METRICS, "dnsmos_ovrl", "dnsmos_ovrl_i"))
@@ -391,7 +359,7 @@ def build_content(
         summary_note=" ".join(
             n for n in (left_out_note, SPEED_NOTE, TAGGED_NOTE if tagged else "") if n
         ),
-        dnsmos=quality.dnsmos_table(table, systems),
-        emotion_tags=quality.emotion_tag_table(table, systems),
+        dnsmos=dnsmos_table(table, systems),
+        emotion_tags=emotion_tag_table(table, systems),
     )
     return content, table

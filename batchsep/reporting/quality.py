@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from batchsep.evaluation.emotion import EMOTIONS
-from batchsep.reporting.content import GROUP, NA, Table, _finite_any, fmt
+from batchsep.reporting.tables import GROUP, NA, Table, _finite_any, fmt
 
 DNSMOS_COLUMNS = (("SIG", "dnsmos_sig"), ("BAK", "dnsmos_bak"), ("OVRL", "dnsmos_ovrl"),
                   ("P.808", "dnsmos_p808"))  # fmt: skip
