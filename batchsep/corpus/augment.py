@@ -277,18 +277,14 @@ def draw_augmented(
             continue
         if count == 0:
             continue
-        pool = sorted(
-            (s for s in speech if speaker_split.get(s.group) == split), key=lambda f: f.rel_path
+        pool, noise_pool, by_class = mx.split_pools(
+            speech,
+            noise,
+            speaker_split,
+            clip_split,
+            split,
+            hint=f"{count} mixtures but has no {{what}}",
         )
-        noise_pool = sorted(
-            (f for f in noise if clip_split.get(f.clip) == split), key=lambda f: f.rel_path
-        )
-        if not pool or not noise_pool:
-            what = "speech (speakers)" if not pool else "noise (recordings)"
-            raise ParameterError(f"split {split!r} needs {count} mixtures but has no {what}")
-        by_class: dict[str, list[SourceFile]] = {}
-        for f in noise_pool:
-            by_class.setdefault(f.group, []).append(f)
         by_input: dict[int, list[SourceFile]] = {}
         for f in pool:
             by_input.setdefault((speech_inputs or {}).get(f.uri, 0), []).append(f)

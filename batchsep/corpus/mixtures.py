@@ -310,6 +310,37 @@ def assign_splits(
     return speaker_split, clip_split
 
 
+def split_pools(
+    speech: Sequence[SourceFile],
+    noise: Sequence[SourceFile],
+    speaker_split: Mapping[str, str],
+    clip_split: Mapping[str, str],
+    split: str,
+    *,
+    hint: str,
+) -> tuple[list[SourceFile], list[SourceFile], dict[str, list[SourceFile]]]:
+    """The speech and noise files of ``split`` (sorted by path) and its noise files by class.
+
+    Raises
+    ------
+    ParameterError
+        ``split`` has no speech or no noise: "split 'test' needs " + ``hint`` (``{what}`` filled in).
+    """
+    pool = sorted(
+        (f for f in speech if speaker_split.get(f.group) == split), key=lambda f: f.rel_path
+    )
+    noise_pool = sorted(
+        (f for f in noise if clip_split.get(f.clip) == split), key=lambda f: f.rel_path
+    )
+    if not pool or not noise_pool:
+        what = "speech (speakers)" if not pool else "noise (recordings)"
+        raise ParameterError(f"split {split!r} needs " + hint.format(what=what))
+    by_class: dict[str, list[SourceFile]] = {}
+    for f in noise_pool:
+        by_class.setdefault(f.group, []).append(f)
+    return pool, noise_pool, by_class
+
+
 def draw_recipes(
     speech: Sequence[SourceFile],
     noise: Sequence[SourceFile],
@@ -333,21 +364,11 @@ def draw_recipes(
     for split, count in config.counts().items():
         if count == 0:
             continue
-        pool = sorted(
-            (s for s in speech if speaker_split.get(s.group) == split), key=lambda f: f.rel_path
-        )
-        noise_pool = sorted(
-            (f for f in noise if clip_split.get(f.clip) == split), key=lambda f: f.rel_path
-        )
-        if not pool or not noise_pool:
-            what = "speech (speakers)" if not pool else "noise (recordings)"
-            raise ParameterError(
-                f"split {split!r} needs {count} mixtures but has no {what}: too few inputs for "
-                f"valid_fraction={config.valid_fraction}, test_fraction={config.test_fraction}"
-            )
-        by_class: dict[str, list[SourceFile]] = {}
-        for f in noise_pool:
-            by_class.setdefault(f.group, []).append(f)
+        pool, noise_pool, by_class = split_pools(
+            speech, noise, speaker_split, clip_split, split,
+            hint=f"{count} mixtures but has no {{what}}: too few inputs for "
+            f"valid_fraction={config.valid_fraction}, test_fraction={config.test_fraction}",
+        )  # fmt: skip
         classes = sorted(by_class)
         for i in range(count):
             rng = np.random.default_rng([config.seed, _SPLIT_CODE[split], i])
