@@ -6,46 +6,17 @@ written, then ``OSError(ENOSPC)``), under Python's own buffering, as on a full f
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import errno
-import io
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
+from full_disk import full_disk
 
 from batchsep.errors import StorageAccessError, StorageError, StorageFullError
 from batchsep.io import storage
 from batchsep.io.storage import TMP_PREFIX
-
-
-class FullDisk(io.FileIO):
-    """A raw file that holds at most ``limit`` bytes: then ``OSError(ENOSPC)``, as the kernel says."""
-
-    def __init__(self, path: str, mode: str, limit: int) -> None:
-        super().__init__(path, mode.replace("b", ""))
-        self.limit, self.used = limit, 0
-
-    def write(self, b: Any) -> int:
-        room = self.limit - self.used
-        if room <= 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        n = super().write(memoryview(b)[:room])
-        self.used += n or 0
-        return n or 0
-
-
-def full_disk(monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
-    """Files that :mod:`batchsep.io.storage` opens for writing hold at most ``limit`` bytes."""
-
-    def open_(path: str, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-        if "w" not in mode:
-            return builtins.open(path, mode, *args, **kwargs)
-        return io.BufferedWriter(FullDisk(path, mode, limit))
-
-    monkeypatch.setattr(storage, "open", open_, raising=False)
 
 
 @pytest.mark.parametrize(

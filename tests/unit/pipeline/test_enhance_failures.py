@@ -6,9 +6,6 @@ Python's buffering): see ``tests/integration/test_enhance_full_disk.py`` for a r
 
 from __future__ import annotations
 
-import builtins
-import errno
-import io
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -17,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from full_disk import full_disk
 
 from batchsep.errors import JobStoppedError, StorageFullError
 from batchsep.io import parquet, schemas, storage
@@ -25,34 +23,6 @@ from batchsep.pipeline.enhance_file import RUN_FATAL, EnhanceOptions, enhance_fi
 from batchsep.pipeline.enhance_worker import EnhanceWorker, ShardTask
 
 SR = 16000
-
-
-class FullDisk(io.FileIO):
-    """A raw file that holds at most ``limit`` bytes, then raises ``OSError(ENOSPC)`` as the kernel does
-    (the part of a write that fits is written first)."""
-
-    def __init__(self, path: str, mode: str, limit: int) -> None:
-        super().__init__(path, mode.replace("b", ""))
-        self.limit, self.used = limit, 0
-
-    def write(self, b: Any) -> int:
-        room = self.limit - self.used
-        if room <= 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        n = super().write(memoryview(b)[:room]) or 0
-        self.used += n
-        return n
-
-
-def full_disk(monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
-    """Every file :mod:`batchsep.io.storage` writes from now on holds at most ``limit`` bytes."""
-
-    def open_(path: str, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-        if "w" not in mode:
-            return builtins.open(path, mode, *args, **kwargs)
-        return io.BufferedWriter(FullDisk(path, mode, limit))
-
-    monkeypatch.setattr(storage, "open", open_, raising=False)
 
 
 def tone_file(path: Path, seconds: float = 1.0, freq: float = 440.0) -> str:
