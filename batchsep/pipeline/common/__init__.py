@@ -1,0 +1,1 @@
+"""What every stage shares: ``job.json`` provenance (``jobinfo``), progress callbacks, Ctrl-C handling."""

@@ -1,0 +1,1 @@
+"""The inspect stage: figures of a trained model (``driver``, ``plots``, ``latent``)."""

@@ -1,0 +1,1 @@
+"""The report stage: Markdown/HTML/PNG reports comparing evaluated runs (``driver``)."""

@@ -1,0 +1,1 @@
+"""Torch datasets of training: feature shards (``features``) and the emotion corpus (``emotion``)."""
