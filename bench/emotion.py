@@ -22,7 +22,7 @@ stats-svm
     of the voice-trimmed utterance, standardised, RBF SVM (C by inner CV as above).
 stats-mlp
     Ours, the shipped ``emotion-stats`` (:mod:`batchsep.models.emotion_stats`) trained as
-    :func:`batchsep.pipeline.emotion_stats_train.train_emotion_stats` trains it: the same 214 statistics,
+    :func:`batchsep.pipeline.train.emotion_stats.train_emotion_stats` trains it: the same 214 statistics,
     an average of 5 MLPs (256 hidden, dropout 0.2, input noise), 60 epochs of AdamW, on the training actors'
     files and their augmented copies (speed ×0.9 / ×1.1, and real noise from ``--noise`` at 5-20 dB with
     a random gain). ``stats-mlp-noaug``: the same without the copies.
@@ -56,14 +56,14 @@ import soundfile as sf
 import torch
 
 import batchsep.dsp.emotion_stats as emotion_stats_mod
-from batchsep.corpus.emotion_data import EmotionBatches, EmotionCorpus, utterance_log_mel
 from batchsep.corpus.ravdess import parse_ravdess_name
 from batchsep.dsp.emotion_stats import N_STATS
 from batchsep.dsp.mel import EmotionFeatureConfig
 from batchsep.evaluation.emotion import emotion_summary
 from batchsep.models.emotion import EmotionCnn, EmotionCnnConfig
 from batchsep.models.emotion_stats import EmotionStatsConfig
-from batchsep.pipeline.emotion_stats_train import (
+from batchsep.pipeline.enhance.tag import MIN_CONFIDENCE
+from batchsep.pipeline.train.emotion_stats import (
     SPEEDS,
     augmented_copies,
     cross_validate,
@@ -72,8 +72,8 @@ from batchsep.pipeline.emotion_stats_train import (
     softmax_t,
     stats_corpus,
 )  # fmt: skip
-from batchsep.pipeline.emotion_worker import _WeightAverage, lr_factor
-from batchsep.pipeline.tag import MIN_CONFIDENCE
+from batchsep.pipeline.train.emotion_worker import _WeightAverage, lr_factor
+from batchsep.training.data.emotion import EmotionBatches, EmotionCorpus, utterance_log_mel
 
 SR = 16000
 FOLDS = ((1, 2, 3, 4), (5, 6, 7, 8), (9, 10, 11, 12), (13, 14, 15, 16))
@@ -93,7 +93,7 @@ def mfcc_baseline(x: np.ndarray) -> np.ndarray:
 def load_features(root: Path, cache: Path, mel_cfg: EmotionFeatureConfig, noise: str | None,
                   seed: int, mels: bool) -> dict[str, Any]:  # fmt: skip
     """Labels, actors, baseline features, ``emotion_stats`` of each file and of its augmented copies
-    (:func:`batchsep.pipeline.emotion_stats_train.stats_corpus`), and (``mels``) trimmed log-mels; cached."""
+    (:func:`batchsep.pipeline.train.emotion_stats.stats_corpus`), and (``mels``) trimmed log-mels; cached."""
     files = sorted(f for f in root.rglob("*.flac") if parse_ravdess_name(f.name).actor <= 16)
     code = hashlib.sha1(
         (

@@ -36,9 +36,9 @@ from batchsep.dsp.vad import voiced_segments
 from batchsep.evaluation.emotion import emotion_summary
 from batchsep.io import audio, storage
 from batchsep.models.emotion import EMOTIONS
-from batchsep.pipeline.enhancer import load_enhancer
-from batchsep.pipeline.prepare_run import read_mixtures
-from batchsep.pipeline.tag import TAG_SR, EmotionTagger
+from batchsep.pipeline.enhance.enhancer import load_enhancer
+from batchsep.pipeline.enhance.tag import TAG_SR, EmotionTagger
+from batchsep.pipeline.prepare.run import read_mixtures
 
 
 def load(uri: str) -> np.ndarray:

@@ -40,8 +40,8 @@ import torch
 from batchsep.distributed import runtime
 from batchsep.distributed.data import RayDataExecutor
 from batchsep.dsp import to_rate_mono
-from batchsep.pipeline.enhance import enhance
-from batchsep.pipeline.enhancer import load_enhancer
+from batchsep.pipeline.enhance.driver import enhance
+from batchsep.pipeline.enhance.enhancer import load_enhancer
 
 
 def pick_files(data: Path, n: int, dest: Path, repeat: int = 1) -> float:

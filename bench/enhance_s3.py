@@ -33,8 +33,8 @@ sys.path.insert(0, str(HERE.parent / "tests"))  # the tests' S3 server
 from enhance import pick_files  # noqa: E402
 from s3server import start_s3_server  # noqa: E402
 
-from batchsep.pipeline.enhance import enhance  # noqa: E402
-from batchsep.pipeline.enhance_worker import ShardTask, serial_executor  # noqa: E402
+from batchsep.pipeline.enhance.driver import enhance  # noqa: E402
+from batchsep.pipeline.enhance.worker import ShardTask, serial_executor  # noqa: E402
 
 
 def sync_executor(

@@ -31,9 +31,9 @@ import torch
 
 from batchsep.corpus.mixtures import MixtureConfig
 from batchsep.distributed import runtime
-from batchsep.pipeline import features as feat
-from batchsep.pipeline.prepare import prepare
-from batchsep.pipeline.prepare_run import read_mixtures
+from batchsep.pipeline.features import driver as feat
+from batchsep.pipeline.prepare.driver import prepare
+from batchsep.pipeline.prepare.run import read_mixtures
 from batchsep.pipeline.runner import SerialRunner
 
 SHARD_MB = 32.0

@@ -23,7 +23,7 @@ import torch
 
 from batchsep.models import build_model
 from batchsep.models.base import MaskModel
-from batchsep.pipeline.enhancer import MaskEnhancer, load_enhancer
+from batchsep.pipeline.enhance.enhancer import MaskEnhancer, load_enhancer
 
 SR = 16000
 

@@ -21,10 +21,10 @@ import soundfile as sf
 import torch
 
 from batchsep.dsp import to_rate_mono
+from batchsep.dsp.level import INPUT_LEVEL_DB
 from batchsep.evaluation.metrics import si_sdr
-from batchsep.pipeline.enhancer import load_enhancer
-from batchsep.pipeline.level import INPUT_LEVEL_DB
-from batchsep.pipeline.prepare_run import read_mixtures
+from batchsep.pipeline.enhance.enhancer import load_enhancer
+from batchsep.pipeline.prepare.run import read_mixtures
 
 
 def load(path: str) -> np.ndarray:

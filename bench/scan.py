@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from batchsep.distributed import runtime
-from batchsep.pipeline.scan import scan
+from batchsep.pipeline.scan.driver import scan
 
 
 def run(data: str, workers: int) -> tuple[float, float, float]:

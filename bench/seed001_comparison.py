@@ -106,9 +106,9 @@ def score(run: str, out: str, n_test: int) -> None:
 
     from batchsep.evaluation.metrics import score_file
     from batchsep.io import checkpoint
-    from batchsep.pipeline.enhancer import load_enhancer
-    from batchsep.pipeline.prepare_render import load_mixture
-    from batchsep.pipeline.prepare_run import read_mixtures
+    from batchsep.pipeline.enhance.enhancer import load_enhancer
+    from batchsep.pipeline.prepare.render import load_mixture
+    from batchsep.pipeline.prepare.run import read_mixtures
 
     torch.set_num_threads(1)
     rows = [r for r in read_mixtures(run)

@@ -66,7 +66,7 @@ def train(cmds: list[list[str]], dry_run: bool) -> None:
 
 
 def _test_rows(run: str, n_test: int) -> list[dict]:
-    from batchsep.pipeline.prepare_run import read_mixtures
+    from batchsep.pipeline.prepare.run import read_mixtures
 
     rows = read_mixtures(run)
     return [r for r in rows if r["split"] == "test" and r["status"] == "ok"][:n_test]
@@ -76,7 +76,7 @@ def score_model(folder: str, mode: str, rows: list[dict], mixtures: list[dict]) 
     """Per-mixture scores of one model folder (``mode``: "mi" or "kmeans") and its speed."""
     from batchsep.evaluation.metrics import score_file
     from batchsep.io import checkpoint
-    from batchsep.pipeline.enhancer import load_enhancer
+    from batchsep.pipeline.enhance.enhancer import load_enhancer
 
     enhancer, name, _ = load_enhancer(folder)
     if mode == "kmeans":
@@ -173,7 +173,7 @@ def score(
 ) -> None:
     import torch
 
-    from batchsep.pipeline.prepare_render import load_mixture
+    from batchsep.pipeline.prepare.render import load_mixture
 
     torch.set_num_threads(1)
     rows = _test_rows(run, n_test)

@@ -59,7 +59,7 @@ def model_names() -> list[str]:
     """``default``, every zoo model batchsep knows at this point, and one fusion."""
     names = ["default"]
     try:
-        from batchsep.pipeline.zoo import ZOO
+        from batchsep.pipeline.enhance.zoo import ZOO
     except ImportError:
         return names
     names += list(ZOO)

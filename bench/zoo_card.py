@@ -27,8 +27,8 @@ import soundfile as sf
 import torch
 
 from batchsep.evaluation.bss import sdr_only
-from batchsep.pipeline.enhance_file import EnhanceOptions, enhance_file
-from batchsep.pipeline.enhancer import load_enhancer
+from batchsep.pipeline.enhance.enhancer import load_enhancer
+from batchsep.pipeline.enhance.file import EnhanceOptions, enhance_file
 
 NAMES = ["default", "rnnoise", "nsnet2", "deepfilternet3", "rnnoise+deepfilternet3"]
 

@@ -25,7 +25,7 @@ def require_zoo() -> None:
 
 def tampered_package(tmp_path: Path, name: str) -> Path:
     """A copy of the package folder of zoo model ``name`` with one byte of its weights file changed."""
-    from batchsep.pipeline import zoo
+    from batchsep.pipeline.enhance import zoo
 
     spec = zoo.ZOO[name]
     copy = tmp_path / spec.package

@@ -148,7 +148,7 @@ class InterruptibleGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         from batchsep.cli.console import filtered_stderr
-        from batchsep.pipeline import interrupt
+        from batchsep.pipeline.common import interrupt
 
         interrupt.install()  # a Ctrl-C inside a C callback is not lost (see the module)
         try:

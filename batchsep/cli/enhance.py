@@ -25,14 +25,14 @@ from batchsep.cli.common import (
     ray_options,
 )
 from batchsep.cli.main import main
+from batchsep.dsp.level import INPUT_LEVEL_DB, MODEL_LEVEL, InputLevel, check_input_level
 from batchsep.errors import BatchsepError, JobStoppedError, ParameterError
-from batchsep.pipeline.level import INPUT_LEVEL_DB, MODEL_LEVEL, InputLevel, check_input_level
 
 
 def _check_inputs(in_uri: str, out_uri: str, models: dict[str, str]) -> None:
     """Fail early (usage/fatal exits) on a missing input, a bad model, an unwritable output."""
-    from batchsep.pipeline.outfolder import enhance_inputs
-    from batchsep.pipeline.zoo import read_model_meta
+    from batchsep.pipeline.enhance.outfolder import enhance_inputs
+    from batchsep.pipeline.enhance.zoo import read_model_meta
 
     try:
         enhance_inputs(in_uri, out_uri)

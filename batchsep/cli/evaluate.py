@@ -138,7 +138,7 @@ def report(run_uris: tuple[str, ...], out_uri: str, names: tuple[str, ...]) -> N
     with a line saying so. Plots of an earlier report in OUT that this one does not make
     are removed. The same run given twice is a usage error (2); an unwritable OUT exits 3.
     """
-    from batchsep.pipeline.report import ReportOutputError
+    from batchsep.pipeline.report.driver import ReportOutputError
 
     if names and len(names) != len(run_uris):
         _fail_usage(f"--name given {len(names)} times for {len(run_uris)} runs")

@@ -58,7 +58,7 @@ def run(spec_uri: str, address: str | None, overrides: tuple[str, ...], dry_run:
     "${STAGE.PARAM}" takes a parameter of an earlier stage. See jobs/README.md. The same spec
     runs on a cluster with `batchsep submit`.
     """
-    from batchsep import jobspec
+    from batchsep.jobs import spec as jobspec
 
     try:
         spec = jobspec.load_spec(spec_uri, overrides=overrides)
@@ -70,7 +70,7 @@ def run(spec_uri: str, address: str | None, overrides: tuple[str, ...], dry_run:
         click.echo(f"  {s.index}. {s.name} ({s.stage}): {params}")
     if spec.env:
         click.echo(f"  env: {', '.join(sorted(spec.env))}")
-    from batchsep.jobspec_stages import missing_inputs
+    from batchsep.jobs.stages import missing_inputs
 
     missing, unchecked = missing_inputs(spec)
     for line in unchecked:
@@ -80,7 +80,7 @@ def run(spec_uri: str, address: str | None, overrides: tuple[str, ...], dry_run:
     if dry_run:
         sys.exit(EXIT_OK)
     from batchsep.cli.console import Progress
-    from batchsep.distributed import jobs
+    from batchsep.jobs import run as jobs
 
     bar = Progress()  # a bar on a terminal, plain lines in a Ray job's log
 
@@ -181,9 +181,9 @@ def submit(
     """
     import json
 
-    from batchsep import jobspec
-    from batchsep.distributed import jobs
-    from batchsep.jobspec_stages import relative_paths
+    from batchsep.jobs import run as jobs
+    from batchsep.jobs import spec as jobspec
+    from batchsep.jobs.stages import relative_paths
 
     if sum([wheel, no_install, bool(pip_reqs)]) > 1:
         _fail_usage("choose one of --pip, --wheel and --no-install")
@@ -233,7 +233,7 @@ def submit(
 @click.option("--address", required=True, envvar="RAY_API_SERVER_ADDRESS", help=_JOBS_ADDRESS_HELP)
 def status(job_id: str, address: str) -> None:
     """Print the status of job JOB_ID (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)."""
-    from batchsep.distributed import jobs
+    from batchsep.jobs import run as jobs
 
     click.echo(jobs.describe_state(_jobs_call(lambda: jobs.status(job_id, address=address))))
 
@@ -244,7 +244,7 @@ def status(job_id: str, address: str) -> None:
 @click.option("--follow", "-f", is_flag=True, help="Keep streaming until the job ends.")
 def logs(job_id: str, address: str, follow: bool) -> None:
     """Print the logs (driver output) of job JOB_ID."""
-    from batchsep.distributed import jobs
+    from batchsep.jobs import run as jobs
 
     if follow:
         _jobs_call(
@@ -261,7 +261,7 @@ def logs(job_id: str, address: str, follow: bool) -> None:
 @click.option("--address", required=True, envvar="RAY_API_SERVER_ADDRESS", help=_JOBS_ADDRESS_HELP)
 def cancel(job_id: str, address: str) -> None:
     """Stop job JOB_ID (its driver and tasks); outputs already committed stay, re-runs resume."""
-    from batchsep.distributed import jobs
+    from batchsep.jobs import run as jobs
 
     stopped = _jobs_call(lambda: jobs.cancel(job_id, address=address))
     click.echo(f"job {job_id}: " + ("stop requested" if stopped else "was not running"))

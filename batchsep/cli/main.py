@@ -85,7 +85,7 @@ def scan(
     subtype, peak, RMS level, and status (ok/error) with a readable error for bad files.
     Non-audio files (by extension) are skipped and counted.
     """
-    from batchsep.pipeline.scan import list_audio
+    from batchsep.pipeline.scan.driver import list_audio
 
     try:
         entries, _ = list_audio(in_uri)

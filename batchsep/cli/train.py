@@ -19,7 +19,7 @@ from batchsep.cli.common import (
 )
 from batchsep.cli.main import main
 from batchsep.errors import BatchsepError, StorageError
-from batchsep.jobspec import TRAINABLE_MODELS
+from batchsep.jobs.spec import TRAINABLE_MODELS
 
 
 @main.command(epilog=EPILOG_TASK)
@@ -134,8 +134,8 @@ def train(
 
     from batchsep.errors import ConfigError, ParameterError, RegistryError
     from batchsep.io import storage
-    from batchsep.pipeline.train import check_config, parse_overrides
-    from batchsep.pipeline.train_data import resolve_features
+    from batchsep.pipeline.train.data import resolve_features
+    from batchsep.pipeline.train.driver import check_config, parse_overrides
 
     t0 = time.perf_counter()
     try:
@@ -146,7 +146,7 @@ def train(
         elif not storage.exists(run_uri):
             raise StorageError(f"--features {run_uri} does not exist")
         else:
-            from batchsep.corpus.emotion_data import check_labelled
+            from batchsep.training.data.emotion import check_labelled
 
             check_labelled(run_uri)  # StorageError: no RAVDESS-named file
     except (ParameterError, RegistryError, StorageError) as e:

@@ -1,6 +1,6 @@
 """Mixture recipes: who is speaker/noise class/recording, disjoint splits, seeded draws, rendering.
 
-Everything here is pure (no I/O): :mod:`batchsep.pipeline.prepare` reads the files and writes the outputs.
+Everything here is pure (no I/O): :mod:`batchsep.pipeline.prepare.driver` reads the files and writes the outputs.
 
 Splits (seed 004's protocol): train, valid and test share **no speaker and no noise recording**. Speakers
 are split as a whole; noise recordings are split *within each noise class*, so every class appears in every

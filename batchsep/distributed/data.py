@@ -1,6 +1,6 @@
 """Ray Data wiring for the enhance stage: shards stream through an actor pool that loads the model once.
 
-Each actor holds one :class:`~batchsep.pipeline.enhance_worker.EnhanceWorker` (Ray-free). Decode,
+Each actor holds one :class:`~batchsep.pipeline.enhance.worker.EnhanceWorker` (Ray-free). Decode,
 model and encode run inside the actor, in bounded memory: raw audio never travels through the object
 store (a one-hour file would be hundreds of MB), only shard descriptions in and result rows out. Ray
 Data restarts dead actors and retries their batches, so a killed worker delays a shard but never
@@ -20,7 +20,7 @@ import ray
 
 from batchsep.distributed.runtime import init
 from batchsep.errors import BatchsepError
-from batchsep.pipeline.enhance_worker import EnhanceWorker, ShardTask, task_from_json, task_to_json
+from batchsep.pipeline.enhance.worker import EnhanceWorker, ShardTask, task_from_json, task_to_json
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Ray wiring of the train stage: DDP on Ray Train's ``TorchTrainer``; SNMF learning as Ray tasks.
 
-:class:`RayTrainExecutor` is a fit executor for :func:`batchsep.pipeline.train.train`: every Ray Train
-worker runs the Ray-free :func:`~batchsep.pipeline.train.run_worker` on its rank's share of the feature
+:class:`RayTrainExecutor` is a fit executor for :func:`batchsep.pipeline.train.driver.train`: every Ray Train
+worker runs the Ray-free :func:`~batchsep.pipeline.train.driver.run_worker` on its rank's share of the feature
 shards, with ``ray.train.torch.prepare_model`` as ``wrap`` (DistributedDataParallel; gloo on CPU, nccl on
 GPU) and an all-reduce of the epoch's losses, so that every rank takes the same early-stopping decision.
 Rank 0 writes the outputs to the model URI; the driver reads ``metrics.json`` back. SNMF dictionary
@@ -20,7 +20,7 @@ import torch
 from batchsep.distributed.runtime import RayRunner, init
 from batchsep.errors import BatchsepError
 from batchsep.io import checkpoint
-from batchsep.pipeline.train import TrainJob, run_worker
+from batchsep.pipeline.train.driver import TrainJob, run_worker
 
 
 def all_reduce_mean(metrics: dict[str, float]) -> dict[str, float]:

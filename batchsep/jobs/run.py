@@ -1,7 +1,7 @@
 """Run job specs: every stage in order in this process, or as a Ray Job on a cluster (Ray Jobs API).
 
 :func:`run_spec` calls the ``batchsep.api`` function of each stage of a validated
-:class:`~batchsep.jobspec.JobSpec` (stages start an embedded local Ray, or connect to ``address`` /
+:class:`~batchsep.jobs.spec.JobSpec` (stages start an embedded local Ray, or connect to ``address`` /
 ``$RAY_ADDRESS``). :func:`submit` uploads a spec to a cluster's Jobs API (``http://HEAD:8265``) with the
 entrypoint ``batchsep run SPEC``; :func:`status`, :func:`logs`, :func:`follow_logs`, :func:`cancel` and
 :func:`wait` wrap :class:`ray.job_submission.JobSubmissionClient`.
@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
-from batchsep import jobspec
 from batchsep.distributed.jobs_client import (
     cancel,
     describe_state,
@@ -29,10 +28,11 @@ from batchsep.distributed.jobs_client import (
     status,
     wait,
 )
-from batchsep.distributed.jobs_submit import load_runtime_env, prepare_submission, submit
 from batchsep.errors import BatchsepError
-from batchsep.jobspec import JobSpec, StageSpec
-from batchsep.jobspec_stages import call_kwargs, stage_functions
+from batchsep.jobs import spec as jobspec
+from batchsep.jobs.spec import JobSpec, StageSpec
+from batchsep.jobs.stages import call_kwargs, stage_functions
+from batchsep.jobs.submit import load_runtime_env, prepare_submission, submit
 
 __all__ = [  # the CLI's ``batchsep run/submit/status/logs/cancel`` call these through this module
     "StageOutcome",
@@ -126,7 +126,7 @@ def run_spec(
     Parameters
     ----------
     spec : JobSpec
-        A validated spec (:func:`batchsep.jobspec.load_spec`).
+        A validated spec (:func:`batchsep.jobs.spec.load_spec`).
     address : str, optional
         Ray address for every stage that takes one; overrides ``spec.ray.address``. ``None`` and no
         ``ray.address``: ``$RAY_ADDRESS`` (set inside a Ray Job), else an embedded local Ray.

@@ -40,9 +40,9 @@ import yaml
 
 from batchsep.config import Config, _coerce, register_config
 from batchsep.errors import ConfigError
-from batchsep.jobspec_credentials import check_no_credentials, looks_like_secret, secret_message
-from batchsep.jobspec_references import ReferenceResolver
-from batchsep.jobspec_stages import accepts_any_key, coerce_param, stage_functions, stage_parameters
+from batchsep.jobs.credentials import check_no_credentials, looks_like_secret, secret_message
+from batchsep.jobs.references import ReferenceResolver
+from batchsep.jobs.stages import accepts_any_key, coerce_param, stage_functions, stage_parameters
 
 SPEC_KEYS = ("name", "description", "stages", "ray", "env")
 STAGE_KEYS = ("stage", "name", "params")
@@ -371,7 +371,7 @@ def check_train_params(params: Mapping[str, Any], where: str = "train") -> None:
         raise ConfigError(
             f"{where}: unknown model {model!r}; known: {', '.join(sorted(TRAINABLE_MODELS))}"
         )
-    from batchsep.pipeline.train import check_config
+    from batchsep.pipeline.train.driver import check_config
 
     try:
         check_config(str(model), params.get("config"), max_epochs=params.get("max_epochs"))

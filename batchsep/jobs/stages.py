@@ -14,7 +14,7 @@ from batchsep.config import Config, _coerce
 from batchsep.errors import ConfigError
 
 if TYPE_CHECKING:
-    from batchsep.jobspec import JobSpec, StageSpec
+    from batchsep.jobs.spec import JobSpec, StageSpec
 
 
 def stage_functions() -> dict[str, Callable[..., Any]]:
@@ -176,7 +176,7 @@ def _uris(stage: StageSpec, names: Iterable[str]) -> Iterator[tuple[str, str]]:
     """``(param, uri)`` for each URI among the stage's parameters ``names`` (lists give one each); shipped
     model names (``default``, ``default-emotion``) and zoo model names (``rnnoise``, ``a+b``) are not URIs."""
     from batchsep.io import checkpoint
-    from batchsep.pipeline.zoo import is_zoo_name
+    from batchsep.pipeline.enhance.zoo import is_zoo_name
 
     for name in names:
         value = stage.params.get(name)

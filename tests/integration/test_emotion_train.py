@@ -16,9 +16,9 @@ import torch
 from batchsep.dsp.mel import EmotionFeatureConfig
 from batchsep.io import checkpoint
 from batchsep.models.emotion import EMOTIONS
-from batchsep.pipeline.emotion_train import train_emotion
-from batchsep.pipeline.emotion_worker import EmotionTrainJob, lr_factor, run_emotion_worker
-from batchsep.pipeline.tag import MIN_CONFIDENCE, EmotionTagger
+from batchsep.pipeline.enhance.tag import MIN_CONFIDENCE, EmotionTagger
+from batchsep.pipeline.train.emotion import train_emotion
+from batchsep.pipeline.train.emotion_worker import EmotionTrainJob, lr_factor, run_emotion_worker
 
 SR = 16000
 SMALL_CNN = {"channels": [4, 8, 8, 16], "train.max_epochs": 2, "train.lr": 3e-3}
@@ -145,7 +145,7 @@ def test_cli_train_emotion_then_tag(synthetic: str, tmp_path: Path) -> None:
                           "--out", str(tmp_path / "y"), "--local"])  # fmt: skip
     assert r.exit_code == 2 and "no file named like RAVDESS" in r.output
     from batchsep.errors import BatchsepError
-    from batchsep.pipeline.emotion_train import train_emotion
+    from batchsep.pipeline.train.emotion import train_emotion
 
     with pytest.raises(BatchsepError, match="no file named like RAVDESS"):
         train_emotion(str(tmp_path / "plain"), str(tmp_path / "z"), model="emotion-cnn",
@@ -176,7 +176,7 @@ def _ray_loop(config: dict) -> None:  # runs on every Ray Train worker
     import ray.train.torch
 
     from batchsep.distributed.train import all_reduce_mean
-    from batchsep.pipeline.emotion_worker import run_emotion_worker as worker
+    from batchsep.pipeline.train.emotion_worker import run_emotion_worker as worker
 
     torch.set_num_threads(1)
     ctx = ray.train.get_context()
@@ -301,7 +301,7 @@ def test_shipped_recipe_beats_chance_on_held_out_actors(shared_data: Path, tmp_p
     """
     from batchsep.corpus.ravdess import parse_ravdess_name
     from batchsep.evaluation.emotion import emotion_summary
-    from batchsep.pipeline.emotion_stats_train import train_emotion_stats
+    from batchsep.pipeline.train.emotion_stats import train_emotion_stats
 
     torch.set_num_threads(1)
     root = shared_data / "emotion" / "ravdess"
@@ -342,7 +342,7 @@ def test_shipped_tagger_flags_ordinary_speech_instead_of_one_confident_class(
 
 def test_fisher_ratio_known_answer_and_plot_checks() -> None:
     from batchsep.errors import ParameterError
-    from batchsep.pipeline.latent import fisher_ratio, plot_latent_space
+    from batchsep.pipeline.inspect.latent import fisher_ratio, plot_latent_space
 
     labels = np.repeat([0, 1], 4)
     mu = np.stack(
@@ -369,7 +369,7 @@ def tiny_vae(synthetic: str, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def test_vae_latent_figures_of_a_trained_model(tiny_vae: str, tmp_path: Path) -> None:
     from batchsep.models.base import deserialize
-    from batchsep.pipeline.latent import latent_sections
+    from batchsep.pipeline.inspect.latent import latent_sections
 
     out = tiny_vae
     payload = checkpoint.read_checkpoint(out)

@@ -23,10 +23,10 @@ from batchsep.cli.main import EXIT_FATAL, EXIT_SOME_FAILED, EXIT_USAGE, main
 from batchsep.io import parquet, storage
 from batchsep.io.checkpoint import write_checkpoint
 from batchsep.models import build_model, serialize
-from batchsep.pipeline.enhance import enhance
-from batchsep.pipeline.enhance_file import EnhanceOptions, enhance_file
-from batchsep.pipeline.enhancer import load_enhancer
-from batchsep.pipeline.outfolder import committed_rows, output_rel_paths
+from batchsep.pipeline.enhance.driver import enhance
+from batchsep.pipeline.enhance.enhancer import load_enhancer
+from batchsep.pipeline.enhance.file import EnhanceOptions, enhance_file
+from batchsep.pipeline.enhance.outfolder import committed_rows, output_rel_paths
 
 SR = 16000
 
@@ -374,7 +374,7 @@ def test_output_that_cannot_be_published_fails_its_row_only_and_can_be_retried(t
 def test_background_publishing_writes_what_publishing_in_line_writes(tmp_path, model_uri):
     """defer_writes=False (each output published before the next file; bench/enhance_s3.py's baseline)
     and the default background publishing give the same files and the same rows."""
-    from batchsep.pipeline.enhance_worker import serial_executor
+    from batchsep.pipeline.enhance.worker import serial_executor
 
     root = tmp_path / "in"
     make_corpus(root, 4)

@@ -10,11 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from batchsep.pipeline.enhance import enhance
-from batchsep.pipeline.enhance_file import EnhanceOptions, enhance_file
-from batchsep.pipeline.outfolder import committed_rows
+from batchsep.pipeline.enhance.driver import enhance
+from batchsep.pipeline.enhance.file import EnhanceOptions, enhance_file
+from batchsep.pipeline.enhance.outfolder import committed_rows
 from batchsep.pipeline.runner import SerialRunner
-from batchsep.pipeline.scan import scan
+from batchsep.pipeline.scan.driver import scan
 
 SR = 16000
 

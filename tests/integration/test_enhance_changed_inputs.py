@@ -15,8 +15,8 @@ import pytest
 import soundfile as sf
 
 from batchsep.io import parquet, schemas, storage
-from batchsep.pipeline.enhance import enhance
-from batchsep.pipeline.outfolder import committed_rows
+from batchsep.pipeline.enhance.driver import enhance
+from batchsep.pipeline.enhance.outfolder import committed_rows
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 

@@ -23,8 +23,8 @@ import soundfile as sf
 from batchsep.cli.main import EXIT_USAGE
 from batchsep.errors import OutputBusyError
 from batchsep.io import lease, parquet, schemas, storage
-from batchsep.pipeline.enhance import enhance
-from batchsep.pipeline.outfolder import committed_rows
+from batchsep.pipeline.enhance.driver import enhance
+from batchsep.pipeline.enhance.outfolder import committed_rows
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
@@ -273,7 +273,7 @@ def test_temporaries_of_a_worker_killed_during_the_run_are_gone_after_it(
 ):
     """A temporary that appears while the run goes on (a worker killed mid-file leaves one) is removed
     at the end of the run, so a run that succeeds leaves none."""
-    from batchsep.pipeline.enhance_worker import serial_executor
+    from batchsep.pipeline.enhance.worker import serial_executor
 
     out = tmp_path / "out"
 

@@ -30,9 +30,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from batchsep.pipeline.enhance_file import EnhanceOptions
-from batchsep.pipeline.enhancer import load_enhancer
-from batchsep.pipeline.outfolder import committed_rows
+from batchsep.pipeline.enhance.enhancer import load_enhancer
+from batchsep.pipeline.enhance.file import EnhanceOptions
+from batchsep.pipeline.enhance.outfolder import committed_rows
 
 pytestmark = [pytest.mark.heavy, pytest.mark.slow]
 

@@ -39,7 +39,7 @@ def dying_first_pool(base: type, marker: str) -> type:
 
 def test_unfinished_shards_run_again_after_the_pool_fails(tmp_path: Path, monkeypatch, ray_local):
     from batchsep.distributed import data as data_mod
-    from batchsep.pipeline.enhance import enhance
+    from batchsep.pipeline.enhance.driver import enhance
 
     torch.manual_seed(0)
     model = str(tmp_path / "model")

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from batchsep.cli.main import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
 from batchsep.dsp.mix import mix_at_snr
 from batchsep.io import parquet, schemas, storage
-from batchsep.pipeline.evaluate import evaluate
-from batchsep.pipeline.report import report
+from batchsep.pipeline.evaluate.driver import evaluate
+from batchsep.pipeline.report.driver import report
 
 SR = 16000
 
@@ -258,8 +258,8 @@ def test_tagged_ravdess_run_without_references_scores_emotion_only(tmp_path):
 def test_references_default_to_the_prepare_run_of_the_enhanced_inputs(tmp_path):
     """An enhance run of a prepare run's mixtures is scored against that run's clean signals without
     --references: evaluate finds mixtures.parquet above the enhance input recorded in job.json."""
-    from batchsep.pipeline import jobinfo
-    from batchsep.pipeline.evaluate import find_mixtures_run
+    from batchsep.pipeline.common import jobinfo
+    from batchsep.pipeline.evaluate.driver import find_mixtures_run
 
     run = crafted_run(tmp_path, snrs=(0.0, 5.0), names=("m0.wav", "m1.wav"))
     assert find_mixtures_run(run) is None  # no job.json yet

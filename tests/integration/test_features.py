@@ -18,15 +18,15 @@ from click.testing import CliRunner
 
 from batchsep.cli.main import EXIT_OK, EXIT_USAGE, main
 from batchsep.config import config_from_dict
-from batchsep.corpus.dataset import FeatureDataset, frames_column
 from batchsep.corpus.mixtures import MixtureConfig
-from batchsep.pipeline import features as feat
-from batchsep.pipeline import prepare as prep
-from batchsep.pipeline import prepare_render
-from batchsep.pipeline.features_config import transform_hash
-from batchsep.pipeline.features_shards import feature_schema, read_transform
+from batchsep.pipeline.features import driver as feat
+from batchsep.pipeline.features.options import transform_hash
+from batchsep.pipeline.features.worker import feature_schema, read_transform
+from batchsep.pipeline.prepare import driver as prep
+from batchsep.pipeline.prepare import render as prepare_render
 from batchsep.pipeline.runner import SerialRunner
-from batchsep.pipeline.scan import scan
+from batchsep.pipeline.scan.driver import scan
+from batchsep.training.data.features import FeatureDataset, frames_column
 
 REPO = Path(__file__).resolve().parents[2]
 

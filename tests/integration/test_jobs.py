@@ -28,10 +28,12 @@ import yaml
 from click.testing import CliRunner
 
 from batchsep.cli.main import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
-from batchsep.distributed import jobs, jobs_client, jobs_submit
+from batchsep.distributed import jobs_client
 from batchsep.distributed.jobs_client import JobState
 from batchsep.errors import ConfigError, ParameterError, RegistryError, StorageError
-from batchsep.jobspec import parse_spec
+from batchsep.jobs import run as jobs
+from batchsep.jobs import submit as jobs_submit
+from batchsep.jobs.spec import parse_spec
 
 FAKE_SECRET = "fake-secret-7f3a9c1e-do-not-leak"
 BIN = Path(sys.executable).parent

@@ -20,9 +20,9 @@ from click.testing import CliRunner
 import batchsep.api
 from batchsep.cli.main import EXIT_USAGE, main
 from batchsep.errors import BatchsepError, ParameterError
-from batchsep.pipeline.enhance import enhance
-from batchsep.pipeline.enhance_worker import ShardTask
-from batchsep.pipeline.outfolder import committed_rows
+from batchsep.pipeline.enhance.driver import enhance
+from batchsep.pipeline.enhance.outfolder import committed_rows
+from batchsep.pipeline.enhance.worker import ShardTask
 
 SR = 16000
 EMOTION_AS_ENHANCER = (

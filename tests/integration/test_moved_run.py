@@ -14,10 +14,11 @@ from click.testing import CliRunner
 from batchsep.cli.main import EXIT_OK, main
 from batchsep.corpus.mixtures import MixtureConfig
 from batchsep.io import audio, parquet, schemas, storage
-from batchsep.pipeline import features as feat
-from batchsep.pipeline import prepare as prep
-from batchsep.pipeline import prepare_render, prepare_run
-from batchsep.pipeline.evaluate import evaluate
+from batchsep.pipeline.evaluate.driver import evaluate
+from batchsep.pipeline.features import driver as feat
+from batchsep.pipeline.prepare import driver as prep
+from batchsep.pipeline.prepare import render as prepare_render
+from batchsep.pipeline.prepare import run as prepare_run
 
 URI_COLUMNS = ("noisy_uri", "clean_uri", "noise_audio_uri")
 CONFIG = MixtureConfig(n_train=4, n_valid=2, n_test=2, seed=3)

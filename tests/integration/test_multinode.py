@@ -1,7 +1,7 @@
 """A job on a multi-node Ray cluster survives the death of a worker node (every output exactly once).
 
 ``ray.cluster_utils.Cluster`` runs a head (no CPUs: it only schedules) and two 2-CPU worker nodes in this
-process tree, all on 127.0.0.1. The job is run from a spec with :func:`batchsep.distributed.jobs.run_spec`.
+process tree, all on 127.0.0.1. The job is run from a spec with :func:`batchsep.jobs.run.run_spec`.
 Its units of work are slowed by ``BATCHSEP_TEST_TASK_DELAY`` (read only by this test's wrappers, forwarded
 to Ray workers like every ``BATCHSEP_*`` variable) and leave a marker file naming the node that ran them;
 once some work has run on a node, that node is killed (``remove_node(allow_graceful=False)``).
@@ -22,9 +22,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from batchsep import jobspec
-from batchsep.distributed import jobs, runtime
+from batchsep.distributed import runtime
 from batchsep.io import parquet, storage
+from batchsep.jobs import run as jobs
+from batchsep.jobs import spec as jobspec
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.own_cluster]
 
@@ -169,7 +170,7 @@ def tone_corpus(root: Path, n: int, seconds: float) -> list[str]:
 
 
 def test_scan_job_survives_node_death(cluster, tmp_path, monkeypatch):
-    from batchsep.pipeline import scan as scan_mod
+    from batchsep.pipeline.scan import driver as scan_mod
 
     c, workers = cluster
     rels = tone_corpus(tmp_path / "corpus", 200, 0.05)

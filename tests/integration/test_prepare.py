@@ -20,8 +20,8 @@ from batchsep.corpus.mixtures import SPLITS, MixtureConfig
 from batchsep.dsp.mix import snr_db
 from batchsep.errors import ConfigError
 from batchsep.io import audio, parquet, storage
-from batchsep.pipeline import prepare as prep
-from batchsep.pipeline import prepare_render
+from batchsep.pipeline.prepare import driver as prep
+from batchsep.pipeline.prepare import render as prepare_render
 from batchsep.pipeline.runner import SerialRunner
 
 REPO = Path(__file__).resolve().parents[2]
@@ -169,7 +169,7 @@ def test_ray_output_is_byte_identical_to_serial(corpus, tmp_path, ray_local):
 
     Both runs write to the same path (the rows hold absolute URIs); the first is moved away."""
     from batchsep.distributed.runtime import RayRunner
-    from batchsep.pipeline.features import features
+    from batchsep.pipeline.features.driver import features
 
     out = tmp_path / "run"
     runs = {}
@@ -281,8 +281,8 @@ def test_cli_exit_codes(corpus, tmp_path):
 
 
 def test_prepare_to_s3_matches_local(corpus, reference, s3_env):
-    from batchsep.corpus.dataset import FeatureDataset
-    from batchsep.pipeline.features import features
+    from batchsep.pipeline.features.driver import features
+    from batchsep.training.data.features import FeatureDataset
 
     run, _ = reference
     out = s3_env + "/run"
@@ -305,9 +305,9 @@ def test_prepare_to_s3_matches_local(corpus, reference, s3_env):
 @pytest.mark.slow
 def test_prepare_and_features_on_shared_data(shared_data, tmp_path, ray_local):
     """A small real run (20/5/5): speakers 6/2/2, exact SNR, features and the dataset read back."""
-    from batchsep.corpus.dataset import FeatureDataset
     from batchsep.distributed.runtime import RayRunner
-    from batchsep.pipeline.features import features
+    from batchsep.pipeline.features.driver import features
+    from batchsep.training.data.features import FeatureDataset
 
     cfg = MixtureConfig(n_train=20, n_valid=5, n_test=5, max_seconds=4.0)
     out = tmp_path / "run"

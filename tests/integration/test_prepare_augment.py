@@ -14,8 +14,8 @@ from batchsep.corpus.augment import KINDS, AugmentConfig
 from batchsep.corpus.mixtures import MixtureConfig
 from batchsep.errors import ParameterError
 from batchsep.io import audio, schemas, storage
-from batchsep.pipeline import prepare as prep
-from batchsep.pipeline import prepare_render
+from batchsep.pipeline.prepare import driver as prep
+from batchsep.pipeline.prepare import render as prepare_render
 from batchsep.pipeline.runner import SerialRunner
 
 CONFIG = MixtureConfig(n_train=12, n_valid=4, n_test=4, seed=7, snr_min=-5, snr_max=25)

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from batchsep.cli.main import EXIT_OK, EXIT_USAGE, main
-from batchsep.pipeline.evaluate import evaluate
-from batchsep.pipeline.report import report
+from batchsep.pipeline.evaluate.driver import evaluate
+from batchsep.pipeline.report.driver import report
 
 EXIT_FATAL = 3
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from batchsep.cli.main import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
 from batchsep.io import parquet, schemas
 from batchsep.pipeline.runner import SerialRunner
-from batchsep.pipeline.scan import scan
+from batchsep.pipeline.scan.driver import scan
 
 
 def check_rows(table, expected: dict[str, str | None]) -> None:
@@ -165,7 +165,7 @@ def test_cli_exit_codes(bad_corpus, tmp_path):
 
 def test_cli_shard_size_and_no_audio_warning(bad_corpus, tmp_path, monkeypatch):
     """--shard-size sets the files per task (as job specs can); a folder without audio is warned about."""
-    import batchsep.pipeline.scan as scan_module
+    import batchsep.pipeline.scan.driver as scan_module
 
     sizes: list[int] = []
 

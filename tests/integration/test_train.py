@@ -12,9 +12,9 @@ import torch
 
 from batchsep.io import checkpoint, storage
 from batchsep.models.base import deserialize
-from batchsep.pipeline import train as tr
-from batchsep.pipeline.train_data import DataOptions
-from batchsep.pipeline.train_outputs import read_state
+from batchsep.pipeline.train import driver as tr
+from batchsep.pipeline.train.data import DataOptions
+from batchsep.pipeline.train.outputs import read_state
 
 _spec = importlib.util.spec_from_file_location(
     "unit_test_train", Path(__file__).resolve().parents[1] / "unit" / "pipeline" / "test_train.py"

@@ -12,16 +12,16 @@ import torch
 from click.testing import CliRunner
 
 from batchsep.cli.main import EXIT_OK, main
-from batchsep.corpus.dataset import FeatureDataset
 from batchsep.errors import ConfigError
 from batchsep.io import checkpoint, storage
 from batchsep.models.base import deserialize
-from batchsep.pipeline import features as feat
-from batchsep.pipeline import train as tr
-from batchsep.pipeline.enhancer import load_enhancer
-from batchsep.pipeline.features_shards import feature_schema, shard_bytes
-from batchsep.pipeline.train_batches import make_sources
-from batchsep.pipeline.train_data import DataOptions, distinct_values
+from batchsep.pipeline.enhance.enhancer import load_enhancer
+from batchsep.pipeline.features import driver as feat
+from batchsep.pipeline.features.worker import feature_schema, shard_bytes
+from batchsep.pipeline.train import driver as tr
+from batchsep.pipeline.train.batches import make_sources
+from batchsep.pipeline.train.data import DataOptions, distinct_values
+from batchsep.training.data.features import FeatureDataset
 
 N_FFT = 32
 F = N_FFT // 2 + 1

@@ -24,9 +24,9 @@ from batchsep.cli.main import EXIT_USAGE, main
 from batchsep.dsp.framestream import FrameStream, run_stream
 from batchsep.evaluation.bss import sdr_only
 from batchsep.io import parquet
-from batchsep.pipeline import zoo
-from batchsep.pipeline.enhance import enhance
-from batchsep.pipeline.enhance_file import EnhanceOptions, enhance_file
+from batchsep.pipeline.enhance import zoo
+from batchsep.pipeline.enhance.driver import enhance
+from batchsep.pipeline.enhance.file import EnhanceOptions, enhance_file
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
@@ -280,7 +280,7 @@ def test_fusion_is_the_mean_of_its_systems(tmp_path: Path, shared_data: Path) ->
 
 def test_tags_emotions_of_a_48k_model_output(tmp_path: Path, shared_data: Path) -> None:
     """The tagger still gets 16 kHz when the model runs at 48 kHz."""
-    from batchsep.pipeline.tag import EmotionTagger
+    from batchsep.pipeline.enhance.tag import EmotionTagger
 
     x16, _ = speech(shared_data, 3.0)
     src = tmp_path / "x.wav"

@@ -10,7 +10,7 @@ import pytest
 
 from batchsep import api
 from batchsep.errors import ParameterError
-from batchsep.jobspec_stages import stage_functions
+from batchsep.jobs.stages import stage_functions
 
 STAGES = ("scan", "prepare", "features", "train", "enhance", "tag", "evaluate")
 
@@ -132,7 +132,7 @@ def test_api_functions_raise_before_starting_anything(no_ray, call, expected):
 
 @pytest.mark.parametrize(("sr", "out_sr"), [(16000, 16000), ("16000", 16000), ("keep", "keep")])
 def test_api_enhance_accepts_sr_16000_as_an_int(monkeypatch, sr, out_sr):
-    from batchsep.pipeline import enhance as _enh
+    from batchsep.pipeline.enhance import driver as _enh
 
     seen = {}
     monkeypatch.setattr(_enh, "enhance", lambda *a, **k: seen.update(k))

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from zoo_helpers import require_zoo
 
 from batchsep.cli.main import main
-from batchsep.pipeline import catalog, zoo
+from batchsep.pipeline.enhance import catalog, zoo
 
 
 def test_models_lists_every_name() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from batchsep.errors import BatchsepError
 from batchsep.io import checkpoint
-from batchsep.pipeline import zoo
+from batchsep.pipeline.enhance import zoo
 
 SHIPPED = {
     "default": {

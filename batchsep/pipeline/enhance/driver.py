@@ -1,10 +1,10 @@
 """The enhance stage: stream each file through decode → 16 kHz → chunked model → original rate → encode.
 
-Everything here is Ray-free. :class:`~batchsep.pipeline.enhance_worker.EnhanceWorker` is the
+Everything here is Ray-free. :class:`~batchsep.pipeline.enhance.worker.EnhanceWorker` is the
 callable that a Ray Data actor pool (or the serial executor) holds: it loads the model once
-(:mod:`batchsep.pipeline.enhancer`) and enhances one shard of files per call, returning one result
+(:mod:`batchsep.pipeline.enhance.enhancer`) and enhances one shard of files per call, returning one result
 row per file. :func:`enhance` is the driver: it lists the input, skips files already committed in
-``results/part-*.parquet`` (the commit record, :mod:`batchsep.pipeline.outfolder`), runs the
+``results/part-*.parquet`` (the commit record, :mod:`batchsep.pipeline.enhance.outfolder`), runs the
 remaining shards through an executor and commits one results part per finished shard, atomically.
 Output audio is written atomically before its row is returned, so a file is either done (row
 committed, audio complete) or will be redone.
@@ -18,14 +18,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from batchsep.dsp.level import MODEL_LEVEL, resolve_input_level
 from batchsep.errors import JobStoppedError, ParameterError, StorageError
 from batchsep.io import lease, parquet, schemas, storage
 from batchsep.io.storage import FileEntry
-from batchsep.pipeline import jobinfo, progress, zoo
-from batchsep.pipeline.enhance_file import RUN_FATAL, EnhanceOptions, run_fatal
-from batchsep.pipeline.enhance_worker import ShardExecutor, ShardTask, serial_executor
-from batchsep.pipeline.level import MODEL_LEVEL, resolve_input_level
-from batchsep.pipeline.outfolder import (
+from batchsep.pipeline.common import jobinfo, progress
+from batchsep.pipeline.enhance import zoo
+from batchsep.pipeline.enhance.file import RUN_FATAL, EnhanceOptions, run_fatal
+from batchsep.pipeline.enhance.outfolder import (
     RESULTS_DIR,
     check_same_settings,
     discard_results,
@@ -40,6 +40,7 @@ from batchsep.pipeline.outfolder import (
     repair_record,
     stamp_rows,
 )
+from batchsep.pipeline.enhance.worker import ShardExecutor, ShardTask, serial_executor
 from batchsep.pipeline.runner import shards
 
 
@@ -241,7 +242,7 @@ def _enhance(
     # (a zoo name: its package installed and its files' checksums right, or a ParameterError)
     metas = {uri: zoo.read_model_meta(uri) for uri in (model, emotion) if uri is not None}
     # each model in its role, checked here: a worker that cannot load it would fail on every shard
-    from batchsep.pipeline.emotion_worker import EMOTION_MODELS
+    from batchsep.pipeline.train.emotion_worker import EMOTION_MODELS
 
     if model is not None and metas[model]["model_name"] in EMOTION_MODELS:
         raise ParameterError(

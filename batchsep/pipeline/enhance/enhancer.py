@@ -8,11 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from batchsep.dsp.stft import StftConfig, istft, stft
-from batchsep.errors import ParameterError
-from batchsep.io import checkpoint
-from batchsep.models.base import MaskModel, deserialize
-from batchsep.pipeline.level import (
+from batchsep.dsp.level import (
     INPUT_LEVEL_DB,
     MAX_LEVEL_GAIN_DB,
     MODEL_LEVEL,
@@ -20,6 +16,10 @@ from batchsep.pipeline.level import (
     check_input_level,
     resolve_input_level,
 )
+from batchsep.dsp.stft import StftConfig, istft, stft
+from batchsep.errors import ParameterError
+from batchsep.io import checkpoint
+from batchsep.models.base import MaskModel, deserialize
 
 
 def level_gain(x: torch.Tensor, level_db: float) -> torch.Tensor:
@@ -81,10 +81,10 @@ def load_enhancer(
 
     ``input_level_db``: ``"model"`` (default) normalises to the level the model records (its training
     mixtures' median), else to :data:`INPUT_LEVEL_DB`; a number in dBFS; ``None`` for the raw level.
-    Zoo models (:mod:`batchsep.pipeline.zoo`) stream at their own rate and level, on ``num_threads``
-    threads; they return a :class:`~batchsep.pipeline.zoo_runtime.StreamingEnhancer`.
+    Zoo models (:mod:`batchsep.pipeline.enhance.zoo`) stream at their own rate and level, on ``num_threads``
+    threads; they return a :class:`~batchsep.pipeline.enhance.zoo_runtime.StreamingEnhancer`.
     """
-    from batchsep.pipeline import zoo
+    from batchsep.pipeline.enhance import zoo
 
     if zoo.is_zoo_name(model_uri):
         return zoo.load_zoo_enhancer(model_uri, device=device, num_threads=num_threads or 1)

@@ -12,6 +12,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from batchsep.dsp.chunking import overlap_add_stream
+from batchsep.dsp.level import MODEL_LEVEL, InputLevel, check_input_level
 from batchsep.errors import (
     AudioDecodeError,
     BatchsepError,
@@ -21,10 +23,8 @@ from batchsep.errors import (
     StorageFullError,
 )
 from batchsep.io import audio, schemas, storage
-from batchsep.pipeline import interrupt
-from batchsep.pipeline.chunking import overlap_add_stream
-from batchsep.pipeline.level import MODEL_LEVEL, InputLevel, check_input_level
-from batchsep.pipeline.tag import TAG_SR, EmotionTagger
+from batchsep.pipeline.common import interrupt
+from batchsep.pipeline.enhance.tag import TAG_SR, EmotionTagger
 
 MODEL_SR = 16000
 CLIP_LEVEL = 0.999
@@ -55,7 +55,7 @@ class EnhanceOptions:
     block_frames: int = 1 << 17
     input_level_db: InputLevel = MODEL_LEVEL
     """Level (dBFS) each window is brought to for the model: ``"model"``, the level the model was trained
-    at (see :func:`~batchsep.pipeline.level.resolve_input_level`); ``None`` feeds it the raw level."""
+    at (see :func:`~batchsep.dsp.level.resolve_input_level`); ``None`` feeds it the raw level."""
 
     def __post_init__(self) -> None:
         if self.out_sr != "keep" and (not isinstance(self.out_sr, int) or self.out_sr <= 0):
@@ -74,7 +74,7 @@ RUN_FATAL = "_run_fatal"
 """Key of a failed row whose cause fails every further file of the run too: ``"full"`` (no space left or
 quota exceeded on the output's storage, or it is read-only) or ``"access"`` (the object store refused to
 write the output: credentials revoked, access denied). Set by the worker (:func:`run_fatal`), which then
-does not try the rest of its shard; the driver (:func:`batchsep.pipeline.enhance.enhance`) removes it,
+does not try the rest of its shard; the driver (:func:`batchsep.pipeline.enhance.driver.enhance`) removes it,
 commits the shard and stops the job. Never committed: not a column of the results."""
 
 
@@ -353,7 +353,9 @@ def enhance_file(
         warnings.append(f"output clipped to full scale ({writer.clipped} samples)")
     if emotion is not None:
         emotion_warning = emotion.pop("emotion_warning")
-        if emotion_warning:  # no voiced audio, or a low-confidence tag (batchsep.pipeline.tag)
+        if (
+            emotion_warning
+        ):  # no voiced audio, or a low-confidence tag (batchsep.pipeline.enhance.tag)
             warnings.append(emotion_warning)
         row.update(emotion)
     t_total = time.perf_counter() - t0

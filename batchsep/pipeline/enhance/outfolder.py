@@ -23,8 +23,8 @@ from typing import Any
 from batchsep.errors import ParameterError
 from batchsep.io import parquet, schemas, storage
 from batchsep.io.storage import FileEntry
-from batchsep.pipeline import jobinfo
-from batchsep.pipeline.scan import list_inputs
+from batchsep.pipeline.common import jobinfo
+from batchsep.pipeline.scan.driver import list_inputs
 
 RESULTS_DIR = "results"
 

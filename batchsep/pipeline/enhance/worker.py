@@ -13,15 +13,15 @@ import torch
 
 from batchsep.errors import BatchsepError, ParameterError
 from batchsep.io import schemas, storage
-from batchsep.pipeline.enhance_file import (
+from batchsep.pipeline.enhance.enhancer import MaskEnhancer, load_enhancer
+from batchsep.pipeline.enhance.file import (
     RUN_FATAL,
     EnhanceOptions,
     enhance_file,
     fail_row,
     run_fatal,
 )
-from batchsep.pipeline.enhancer import MaskEnhancer, load_enhancer
-from batchsep.pipeline.tag import EmotionTagger
+from batchsep.pipeline.enhance.tag import EmotionTagger
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class EnhanceWorker:
         """One row per file of ``task``, never an exception: a file's failure is its error row.
 
         After a failure that fails every further file too (see
-        :data:`~batchsep.pipeline.enhance_file.RUN_FATAL`: the output's storage is full, the object store
+        :data:`~batchsep.pipeline.enhance.file.RUN_FATAL`: the output's storage is full, the object store
         refuses the writes), the rest of the shard, and of later shards, is not tried: their rows say so,
         marked the same way (see ``stopped_by``).
         """

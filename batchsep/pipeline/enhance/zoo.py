@@ -242,10 +242,10 @@ def load_zoo_enhancer(
     uri: str, *, device: str = "cpu", num_threads: int | None = 1
 ) -> tuple[Any, str, str]:
     """Load a zoo model (or fusion) once → (streaming enhancer, model name, weights sha256)."""
-    from batchsep.pipeline import zoo_runtime as rt
+    from batchsep.pipeline.enhance import zoo_runtime as rt
 
     if FUSION_SEP in uri:
-        from batchsep.pipeline.zoo_fusion import FusedEnhancer
+        from batchsep.pipeline.enhance.zoo_fusion import FusedEnhancer
 
         systems = [
             load_zoo_enhancer(p, device=device, num_threads=num_threads)[0]

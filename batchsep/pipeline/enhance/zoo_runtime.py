@@ -1,7 +1,7 @@
 """Runtimes of the zoo enhancers: the packages' native libraries (ctypes) and ONNX graphs (onnxruntime),
 wrapped as stateful frame processes for :class:`~batchsep.dsp.framestream.FrameStream`.
 
-Which files are loaded, and their checksums, is :mod:`batchsep.pipeline.zoo`'s business; this module only
+Which files are loaded, and their checksums, is :mod:`batchsep.pipeline.enhance.zoo`'s business; this module only
 runs them. Every runtime here is single-threaded per worker: RNNoise and DeepFilterNet's C runtime (tract)
 start no threads of their own (``tests/unit/pipeline/test_zoo.py`` counts ``/proc/self/task``), and an
 onnxruntime session gets ``intra_op_num_threads = num_threads`` (1 by default) and one inter-op thread.

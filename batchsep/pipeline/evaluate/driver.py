@@ -37,8 +37,9 @@ from batchsep.evaluation.dnsmos import (
 from batchsep.evaluation.emotion import emotion_summary
 from batchsep.evaluation.metrics import SCORE_METRICS, score_file
 from batchsep.io import parquet, schemas, storage
-from batchsep.pipeline import jobinfo, prepare_run
-from batchsep.pipeline.outfolder import RESULTS_DIR, committed_rows
+from batchsep.pipeline.common import jobinfo
+from batchsep.pipeline.enhance.outfolder import RESULTS_DIR, committed_rows
+from batchsep.pipeline.prepare import run as prepare_run
 from batchsep.pipeline.runner import Runner, SerialRunner, shards
 
 METRICS_DIR = "metrics"

@@ -26,10 +26,11 @@ import pyarrow.parquet as pq
 
 from batchsep.errors import ConfigError, ParameterError, StorageError
 from batchsep.io import parquet, storage
-from batchsep.pipeline import jobinfo, prepare_run
-from batchsep.pipeline.features_config import FeatureConfig, StftFeatures, transform_hash
-from batchsep.pipeline.features_config import LogMelFeatures as LogMelFeatures  # public API
-from batchsep.pipeline.features_shards import FeatureTask, featurize_shard, schema_meta
+from batchsep.pipeline.common import jobinfo
+from batchsep.pipeline.features.options import FeatureConfig, StftFeatures, transform_hash
+from batchsep.pipeline.features.options import LogMelFeatures as LogMelFeatures  # public API
+from batchsep.pipeline.features.worker import FeatureTask, featurize_shard, schema_meta
+from batchsep.pipeline.prepare import run as prepare_run
 from batchsep.pipeline.runner import Runner, SerialRunner
 
 FEATURES_DIR = "features"

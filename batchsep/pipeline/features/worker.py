@@ -17,14 +17,14 @@ from batchsep.dsp.resample import to_rate_mono
 from batchsep.dsp.stft import stft
 from batchsep.errors import AudioDecodeError, ParameterError, StorageError
 from batchsep.io import audio, schemas, storage
-from batchsep.pipeline import prepare_render
-from batchsep.pipeline.features_config import (
+from batchsep.pipeline.features.options import (
     FEATURES_VERSION,
     FeatureConfig,
     LogMelFeatures,
     StftFeatures,
     transform_hash,
 )
+from batchsep.pipeline.prepare import render as prepare_render
 
 ROW_GROUP_ROWS = 16
 FEATURE_COLUMNS = ("noisy_mag", "clean_mag", "noise_mag", "psa_target", "logmel")

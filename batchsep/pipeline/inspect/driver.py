@@ -23,7 +23,7 @@ from batchsep.errors import BatchsepError, StorageError
 from batchsep.io import checkpoint, storage
 from batchsep.models.base import BatchsepModel, deserialize
 from batchsep.models.snmf import normalize_columns
-from batchsep.pipeline import inspect_plots as plots
+from batchsep.pipeline.inspect import plots
 from batchsep.training.curves import learning_curves, render_learning_curves
 
 
@@ -155,7 +155,7 @@ def inspect_model(model_uri: str, out_uri: str) -> InspectSummary:
     elif name == "drnmf":
         sections, table = _drnmf_sections(model, uri, metrics, sr)
     elif name == "emotion-vae":
-        from batchsep.pipeline.latent import latent_sections
+        from batchsep.pipeline.inspect.latent import latent_sections
 
         sections = latent_sections(model, features=payload.get("features"), metrics=metrics)  # type: ignore[arg-type]
     if metrics.get("history"):

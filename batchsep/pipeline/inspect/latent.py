@@ -171,9 +171,9 @@ def latent_sections(
     The corpus is ``data_uri``, else the one the model was trained on (``metrics["data"]["data_uri"]``);
     when it is not reachable (a shipped model on another machine) there is no figure.
     """
-    from batchsep.corpus.emotion_data import load_emotion_corpus
     from batchsep.dsp.mel import EmotionFeatureConfig
     from batchsep.io import storage
+    from batchsep.training.data.emotion import load_emotion_corpus
 
     data = metrics.get("data") or {}
     uri = data_uri or data.get("data_uri")

@@ -17,7 +17,7 @@ committed; audio files are written atomically and an existing one is not rewritt
 crash or an interruption renders only what is missing and produces the same bytes.
 
 The audio URIs in ``mixtures.parquet`` are absolute (where the run was written);
-:func:`~batchsep.pipeline.prepare_run.read_mixtures` rebases the ones under that folder onto the run's
+:func:`~batchsep.pipeline.prepare.run.read_mixtures` rebases the ones under that folder onto the run's
 current location, so a copied or moved run (another folder, machine, or S3 prefix) reads its own audio.
 Every reader of a prepare run's mixtures goes through it.
 
@@ -43,10 +43,9 @@ from batchsep.corpus.augment import AugmentConfig, AugmentDraw
 from batchsep.corpus.mixtures import MixtureConfig, Recipe, SourceFile
 from batchsep.errors import ConfigError, ParameterError, StorageError
 from batchsep.io import parquet, schemas, storage
-from batchsep.pipeline import jobinfo, progress
-from batchsep.pipeline import scan as scan_stage
-from batchsep.pipeline.prepare_render import RenderTask, render_shard
-from batchsep.pipeline.prepare_run import (
+from batchsep.pipeline.common import jobinfo, progress
+from batchsep.pipeline.prepare.render import RenderTask, render_shard
+from batchsep.pipeline.prepare.run import (
     AUDIO_DIR,
     AUDIO_FORMAT,
     MIXTURES_NAME,
@@ -55,6 +54,7 @@ from batchsep.pipeline.prepare_run import (
     SOURCES_NAME,
 )
 from batchsep.pipeline.runner import Runner, SerialRunner, shards
+from batchsep.pipeline.scan import driver as scan_stage
 
 StartFn = Callable[[str, int], None]
 ProgressFn = Callable[[int, float], None]
@@ -195,7 +195,7 @@ def prepare(
         Counts, SNR range, seed, split rules (default: 3000/300/300 mixtures at -5..5 dB).
     recipe_only : bool
         Store the recipes (rendered once to check them and record the gains) but no audio; see
-        :func:`~batchsep.pipeline.prepare_render.regenerate`.
+        :func:`~batchsep.pipeline.prepare.render.regenerate`.
     runner : Runner, optional
         Executes scan and render shards (default: in this process).
     shard_size : int

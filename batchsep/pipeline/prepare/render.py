@@ -14,7 +14,7 @@ from batchsep.corpus.mixtures import Recipe
 from batchsep.dsp.resample import to_rate_mono
 from batchsep.errors import AudioDecodeError, ParameterError, StorageError
 from batchsep.io import audio, parquet, schemas, storage
-from batchsep.pipeline.prepare_run import URI_COLUMN, audio_uri
+from batchsep.pipeline.prepare.run import URI_COLUMN, audio_uri
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ import soundfile as sf
 
 from batchsep.errors import ParameterError, StorageError
 from batchsep.io import parquet, storage
-from batchsep.pipeline import jobinfo
-from batchsep.pipeline.evaluate import METRICS_DIR
+from batchsep.pipeline.common import jobinfo
+from batchsep.pipeline.evaluate.driver import METRICS_DIR
 from batchsep.reporting.content import GROUP, system_table
 from batchsep.reporting.render import render_report
 

@@ -14,7 +14,7 @@ from typing import Any
 from batchsep.errors import AudioDecodeError, StorageError
 from batchsep.io import audio, parquet, schemas, storage
 from batchsep.io.storage import FileEntry
-from batchsep.pipeline import jobinfo, progress
+from batchsep.pipeline.common import jobinfo, progress
 from batchsep.pipeline.runner import Runner, SerialRunner, shards
 
 MANIFEST_NAME = "manifest.parquet"

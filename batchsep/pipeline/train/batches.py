@@ -2,7 +2,7 @@
 
 A train fraction below 1 selects a fixed, seeded subset of the train mixtures (the same subset every
 epoch, nested: the 10 % subset is inside the 50 % one); :class:`SubsetFeatureDataset` streams only those
-rows and keeps :class:`~batchsep.corpus.dataset.FeatureDataset`'s guarantee that every rank yields the same
+rows and keeps :class:`~batchsep.training.data.features.FeatureDataset`'s guarantee that every rank yields the same
 number of batches.
 """
 
@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from batchsep.corpus.dataset import DEFAULT_COLUMNS, FeatureDataset, ShardInfo, list_shards
 from batchsep.io import storage
+from batchsep.training.data.features import DEFAULT_COLUMNS, FeatureDataset, ShardInfo, list_shards
 
 if TYPE_CHECKING:
-    from batchsep.pipeline.train_data import DataOptions
+    from batchsep.pipeline.train.data import DataOptions
 
 
 def id_rows(shard: ShardInfo) -> list[tuple[str, bool]]:

@@ -1,7 +1,7 @@
 """Training inputs: data options, config overrides, the features' transform and level, SCE/DC labels.
 
-Batch sources (train subsets, DDP ranks) are in :mod:`batchsep.pipeline.train_batches`; SNMF dictionary
-learning in :mod:`batchsep.pipeline.train_snmf_tasks`.
+Batch sources (train subsets, DDP ranks) are in :mod:`batchsep.pipeline.train.batches`; SNMF dictionary
+learning in :mod:`batchsep.pipeline.train.snmf_tasks`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from batchsep.config import Config
-from batchsep.corpus.dataset import frames_column, list_shards
 from batchsep.dsp.stft import StftConfig, level_db_from_magnitudes
 from batchsep.errors import ParameterError, StorageError
 from batchsep.io import storage
 from batchsep.models.base import MODELS
-from batchsep.pipeline.features import FEATURES_DIR
-from batchsep.pipeline.features_shards import read_transform
-from batchsep.pipeline.train_batches import train_subset
+from batchsep.pipeline.features.driver import FEATURES_DIR
+from batchsep.pipeline.features.worker import read_transform
+from batchsep.pipeline.train.batches import train_subset
+from batchsep.training.data.features import frames_column, list_shards
 
 TRAIN_PREFIX = "train."
 

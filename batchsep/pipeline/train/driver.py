@@ -10,10 +10,10 @@ Layout written under ``out_uri`` (any storage URI)::
     snmf/                              the SNMF a DR-NMF run trained first (without ``init_from``)
 
 :func:`train` is the driver: it learns SNMF dictionaries through a :class:`~batchsep.pipeline.runner.Runner`
-(frame sampling per shard, then the fit, as tasks; :mod:`batchsep.pipeline.train_snmf`), or builds a
+(frame sampling per shard, then the fit, as tasks; :mod:`batchsep.pipeline.train.snmf`), or builds a
 :class:`TrainJob` for a deep model and hands it to a ``fit_executor``: :func:`serial_fit` runs
 :func:`run_worker` in this process; Ray Train runs it on every DDP worker (``batchsep.distributed.train``).
-Rank 0 writes the outputs (:mod:`batchsep.pipeline.train_outputs`); a re-run resumes from ``state.pt``
+Rank 0 writes the outputs (:mod:`batchsep.pipeline.train.outputs`); a re-run resumes from ``state.pt``
 (more ``max_epochs`` continue training; the same settings only rewrite the outputs).
 """
 
@@ -30,8 +30,8 @@ from batchsep.errors import BatchsepError, ConfigError, ParameterError
 from batchsep.io import checkpoint, storage
 from batchsep.models.base import MODELS, build_model, deserialize
 from batchsep.pipeline.runner import Runner, SerialRunner
-from batchsep.pipeline.train_batches import make_sources
-from batchsep.pipeline.train_data import (
+from batchsep.pipeline.train.batches import make_sources
+from batchsep.pipeline.train.data import (
     DataOptions,
     embedding_data,
     feature_transform,
@@ -42,13 +42,13 @@ from batchsep.pipeline.train_data import (
     split_overrides,
     training_level_db,
 )
-from batchsep.pipeline.train_outputs import (
+from batchsep.pipeline.train.outputs import (
     ArtifactWriter,
     check_resumable,
     read_state,
     write_model,
 )
-from batchsep.pipeline.train_snmf import init_drnmf, train_snmf
+from batchsep.pipeline.train.snmf import init_drnmf, train_snmf
 from batchsep.training.loop import TrainerState, fit
 from batchsep.training.state import TrainConfig
 
@@ -114,10 +114,10 @@ def run_worker(
 ) -> dict[str, Any] | None:
     """Train ``job`` on one (DDP) worker; rank 0 writes the outputs and returns ``metrics.json``'s content.
 
-    An :class:`~batchsep.pipeline.emotion_worker.EmotionTrainJob` goes to
-    :func:`~batchsep.pipeline.emotion_worker.run_emotion_worker` (same arguments, same outputs).
+    An :class:`~batchsep.pipeline.train.emotion_worker.EmotionTrainJob` goes to
+    :func:`~batchsep.pipeline.train.emotion_worker.run_emotion_worker` (same arguments, same outputs).
     """
-    from batchsep.pipeline.emotion_worker import EmotionTrainJob, run_emotion_worker
+    from batchsep.pipeline.train.emotion_worker import EmotionTrainJob, run_emotion_worker
 
     if isinstance(job, EmotionTrainJob):
         return run_emotion_worker(
@@ -203,7 +203,7 @@ def train(
     out_uri : str
         Model folder (local, ``file://`` or ``s3://``).
     model : {"snmf", "drnmf", "lstm", "blstm", "sce", "dc", "dae", "emotion-cnn", "emotion-vae"}
-        The emotion models go to :func:`batchsep.pipeline.emotion_train.train_emotion` (``features_uri``:
+        The emotion models go to :func:`batchsep.pipeline.train.emotion.train_emotion` (``features_uri``:
         a log-mel features run, a scan run or an audio folder with RAVDESS file names; ``data``: only
         ``batch_size`` and ``seed``; ``runner`` unused).
     overrides : mapping, optional
@@ -241,7 +241,7 @@ def train(
     MODELS.get(model)  # unknown name → RegistryError before any work
     check_config(model, overrides)  # every override, before any data is read
     if model.startswith("emotion-"):  # RAVDESS-named corpus, speaker-independent (actor) splits
-        from batchsep.pipeline.emotion_train import train_emotion
+        from batchsep.pipeline.train.emotion import train_emotion
 
         if init_from is not None:
             raise ParameterError(f"init_from={init_from!r} is for drnmf only, not {model!r}")
@@ -305,7 +305,7 @@ def check_config(model: str, config: Any, *, max_epochs: Any = None) -> None:
     ConfigError, ParameterError, RegistryError
     """
     import batchsep.models  # noqa: F401  (registers every model)
-    from batchsep.pipeline.train_data import SOURCE_COLUMNS
+    from batchsep.pipeline.train.data import SOURCE_COLUMNS
 
     parsed = parse_overrides(config)
     bad = [k for k in parsed if not isinstance(k, str)]
@@ -314,7 +314,7 @@ def check_config(model: str, config: Any, *, max_epochs: Any = None) -> None:
     if max_epochs is not None:
         parsed["train.max_epochs"] = max_epochs
     if model.startswith("emotion-"):
-        from batchsep.pipeline.emotion_train import DATA_KEYS, DATA_PREFIX, TRAIN_KEYS
+        from batchsep.pipeline.train.emotion import DATA_KEYS, DATA_PREFIX, TRAIN_KEYS
 
         data = [k[len(DATA_PREFIX) :] for k in parsed if k.startswith(DATA_PREFIX)]
         unknown = sorted(set(data) - set(DATA_KEYS))

@@ -2,9 +2,9 @@
 
 :func:`train_emotion` is the driver: it builds an :class:`EmotionTrainJob` and hands it to a fit
 executor (:func:`serial_emotion_fit` here; Ray Train runs
-:func:`~batchsep.pipeline.emotion_worker.run_emotion_worker` on every DDP worker). The data come from
+:func:`~batchsep.pipeline.train.emotion_worker.run_emotion_worker` on every DDP worker). The data come from
 a log-mel features run, a scan run or an audio folder with RAVDESS file names
-(:func:`batchsep.corpus.emotion_data.load_emotion_corpus`), split by actor into train / valid (early
+(:func:`batchsep.training.data.emotion.load_emotion_corpus`), split by actor into train / valid (early
 stopping and model selection) / test (reported only). Training is :func:`batchsep.training.loop.fit`
 with a linear warm-up and cosine decay of the learning rate.
 
@@ -21,13 +21,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from batchsep.corpus.emotion_data import DEFAULT_TEST_ACTORS, DEFAULT_VALID_ACTORS, check_labelled
 from batchsep.dsp.mel import EmotionFeatureConfig
 from batchsep.errors import BatchsepError, ConfigError, ParameterError
 from batchsep.io import storage
 from batchsep.models.base import MODELS
-from batchsep.pipeline.emotion_worker import EMOTION_MODELS, EmotionTrainJob, run_emotion_worker
-from batchsep.pipeline.train import TrainSummary, parse_overrides, split_overrides
+from batchsep.pipeline.train.driver import TrainSummary, parse_overrides, split_overrides
+from batchsep.pipeline.train.emotion_worker import (
+    EMOTION_MODELS,
+    EmotionTrainJob,
+    run_emotion_worker,
+)
+from batchsep.training.data.emotion import DEFAULT_TEST_ACTORS, DEFAULT_VALID_ACTORS, check_labelled
 from batchsep.training.state import TrainConfig
 
 DATA_PREFIX = "data."
@@ -80,7 +84,7 @@ def train_emotion(
         Model folder (local, ``file://`` or ``s3://``).
     model : {"emotion-cnn", "emotion-vae", "emotion-stats"}
         ``emotion-stats`` trains in this process by
-        :func:`batchsep.pipeline.emotion_stats_train.train_emotion_stats` (leave-actors-out CV over
+        :func:`batchsep.pipeline.train.emotion_stats.train_emotion_stats` (leave-actors-out CV over
         ``data.n_folds`` folds, default 4, for its figures and temperature, then every actor;
         ``data.noise_uri``: noise for augmentation; ``train.max_epochs``); ``fit_executor``,
         ``batch_size``, actor splits and the deep-model options do not apply to it.
@@ -108,7 +112,7 @@ def train_emotion(
         ``.npz`` cache of the decoded corpus (audio inputs only).
     fit_executor : callable, optional
         Runs the job: default :func:`serial_emotion_fit` (this process); anything that calls
-        :func:`batchsep.pipeline.train.run_worker` on each worker (Ray Train's executor) once that
+        :func:`batchsep.pipeline.train.driver.run_worker` on each worker (Ray Train's executor) once that
         function hands an :class:`EmotionTrainJob` to :func:`run_emotion_worker`.
 
     Returns
@@ -180,7 +184,7 @@ def _train_stats(
     data_uri: str, out_uri: str, parsed: Mapping[str, Any], *, seed: int, verbose: bool
 ) -> TrainSummary:
     """``emotion-stats``: options from ``parsed`` overrides, then :func:`train_emotion_stats`."""
-    from batchsep.pipeline.emotion_stats_train import train_emotion_stats
+    from batchsep.pipeline.train.emotion_stats import train_emotion_stats
 
     data_over = {k[len(DATA_PREFIX) :]: v for k, v in parsed.items() if k.startswith(DATA_PREFIX)}
     bad = sorted(set(data_over) - {"noise_uri", "n_folds"})

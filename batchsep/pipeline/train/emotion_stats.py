@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from batchsep.corpus.emotion_data import _labelled, _locate
 from batchsep.dsp.emotion_stats import STATS_SR, emotion_stats
 from batchsep.dsp.resample import to_rate_mono
 from batchsep.errors import ParameterError, StorageError
@@ -32,8 +31,9 @@ from batchsep.io import audio, checkpoint, storage
 from batchsep.models.base import serialize
 from batchsep.models.emotion import EMOTIONS
 from batchsep.models.emotion_stats import EmotionStats, EmotionStatsConfig
-from batchsep.pipeline.train import TrainSummary
-from batchsep.pipeline.train_data import log_line
+from batchsep.pipeline.train.data import log_line
+from batchsep.pipeline.train.driver import TrainSummary
+from batchsep.training.data.emotion import _labelled, _locate
 
 SPEEDS = (0.9, 1.1)
 """Speed-perturbation factors of the augmented copies (tempo and pitch together, as Kaldi's)."""

@@ -18,22 +18,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from batchsep.corpus.emotion_data import (
-    DEFAULT_TEST_ACTORS,
-    DEFAULT_VALID_ACTORS,
-    EmotionBatches,
-    EmotionCorpus,
-    load_emotion_corpus,
-)
 from batchsep.dsp.mel import EmotionFeatureConfig
 from batchsep.errors import ConfigError, ParameterError
 from batchsep.evaluation.emotion import confusion_matrix, emotion_summary
 from batchsep.io import checkpoint, storage
 from batchsep.models.base import BatchsepModel, build_model, serialize
 from batchsep.models.emotion import EMOTIONS, EmotionClassifier
-from batchsep.pipeline.train_data import log_line
-from batchsep.pipeline.train_outputs import CURVES_JSON, CURVES_PNG, STATE_NAME, read_state
+from batchsep.pipeline.train.data import log_line
+from batchsep.pipeline.train.outputs import CURVES_JSON, CURVES_PNG, STATE_NAME, read_state
 from batchsep.training.curves import learning_curves, render_learning_curves
+from batchsep.training.data.emotion import (
+    DEFAULT_TEST_ACTORS,
+    DEFAULT_VALID_ACTORS,
+    EmotionBatches,
+    EmotionCorpus,
+    load_emotion_corpus,
+)
 from batchsep.training.loop import EpochRecord, TrainerState, fit
 from batchsep.training.state import TrainConfig
 

@@ -14,12 +14,12 @@ import torch
 from batchsep.errors import ConfigError
 from batchsep.io import checkpoint, storage
 from batchsep.models.base import BatchsepModel, serialize
-from batchsep.pipeline.train_data import log_line
+from batchsep.pipeline.train.data import log_line
 from batchsep.training.curves import learning_curves, render_learning_curves
 from batchsep.training.loop import EpochRecord, TrainerState
 
 if TYPE_CHECKING:
-    from batchsep.pipeline.train import TrainJob
+    from batchsep.pipeline.train.driver import TrainJob
 
 STATE_NAME = "state.pt"
 CURVES_JSON, CURVES_PNG = "curves.json", "curves.png"
@@ -42,7 +42,7 @@ def write_model(
 ) -> str:
     """Write a checkpoint folder whose ``config.json`` also records the STFT config (``stft``) and the
     level of the training mixtures (``input_level_db``, see
-    :func:`~batchsep.pipeline.train_data.training_level_db`) when known."""
+    :func:`~batchsep.pipeline.train.data.training_level_db`) when known."""
     checksum = checkpoint.write_checkpoint(uri, serialize(model), metrics=metrics)
     config_uri = storage.join(uri, checkpoint.CONFIG_NAME)
     meta = json.loads(storage.read_text(config_uri))

@@ -10,9 +10,9 @@ from batchsep.errors import ConfigError, ParameterError, StorageError
 from batchsep.io import checkpoint, storage
 from batchsep.models.base import BatchsepModel, deserialize
 from batchsep.pipeline.runner import Runner
-from batchsep.pipeline.train_data import DataOptions, log_line, model_config
-from batchsep.pipeline.train_outputs import param_count, write_model
-from batchsep.pipeline.train_snmf_tasks import learn_snmf
+from batchsep.pipeline.train.data import DataOptions, log_line, model_config
+from batchsep.pipeline.train.outputs import param_count, write_model
+from batchsep.pipeline.train.snmf_tasks import learn_snmf
 
 
 def train_snmf(

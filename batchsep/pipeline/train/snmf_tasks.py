@@ -15,13 +15,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from batchsep.corpus.dataset import FeatureDataset, frames_column, list_shards
 from batchsep.errors import StorageError
 from batchsep.io import storage
 from batchsep.models.base import serialize
 from batchsep.pipeline.runner import Runner
-from batchsep.pipeline.train_batches import has_shards, id_rows, train_subset
-from batchsep.pipeline.train_data import DataOptions, feature_transform, log_line
+from batchsep.pipeline.train.batches import has_shards, id_rows, train_subset
+from batchsep.pipeline.train.data import DataOptions, feature_transform, log_line
+from batchsep.training.data.features import FeatureDataset, frames_column, list_shards
 
 
 @dataclass(frozen=True)

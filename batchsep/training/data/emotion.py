@@ -236,8 +236,8 @@ def load_emotion_corpus(
 def _locate(uri: str) -> tuple[str | None, list[tuple[str, str]]]:
     """Where :func:`load_emotion_corpus` reads from: ``(log-mel features run, [])``, or ``(None, audio
     entries (uri, rel_path))`` of a scan run's ``ok`` rows or of a folder/prefix."""
-    from batchsep.corpus.dataset import list_shards
     from batchsep.io import parquet
+    from batchsep.training.data.features import list_shards
 
     for candidate in (storage.join(uri, "features"), uri):
         all_uri = storage.join(candidate, "all")
@@ -265,7 +265,7 @@ def check_labelled(uri: str) -> int:
     """
     import pyarrow.parquet as pq
 
-    from batchsep.corpus.dataset import list_shards
+    from batchsep.training.data.features import list_shards
 
     logmel_run, entries = _locate(uri)
     if logmel_run is None:
@@ -292,7 +292,7 @@ def load_logmel_run(features_uri: str, config: EmotionFeatureConfig | None = Non
     """
     import pyarrow.parquet as pq
 
-    from batchsep.corpus.dataset import frames_column, list_shards
+    from batchsep.training.data.features import frames_column, list_shards
 
     shards = list_shards(storage.join(features_uri, "all"))
     if not shards:

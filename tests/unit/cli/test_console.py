@@ -10,7 +10,7 @@ import time
 
 from batchsep.cli import console
 from batchsep.cli.console import Progress
-from batchsep.pipeline import progress
+from batchsep.pipeline.common import progress
 
 ANSI = re.compile(r"\x1b\[")
 

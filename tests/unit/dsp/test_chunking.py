@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from batchsep.dsp.chunking import overlap_add_stream
 from batchsep.errors import ParameterError
-from batchsep.pipeline.chunking import overlap_add_stream
 
 
 def run(x: np.ndarray, process, block: int, chunk: int = 100, overlap: int = 20, batch: int = 3):

@@ -9,7 +9,7 @@ import torch
 from batchsep.errors import ParameterError
 from batchsep.models.base import deserialize, serialize
 from batchsep.models.emotion_stats import EmotionStats, EmotionStatsConfig
-from batchsep.pipeline.emotion_stats_train import (
+from batchsep.pipeline.train.emotion_stats import (
     actor_folds,
     cross_validate,
     ece,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchsep.pipeline.enhance import MAX_AUTO_SHARD, auto_shard_size
+from batchsep.pipeline.enhance.driver import MAX_AUTO_SHARD, auto_shard_size
 
 
 @pytest.mark.parametrize(
@@ -25,7 +25,7 @@ def _enhancer(level_db):
     import torch
 
     from batchsep.models import build_model
-    from batchsep.pipeline.enhancer import MaskEnhancer
+    from batchsep.pipeline.enhance.enhancer import MaskEnhancer
 
     torch.manual_seed(0)
     return MaskEnhancer(build_model("lstm", {"n_layers": 1, "hidden": 16}), input_level_db=level_db)
@@ -74,8 +74,8 @@ def test_normalised_enhancer_batch_equals_one_by_one_and_silence_stays_silent():
 def test_level_gain_is_bounded():
     import torch
 
-    from batchsep.pipeline.enhancer import level_gain
-    from batchsep.pipeline.level import MAX_LEVEL_GAIN_DB
+    from batchsep.dsp.level import MAX_LEVEL_GAIN_DB
+    from batchsep.pipeline.enhance.enhancer import level_gain
 
     x = torch.stack([torch.zeros(100), torch.full((100,), 1e-6), torch.full((100,), 0.05)])
     g = level_gain(x, -26.0)
@@ -87,15 +87,15 @@ def test_level_gain_is_bounded():
 @pytest.mark.parametrize("bad", [5.0, -100.0])
 def test_input_level_out_of_range_is_refused(bad):
     from batchsep.errors import ParameterError
-    from batchsep.pipeline.enhance_file import EnhanceOptions
+    from batchsep.pipeline.enhance.file import EnhanceOptions
 
     with pytest.raises(ParameterError, match="input_level_db"):
         EnhanceOptions(input_level_db=bad)
 
 
 def test_model_level_resolves_to_the_recorded_level_else_the_default():
+    from batchsep.dsp.level import INPUT_LEVEL_DB, resolve_input_level
     from batchsep.errors import ParameterError
-    from batchsep.pipeline.level import INPUT_LEVEL_DB, resolve_input_level
 
     assert resolve_input_level("model", {"input_level_db": -35.0}) == -35.0
     assert resolve_input_level("model", {}) == INPUT_LEVEL_DB
@@ -107,7 +107,7 @@ def test_model_level_resolves_to_the_recorded_level_else_the_default():
 
 
 def test_shipped_enhancer_records_its_training_level():
-    from batchsep.pipeline.enhancer import load_enhancer
+    from batchsep.pipeline.enhance.enhancer import load_enhancer
 
     assert load_enhancer("default")[0].input_level_db == -26.0
 

@@ -19,8 +19,8 @@ from full_disk import full_disk
 from batchsep.errors import JobStoppedError, StorageFullError
 from batchsep.io import parquet, schemas, storage
 from batchsep.io.storage import TMP_PREFIX
-from batchsep.pipeline.enhance_file import RUN_FATAL, EnhanceOptions, enhance_file, run_fatal
-from batchsep.pipeline.enhance_worker import EnhanceWorker, ShardTask
+from batchsep.pipeline.enhance.file import RUN_FATAL, EnhanceOptions, enhance_file, run_fatal
+from batchsep.pipeline.enhance.worker import EnhanceWorker, ShardTask
 
 SR = 16000
 
@@ -149,7 +149,7 @@ def _rows(task: ShardTask, fatal_from: int | None) -> list[dict[str, Any]]:
 def test_the_driver_commits_the_failing_shard_then_stops(tmp_path, tiny_model):
     """Shards 0 and 1 are committed (1 with its error rows, without the internal mark), shard 2 is never
     asked for, the executor is closed, and JobStoppedError carries the summary of what is committed."""
-    from batchsep.pipeline.enhance import enhance
+    from batchsep.pipeline.enhance.driver import enhance
 
     for i in range(6):
         tone_file(tmp_path / "in" / f"f{i}.wav", seconds=0.2)
@@ -185,7 +185,7 @@ def test_the_driver_commits_the_failing_shard_then_stops(tmp_path, tiny_model):
 
 
 def test_a_commit_on_a_full_disk_stops_the_job(tmp_path, monkeypatch, tiny_model):
-    from batchsep.pipeline.enhance import enhance
+    from batchsep.pipeline.enhance.driver import enhance
 
     for i in range(4):
         tone_file(tmp_path / "in" / f"f{i}.wav", seconds=0.2)

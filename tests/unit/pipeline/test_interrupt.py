@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from batchsep.pipeline import interrupt
-from batchsep.pipeline.enhance_file import EnhanceOptions, enhance_file
+from batchsep.pipeline.common import interrupt
+from batchsep.pipeline.enhance.file import EnhanceOptions, enhance_file
 
 
 @pytest.fixture

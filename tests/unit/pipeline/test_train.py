@@ -12,21 +12,21 @@ import torch
 from click.testing import CliRunner
 
 from batchsep.cli.main import EXIT_OK, EXIT_USAGE, main
-from batchsep.corpus.dataset import FeatureDataset
 from batchsep.errors import ConfigError, ParameterError, RegistryError, StorageError
 from batchsep.io import checkpoint, storage
 from batchsep.models.base import deserialize
 from batchsep.models.drnmf import DrnmfEnhancer
 from batchsep.models.losses import msa
 from batchsep.models.snmf import SnmfEnhancer
-from batchsep.pipeline import features as feat
-from batchsep.pipeline import train as tr
-from batchsep.pipeline.enhancer import load_enhancer
-from batchsep.pipeline.features_shards import feature_schema, shard_bytes
-from batchsep.pipeline.inspect import inspect_model
-from batchsep.pipeline.train_batches import SubsetFeatureDataset, train_subset
-from batchsep.pipeline.train_data import DataOptions, resolve_features, training_level_db
-from batchsep.pipeline.train_outputs import read_state
+from batchsep.pipeline.enhance.enhancer import load_enhancer
+from batchsep.pipeline.features import driver as feat
+from batchsep.pipeline.features.worker import feature_schema, shard_bytes
+from batchsep.pipeline.inspect.driver import inspect_model
+from batchsep.pipeline.train import driver as tr
+from batchsep.pipeline.train.batches import SubsetFeatureDataset, train_subset
+from batchsep.pipeline.train.data import DataOptions, resolve_features, training_level_db
+from batchsep.pipeline.train.outputs import read_state
+from batchsep.training.data.features import FeatureDataset
 
 N_FFT = 32
 F = N_FFT // 2 + 1

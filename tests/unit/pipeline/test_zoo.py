@@ -11,8 +11,8 @@ from zoo_helpers import require_zoo, tampered_package
 
 from batchsep.dsp.framestream import run_stream
 from batchsep.errors import ParameterError
-from batchsep.pipeline import zoo
-from batchsep.pipeline.zoo_runtime import onnx_providers
+from batchsep.pipeline.enhance import zoo
+from batchsep.pipeline.enhance.zoo_runtime import onnx_providers
 
 NAMES = sorted(zoo.ZOO)
 
@@ -112,8 +112,8 @@ def test_onnx_threads_as_given() -> None:
 
 def test_job_spec_zoo_names_are_not_paths(tmp_path: Path) -> None:
     """A job spec's ``model: rnnoise`` (or a fusion) is a name, not a missing input or relative path."""
-    from batchsep import jobspec
-    from batchsep.jobspec_stages import missing_inputs, relative_paths
+    from batchsep.jobs import spec as jobspec
+    from batchsep.jobs.stages import missing_inputs, relative_paths
 
     for model in ("rnnoise", "rnnoise+deepfilternet3"):
         params = {"in_uri": str(tmp_path), "out_uri": str(tmp_path / "o"), "model": model}

@@ -105,7 +105,7 @@ def test_no_error_bar_for_a_single_value() -> None:
 
 
 def test_example_labels_fall_back_to_si_sdri():
-    from batchsep.pipeline.report import _improvement_label
+    from batchsep.pipeline.report.driver import _improvement_label
 
     assert _improvement_label({"sdr_i": 1.04, "si_sdr_i": 2.0}) == " (SDRi +1.0 dB)"
     assert _improvement_label({"sdr_i": float("nan"), "si_sdr_i": -2.0}) == " (SI-SDRi -2.0 dB)"

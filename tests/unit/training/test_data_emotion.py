@@ -9,7 +9,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from batchsep.corpus.emotion_data import (
+from batchsep.dsp.mel import EmotionFeatureConfig, emotion_features
+from batchsep.errors import ParameterError, StorageError
+from batchsep.training.data.emotion import (
     EmotionBatches,
     EmotionCorpus,
     finish,
@@ -19,8 +21,6 @@ from batchsep.corpus.emotion_data import (
     trim_frames,
     utterance_log_mel,
 )
-from batchsep.dsp.mel import EmotionFeatureConfig, emotion_features
-from batchsep.errors import ParameterError, StorageError
 
 SR = 16000
 
@@ -160,8 +160,8 @@ def test_load_audio_corpus_resamples_labels_and_caches(tmp_path: Path) -> None:
 
 
 def test_load_emotion_corpus_from_a_logmel_features_run(tmp_path: Path) -> None:
-    from batchsep.pipeline.features import LogMelFeatures, features
-    from batchsep.pipeline.scan import scan
+    from batchsep.pipeline.features.driver import LogMelFeatures, features
+    from batchsep.pipeline.scan.driver import scan
 
     root, run = tmp_path / "ravdess", tmp_path / "run"
     _write_corpus(root)

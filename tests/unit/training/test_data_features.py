@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from batchsep.corpus.dataset import FeatureDataset, frames_column, list_shards
 from batchsep.errors import ParameterError, StorageError
 from batchsep.io import parquet, schemas
-from batchsep.pipeline.features import StftFeatures
-from batchsep.pipeline.features_shards import _frames_array, feature_schema, shard_bytes
+from batchsep.pipeline.features.driver import StftFeatures
+from batchsep.pipeline.features.worker import _frames_array, feature_schema, shard_bytes
+from batchsep.training.data.features import FeatureDataset, frames_column, list_shards
 
 F = 257
 
