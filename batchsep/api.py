@@ -86,7 +86,7 @@ def _metrics(value: Any) -> str | None:
 
 
 def _train_model(value: Any) -> str | None:
-    from batchsep.jobs.spec import TRAINABLE_MODELS
+    from batchsep.pipeline.train.types import TRAINABLE_MODELS
 
     if value not in TRAINABLE_MODELS:
         return f"unknown model {value!r}; known: {', '.join(sorted(TRAINABLE_MODELS))}"

@@ -43,6 +43,7 @@ from batchsep.errors import ConfigError
 from batchsep.jobs.credentials import check_no_credentials, looks_like_secret, secret_message
 from batchsep.jobs.references import ReferenceResolver
 from batchsep.jobs.stages import accepts_any_key, coerce_param, stage_functions, stage_parameters
+from batchsep.pipeline.train.types import TRAINABLE_MODELS
 
 SPEC_KEYS = ("name", "description", "stages", "ray", "env")
 STAGE_KEYS = ("stage", "name", "params")
@@ -341,14 +342,6 @@ def _parse_stage(
             }
         )
     return spec
-
-
-TRAINABLE_MODELS = (
-    "snmf", "drnmf", "lstm", "blstm", "sce", "dc", "dae", "emotion-cnn", "emotion-vae",
-    "emotion-stats",
-)  # fmt: skip
-"""The models ``batchsep train --model`` (and a ``train`` stage's ``model``) accepts; ``oracle`` is
-registered but needs no training."""
 
 
 def check_train_params(params: Mapping[str, Any], where: str = "train") -> None:

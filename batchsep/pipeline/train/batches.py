@@ -18,7 +18,7 @@ from batchsep.io import storage
 from batchsep.training.data.features import DEFAULT_COLUMNS, FeatureDataset, ShardInfo, list_shards
 
 if TYPE_CHECKING:
-    from batchsep.pipeline.train.data import DataOptions
+    from batchsep.pipeline.train.types import DataOptions
 
 
 def id_rows(shard: ShardInfo) -> list[tuple[str, bool]]:

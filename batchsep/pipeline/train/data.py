@@ -9,8 +9,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -23,62 +22,10 @@ from batchsep.models.base import MODELS
 from batchsep.pipeline.features.driver import FEATURES_DIR
 from batchsep.pipeline.features.worker import read_transform
 from batchsep.pipeline.train.batches import train_subset
+from batchsep.pipeline.train.types import DataOptions
 from batchsep.training.data.features import frames_column, list_shards
 
 TRAIN_PREFIX = "train."
-
-
-@dataclass(frozen=True)
-class DataOptions:
-    """How a features run is turned into training data.
-
-    Parameters
-    ----------
-    batch_size : int
-        Utterances per batch (seed 001: 32).
-    crop_frames : int or None
-        Random crop of longer training utterances (seed 001: sequences of <= 500 frames); None: whole.
-    train_fraction : float
-        Share of the train mixtures used, in (0, 1] (seed 001: 1 and 0.1).
-    seed : int
-        Seeds the subset, the shuffling and the SNMF frame sampling.
-    bucket_batches : int
-        Batches per length bucket (see FeatureDataset).
-    snmf_frames : int
-        Frames sampled from the training subset for SNMF dictionary learning (per source).
-    snmf_noise_from : {"noisy", "noise"}
-        Learn the noise dictionary on noisy mixtures (seed 001) or on the noise alone.
-    extra_columns : tuple of str
-        Feature columns batches carry besides ``noisy_mag`` and ``clean_mag`` (e.g. ``noise_mag``).
-    index_columns : tuple of (key, column, values)
-        Integer labels batches carry: ``key`` int64 [B] is the position of the row's ``column`` value
-        in ``values`` (-1 when absent), e.g. ``("speaker_idx", "speaker", ("1221", "1580", ...))``.
-    """
-
-    batch_size: int = 32
-    crop_frames: int | None = 500
-    train_fraction: float = 1.0
-    seed: int = 0
-    bucket_batches: int = 8
-    snmf_frames: int = 20000
-    snmf_noise_from: Literal["noisy", "noise"] = "noisy"
-    extra_columns: tuple[str, ...] = ()
-    index_columns: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.bucket_batches < 1 or self.snmf_frames < 1:
-            raise ParameterError(
-                f"batch_size={self.batch_size}, bucket_batches={self.bucket_batches}, "
-                f"snmf_frames={self.snmf_frames} must all be >= 1"
-            )
-        if self.crop_frames is not None and self.crop_frames < 1:
-            raise ParameterError(f"crop_frames={self.crop_frames} must be >= 1 (or None)")
-        if not 0.0 < self.train_fraction <= 1.0:
-            raise ParameterError(f"train_fraction={self.train_fraction} must be in (0, 1]")
-        if self.snmf_noise_from not in ("noisy", "noise"):
-            raise ParameterError(
-                f"snmf_noise_from={self.snmf_noise_from!r} must be 'noisy' or 'noise'"
-            )
 
 
 def parse_overrides(

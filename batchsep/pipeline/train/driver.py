@@ -20,7 +20,7 @@ Rank 0 writes the outputs (:mod:`batchsep.pipeline.train.outputs`); a re-run res
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -32,7 +32,6 @@ from batchsep.models.base import MODELS, build_model, deserialize
 from batchsep.pipeline.runner import Runner, SerialRunner
 from batchsep.pipeline.train.batches import make_sources
 from batchsep.pipeline.train.data import (
-    DataOptions,
     embedding_data,
     feature_transform,
     log_line,
@@ -49,6 +48,7 @@ from batchsep.pipeline.train.outputs import (
     write_model,
 )
 from batchsep.pipeline.train.snmf import init_drnmf, train_snmf
+from batchsep.pipeline.train.types import DataOptions, TrainJob, TrainSummary
 from batchsep.training.loop import TrainerState, fit
 from batchsep.training.state import TrainConfig
 
@@ -60,47 +60,6 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "dc": {"lr": 1e-3, "grad_clip": 1.0},
     "dae": {"lr": 1e-3},  # seed 004: 5e-5 for the 30-layer DAE; the small DAE here trains faster
 }
-
-
-@dataclass(frozen=True)
-class TrainJob:
-    """Everything a training worker needs (plain values: it travels to Ray Train workers)."""
-
-    model: str
-    features_uri: str
-    out_uri: str
-    model_config: dict[str, Any]
-    train_config: dict[str, Any]
-    data: DataOptions
-    stft: dict[str, Any]
-    init_uri: str | None = None
-    data_info: dict[str, Any] = field(default_factory=dict)
-    device: str = "cpu"
-    verbose: bool = True
-    input_level_db: float | None = None
-
-
-@dataclass
-class TrainSummary:
-    """What ``train`` produced (``metrics`` is the content of ``out_uri/metrics.json``)."""
-
-    model: str
-    out_uri: str
-    best_epoch: int
-    best_valid_loss: float | None
-    epochs: int
-    param_count: int
-    stop_reason: str | None
-    wall_s: float
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_metrics(cls, out_uri: str, m: Mapping[str, Any]) -> TrainSummary:
-        return cls(
-            str(m["model"]), out_uri, int(m.get("best_epoch", 0)), m.get("best_valid_loss"),
-            int(m.get("epochs", 0)), int(m.get("param_count", 0)), m.get("stop_reason"),
-            float(m.get("wall_s", 0.0)), dict(m),
-        )  # fmt: skip
 
 
 def run_worker(

@@ -25,12 +25,13 @@ from batchsep.dsp.mel import EmotionFeatureConfig
 from batchsep.errors import BatchsepError, ConfigError, ParameterError
 from batchsep.io import storage
 from batchsep.models.base import MODELS
-from batchsep.pipeline.train.driver import TrainSummary, parse_overrides, split_overrides
+from batchsep.pipeline.train.data import parse_overrides, split_overrides
 from batchsep.pipeline.train.emotion_worker import (
     EMOTION_MODELS,
     EmotionTrainJob,
     run_emotion_worker,
 )
+from batchsep.pipeline.train.types import TrainSummary
 from batchsep.training.data.emotion import DEFAULT_TEST_ACTORS, DEFAULT_VALID_ACTORS, check_labelled
 from batchsep.training.state import TrainConfig
 

@@ -32,7 +32,7 @@ from batchsep.models.base import serialize
 from batchsep.models.emotion import EMOTIONS
 from batchsep.models.emotion_stats import EmotionStats, EmotionStatsConfig
 from batchsep.pipeline.train.data import log_line
-from batchsep.pipeline.train.driver import TrainSummary
+from batchsep.pipeline.train.types import TrainSummary
 from batchsep.training.data.emotion import _labelled, _locate
 
 SPEEDS = (0.9, 1.1)

@@ -19,7 +19,7 @@ from batchsep.training.curves import learning_curves, render_learning_curves
 from batchsep.training.loop import EpochRecord, TrainerState
 
 if TYPE_CHECKING:
-    from batchsep.pipeline.train.driver import TrainJob
+    from batchsep.pipeline.train.types import TrainJob
 
 STATE_NAME = "state.pt"
 CURVES_JSON, CURVES_PNG = "curves.json", "curves.png"
