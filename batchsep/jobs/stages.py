@@ -80,6 +80,36 @@ def accepts_any_key(fn: Callable[..., Any]) -> bool:
         return True
 
 
+def spec_schema() -> dict[str, dict[str, str]]:
+    """The job-spec schema as it follows from :mod:`batchsep.api`: stage → parameter → ``"type = default"``.
+
+    ``{"enhance": {"in_uri": "str (required)", "workers": "int | None = None", ...}, ...}`` (defaults as
+    ``repr``; key ``"**"`` where a stage passes unknown keys on unchecked).
+    ``tests/unit/jobs/jobspec_schema.txt`` pins it, so that renaming, retyping or re-defaulting a keyword
+    of an ``api`` function cannot change the job-spec format unseen.
+
+    Returns
+    -------
+    dict
+        Stage name → parameter name → its type and default, as text.
+    """
+    out: dict[str, dict[str, str]] = {}
+    for name, fn in stage_functions().items():
+        params: dict[str, str] = {}
+        for key, (p, hint) in stage_parameters(fn).items():
+            typ = getattr(hint, "__name__", None) or str(hint)
+            if hint is not Any and typing.get_args(
+                hint
+            ):  # unions, Literal, generics: the full form
+                typ = str(hint).replace("typing.", "").replace("collections.abc.", "")
+            empty = p.default is inspect.Parameter.empty
+            params[key] = f"{typ} (required)" if empty else f"{typ} = {p.default!r}"
+        if accepts_any_key(fn):
+            params["**"] = "any key"
+        out[name] = params
+    return out
+
+
 def _config_class(hint: Any) -> type[Config] | None:
     for arg in (hint, *typing.get_args(hint)):
         if isinstance(arg, type) and issubclass(arg, Config):
