@@ -19,7 +19,7 @@ from batchsep.jobs import spec as jobspec
 from batchsep.jobs.credentials import looks_like_secret
 from batchsep.jobs.stages import call_kwargs, stage_functions, stage_parameters
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def scan_stage(**params):
