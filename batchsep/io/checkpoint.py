@@ -3,10 +3,16 @@
 Works on the self-describing payload of :func:`batchsep.models.base.serialize`
 (``{"model_name", "config", "state", "versions"}``) — this module never builds models itself.
 The checksum (sha256 of the weights file) identifies a model in results tables.
+
+:func:`read_checkpoint` reads a checkpoint once per process: it keeps the last few payloads, each with its
+files' size and modification time, and reads the files again only when these changed (or after
+:func:`write_checkpoint` to the same folder). One enhance of one file read each model twice before (the
+driver's check, then the worker's load, issue 23).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -24,6 +30,10 @@ METRICS_NAME = "metrics.json"
 INPUT_LEVEL_KEY = "input_level_db"
 """``config.json`` key of a mask model: the RMS level (dBFS) of its training mixtures (``batchsep train``)."""
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
+CACHED_CHECKPOINTS = 4
+"""How many payloads :func:`read_checkpoint` keeps per process (the enhancer, the emotion model, ...)."""
+_READ: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+"""read_checkpoint's memo: resolved URI -> (files' (size, mtime) stamp, payload), oldest first."""
 
 
 def resolve(uri: str) -> str:
@@ -55,15 +65,56 @@ def write_checkpoint(
         meta["features"] = payload["features"]
     meta["sha256"] = checksum
     storage.write_text(storage.join(uri, CONFIG_NAME), json.dumps(meta, indent=2))
+    _READ.pop(resolve(uri), None)
     return checksum
+
+
+def _stamp(uri: str) -> tuple[Any, ...] | None:
+    """Size and modification time of ``uri``'s config and weights (no read); None: do not cache.
+
+    Local files only: on S3 the check would be two HEAD requests, each retried through an outage.
+    """
+    if storage.is_s3(uri):
+        return None
+    try:
+        fs, base = storage.filesystem(uri)
+        infos = fs.get_file_info([f"{base.rstrip('/')}/{n}" for n in (CONFIG_NAME, WEIGHTS_NAME)])
+    except Exception:  # whatever the reason, the read below reports it (or succeeds uncached)
+        return None
+    if any(i.size is None or i.mtime_ns is None for i in infos):
+        return None
+    return tuple((i.size, i.mtime_ns) for i in infos)
 
 
 def read_checkpoint(uri: str) -> dict[str, Any]:
     """Read a checkpoint folder; returns the payload plus ``sha256`` and ``uri``.
 
     Raises StorageError when the folder is not a checkpoint or the weights do not match the checksum.
+    A second read of unchanged files in the same process returns the payload kept from the first (its
+    ``state`` tensors shared: load them, do not modify them in place).
     """
     uri = resolve(uri)
+    stamp = _stamp(uri)
+    kept = _READ.get(uri)
+    if stamp is not None and kept is not None and kept[0] == stamp:
+        return _copy(kept[1])
+    payload = _read(uri)
+    if stamp is not None:
+        _READ.pop(uri, None)
+        _READ[uri] = (stamp, payload)
+        while len(_READ) > CACHED_CHECKPOINTS:
+            del _READ[next(iter(_READ))]
+    return _copy(payload)
+
+
+def _copy(payload: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``payload`` a caller may change (the tensors are shared, the dict of them is not)."""
+    meta = copy.deepcopy({k: v for k, v in payload.items() if k != "state"})
+    return {**meta, "state": dict(payload["state"])}
+
+
+def _read(uri: str) -> dict[str, Any]:
+    """:func:`read_checkpoint` of the resolved ``uri``, from its files."""
     try:
         meta = json.loads(storage.read_text(storage.join(uri, CONFIG_NAME)))
     except StorageError as e:

@@ -1,0 +1,76 @@
+"""io.checkpoint: a checkpoint is read once per process while its files are unchanged."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from batchsep.errors import StorageError
+from batchsep.io import checkpoint, storage
+
+
+def _payload(value: float) -> dict:
+    state = {"w": torch.full((3,), value)}
+    return {"model_name": "toy", "config": {"n": 1}, "state": state, "versions": {}}
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """The URIs storage.read_bytes was asked for."""
+    seen: list[str] = []
+    real = storage.read_bytes
+
+    def counting(uri: str) -> bytes:
+        seen.append(uri)
+        return real(uri)
+
+    monkeypatch.setattr(storage, "read_bytes", counting)
+    checkpoint._READ.clear()
+    yield seen
+    checkpoint._READ.clear()
+
+
+def test_second_read_of_unchanged_files_reads_nothing(tmp_path, reads):
+    uri = str(tmp_path / "m")
+    checkpoint.write_checkpoint(uri, _payload(1.0))
+    first = checkpoint.read_checkpoint(uri)
+    n = len(reads)
+    assert n >= 1  # config.json (through read_text) and the weights
+    second = checkpoint.read_checkpoint(uri)
+    assert len(reads) == n
+    assert second["sha256"] == first["sha256"] and torch.equal(
+        second["state"]["w"], first["state"]["w"]
+    )
+    second["config"]["n"] = 99  # a caller's change stays in its copy
+    second["state"]["w"] = torch.zeros(3)
+    third = checkpoint.read_checkpoint(uri)
+    assert third["config"]["n"] == 1 and torch.equal(third["state"]["w"], torch.ones(3))
+
+
+def test_rewritten_checkpoint_is_read_again(tmp_path, reads):
+    uri = str(tmp_path / "m")
+    checkpoint.write_checkpoint(uri, _payload(1.0))
+    checkpoint.read_checkpoint(uri)
+    checkpoint.write_checkpoint(uri, _payload(2.0))
+    assert torch.equal(checkpoint.read_checkpoint(uri)["state"]["w"], torch.full((3,), 2.0))
+
+
+def test_weights_changed_behind_its_back_are_read_and_checked(tmp_path, reads):
+    uri = str(tmp_path / "m")
+    checkpoint.write_checkpoint(uri, _payload(1.0))
+    checkpoint.read_checkpoint(uri)
+    weights = tmp_path / "m" / checkpoint.WEIGHTS_NAME
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    st = weights.stat()
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    with pytest.raises(StorageError, match="checksum"):
+        checkpoint.read_checkpoint(uri)
+
+
+def test_missing_checkpoint_still_fails(tmp_path, reads):
+    with pytest.raises(StorageError, match="not a batchsep model folder"):
+        checkpoint.read_checkpoint(str(tmp_path / "nothing"))
