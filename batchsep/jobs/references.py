@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from batchsep.errors import ConfigError
 
 if TYPE_CHECKING:
-    from batchsep.jobs.spec import StageSpec
+    from batchsep.jobs.schema import StageSpec
 
 _REF_RE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 

@@ -14,7 +14,7 @@ from batchsep.config import Config, _coerce
 from batchsep.errors import ConfigError
 
 if TYPE_CHECKING:
-    from batchsep.jobs.spec import JobSpec, StageSpec
+    from batchsep.jobs.schema import JobSpec, StageSpec
 
 
 def stage_functions() -> dict[str, Callable[..., Any]]:
