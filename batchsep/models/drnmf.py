@@ -26,7 +26,8 @@ from batchsep.config import Config, register_config
 from batchsep.errors import BatchsepError, ParameterError
 from batchsep.models.base import MODELS, MaskModel
 from batchsep.models.losses import mask_loss
-from batchsep.models.snmf import SnmfEnhancer, normalize_columns
+from batchsep.models.nmf import normalize_columns
+from batchsep.models.snmf import SnmfEnhancer
 
 W_FLOOR = 1e-8
 """Smallest dictionary entry before taking logs (multiplicative updates can produce exact zeros)."""

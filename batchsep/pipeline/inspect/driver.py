@@ -22,7 +22,7 @@ import torch
 from batchsep.errors import BatchsepError, StorageError
 from batchsep.io import checkpoint, storage
 from batchsep.models.base import BatchsepModel, deserialize
-from batchsep.models.snmf import normalize_columns
+from batchsep.models.nmf import normalize_columns
 from batchsep.pipeline.inspect import plots
 from batchsep.training.curves import learning_curves, render_learning_curves
 

@@ -12,7 +12,8 @@ from batchsep.config import config_from_dict
 from batchsep.errors import BatchsepError, ParameterError
 from batchsep.models.base import MODELS, build_model, deserialize, serialize
 from batchsep.models.drnmf import DrnmfConfig, DrnmfEnhancer, lipschitz_constant
-from batchsep.models.snmf import SnmfConfig, SnmfEnhancer, ista_infer
+from batchsep.models.nmf import ista_infer
+from batchsep.models.snmf import SnmfConfig, SnmfEnhancer
 
 torch.set_num_threads(1)
 F, R_S, R_N = 24, 6, 6

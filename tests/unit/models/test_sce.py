@@ -14,11 +14,11 @@ from batchsep.errors import ConfigError, ParameterError
 from batchsep.models.base import build_model, deserialize, serialize
 from batchsep.models.embedding import (
     dominance_labels,
-    kmeans,
     silence_weights,
     sqrt_features,
     valid_frames,
 )
+from batchsep.models.kmeans import kmeans
 from batchsep.models.losses import msa
 from batchsep.models.sce import SceConfig, SceModel, sce_loss
 from batchsep.training.loop import TrainConfig, fit

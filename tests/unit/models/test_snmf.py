@@ -8,14 +8,8 @@ import torch
 from batchsep.config import config_from_dict
 from batchsep.errors import BatchsepError, ParameterError
 from batchsep.models.base import deserialize, serialize
-from batchsep.models.snmf import (
-    SnmfConfig,
-    SnmfEnhancer,
-    beta_divergence,
-    ista_infer,
-    snmf_fit,
-    snmf_infer,
-)
+from batchsep.models.nmf import beta_divergence, ista_infer, snmf_fit, snmf_infer
+from batchsep.models.snmf import SnmfConfig, SnmfEnhancer
 
 torch.set_num_threads(1)
 
@@ -224,7 +218,7 @@ def test_config_round_trip_and_validation() -> None:
 @pytest.mark.parametrize("beta", [1.0, 2.0])
 def test_decaying_activations_stop_at_a_normal_float(beta):
     """Activations the sparsity drives to 0 stop at H_FLOOR, not in subnormal floats (~20x slower)."""
-    from batchsep.models.snmf import H_FLOOR, normalize_columns, snmf_fit, snmf_infer
+    from batchsep.models.nmf import H_FLOOR, normalize_columns, snmf_fit, snmf_infer
 
     g = torch.Generator().manual_seed(0)
     W = torch.rand(16, 6, generator=g)
