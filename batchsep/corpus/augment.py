@@ -43,7 +43,9 @@ import numpy as np
 
 from batchsep.config import Config, register_config
 from batchsep.corpus import mixtures as mx
-from batchsep.corpus.mixtures import MixtureConfig, Recipe, RenderedMixture, SourceFile
+from batchsep.corpus import render as rd
+from batchsep.corpus.mixtures import MixtureConfig, Recipe, SourceFile
+from batchsep.corpus.render import RenderedMixture
 from batchsep.dsp import augment as dsp
 from batchsep.dsp.mix import fit_length, mix_at_snr
 from batchsep.errors import ParameterError
@@ -384,6 +386,6 @@ def render_augmented(
     interference = noisy - target
     peak = max(float(np.abs(a).max()) for a in (target, interference, noisy)) * level
     out_gain = level * min(1.0, max_peak / peak) if peak > 0 else level
-    clean = mx.quantize_pcm24(target * out_gain)
-    noise_q = mx.quantize_pcm24(interference * out_gain)
+    clean = rd.quantize_pcm24(target * out_gain)
+    noise_q = rd.quantize_pcm24(interference * out_gain)
     return RenderedMixture(clean + noise_q, clean, noise_q, gain, out_gain)

@@ -14,7 +14,7 @@ uniform in ``[snr_min, snr_max]``, offsets) from ``numpy.random.default_rng([see
 recipes are thus reproducible, independent of the number of workers, and growing ``n_train`` keeps the
 first mixtures unchanged.
 
-Rendering: the speech segment and the (looped or cropped) noise segment are mixed at exactly the drawn SNR
+Rendering (:mod:`batchsep.corpus.render`): the speech segment and the (looped or cropped) noise segment are mixed at exactly the drawn SNR
 (:func:`batchsep.dsp.mix_at_snr`); one ``output_gain`` scales all three signals so the peak is at most
 ``max_peak``; each signal is then rounded to the 24-bit grid (``k / 2**23``), so that the rendered arrays
 are *exactly* what a 24-bit FLAC stores and decodes, and ``noisy == clean + noise`` holds bit for bit.
@@ -34,7 +34,6 @@ from typing import Any, Literal
 import numpy as np
 
 from batchsep.config import Config, register_config
-from batchsep.dsp.mix import fit_length, mix_at_snr
 from batchsep.errors import ParameterError
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -43,7 +42,6 @@ GROUP_RULES = ("parent", "dir", "top", "file")
 """Named rules of :func:`group_of`; ``"re:<regex>"`` is accepted as well."""
 RECORDING_RULE = "recording"
 _UrbanSound8K = re.compile(r"^(\d+)-\d+-\d+-\d+$")  # fsID-classID-occurrenceID-sliceID
-PCM24_SCALE = float(1 << 23)
 ROOT_GROUP = "(root)"
 
 
@@ -394,72 +392,3 @@ def draw_recipes(
             )  # fmt: skip
             out.append(recipe)
     return out
-
-
-def quantize_pcm24(x: np.ndarray) -> np.ndarray:
-    """Round to the 24-bit PCM grid ``k / 2**23``, ``k`` in ``[-2**23, 2**23 - 1]``; float32 output.
-
-    These values survive a 24-bit FLAC encode/decode unchanged.
-    """
-    k = np.clip(
-        np.round(np.asarray(x, dtype=np.float64) * PCM24_SCALE), -PCM24_SCALE, PCM24_SCALE - 1
-    )
-    return (k / PCM24_SCALE).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class RenderedMixture:
-    """Rendered signals [shape=(n_samples,)], float32 on the 24-bit grid; ``noisy == clean + noise``."""
-
-    noisy: np.ndarray
-    clean: np.ndarray
-    noise: np.ndarray
-    noise_gain: float
-    output_gain: float
-
-    def streams(self) -> dict[str, np.ndarray]:
-        return {"noisy": self.noisy, "clean": self.clean, "noise": self.noise}
-
-
-def render(
-    speech: np.ndarray, noise: np.ndarray, recipe: Recipe, *, max_peak: float = 0.99
-) -> RenderedMixture:
-    """Render one mixture from the whole speech file and the whole noise file (mono, recipe's rate).
-
-    Parameters
-    ----------
-    speech : np.ndarray [shape=(n_speech,)]
-        The speech file at ``recipe.sample_rate`` (the segment is cut here; a segment reaching past
-        the end, from a length estimate off by a sample, is zero-padded).
-    noise : np.ndarray [shape=(n_noise,)]
-        The noise file at ``recipe.sample_rate``; looped or cropped from ``recipe.noise_offset``.
-    recipe : Recipe
-    max_peak : float
-        Largest absolute sample value of the outputs.
-
-    Returns
-    -------
-    RenderedMixture
-        ``10·log10(‖clean‖² / ‖noise‖²)`` equals ``recipe.snr_db`` up to 24-bit rounding.
-
-    Raises
-    ------
-    ParameterError
-        If the speech or the noise segment is digital silence (no SNR is defined).
-    """
-    n = recipe.n_samples
-    seg = np.asarray(speech, dtype=np.float64)[recipe.speech_offset : recipe.speech_offset + n]
-    if seg.shape[0] < n:
-        seg = np.pad(seg, (0, n - seg.shape[0]))
-    noise_seg = fit_length(np.asarray(noise, dtype=np.float64), n, offset=recipe.noise_offset)
-    try:
-        _, scaled, gain = mix_at_snr(seg, noise_seg, recipe.snr_db)
-    except ParameterError as e:
-        raise ParameterError(f"{recipe.mixture_id}: {e}") from None
-    peak = max(
-        float(np.abs(seg).max()), float(np.abs(scaled).max()), float(np.abs(seg + scaled).max())
-    )
-    out_gain = min(1.0, max_peak / peak)
-    clean = quantize_pcm24(seg * out_gain)
-    noise_q = quantize_pcm24(scaled * out_gain)
-    return RenderedMixture(clean + noise_q, clean, noise_q, gain, out_gain)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from batchsep.corpus import mixtures as mx
+from batchsep.corpus import render as rd
 from batchsep.corpus.augment import AugmentDraw, render_augmented
 from batchsep.corpus.mixtures import Recipe
 from batchsep.dsp.resample import to_rate_mono
@@ -40,7 +40,7 @@ def render_recipe(
     max_peak: float = 0.99,
     cache: dict[str, np.ndarray] | None = None,
     draw: AugmentDraw | None = None,
-) -> mx.RenderedMixture:
+) -> rd.RenderedMixture:
     """Read the recipe's sources and render it, with its augmentation ``draw`` if any
     (raises StorageError/AudioDecodeError/ParameterError)."""
     cache = {} if cache is None else cache
@@ -57,7 +57,7 @@ def render_recipe(
     if draw is not None:
         second = arrays[2] if len(arrays) > 2 else None
         return render_augmented(arrays[0], arrays[1], second, recipe, draw, max_peak=max_peak)
-    return mx.render(arrays[0], arrays[1], recipe, max_peak=max_peak)
+    return rd.render(arrays[0], arrays[1], recipe, max_peak=max_peak)
 
 
 def render_shard(task: RenderTask) -> list[dict[str, Any]]:

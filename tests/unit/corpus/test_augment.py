@@ -9,6 +9,7 @@ import pytest
 
 from batchsep.corpus import augment as ca
 from batchsep.corpus import mixtures as mx
+from batchsep.corpus import render as rd
 from batchsep.corpus.augment import AugmentConfig, AugmentDraw
 from batchsep.corpus.mixtures import MixtureConfig, Recipe, SourceFile
 from batchsep.dsp import augment as dsp
@@ -106,7 +107,7 @@ def test_render_with_neutral_draws_is_the_plain_render():
     speech, noise, _ = _signals()
     r = _recipe(SR)
     a = ca.render_augmented(speech, noise, None, r, AugmentDraw())
-    b = mx.render(speech, noise, r)
+    b = rd.render(speech, noise, r)
     for x, y in zip(a.streams().values(), b.streams().values()):
         assert np.array_equal(x, y)
 
@@ -139,7 +140,7 @@ def test_reverb_with_a_delta_rir_reproduces_the_dry_mixture(monkeypatch):
     monkeypatch.setattr(dsp, "shoebox_rir", lambda *a, **k: delta)
     d = AugmentDraw(rt60=0.3, room=(5.0, 4.0, 3.0), source=(1.0, 1.0, 1.0), mic=(2.0, 2.0, 1.0))
     wet = ca.render_augmented(speech, noise, None, r, d)
-    dry = mx.render(speech, noise, r)
+    dry = rd.render(speech, noise, r)
     for x, y in zip(wet.streams().values(), dry.streams().values()):
         assert np.array_equal(x, y)
 

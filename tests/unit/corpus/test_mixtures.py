@@ -10,6 +10,7 @@ import soxr
 
 from batchsep.config import config_from_dict
 from batchsep.corpus import mixtures as mx
+from batchsep.corpus import render as rd
 from batchsep.corpus.mixtures import MixtureConfig, SourceFile
 from batchsep.dsp.mix import snr_db
 from batchsep.errors import ParameterError
@@ -190,7 +191,7 @@ def test_render_exact_snr_and_additivity(snr):
     rng = np.random.default_rng(1)
     speech = (0.1 * rng.standard_normal(16000)).astype(np.float32)
     noise = (0.5 * rng.standard_normal(5000)).astype(np.float32)
-    out = mx.render(speech, noise, _recipe(noise_offset=1234, looped=True, snr=snr))
+    out = rd.render(speech, noise, _recipe(noise_offset=1234, looped=True, snr=snr))
     assert abs(snr_db(out.clean, out.noise) - snr) < 1e-4
     np.testing.assert_array_equal(out.noisy, out.clean + out.noise)
     for x in out.streams().values():
@@ -206,12 +207,12 @@ def test_render_scales_loud_mixtures_below_max_peak():
     t = np.arange(16000) / 16000
     speech = (0.9 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
     noise = np.sign(np.sin(2 * np.pi * 3 * t)).astype(np.float32)
-    out = mx.render(speech, noise, _recipe(snr=-5.0), max_peak=0.9)
+    out = rd.render(speech, noise, _recipe(snr=-5.0), max_peak=0.9)
     assert out.output_gain < 1.0
     assert max(np.abs(x).max() for x in out.streams().values()) <= 0.9 + 2**-23
     assert abs(snr_db(out.clean, out.noise) + 5.0) < 1e-4
     np.testing.assert_allclose(out.clean, speech * out.output_gain, atol=2**-23)
-    quiet = mx.render(0.01 * speech, 0.01 * noise, _recipe(snr=5.0))
+    quiet = rd.render(0.01 * speech, 0.01 * noise, _recipe(snr=5.0))
     assert quiet.output_gain == 1.0
 
 
@@ -219,13 +220,13 @@ def test_render_silent_noise_segment_is_a_parameter_error():
     noise = np.zeros(32000, np.float32)
     noise[-100:] = 0.5
     with pytest.raises(ParameterError, match="train-000000: noise is digital silence"):
-        mx.render(np.ones(16000, np.float32) * 0.1, noise, _recipe(noise_offset=0))
+        rd.render(np.ones(16000, np.float32) * 0.1, noise, _recipe(noise_offset=0))
 
 
 def test_pcm24_grid_survives_flac_round_trip():
     """What render produces is exactly what a 24-bit FLAC stores and decodes (libsndfile)."""
     rng = np.random.default_rng(2)
-    x = mx.quantize_pcm24(np.concatenate([rng.uniform(-1, 1, 20000), [-1.0, 1.0, 0.5, -0.5]]))
+    x = rd.quantize_pcm24(np.concatenate([rng.uniform(-1, 1, 20000), [-1.0, 1.0, 0.5, -0.5]]))
     y = audio.decode(audio.encode(x, 16000, fmt="flac")).samples[0]
     np.testing.assert_array_equal(x, y)
     assert x.max() == 1 - 2**-23  # +1.0 is clipped to the largest 24-bit code
