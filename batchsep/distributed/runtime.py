@@ -115,7 +115,7 @@ def forwarded_env() -> dict[str, str]:
     processes are started from it), and a cluster's workers get credentials from the cluster itself (instance
     role, Kubernetes secret; see cluster/README.md).
     """
-    from batchsep.jobs.credentials import looks_like_secret
+    from batchsep.io.credentials import looks_like_secret
 
     return {
         k: v

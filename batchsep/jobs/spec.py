@@ -38,7 +38,7 @@ import yaml
 
 from batchsep.config import Config, _coerce
 from batchsep.errors import ConfigError
-from batchsep.jobs.credentials import check_no_credentials, looks_like_secret, secret_message
+from batchsep.io.credentials import check_no_credentials, looks_like_secret, secret_message
 from batchsep.jobs.references import ReferenceResolver
 from batchsep.jobs.schema import (
     RAY_SET_PARAMS,

@@ -16,8 +16,8 @@ from typing import Any, Literal
 import batchsep
 from batchsep.distributed.jobs_client import jobs_api_client
 from batchsep.errors import BatchsepError, ConfigError, ParameterError
+from batchsep.io.credentials import check_no_credentials
 from batchsep.jobs import spec as jobspec
-from batchsep.jobs.credentials import check_no_credentials
 from batchsep.jobs.spec import JobSpec
 
 Install = Literal["pip", "wheel", "none"]

@@ -15,8 +15,8 @@ import yaml
 from batchsep import api
 from batchsep.config import Config, register_config
 from batchsep.errors import ConfigError, StorageError
+from batchsep.io.credentials import looks_like_secret
 from batchsep.jobs import spec as jobspec
-from batchsep.jobs.credentials import looks_like_secret
 from batchsep.jobs.stages import call_kwargs, stage_functions, stage_parameters
 
 REPO = Path(__file__).resolve().parents[3]

@@ -1,4 +1,8 @@
-"""Credentials never belong in a job spec: secret-looking variable names and ``user:password@`` URIs."""
+"""Credentials never belong in a job spec: secret-looking variable names and ``user:password@`` URIs.
+
+Below both its users: :mod:`batchsep.jobs` refuses them in specs, :mod:`batchsep.distributed.runtime` leaves
+secret-looking variables out of the environment it forwards to Ray workers.
+"""
 
 from __future__ import annotations
 
