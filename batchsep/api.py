@@ -1,7 +1,15 @@
 """The Python API: one function per CLI command, each a thin wrapper choosing the runner.
 
 >>> import batchsep                               # doctest: +SKIP
->>> summary = batchsep.scan("data/", "runs/r1")   # embedded local Ray
+>>> summary = batchsep.scan("data/", "runs/r1")   # doctest: +SKIP
+
+Where scan, prepare, features, enhance, tag and evaluate run (``local``, ``workers``, ``address``; one rule,
+``batchsep.distributed.runtime.placement``): ``local=True`` in this process, one worker; ``local=False`` on
+Ray (``address``, else ``$RAY_ADDRESS``, else an embedded local Ray with ``workers`` CPUs); ``local=None``
+(the default) on Ray when an address is given or ``$RAY_ADDRESS`` is set, when ``workers`` > 1, or when
+Ray already runs in this process, and otherwise in this process when the work is small (at most
+``SMALL_JOB_FILES`` = 32 files and ``SMALL_JOB_SECONDS`` = 2 minutes of audio, see
+``batchsep.pipeline.runner``), else on the embedded Ray.
 """
 
 from __future__ import annotations
@@ -11,7 +19,6 @@ from typing import Any
 
 from batchsep.dsp.level import MODEL_LEVEL, InputLevel
 from batchsep.errors import ParameterError
-from batchsep.pipeline.scan import driver as _scan
 
 _NOT_STAGES = ("check_params",)
 """Public functions of this module that are not stages (``batchsep.jobs.stages.stage_functions``)."""
@@ -125,8 +132,11 @@ _RULES: dict[str, dict[str, _Rule]] = {
         "shard_size": _integer(1),
         "sr": _sr,
         "fmt": _fmt,
-        "subtype": _choice("keep", "PCM_16", "PCM_24", "FLOAT"),
+        "subtype": _choice("keep", "PCM_16", "PCM_24", "FLOAT", "VORBIS", "OPUS"),
         "input_level_db": _input_level,
+        "multichannel": _choice("downmix", "keep", "beamform", "mono"),
+        "beamformer": _choice("mvdr", "gev_ban", "mwf", "delay_and_sum"),
+        "beam_forgetting": _number(0, 1),
     },
     "tag": {**_WORKERS, "shard_size": _integer(1)},
     "evaluate": {**_WORKERS, "shard_size": _integer(1, optional=False), "metrics": _metrics},
@@ -216,31 +226,49 @@ def scan(
     *,
     workers: int | None = None,
     address: str | None = None,
-    local: bool = False,
+    local: bool | None = None,
     shard_size: int = 32,
+    glob: str | None = None,
+    min_duration_s: float | None = None,
+    max_duration_s: float | None = None,
+    ok_only: bool = False,
     on_progress: Callable[[int, float], None] | None = None,
-) -> _scan.ScanSummary:
-    """Scan ``in_uri`` into ``out_uri/manifest.parquet``, sharded over Ray (or serially with ``local``).
+) -> Any:
+    """Scan ``in_uri`` into ``out_uri/manifest.parquet``.
+
+    Sharded over Ray or run in this process (``local``: see the module's docstring).
+
+    ``glob`` picks the files scanned (by relative path); ``min_duration_s``, ``max_duration_s`` and
+    ``ok_only`` (decoded without error) pick the rows the manifest keeps.
 
     Input and output are checked before Ray starts, so a bad URI fails fast with a StorageError.
+    Returns a :class:`batchsep.pipeline.scan.driver.ScanSummary`.
     """
     _check("scan", workers=workers, shard_size=shard_size)
     from batchsep.distributed.runtime import make_runner
+    from batchsep.pipeline.scan import driver as _scan
 
-    runner = make_runner(workers=workers, address=address, serial=local)
+    runner = make_runner(workers=workers, address=address, local=local)
+    where = _input_filter(glob, min_duration_s, max_duration_s, ok_only)
     return _scan.scan(
-        in_uri, out_uri, runner=runner, shard_size=shard_size, on_progress=on_progress
+        in_uri, out_uri, runner=runner, shard_size=shard_size, where=where, on_progress=on_progress
     )
 
 
-def _enhance_executor(workers: int | None, address: str | None, local: bool, gpu: bool) -> Any:
-    from batchsep.pipeline.enhance import driver as _enh
+def _input_filter(
+    glob: str | None, min_duration_s: float | None, max_duration_s: float | None, ok_only: bool
+) -> Any:
+    from batchsep.pipeline.scan.driver import InputFilter
 
-    if local:
-        return _enh.serial_executor
-    from batchsep.distributed.data import RayDataExecutor
+    return InputFilter(glob, min_duration_s, max_duration_s, ok_only)
 
-    return RayDataExecutor(workers=workers, address=address, num_gpus=1.0 if gpu else 0.0)
+
+def _enhance_executor(
+    workers: int | None, address: str | None, local: bool | None, gpu: bool
+) -> Any:
+    from batchsep.distributed.runtime import enhance_executor
+
+    return enhance_executor(workers=workers, address=address, local=local, gpu=gpu)
 
 
 def _want_emotion(emotion: bool | None, emotion_model: str) -> bool:
@@ -260,7 +288,7 @@ def enhance(
     emotion_model: str = "default-emotion",
     workers: int | None = None,
     address: str | None = None,
-    local: bool = False,
+    local: bool | None = None,
     gpu: bool = False,
     sr: str | int = "keep",
     fmt: str = "wav",
@@ -270,27 +298,49 @@ def enhance(
     prune_missing: bool = False,
     shard_size: int | None = None,
     input_level_db: InputLevel = MODEL_LEVEL,
+    multichannel: str = "downmix",
+    beamformer: str = "mvdr",
+    beam_forgetting: float | None = None,
+    beam_postmask: bool = True,
+    glob: str | None = None,
+    min_duration_s: float | None = None,
+    max_duration_s: float | None = None,
+    ok_only: bool = False,
+    check_outputs: bool = True,
     on_start: Callable[[str, int], None] | None = None,
     on_progress: Callable[[int, float], None] | None = None,
 ) -> Any:
     """Enhance every audio file under ``in_uri`` into ``out_uri`` with ``model`` (``default``: shipped).
 
-    Output keeps relative paths (suffix ``.wav``/``.flac``), the input's sample rate (``sr="keep"``) or
-    ``sr=16000`` (or ``"16000"``), and ``subtype``: ``keep`` (a WAV keeps a 16/24-bit input's sample format,
-    else 32-bit float; FLAC: 24-bit), ``PCM_16``, ``PCM_24`` or ``FLOAT`` (WAV only); ``results/part-*.parquet`` holds one row per file; re-running skips done files
+    Output keeps relative paths (suffix ``.wav``/``.flac``/``.ogg``/``.opus``: ``fmt``), the input's sample
+    rate (``sr="keep"``; Opus: 48 kHz for rates it cannot encode) or ``sr=16000`` (or ``"16000"``), and
+    ``subtype``: ``keep`` (a WAV keeps a 16/24-bit input's sample format, else 32-bit float; FLAC: 24-bit;
+    ogg: Vorbis; opus: Opus), ``PCM_16``, ``PCM_24`` (WAV, FLAC), ``FLOAT`` (WAV), ``VORBIS``, ``OPUS``; ``results/part-*.parquet`` holds one row per file; re-running skips done files
     (``resume=False`` starts over). ``gpu=True`` puts the model on a GPU per actor. With ``emotion``, the
     enhanced audio is also tagged by ``emotion_model`` (label and 8 class probabilities per file and per
     voiced segment, in the same rows); ``emotion=None`` tags when the shipped tagger is installed.
     ``retry_failed=True`` also does again the files whose committed row says they failed.
     ``prune_missing=True`` removes the rows (and outputs) of inputs no longer there (kept by default).
+    ``in_uri`` may be a scan's ``RUN/manifest.parquet`` (or any Parquet with a ``uri`` column): nothing is
+    listed. ``glob`` keeps the inputs whose relative path matches; with a manifest, ``min_duration_s``,
+    ``max_duration_s`` and ``ok_only`` (decoded by the scan) filter it too. ``check_outputs=False`` trusts the commit record instead of listing ``out_uri`` on a resume.
     One run at a time may write ``out_uri`` (a second is refused with OutputBusyError); a file whose
     input changed since its row (size or modification time) is done again.
     ``input_level_db``: the level (dBFS) the model sees each window at: ``"model"``, the level it was
     trained at (recorded by ``batchsep train``; -26 for models without one); ``None``: the raw level (see
     ``batchsep.dsp.level``).
+    ``multichannel``: what a file of several channels becomes: ``downmix`` (or ``mono``: averaged to mono,
+    polarity-aligned, then enhanced), ``keep`` (each channel enhanced; as many channels out) or
+    ``beamform`` (mask-based ``beamformer`` ``mvdr``, ``gev_ban``, ``mwf`` or ``delay_and_sum``, from the
+    model's masks; statistics over the whole file, or recursive with ``beam_forgetting`` in (0, 1); the
+    model's mask applied to the output too unless ``beam_postmask=False``): see
+    ``batchsep.pipeline.enhance.multichannel``.
     """
     _check(
         "enhance",
+        multichannel=multichannel,
+        beamformer=beamformer,
+        beam_forgetting=beam_forgetting,
         workers=workers,
         shard_size=shard_size,
         sr=sr,
@@ -305,6 +355,10 @@ def enhance(
         fmt=fmt,  # type: ignore[arg-type]
         subtype=subtype,
         input_level_db=input_level_db,
+        multichannel="downmix" if multichannel == "mono" else multichannel,  # type: ignore[arg-type]
+        beamformer=beamformer,  # type: ignore[arg-type]
+        beam_forgetting=None if beam_forgetting == 1 else beam_forgetting,  # λ = 1: whole file
+        beam_postmask=beam_postmask,
     )
     return _enh.enhance(
         in_uri,
@@ -319,6 +373,8 @@ def enhance(
         retry_failed=retry_failed,
         prune_missing=prune_missing,
         shard_size=shard_size,
+        where=_input_filter(glob, min_duration_s, max_duration_s, ok_only),
+        check_outputs=check_outputs,
         on_start=on_start,
         on_progress=on_progress,
     )
@@ -331,12 +387,17 @@ def tag(
     emotion_model: str = "default-emotion",
     workers: int | None = None,
     address: str | None = None,
-    local: bool = False,
+    local: bool | None = None,
     gpu: bool = False,
     resume: bool = True,
     retry_failed: bool = False,
     prune_missing: bool = False,
     shard_size: int | None = None,
+    glob: str | None = None,
+    min_duration_s: float | None = None,
+    max_duration_s: float | None = None,
+    ok_only: bool = False,
+    check_outputs: bool = True,
     on_start: Callable[[str, int], None] | None = None,
     on_progress: Callable[[int, float], None] | None = None,
 ) -> Any:
@@ -359,6 +420,8 @@ def tag(
         retry_failed=retry_failed,
         prune_missing=prune_missing,
         shard_size=shard_size,
+        where=_input_filter(glob, min_duration_s, max_duration_s, ok_only),
+        check_outputs=check_outputs,
         on_start=on_start,
         on_progress=on_progress,
     )
@@ -384,7 +447,7 @@ def prepare(
     recipe_only: bool = False,
     workers: int | None = None,
     address: str | None = None,
-    local: bool = False,
+    local: bool | None = None,
     shard_size: int = 16,
     on_start: Callable[[str, int], None] | None = None,
     on_progress: Callable[[int, float], None] | None = None,
@@ -437,7 +500,7 @@ def prepare(
     cfg = dataclasses.replace(
         config or MixtureConfig(), **{k: v for k, v in overrides.items() if v is not None}
     )
-    runner = make_runner(workers=workers, address=address, serial=local)
+    runner = make_runner(workers=workers, address=address, local=local)
     return _prep.prepare(
         speech_uri,
         noise_uri,
@@ -466,7 +529,7 @@ def features(
     compression: str = "zstd",
     workers: int | None = None,
     address: str | None = None,
-    local: bool = False,
+    local: bool | None = None,
     on_start: Callable[[str, int], None] | None = None,
     on_progress: Callable[[int, float], None] | None = None,
 ) -> Any:
@@ -493,7 +556,7 @@ def features(
             config = _feat.LogMelFeatures()
         else:
             raise ParameterError(f"kind={kind!r} must be 'stft' or 'logmel'")
-    runner = make_runner(workers=workers, address=address, serial=local)
+    runner = make_runner(workers=workers, address=address, local=local)
     return _feat.features(
         run_uri,
         config=config,
@@ -605,20 +668,21 @@ def evaluate(
     metrics: Sequence[str] | None = None,
     workers: int | None = None,
     address: str | None = None,
-    local: bool = False,
+    local: bool | None = None,
     shard_size: int = 16,
 ) -> Any:
-    """Score the enhance run ``run_uri`` into ``run_uri/metrics/part-*.parquet``, sharded over Ray.
+    """Score the enhance run ``run_uri`` into ``run_uri/metrics/part-*.parquet``.
 
-    Against clean ``references`` (a mixtures run, or a folder of clean files with the inputs' relative
-    paths). ``metrics`` None: sdr, si_sdr, pesq, stoi plus dnsmos when installed (``batchsep[zoo]``); a run
+    Against clean ``references`` (a mixtures run, a folder of clean files with the inputs' relative paths,
+    or a pairs root: ``clean/`` beside ``noisy/``); sharded over Ray or run in this process (``local``).
+    ``metrics`` None: sdr, si_sdr, pesq, stoi plus dnsmos when installed (``batchsep[zoo]``); a run
     without any reference gets dnsmos only (reference-free DNSMOS P.835/P.808).
     """
     _check("evaluate", workers=workers, shard_size=shard_size, metrics=metrics)
     from batchsep.distributed.runtime import make_runner
     from batchsep.pipeline.evaluate import driver as _ev
 
-    runner = make_runner(workers=workers, address=address, serial=local)
+    runner = make_runner(workers=workers, address=address, local=local)
     return _ev.evaluate(
         run_uri, references=references, metrics=metrics, runner=runner, shard_size=shard_size
     )

@@ -17,21 +17,31 @@ mfcc-svm
     RBF SVM (C chosen in {1, 10, 100} by inner leave-actors-out CV on the training actors; Platt
     probabilities).
 stats-svm
-    Utterance statistics of spectral, energy and prosody tracks (:func:`emotion_stats`, 214 values:
-    MFCC and delta-MFCC, spectral shape, frame energy, F0 by YIN in semitones, voicing ratio, durations)
-    of the voice-trimmed utterance, standardised, RBF SVM (C by inner CV as above).
+    Utterance statistics of spectral, energy and prosody tracks (:func:`emotion_stats`, 389 values:
+    MFCC and delta-MFCC, spectral shape, frame energy, F0 by YIN in semitones, voicing ratio, durations,
+    log-mel bands, spectral slopes, LPC formants, shimmer, rhythm) of the voice-trimmed utterance,
+    standardised, RBF SVM (C by inner CV as above).
 stats-mlp
     Ours, the shipped ``emotion-stats`` (:mod:`batchsep.models.emotion_stats`) trained as
     :func:`batchsep.pipeline.train.emotion_stats.train_emotion_stats` trains it: the same 214 statistics,
     an average of 5 MLPs (256 hidden, dropout 0.2, input noise), 60 epochs of AdamW, on the training actors'
     files and their augmented copies (speed ×0.9 / ×1.1, and real noise from ``--noise`` at 5-20 dB with
     a random gain). ``stats-mlp-noaug``: the same without the copies.
+stats-ens
+    Mean of the temperature-scaled probabilities of ``stats-svm`` and ``stats-mlp``.
+mfcc-svm+spk, stats-svm+spk, stats-mlp+spk, stats-ens+spk
+    The same models on **speaker-normalised** features: every actor's vectors (and its augmented copies)
+    z-scored with the mean and std of that actor's clean files
+    (:func:`batchsep.pipeline.train.emotion_stats.speaker_standardise`). The test actors are normalised
+    with their own 60 files (unlabelled, but all eight emotions in RAVDESS's proportions): a test-time
+    adaptation that needs a batch of files known to come from one speaker, which ``batchsep tag`` does
+    not do. These rows say what that information is worth; they are not the shipped tagger's figures.
 cnn
     The shipped recipe (``emotion-cnn``, jobs/train_default_emotion.yaml): 60 epochs of Adam (lr 2e-3,
     3 warm-up epochs, cosine), label smoothing 0.1, mixup, SpecAugment masks, mel shift ±4, SWA over the last
     15 epochs; trained on all 12 training actors of the fold (no validation choice: fixed recipe).
 cnn+stats
-    Mean of the temperature-scaled probabilities of ``cnn`` and ``stats-svm`` (needs both).
+    Mean of the temperature-scaled probabilities of ``cnn`` and ``stats-svm``.
 
 Features are cached under ``--cache`` (key: file list and feature settings). ``--quick``: 2 folds and 8 CNN
 epochs, a smoke test of the whole path (its figures mean nothing). Scores are of whole trimmed utterances
@@ -70,6 +80,7 @@ from batchsep.pipeline.train.emotion_stats import (
     ece,
     fit_temperature,
     softmax_t,
+    speaker_standardise,
     stats_corpus,
 )  # fmt: skip
 from batchsep.pipeline.train.emotion_worker import _WeightAverage, lr_factor
@@ -77,8 +88,12 @@ from batchsep.training.data.emotion import EmotionBatches, EmotionCorpus, uttera
 
 SR = 16000
 FOLDS = ((1, 2, 3, 4), (5, 6, 7, 8), (9, 10, 11, 12), (13, 14, 15, 16))
-ALL_MODELS = ("mfcc-svm", "stats-svm", "stats-mlp", "stats-mlp-noaug", "cnn", "cnn+stats")
-DEFAULT_MODELS = ("mfcc-svm", "stats-svm", "stats-mlp-noaug", "stats-mlp")
+SPK = ("mfcc-svm+spk", "stats-svm+spk", "stats-mlp+spk", "stats-ens+spk")
+ALL_MODELS = ("mfcc-svm", "stats-svm", "stats-mlp", "stats-mlp-noaug", "stats-ens", "cnn", "cnn+stats",
+              *SPK)  # fmt: skip
+DEFAULT_MODELS = ("mfcc-svm", "stats-svm", "stats-mlp-noaug", "stats-mlp", "stats-ens", *SPK)
+ENSEMBLES = {"stats-ens": ("stats-svm", "stats-mlp"), "stats-ens+spk": ("stats-svm+spk", "stats-mlp+spk"),
+             "cnn+stats": ("cnn", "stats-svm")}  # fmt: skip
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "emotion" / "ravdess"
 NOISE = DATA.parents[1] / "noise"
 
@@ -186,6 +201,13 @@ def main() -> int:
     want_mels = bool({"cnn", "cnn+stats"} & set(args.models))
     d = load_features(Path(args.data), Path(args.cache), cfg, args.noise, args.seed, want_mels)
     y, actors = d["labels"], d["actors"]
+    wanted = set(args.models) | {m for e in args.models for m in ENSEMBLES.get(e, ())}
+    # "+spk": every actor's features z-scored with its own clean files (test actors too: unlabelled)
+    spk = {
+        "base": speaker_standardise(d["base"], actors),
+        "stats": speaker_standardise(d["stats"], actors),
+    }
+    spk["aug_x"] = speaker_standardise(d["aug_x"], actors[d["aug_of"]], d["stats"], actors)
     print(f"{y.size} files, actors {sorted(set(actors.tolist()))}; features {time.time() - t0:.0f} s",
           flush=True)  # fmt: skip
     logp: dict[str, np.ndarray] = {}  # model -> out-of-fold log-probabilities [n, 8]
@@ -196,8 +218,9 @@ def main() -> int:
         tr = np.isin(actors, sum(FOLDS, ())) & ~te  # every other actor of 01-16 trains
         assert not set(actors[tr].tolist()) & set(actors[te].tolist())
         tested |= te
-        for name, feats in (("mfcc-svm", d["base"]), ("stats-svm", d["stats"])):
-            if name in args.models or (name == "stats-svm" and "cnn+stats" in args.models):
+        for name, feats in (("mfcc-svm", d["base"]), ("stats-svm", d["stats"]),
+                            ("mfcc-svm+spk", spk["base"]), ("stats-svm+spk", spk["stats"])):  # fmt: skip
+            if name in wanted:
                 t = time.time()
                 with warnings.catch_warnings():  # SVC(probability=True) is deprecated in 1.9
                     warnings.simplefilter("ignore", FutureWarning)
@@ -206,19 +229,20 @@ def main() -> int:
                     clf.predict_proba(feats[te]) + 1e-12
                 )
                 info.setdefault(name, []).append({"C": c, "s": round(time.time() - t, 1)})
-        for name, aug in (("stats-mlp", True), ("stats-mlp-noaug", False)):
-            if name in args.models:
+        for name, aug, src in (("stats-mlp", True, d), ("stats-mlp-noaug", False, d),
+                               ("stats-mlp+spk", True, spk)):  # fmt: skip
+            if name in wanted:
                 t = time.time()
-                data = {"x": d["stats"], "y": y, "actor": actors, "aug_x": d["aug_x"],
+                data = {"x": src["stats"], "y": y, "actor": actors, "aug_x": src["aug_x"],
                         "aug_of": d["aug_of"]} if aug else {
-                        "x": d["stats"], "y": y, "actor": actors,
+                        "x": src["stats"], "y": y, "actor": actors,
                         "aug_x": np.zeros((0, N_STATS)), "aug_of": np.zeros(0, np.int64)}  # fmt: skip
                 # train on every actor but this fold's (the other folds' test actors included)
                 lp = cross_validate(data, EmotionStatsConfig(), [test_actors], seed=args.seed,
                                     epochs=args.epochs)  # fmt: skip
                 logp.setdefault(name, np.zeros((y.size, 8)))[te] = lp[te]
                 info.setdefault(name, []).append({"s": round(time.time() - t, 1)})
-        if "cnn" in args.models or "cnn+stats" in args.models:
+        if "cnn" in wanted:
             t = time.time()
             idx = np.flatnonzero(tr)
             model = fit_cnn([d["mels"][i] for i in idx], y[tr], actors[tr], args, cfg)
@@ -243,9 +267,9 @@ def main() -> int:
             temps.setdefault(name, []).append(t)
             p[fold_of == k] = softmax_t(lp[fold_of == k], t)
         probs[name] = p
-    if "cnn+stats" in args.models:
-        probs["cnn+stats"] = (probs["cnn"] + probs["stats-svm"]) / 2
-        logp["cnn+stats"] = np.log(probs["cnn+stats"] + 1e-12)
+    for ens in [m for m in args.models if m in ENSEMBLES]:  # mean of the calibrated probabilities
+        probs[ens] = np.mean([probs[m] for m in ENSEMBLES[ens]], axis=0)
+        logp[ens] = np.log(probs[ens] + 1e-12)
     rows = {}
     for name in [m for m in args.models if m in probs]:
         per = [emotion_summary(y[fold_of == k], probs[name][fold_of == k].argmax(1))

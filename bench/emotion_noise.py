@@ -5,7 +5,10 @@ Held-out actors' RAVDESS utterances are mixed with noise recordings at a seeded 
 ``batchsep tag`` / ``enhance --emotion``: voiced segments -> per-file duration-weighted probabilities) as
   clean      the original utterance
   noisy      the mixture
-  enhanced   the mixture through an enhancement model (MaskEnhancer), one row per --enhancer
+  enhanced   the mixture through an enhancement model, one row per --enhancer: a model folder or
+             ``default`` (window enhancers at 16 kHz), or a zoo model (``rnnoise``, ``nsnet2``,
+             ``deepfilternet3``), which streams at its own rate: the mixture is resampled to that rate,
+             enhanced and resampled back to 16 kHz (as ``batchsep enhance`` does), see :func:`enhance`
 and, to separate the classifier from the voice-activity detector, "noisy, clean VAD" / "enhanced, clean
 VAD": the same signals tagged on the voiced spans found on the clean utterance.
 Prints accuracy / UAR / macro-F1 per condition, overall and per SNR band, as a Markdown table.
@@ -31,7 +34,7 @@ import torch
 
 from batchsep.corpus.ravdess import parse_ravdess_name
 from batchsep.dsp.mix import fit_length, mix_at_snr
-from batchsep.dsp.resample import to_rate_mono
+from batchsep.dsp.resample import resample, to_rate_mono
 from batchsep.dsp.vad import voiced_segments
 from batchsep.evaluation.emotion import emotion_summary
 from batchsep.io import audio, storage
@@ -53,6 +56,16 @@ def noise_files(args: argparse.Namespace) -> list[str]:
             {r["noise_uri"] for r in rows if r["split"] == "test" and r["status"] == "ok"}
         )
     return [e.uri for e in storage.list_files(args.noise_dir) if audio.is_audio_name(e.rel_path)]
+
+
+def enhance(enhancer: object, x: np.ndarray) -> np.ndarray:
+    """``x`` (16 kHz) enhanced at the enhancer's own rate, back at 16 kHz with ``x``'s length."""
+    sr = int(getattr(enhancer, "sample_rate", TAG_SR))
+    xin = x.astype(np.float32) if sr == TAG_SR else resample(x.astype(np.float32), TAG_SR, sr)
+    y = np.asarray(enhancer(xin[None, :])[0], np.float32)  # type: ignore[operator]
+    if sr != TAG_SR:
+        y = resample(y, sr, TAG_SR)
+    return np.pad(y, (0, max(0, x.shape[0] - y.shape[0])))[: x.shape[0]]
 
 
 def tag_spans(tagger: EmotionTagger, x: np.ndarray, spans: list[tuple[int, int]]) -> int:
@@ -114,7 +127,7 @@ def main() -> None:
         )
         row["noisy, clean VAD"] = tag_spans(tagger, mix, spans)
         for name, enh in enhancers.items():
-            y = enh(mix[None, :].astype(np.float32))[0]
+            y = enhance(enh, mix)
             row[f"enhanced:{name}"] = tag(tagger, y)
             row[f"enhanced:{name}, clean VAD"] = tag_spans(tagger, y, spans)
         rows.append(row)

@@ -70,6 +70,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             _missing("no CUDA device", "BATCHSEP_REQUIRE_GPU")
 
 
+@pytest.fixture(autouse=True)
+def _ray_tests_run_on_ray(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests marked ``ray`` test the Ray path: their stages run on Ray even when their input is small
+    (``BATCHSEP_PLACEMENT=ray``, inherited by the commands they start; an explicit ``--local`` still
+    runs in-process). Other tests get the default rule (a small job runs in-process)."""
+    if request.node.get_closest_marker("ray") and "BATCHSEP_PLACEMENT" not in os.environ:
+        monkeypatch.setenv("BATCHSEP_PLACEMENT", "ray")
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for seconds in _S3_STARTUP_S:
         terminalreporter.write_line(f"s3_server: SeaweedFS started in {seconds:.2f} s")

@@ -33,10 +33,19 @@ Exit status: 0 done; 2 usage error (bad option, input missing or not what the co
 """The epilog of the commands that make one thing (train, inspect, report): no per-file status 1."""
 
 EPILOG_JOBS = """\b
-Exit status: 0 done; 2 usage error (bad option or spec, unknown job id); 3 fatal error (the
-Jobs API unreachable, ...). With --wait, submit exits as the job's driver did (0, 1, 2 or 3).
+Exit status: 0 done; 2 usage error (bad option, unknown job id); 3 fatal error (the Jobs API
+unreachable, ...). The Jobs API address can also come from RAY_API_SERVER_ADDRESS."""
+"""The epilog of the commands that ask a cluster's Jobs API about a job (status, logs, cancel)."""
+
+EPILOG_SUBMIT = """\b
+Exit status: 0 submitted; 2 usage error (bad option or spec); 3 fatal error (the Jobs API
+unreachable, ...). With --wait, submit exits as the job's driver did (0, 1, 2 or 3).
 The Jobs API address can also come from RAY_API_SERVER_ADDRESS."""
-"""The epilog of the commands that talk to a cluster's Jobs API (submit, status, logs, cancel)."""
+"""The epilog of ``submit``."""
+
+EPILOG_MODELS = """\b
+Exit status: 0 done; 2 usage error (bad option)."""
+"""The epilog of ``models`` (no input, no output, nothing that can fail per file)."""
 
 EPILOG_MAIN = f"""\b
 `batchsep COMMAND --help` gives a command's options and its exit status.
@@ -65,24 +74,52 @@ def _ray_address(ctx: click.Context, param: click.Parameter, value: str | None) 
     return value
 
 
+PLACEMENT_HELP = (
+    "Where it runs. Default: on Ray when --address or RAY_ADDRESS names a cluster or --workers is "
+    "over 1; otherwise a small job (at most {files} files and {minutes:g} minutes of audio; files not "
+    "yet decoded count 1 s per 32 kB) runs in this process with one worker, which saves the 10-30 s "
+    "Ray takes to start, and a larger one on an embedded local Ray. --local: always in this process "
+    "(one worker); --ray: always on Ray; $BATCHSEP_PLACEMENT=local|ray: the default."
+)
+"""The help of ``--local/--ray``, with the rule's figures (``batchsep.pipeline.runner``)."""
+
+
 def ray_options(
     *,
     workers_help: str,
-    local_help: str = "Run in this process without Ray (small inputs, debugging).",
+    local_help: str | None = None,
     show_errors: bool = True,
 ) -> Callable[[F], F]:
-    """How a command runs, the same in every command: ``--workers``, ``--address``, ``--local`` and, for
-    commands that summarise failed files, ``--show-errors``."""
+    """How a command runs, the same in every command: ``--workers``, ``--address``, ``--local/--ray``
+    (``local`` True, False or None: :func:`batchsep.distributed.runtime.placement`) and, for commands
+    that summarise failed files, ``--show-errors``. With ``local_help``, a plain ``--local`` flag with
+    that help instead (``train``: Ray unless ``--local``)."""
+    from batchsep.pipeline.runner import SMALL_JOB_FILES, SMALL_JOB_SECONDS
+
     options = [
-        click.option("--workers", type=click.IntRange(min=1), default=None, help=workers_help),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=1),
+            default=None,
+            help=workers_help
+            + ("" if local_help is not None else " In this process: one; over 1 runs on Ray."),
+        ),
         click.option(
             "--address",
             default=None,
             callback=_ray_address,
-            help="Ray cluster address HOST:6379, ray://HOST:10001 or 'auto' (default: embedded "
-            "local Ray).",
+            help="Ray cluster to run on: HOST:6379, ray://HOST:10001 or 'auto' (default: "
+            "$RAY_ADDRESS when set, as inside a Ray Job; else this machine, see --local). Not "
+            "the Jobs API URL http://HOST:8265: that is for submit, status, logs and cancel (or "
+            "$RAY_API_SERVER_ADDRESS).",
         ),
-        click.option("--local", is_flag=True, help=local_help),
+        click.option("--local", is_flag=True, help=local_help)
+        if local_help is not None
+        else click.option(
+            "--local/--ray",
+            default=None,
+            help=PLACEMENT_HELP.format(files=SMALL_JOB_FILES, minutes=SMALL_JOB_SECONDS / 60),
+        ),
     ]
     if show_errors:
         options.append(

@@ -3,8 +3,10 @@
 On a terminal a tqdm bar shows files done, hours of audio and failures; lines that Ray prints meanwhile (its
 workers' output, its own log lines) are written above the bar instead of through it. Anywhere else (a file,
 a pipe, a Ray job's log) a plain line is printed every ``BATCHSEP_PROGRESS_S`` seconds (default
-:data:`INTERVAL_S`) as shards complete, and one at the end of each phase::
+:data:`INTERVAL_S`) as shards complete, also while none does (workers starting, a long shard), and one at
+the end of each phase::
 
+    enhance: 0/20 files (0%), 0.000 h of audio, 0 failed, 0:05 elapsed, ETA after the first shard
     enhance: 12/20 files (60%), 0.021 h of audio, 3.4x real time, 0 failed, 0:22 elapsed, ETA 0:15
 
 No ANSI escape is written when stderr is no terminal (Ray's coloured worker prefixes are turned off).
@@ -204,6 +206,8 @@ class Progress:
         self.bar: Any = None
         self.phase: str | None = None
         self._restore: list[tuple[str, Any]] = []
+        self._lock = threading.RLock()
+        self._stop_beat: threading.Event | None = None
 
     # -- one phase --------------------------------------------------------------------------------
     def start(self, phase: str, total: int) -> None:
@@ -219,6 +223,7 @@ class Progress:
             self._start_bar()
         else:
             self._line(f"{self.total} {self._units(self.total)} to do")
+            self._start_beat()
 
     def update(self, n: int, seconds: float, failed: int = 0) -> None:
         if self.phase is None:
@@ -240,6 +245,7 @@ class Progress:
     def close(self) -> None:
         if self.phase is None:
             return
+        self._stop_heartbeat()
         if self.bar is not None:
             self._stop_bar()
         elif self.done:
@@ -269,7 +275,9 @@ class Progress:
         if self.audio_s > 0:
             parts.append(f"{_speed(self.audio_s / elapsed)} real time")
         parts += [f"{self.failed} failed", f"{_hms(elapsed)} elapsed"]
-        if not final and 0 < self.done < self.total:
+        if not final and self.done == 0:
+            parts.append("ETA after the first shard")
+        elif not final and self.done < self.total:
             eta = self._eta()
             parts.append(f"ETA {_hms(eta)}" if eta is not None else "ETA after the next shard")
         elif final:
@@ -285,8 +293,33 @@ class Progress:
         return (self.total - self.done) * (time.monotonic() - t1) / (self.done - done1)
 
     def _line(self, text: str) -> None:
-        self.last = time.monotonic()
-        print(f"{self.phase}: {text}", file=sys.stderr, flush=True)
+        with self._lock:
+            self.last = time.monotonic()
+            print(f"{self.phase}: {text}", file=sys.stderr, flush=True)
+
+    # -- the plain lines' heartbeat -----------------------------------------------------------------
+    def _start_beat(self) -> None:
+        """A line every ``interval_s`` also while no shard completes (plain lines only; none with an
+        interval of 0, which asks for a line per update)."""
+        if self.interval_s <= 0:
+            return
+        stop = self._stop_beat = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(min(1.0, self.interval_s)):
+                with self._lock:  # never after close() (it sets ``stop`` holding the lock)
+                    if stop.is_set():
+                        return
+                    if time.monotonic() - self.last >= self.interval_s:
+                        self._line(self.status())
+
+        threading.Thread(target=beat, name="batchsep-progress", daemon=True).start()
+
+    def _stop_heartbeat(self) -> None:
+        with self._lock:
+            if self._stop_beat is not None:
+                self._stop_beat.set()
+                self._stop_beat = None
 
     # -- the bar --------------------------------------------------------------------------------------
     def _start_bar(self) -> None:

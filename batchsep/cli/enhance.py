@@ -29,13 +29,13 @@ from batchsep.dsp.level import INPUT_LEVEL_DB, MODEL_LEVEL, InputLevel, check_in
 from batchsep.errors import BatchsepError, JobStoppedError, ParameterError
 
 
-def _check_inputs(in_uri: str, out_uri: str, models: dict[str, str]) -> None:
+def _check_inputs(in_uri: str, out_uri: str, models: dict[str, str], where: Any = None) -> None:
     """Fail early (usage/fatal exits) on a missing input, a bad model, an unwritable output."""
     from batchsep.pipeline.enhance.outfolder import enhance_inputs
     from batchsep.pipeline.enhance.zoo import read_model_meta
 
     try:
-        enhance_inputs(in_uri, out_uri)
+        enhance_inputs(in_uri, out_uri, where)
     except BatchsepError as e:
         _fail_input(e)
     for option, uri in models.items():
@@ -44,6 +44,14 @@ def _check_inputs(in_uri: str, out_uri: str, models: dict[str, str]) -> None:
         except BatchsepError as e:
             _fail_usage(f"{option}: {e}")
     _check_output(out_uri)
+
+
+def _where(run: dict[str, Any]) -> Any:
+    """The input filter of the options in ``run``."""
+    from batchsep.pipeline.scan.driver import InputFilter
+
+    keys = ("glob", "min_duration_s", "max_duration_s", "ok_only")
+    return InputFilter(**{k: run[k] for k in keys})
 
 
 def _speed(x: float) -> str:
@@ -139,6 +147,14 @@ def _parse_level(text: str) -> InputLevel:
     return level
 
 
+def _multichannel(multichannel: str | None, channels: str | None) -> str:
+    """``--multichannel``, or ``--channels`` (mono → downmix); both given must agree."""
+    from_channels = {"mono": "downmix", "keep": "keep", None: None}[channels]
+    if multichannel and from_channels and multichannel != from_channels:
+        _fail_usage(f"--channels {channels} and --multichannel {multichannel} disagree: give one")
+    return multichannel or from_channels or "downmix"
+
+
 def _run_options(f: Any) -> Any:
     """Options shared by enhance and tag (applied bottom-up)."""
     for opt in reversed([
@@ -157,6 +173,17 @@ def _run_options(f: Any) -> Any:
         click.option("--shard-size", type=click.IntRange(min=1), default=None,
                      help="Files per unit of work (one results part, one retry). Default: 1/16 of the "
                           "files, at most 32."),
+        click.option("--glob", default=None, metavar="PATTERN",
+                     help="Only the inputs whose relative path matches (e.g. 'spk1*/*.wav')."),
+        click.option("--min-duration", "min_duration_s", type=float, default=None, metavar="S",
+                     help="With a manifest as IN_URI: only inputs of at least S seconds."),
+        click.option("--max-duration", "max_duration_s", type=float, default=None, metavar="S",
+                     help="With a manifest as IN_URI: only inputs of at most S seconds."),
+        click.option("--ok-only", is_flag=True, default=False,
+                     help="With a manifest as IN_URI: only the inputs the scan decoded (status ok)."),
+        click.option("--check-outputs/--trust-record", default=True, show_default=True,
+                     help="On a resume, find outputs gone missing with one listing of OUT_URI, or "
+                          "trust OUT_URI/results without listing it."),
         SHOW_SKIPPED,
     ]):  # fmt: skip
         f = opt(f)
@@ -197,20 +224,23 @@ def _run_options(f: Any) -> Any:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["wav", "flac"]),
+    type=click.Choice(["wav", "flac", "ogg", "opus"]),
     default="wav",
     show_default=True,
-    help="Output format: WAV or FLAC (sample format: see --subtype).",
+    help="Output format, also the outputs' suffix: WAV, FLAC, Ogg Vorbis or Ogg Opus (lossy; Opus "
+    "writes 8/12/16/24/48 kHz only, other rates at 48 kHz). Sample format: see --subtype.",
 )
 @click.option(
     "--subtype",
-    type=click.Choice(["keep", "PCM_16", "PCM_24", "FLOAT"], case_sensitive=False),
+    type=click.Choice(
+        ["keep", "PCM_16", "PCM_24", "FLOAT", "VORBIS", "OPUS"], case_sensitive=False
+    ),
     default="keep",
     show_default=True,
     help="Output sample format. keep: a WAV keeps a 16- or 24-bit input's (16-bit in, 16-bit out), "
     "anything else (float, MP3, AAC, ...) is written as 32-bit float WAV; FLAC is 24-bit. Integer "
     "formats are not dithered; samples beyond full scale are clipped and counted in the row's warning. "
-    "FLOAT is WAV only.",
+    "FLOAT is WAV only; FLAC takes PCM_16 or PCM_24, ogg VORBIS, opus OPUS.",
 )
 @click.option(
     "--input-level",
@@ -221,6 +251,46 @@ def _run_options(f: Any) -> Any:
     "output keeps the input's level), so quiet and loud recordings are enhanced alike. 'model': the "
     f"level the model was trained at (recorded by `batchsep train`; {INPUT_LEVEL_DB:g} for models "
     "without one, the shipped model's); 'off' gives the model the raw level.",
+)
+@click.option(
+    "--multichannel",
+    type=click.Choice(["downmix", "keep", "beamform"]),
+    default=None,
+    help="What a file of several channels becomes. downmix (default): averaged to mono (a channel out "
+    "of phase with the first is inverted first, so a pair does not cancel), then enhanced; keep: each "
+    "channel enhanced on its own, as many channels out; beamform: the model's speech masks (per "
+    "channel) give speech and noise spatial covariances, a beamformer (--beamformer) makes one channel "
+    "(the speech at the reference microphone, chosen by SNR), then the model's mask is applied to it "
+    "(--no-beam-postmask: not). The row's warning says what was done.",
+)
+@click.option(
+    "--channels",
+    type=click.Choice(["mono", "keep"]),
+    default=None,
+    help="Same as --multichannel downmix|keep (the older spelling).",
+)
+@click.option(
+    "--beamformer",
+    type=click.Choice(["mvdr", "gev_ban", "mwf", "delay_and_sum"]),
+    default="mvdr",
+    show_default=True,
+    help="With --multichannel beamform: MVDR (Souden form), GEV with the BAN gain, the multichannel "
+    "Wiener filter, or delay-and-sum (a baseline).",
+)
+@click.option(
+    "--beam-forgetting",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    metavar="LAMBDA",
+    help="With --multichannel beamform: spatial statistics updated recursively with this forgetting "
+    "factor (e.g. 0.99 per frame; one pass over the file, the filter follows moving talkers). "
+    "Default: over the whole file (the file is read twice).",
+)
+@click.option(
+    "--beam-postmask/--no-beam-postmask",
+    default=True,
+    show_default=True,
+    help="With --multichannel beamform: apply the model's mask to the beamformer's output too.",
 )
 @_run_options
 def enhance(
@@ -233,9 +303,17 @@ def enhance(
     fmt: str,
     subtype: str,
     input_level: str,
+    multichannel: str | None,
+    channels: str | None,
+    beamformer: str,
+    beam_forgetting: float | None,
+    beam_postmask: bool,
     **run: Any,
 ) -> None:
     """Enhance every audio file under IN_URI into OUT_URI (same relative paths).
+
+    IN_URI is a folder or prefix, or a scan's RUN/manifest.parquet (any Parquet file with a uri
+    column): then nothing is listed, and --ok-only, --min-duration, --max-duration filter it.
 
     Inputs: WAV, FLAC, OGG/Opus, AIFF, ... and, through FFmpeg, MP3, M4A/AAC, the audio
     track of MP4/MOV/WebM/MKV, WMA; other files are skipped by name (--show-skipped).
@@ -249,14 +327,17 @@ def enhance(
     show_errors = run.pop("show_errors")
     show_skipped = run.pop("show_skipped")
     level_db = _parse_level(input_level)
+    mode = _multichannel(multichannel, channels)
     emotion = batchsep.api._want_emotion(emotion, emotion_model)
     models = {"--model": model, **({"--emotion-model": emotion_model} if emotion else {})}
-    _check_inputs(in_uri, out_uri, models)
+    _check_inputs(in_uri, out_uri, models, _where(run))
     on_start, on_progress, close = _phase_bars()
     try:
         summary = batchsep.api.enhance(
             in_uri, out_uri, model=model, emotion=emotion, emotion_model=emotion_model, sr=sr,
-            fmt=fmt, subtype=subtype, input_level_db=level_db, on_start=on_start, on_progress=on_progress, **run,
+            fmt=fmt, subtype=subtype, input_level_db=level_db, on_start=on_start, on_progress=on_progress,
+            multichannel=mode, beamformer=beamformer, beam_forgetting=beam_forgetting,
+            beam_postmask=beam_postmask, **run,
         )  # fmt: skip
     except ParameterError as e:  # e.g. resuming into OUT with other settings
         close()
@@ -292,7 +373,7 @@ def tag(in_uri: str, out_uri: str, emotion_model: str, **run: Any) -> None:
     """
     show_errors = run.pop("show_errors")
     show_skipped = run.pop("show_skipped")
-    _check_inputs(in_uri, out_uri, {"--emotion-model": emotion_model})
+    _check_inputs(in_uri, out_uri, {"--emotion-model": emotion_model}, _where(run))
     on_start, on_progress, close = _phase_bars()
     try:
         summary = batchsep.api.tag(

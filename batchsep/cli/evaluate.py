@@ -19,7 +19,6 @@ from batchsep.cli.common import (
 )
 from batchsep.cli.main import main
 from batchsep.errors import BatchsepError, ParameterError, StorageError
-from batchsep.io import storage
 
 METRIC_NAMES = ("sdr", "si_sdr", "pesq", "stoi", "dnsmos")
 
@@ -29,8 +28,9 @@ METRIC_NAMES = ("sdr", "si_sdr", "pesq", "stoi", "dnsmos")
 @click.option(
     "--references",
     default=None,
-    help="Clean references: a prepare run (mixtures.parquet) or a folder of clean files "
-    "with the same relative paths as the enhanced inputs. Default: the prepare run the "
+    help="Clean references: a prepare run (mixtures.parquet), a folder of clean files "
+    "with the same relative paths as the enhanced inputs, or a pairs root: a folder with clean/ "
+    "beside noisy/ (VoiceBank-DEMAND's layout; for a run of its noisy/ or of the root). Default: the prepare run the "
     "enhanced inputs came from (its mixtures folder), if any. Needed for sdr, si_sdr, pesq and "
     "stoi. Without any reference (none given, none found) evaluate scores DNSMOS only "
     "(reference-free) and says so; with an explicit --metrics list that lacks dnsmos it stops "
@@ -53,7 +53,7 @@ def evaluate(
     metrics: str,
     workers: int | None,
     address: str | None,
-    local: bool,
+    local: bool | None,
     show_errors: int,
 ) -> None:
     """Score the enhance run RUN_URI into RUN_URI/metrics/part-*.parquet.
@@ -130,14 +130,18 @@ def report(run_uris: tuple[str, ...], out_uri: str, names: tuple[str, ...]) -> N
     """Compare evaluated runs: OUT/report.md, OUT/index.html (self-contained) and PNG plots.
 
     Summary per model (mean/median SDRi, SI-SDRi, PESQ, STOI, DNSMOS OVRL, processing speed
-    per worker), DNSMOS SIG/BAK/OVRL/P.808 input → output per system, SDRi (else SI-SDRi) by
-    input SNR and by noise type, per-speaker spread, the distribution of emotion tags per
-    tagged system, emotion accuracy, UAR and confusion matrix per system with true labels,
-    and spectrograms with audio players of every system for a few files. Runs evaluated
+    per worker), PESQ/STOI/SI-SDR and DNSMOS SIG/BAK/OVRL/P.808 input → output per system,
+    SDRi (else SI-SDRi) by input SNR and by noise type, per-speaker spread, a per-file table
+    (worst first by SDRi, else SI-SDRi, else DNSMOS OVRL; linked to the listening examples),
+    the distribution of emotion tags per tagged system, emotion accuracy, UAR and confusion
+    matrix per system with true labels, and spectrograms with audio players of every system
+    for the worst, median and best file (each says why it was chosen). Local paths in the
+    provenance are relative to OUT. Runs evaluated
     without references (DNSMOS only) are reported too: what needs references is left out,
     with a line saying so. Plots of an earlier report in OUT that this one does not make
     are removed. The same run given twice is a usage error (2); an unwritable OUT exits 3.
     """
+    from batchsep.io import storage
     from batchsep.pipeline.report.driver import ReportOutputError
 
     if names and len(names) != len(run_uris):

@@ -11,6 +11,7 @@ import click
 from batchsep.cli.common import (
     EPILOG,
     EPILOG_JOBS,
+    EPILOG_SUBMIT,
     EXIT_OK,
     EXIT_SOME_FAILED,
     _fail_fatal,
@@ -19,7 +20,10 @@ from batchsep.cli.common import (
 from batchsep.cli.main import main
 from batchsep.errors import BatchsepError
 
-_JOBS_ADDRESS_HELP = "Jobs API URL of the cluster head's dashboard, e.g. http://HEAD:8265."
+_JOBS_ADDRESS_HELP = (
+    "Jobs API URL of the cluster head's dashboard, e.g. http://HEAD:8265 (default: "
+    "$RAY_API_SERVER_ADDRESS). Not the Ray address HOST:6379 that other commands' --address takes."
+)
 
 
 def _jobs_call(fn: Callable[[], Any]) -> Any:
@@ -41,7 +45,8 @@ def _jobs_call(fn: Callable[[], Any]) -> Any:
     "--address",
     default=None,
     help="Ray address for every stage (overrides the spec's ray.address). Default: $RAY_ADDRESS "
-    "(set inside a Ray Job), else an embedded local Ray.",
+    "(set inside a Ray Job), else each stage runs here when small or on an embedded local Ray "
+    "(see `batchsep scan --help`, --local/--ray).",
 )
 @click.option(
     "--set",
@@ -114,7 +119,7 @@ def run(spec_uri: str, address: str | None, overrides: tuple[str, ...], dry_run:
     sys.exit(EXIT_SOME_FAILED if failed else EXIT_OK)
 
 
-@main.command(epilog=EPILOG_JOBS)
+@main.command(epilog=EPILOG_SUBMIT)
 @click.argument("spec_path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--address", required=True, envvar="RAY_API_SERVER_ADDRESS", help=_JOBS_ADDRESS_HELP)
 @click.option("--wait", is_flag=True, help="Stream the job's logs until it ends; exit as it did.")

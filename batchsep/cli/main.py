@@ -51,7 +51,8 @@ __all__ = ["EXIT_FATAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_SOME_FAILED", "EXI
 def main() -> None:
     """batchsep: batch speech enhancement and emotion tagging for large audio corpora.
 
-    Every stage runs on an embedded local Ray by default, or on a cluster with --address.
+    A small job runs in this process, a larger one on an embedded local Ray, or on a cluster
+    with --address (a command's --local/--ray says which).
     """
 
 
@@ -65,7 +66,7 @@ def main() -> None:
     type=click.IntRange(min=1),
     default=32,
     show_default=True,
-    help="Files per Ray task (and per retry when a worker dies).",
+    help="Files per task (one unit of work, and of retry when a Ray worker dies).",
 )
 @SHOW_SKIPPED
 @ray_options(workers_help="Parallel tasks (embedded Ray CPUs). Default: all cores.")
@@ -76,7 +77,7 @@ def scan(
     show_skipped: int,
     workers: int | None,
     address: str | None,
-    local: bool,
+    local: bool | None,
     show_errors: int,
 ) -> None:
     """Scan IN_URI recursively and write OUT/manifest.parquet: one row per audio file.
@@ -283,7 +284,7 @@ def prepare(
     shard_size: int,
     workers: int | None,
     address: str | None,
-    local: bool,
+    local: bool | None,
     show_errors: int,
 ) -> None:
     """Mix a speech corpus and a noise corpus into OUT: mixtures.parquet and 16 kHz audio.
@@ -396,7 +397,7 @@ def features(
     out_uri: str | None,
     workers: int | None,
     address: str | None,
-    local: bool,
+    local: bool | None,
     show_errors: int,
 ) -> None:
     """Compute per-utterance features of RUN into Parquet shards (RUN/features/<split>/).

@@ -7,7 +7,7 @@ import json
 import click
 
 import batchsep.api
-from batchsep.cli.common import EPILOG_TASK
+from batchsep.cli.common import EPILOG_MODELS
 from batchsep.cli.main import main
 
 
@@ -16,7 +16,7 @@ def _num(v: object, fmt: str) -> str:
 
 
 @main.command(
-    epilog=EPILOG_TASK,
+    epilog=EPILOG_MODELS,
     short_help="List the model names --model and --emotion-model accept, with quality and speed.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per model, all fields.")

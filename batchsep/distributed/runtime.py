@@ -1,6 +1,7 @@
 """Ray runtime: start an embedded local Ray or connect to a cluster, and run stage shards as Ray tasks.
 
-This module (with the rest of ``batchsep.distributed``) is the only place that imports ray.
+This module (with the rest of ``batchsep.distributed``) is the only place that imports ray; it imports it
+when Ray is used (a small job that runs in this process never does, see :func:`placement`).
 """
 
 from __future__ import annotations
@@ -8,10 +9,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
-
-import ray
+from typing import Any, Literal, TypeVar
 
 from batchsep.errors import BatchsepError, ParameterError
 
@@ -146,6 +146,8 @@ def init(
     object_store_memory : int, optional
         Bytes for the embedded object store (default: 1 GiB, plenty for shard metadata).
     """
+    import ray
+
     if ray.is_initialized():
         return dict(ray.cluster_resources())
     for k, v in _DEFAULT_ENV.items():
@@ -195,7 +197,9 @@ def init(
 
 def shutdown() -> None:
     """Disconnect from (and, if embedded, stop) the Ray this process started."""
-    if ray.is_initialized():
+    if ray_running():
+        import ray
+
         ray.shutdown()
 
 
@@ -232,6 +236,8 @@ class RayRunner:
     def map_unordered(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[int, R]]:
         if not items:
             return
+        import ray
+
         init(self.address, num_cpus=self.cluster_cpus)
         limit = self.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
         remote = ray.remote(fn).options(**self.options)
@@ -246,18 +252,89 @@ class RayRunner:
                 yield pending.pop(ref), ray.get(ref)
 
 
+def ray_running() -> bool:
+    """Whether this process has started (or connected to) Ray; never imports it."""
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and ray.is_initialized())
+
+
+Where = Literal["here", "ray", "auto"]
+
+
+PLACEMENT_ENV = "BATCHSEP_PLACEMENT"
+"""``local`` or ``ray``: the default of ``--local/--ray`` when neither is given (``auto`` or unset: the
+small-job rule of :func:`placement`). The test suite sets ``ray`` for its tests marked ``ray``."""
+
+
+def placement(
+    *, local: bool | None = None, workers: int | None = None, address: str | None = None
+) -> Where:
+    """Where a stage runs: ``"here"`` (in this process), ``"ray"`` or ``"auto"`` (here when its work is
+    small, see :class:`batchsep.pipeline.runner.Placement`, else Ray).
+
+    ``local`` True: here; False (``--ray``): Ray. None (the default): ``$BATCHSEP_PLACEMENT`` when set
+    to ``local`` or ``ray``; else Ray when a cluster is named (``address``, or ``$RAY_ADDRESS`` as inside
+    a Ray Job), when ``workers`` > 1 asks for parallel workers, or when Ray already runs in this
+    process; otherwise ``"auto"``.
+    """
+    if local is None:
+        env = os.environ.get(PLACEMENT_ENV, "auto").strip().lower() or "auto"
+        if env not in ("auto", "local", "ray"):
+            raise ParameterError(f"{PLACEMENT_ENV}={env!r} must be auto, local or ray")
+        local = None if env == "auto" else env == "local"
+    if local is not None:
+        return "here" if local else "ray"
+    if address or os.environ.get("RAY_ADDRESS") or (workers or 1) > 1 or ray_running():
+        return "ray"
+    return "auto"
+
+
 def make_runner(
-    *, workers: int | None = None, address: str | None = None, serial: bool = False
+    *, workers: int | None = None, address: str | None = None, local: bool | None = None
 ) -> Any:
-    """The runner a command should use: serial in-process, or Ray tasks on ``address``.
+    """The runner a stage uses, by :func:`placement`: in-process, Ray tasks on ``address``, or the one
+    of the two that fits each call's work (:class:`~batchsep.pipeline.runner.AutoRunner`).
 
     ``workers`` bounds concurrency: the embedded Ray gets that many CPUs; on a cluster at most ``2 × workers``
     tasks are in flight.
     """
-    if serial:
-        from batchsep.pipeline.runner import SerialRunner
+    from batchsep.pipeline.runner import AutoRunner, SerialRunner
 
+    where = placement(local=local, workers=workers, address=address)
+    if where == "here":
         return SerialRunner()
-    return RayRunner(
-        address=address, cluster_cpus=workers, max_in_flight=2 * workers if workers else None
-    )
+
+    def ray_runner() -> RayRunner:
+        return RayRunner(
+            address=address, cluster_cpus=workers, max_in_flight=2 * workers if workers else None
+        )
+
+    return ray_runner() if where == "ray" else AutoRunner(ray_runner, ray_running)
+
+
+def enhance_executor(
+    *,
+    workers: int | None = None,
+    address: str | None = None,
+    local: bool | None = None,
+    gpu: bool = False,
+) -> Any:
+    """The shard executor of enhance and tag, by :func:`placement` as :func:`make_runner`: one worker in
+    this process, a Ray Data actor pool, or the one of the two that fits the work
+    (:class:`~batchsep.pipeline.runner.AutoExecutor`)."""
+    from batchsep.pipeline.enhance.worker import serial_executor
+
+    where = placement(local=local, workers=workers, address=address)
+    if where == "here":
+        return serial_executor
+
+    def pool() -> Any:
+        from batchsep.distributed.data import RayDataExecutor
+
+        return RayDataExecutor(workers=workers, address=address, num_gpus=1.0 if gpu else 0.0)
+
+    if where == "ray":
+        return pool()
+    from batchsep.pipeline.runner import AutoExecutor
+
+    return AutoExecutor(serial_executor, pool, ray_running)

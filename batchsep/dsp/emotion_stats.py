@@ -20,14 +20,27 @@ timing                 4      voiced-frame ratio, voiced runs per second, trimme
                               inactive-frame ratio
 band balance           11     level differences between the 0-0.5, 0.5-1, 1-2, 2-4, 4-8 kHz
                               bands (10 pairs) and their range
+log-mel bands          128    the 64 mel bands in dB re the loudest bin, on active frames: mean, std
+delta-delta MFCC       20     std of the second time derivative of MFCC 1-20 (active frames)
+spectral slope         12     dB/kHz regression slope of each active frame over 0.1-4 kHz and over
+                              1-8 kHz (alpha-ratio-like): 6 moments each
+formants               9      F1-F3 (kHz) from order-16 LPC roots (bandwidth < 500 Hz) on every
+                              second active frame: mean, std, median
+shimmer / skew         2      mean absolute frame-to-frame level change (dB) and the skewness of
+                              the active frames' level
+rhythm                 4      share of the energy-envelope modulation spectrum (0.5-20 Hz) in
+                              0.5-2, 2-4, 4-8, 8-20 Hz
 =====================  =====  ==================================================================
+
+The last six groups (175 values, "v2", issue 20) are eGeMAPS-like functionals computed with librosa and
+numpy only (no openSMILE): under leave-actors-out CV they add 2-3 points with an SVM (docs/emotion.md).
 
 The 6 moments are mean, std, 10th, 50th, 90th percentile and the 10-90 range. Nothing depends on the
 absolute gain (energy is relative to the utterance's peak), so the level of a recording or of an
 enhancer's output does not move the features. "Voiced" frames: YIN gives no voicing decision, so a frame
 counts as voiced when it is within 30 dB of the peak, its F0 is not at the search edges and it is within
 one semitone of a neighbouring frame's F0 (pYIN would decide better but costs ~50× more CPU).
-Cost: about 15-30 ms of CPU per 3 s utterance.
+Cost: about 40-70 ms of CPU per 3 s utterance.
 """
 
 from __future__ import annotations
@@ -40,7 +53,7 @@ from batchsep.dsp.vad import trim_silence
 from batchsep.errors import ParameterError
 
 STATS_SR = 16000
-N_STATS = 214
+N_STATS = 389
 _HOP, _NFFT = 160, 512
 
 
@@ -49,6 +62,73 @@ def _moments(t: np.ndarray) -> list[float]:
         return [0.0] * 6
     p10, p50, p90 = np.percentile(t, [10, 50, 90])
     return [float(t.mean()), float(t.std()), float(p10), float(p50), float(p90), float(p90 - p10)]
+
+
+def _slope(S: np.ndarray, freqs: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Least-squares slope (dB per kHz) of each frame's log-power spectrum over [lo, hi] Hz."""
+    sel = (freqs >= lo) & (freqs <= hi)
+    f = freqs[sel] / 1000
+    f = f - f.mean()
+    level = 10 * np.log10(S[sel] / (float(S.max()) + 1e-30) + 1e-10)  # dB re the loudest bin
+    return (f[:, None] * (level - level.mean(0))).sum(0) / (f**2).sum()
+
+
+def _formants(x: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """Mean, std and median of F1-F3 (kHz): order-16 LPC roots of the given 10 ms frames (512 points)."""
+    import librosa
+
+    xp = np.append(x[:1], x[1:] - 0.97 * x[:-1])  # pre-emphasis
+    win = np.hanning(_NFFT)
+    found = []
+    for i in frames:
+        seg = xp[max(0, i * _HOP - _NFFT // 2) : i * _HOP + _NFFT // 2]
+        if seg.size < _NFFT or np.abs(seg).max() < 1e-6:
+            continue
+        a = librosa.lpc((seg * win).astype(np.float64), order=16)
+        if not np.isfinite(a).all():
+            continue
+        r = np.roots(a)
+        r = r[np.imag(r) > 0.01]
+        hz = np.angle(r) * STATS_SR / (2 * np.pi)
+        bw = -STATS_SR / np.pi * np.log(np.abs(r) + 1e-12)
+        f = np.sort(hz[(hz > 200) & (hz < 5000) & (bw < 500)])
+        if f.size >= 3:
+            found.append(f[:3])
+    if not found:
+        return np.zeros(9)
+    F = np.array(found) / 1000
+    return np.concatenate([F.mean(0), F.std(0), np.median(F, 0)])
+
+
+def _v2_functionals(
+    x: np.ndarray, S: np.ndarray, mel: np.ndarray, active: np.ndarray, e: np.ndarray,
+    freqs: np.ndarray,
+) -> list[np.ndarray]:  # fmt: skip
+    """The 175 values of the v2 groups (log-mel bands … rhythm, see the module docstring)."""
+    import librosa
+
+    act = active if active.sum() > 3 else np.ones_like(active)
+    ldb = librosa.power_to_db(mel, ref=float(mel.max()) + 1e-20)
+    la = ldb[:, act]
+    mf = librosa.feature.mfcc(S=ldb, n_mfcc=20)[:, act]
+    d2 = librosa.feature.delta(mf, order=2) if mf.shape[1] >= 9 else np.zeros_like(mf)
+    slopes = [*_moments(_slope(S[:, act], freqs, 100, 4000)),
+              *_moments(_slope(S[:, act], freqs, 1000, 8000))]  # fmt: skip
+    ea = e[act]
+    shimmer = [
+        float(np.abs(np.diff(ea)).mean()) if ea.size > 2 else 0.0,
+        float(((ea - ea.mean()) ** 3).mean() / (ea.std() ** 3 + 1e-9)) if ea.size > 2 else 0.0,
+    ]
+    env = np.sqrt(S.sum(0))
+    n = max(512, env.size)
+    mod = np.abs(np.fft.rfft(env - env.mean(), n=n)) ** 2
+    fm = np.fft.rfftfreq(n, d=_HOP / STATS_SR)
+    total = mod[(fm > 0.5) & (fm < 20)].sum() + 1e-12
+    rhythm = [
+        mod[(fm >= lo) & (fm < hi)].sum() / total for lo, hi in ((0.5, 2), (2, 4), (4, 8), (8, 20))
+    ]
+    return [la.mean(1), la.std(1), d2.std(1), np.array(slopes),
+            _formants(x, np.flatnonzero(act)[::2]), np.array(shimmer), np.array(rhythm)]  # fmt: skip
 
 
 def emotion_stats(x: np.ndarray, *, trim: bool = True) -> np.ndarray:
@@ -128,5 +208,6 @@ def emotion_stats(x: np.ndarray, *, trim: bool = True) -> np.ndarray:
     lb = 10 * np.log10(band / max(band.sum(), 1e-30) + 1e-10)
     ratios = [lb[i] - lb[j] for i in range(5) for j in range(i + 1, 5)]
     feats.append(np.array([*ratios, float(lb.max() - lb.min())]))
+    feats += _v2_functionals(x, S, mel, active, e, freqs)
     out = np.concatenate([np.asarray(f, np.float64).ravel() for f in feats])
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -244,16 +245,26 @@ def dnsmos_pair(
     sr_enhanced: int,
     *,
     threads: int | None = None,
+    noisy_scores: Mapping[str, float] | None = None,
 ) -> dict[str, float | str | None]:
     """DNSMOS of an enhanced file (``dnsmos_<s>``), its unprocessed input (``dnsmos_<s>_in``) and the
     improvement (``dnsmos_<s>_i``), with ``dnsmos_error`` / ``dnsmos_in_error`` saying why a side is
     NaN. Never raises for bad audio; raises :class:`ParameterError` only when DNSMOS is not installed.
+
+    ``noisy_scores``: the input's scores when already known (``{"sig": ..., "bak": ..., "ovrl": ...,
+    "p808": ...}``, e.g. from an earlier evaluation of the same input): used instead of scoring
+    ``noisy`` again, which then may be None.
     """
     scorer = get_scorer(threads)
     out: dict[str, float | str | None] = {
         k: None if k.endswith("_error") else np.nan for k in dnsmos_keys()
     }
-    for suffix, x, sr in (("", enhanced, sr_enhanced), ("_in", noisy, sr_noisy)):
+    sides: list[tuple[str, np.ndarray | None, int]] = [("", enhanced, sr_enhanced)]
+    if noisy_scores is not None:
+        out.update({f"dnsmos_{k}_in": float(noisy_scores[k]) for k in DNSMOS_SCORES})
+    else:
+        sides.append(("_in", noisy, sr_noisy))
+    for suffix, x, sr in sides:
         if x is None:
             out[f"dnsmos{suffix}_error"] = "no audio"
             continue

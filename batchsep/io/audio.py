@@ -14,13 +14,26 @@ import math
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any, TypeAlias
+from typing import IO, TypeAlias
 
 import numpy as np
 import soundfile as sf
 
 from batchsep.errors import AudioDecodeError, ParameterError
 from batchsep.io import avaudio, containers
+from batchsep.io.audio_out import ENCODE_FORMATS as ENCODE_FORMATS
+from batchsep.io.audio_out import FORMAT_SUBTYPES as FORMAT_SUBTYPES
+from batchsep.io.audio_out import KEPT_SUBTYPES as KEPT_SUBTYPES
+from batchsep.io.audio_out import OPUS_RATES as OPUS_RATES
+from batchsep.io.audio_out import SUBTYPES as SUBTYPES
+from batchsep.io.audio_out import check_subtype as check_subtype
+from batchsep.io.audio_out import clip_to_full_scale as clip_to_full_scale
+from batchsep.io.audio_out import clips_on_write as clips_on_write
+from batchsep.io.audio_out import encode as encode
+from batchsep.io.audio_out import output_rate as output_rate
+from batchsep.io.audio_out import output_subtype as output_subtype
+
+# the output side (batchsep.io.audio_out) is re-exported above for its callers
 
 AUDIO_SUFFIXES = frozenset(
     {
@@ -72,12 +85,6 @@ AudioStream: TypeAlias = "sf.SoundFile | avaudio.AVStream"
 """An open stream: ``samplerate``, ``channels``, ``frames``, ``format``, ``subtype``, ``read``. A
 :class:`~batchsep.io.avaudio.AVStream`'s ``frames`` is declared, not exact (``frames_exact`` False)."""
 
-ENCODE_FORMATS = {"wav": ("WAV", "FLOAT"), "flac": ("FLAC", "PCM_24")}
-"""Output formats: (container, default sample format)."""
-SUBTYPES = ("keep", "PCM_16", "PCM_24", "FLOAT")
-"""Output sample formats: ``keep`` (see :func:`output_subtype`), 16-bit, 24-bit or 32-bit float."""
-KEPT_SUBTYPES = frozenset({"PCM_16", "PCM_24"})
-"""Input sample formats a WAV output keeps by default (``keep``)."""
 BLOCK_FRAMES = 1 << 18  # 262144 frames per streamed block (~16 s at 16 kHz)
 
 
@@ -340,58 +347,3 @@ def decode(source: bytes | IO[bytes], *, max_frames: int | None = None) -> Audio
     if bad is not None:
         raise nonfinite_error(bad, sr)
     return Audio(np.ascontiguousarray(data.T), sr)
-
-
-def check_subtype(fmt: str, subtype: str) -> None:
-    """Refuse (ParameterError) a sample format ``subtype`` that is not one of :data:`SUBTYPES` or that
-    ``fmt`` cannot store (FLAC stores integers only)."""
-    if subtype not in SUBTYPES:
-        raise ParameterError(f"subtype={subtype!r} must be one of {', '.join(SUBTYPES)}")
-    if fmt == "flac" and subtype == "FLOAT":
-        raise ParameterError(
-            "subtype='FLOAT' cannot be stored as FLAC (integers only): PCM_16 or PCM_24"
-        )
-
-
-def output_subtype(fmt: str, subtype: str, input_subtype: str | None) -> str:
-    """The sample format an output of ``fmt`` is written in.
-
-    ``keep``: a WAV output keeps a 16- or 24-bit PCM input's format (anything else: 32-bit float, which
-    keeps every value); a FLAC output is 24-bit. Integer formats are written without dither: values are
-    rounded to the nearest step, and those outside [-1, 1] clipped (counted: see :func:`clips_on_write`).
-    """
-    if subtype == "keep":
-        if fmt == "wav" and input_subtype in KEPT_SUBTYPES:
-            return str(input_subtype)
-        return ENCODE_FORMATS[fmt][1]
-    return subtype
-
-
-def clips_on_write(fmt: str, subtype: str | None = None) -> bool:
-    """True if output format ``fmt`` in sample format ``subtype`` (default: the format's own) stores
-    integers, so samples outside [-1, 1] are clipped."""
-    return (subtype or ENCODE_FORMATS[fmt][1]) not in ("FLOAT", "DOUBLE")
-
-
-def clip_to_full_scale(samples: np.ndarray) -> tuple[np.ndarray, int]:
-    """``samples`` clipped to [-1, 1] and the number of samples that were outside it."""
-    n = int(np.count_nonzero(np.abs(samples) > 1.0))
-    return (np.clip(samples, -1.0, 1.0) if n else samples), n
-
-
-def encode(samples: np.ndarray, sample_rate: int, *, fmt: str = "wav") -> bytes:
-    """Encode ``[channels, n]`` or ``[n]`` float samples as ``fmt`` ("wav": 32-bit float, "flac": 24-bit).
-
-    Values outside [-1, 1] are kept by float WAV; FLAC clips them (integer format).
-    """
-    if fmt not in ENCODE_FORMATS:
-        raise ParameterError(f"format={fmt!r} must be one of {sorted(ENCODE_FORMATS)}")
-    container, subtype = ENCODE_FORMATS[fmt]
-    arr: Any = np.asarray(samples, dtype=np.float32)
-    if arr.ndim not in (1, 2):
-        raise ParameterError(f"samples ndim={arr.ndim} must be 1 or 2")
-    if clips_on_write(fmt):
-        arr, _ = clip_to_full_scale(arr)
-    buf = io.BytesIO()
-    sf.write(buf, arr.T if arr.ndim == 2 else arr, sample_rate, format=container, subtype=subtype)
-    return buf.getvalue()

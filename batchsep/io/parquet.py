@@ -40,17 +40,21 @@ def part_uri(folder_uri: str, index: int, run_id: str | None = None) -> str:
     return storage.join(folder_uri, name)
 
 
+PART_PREFIXES = ("part-", "results-")
+"""Committed files of a parts folder: one per shard (``part-*``), and parts compacted (``results-*``)."""
+
+
 def read_part_tables(
     folder_uri: str, *, columns: list[str] | None = None
 ) -> list[tuple[str, pa.Table]]:
-    """Every committed ``part-*.parquet`` directly under ``folder_uri`` with its URI, in name order
-    (none when the folder does not exist)."""
+    """Every committed ``part-*.parquet`` and ``results-*.parquet`` (compacted parts) directly under
+    ``folder_uri`` with its URI, in name order (none when the folder does not exist)."""
     if not storage.exists(folder_uri):
         return []
     parts = [
         e.uri
         for e in storage.list_files(folder_uri, suffixes=[".parquet"])
-        if e.rel_path.startswith("part-") and "/" not in e.rel_path
+        if e.rel_path.startswith(PART_PREFIXES) and "/" not in e.rel_path
     ]
     if storage.is_s3(folder_uri) and len(parts) > 1:  # thousands of parts: one round trip each
         with ThreadPoolExecutor(min(storage.S3_REQUEST_THREADS, len(parts))) as pool:
@@ -61,7 +65,7 @@ def read_part_tables(
 
 
 def read_parts(folder_uri: str, *, columns: list[str] | None = None) -> pa.Table | None:
-    """Concatenate every committed ``part-*.parquet`` under ``folder_uri`` (None when there is none)."""
+    """Concatenate every committed part (see :func:`read_part_tables`) under ``folder_uri`` (None when there is none)."""
     tables = [t for _uri, t in read_part_tables(folder_uri, columns=columns)]
     if not tables:
         return None

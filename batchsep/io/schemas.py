@@ -87,13 +87,16 @@ ENHANCE_RESULTS = _schema(
         pa.field("committed_at", pa.timestamp("ms", tz="UTC")),
         pa.field("input_size", pa.int64()),
         pa.field("input_mtime_ns", pa.int64()),
+        pa.field("ref_channel", pa.int32()),
     ],
 )
 """One row per input file of an enhance (or tag) run; ``results/part-<run_id>-NNNNN.parquet`` (and, from
 runs before run ids, ``part-NNNNN.parquet``) are the commit record. ``run_id`` and ``committed_at`` say
 which run committed the row and when (the newest row of a file wins); ``input_size`` and
 ``input_mtime_ns`` identify the input the row was made from (a re-run redoes a file whose input
-changed). All four are null in rows written before they existed."""
+changed). All four are null in rows written before they existed. ``ref_channel``
+(0-based): the input channel a beamformed output is the speech of (``--multichannel beamform``; null
+otherwise): ``evaluate`` scores it against that channel of a multichannel reference."""
 
 
 def table_from_rows(rows: Sequence[dict[str, Any]], schema: pa.Schema) -> pa.Table:
@@ -262,7 +265,11 @@ METRICS_BASE = [
     pa.field("emotion_true", pa.string()),
     pa.field("emotion_pred", pa.string()),
     pa.field("error", pa.string()),
+    pa.field("input_size", pa.int64()),
+    pa.field("input_mtime_ns", pa.int64()),
 ]
+"""``input_size`` and ``input_mtime_ns``: the unprocessed input as enhance listed it; a later evaluate
+reuses the input's DNSMOS scores of a row whose input is unchanged."""
 
 
 def metrics_table(rows: Sequence[dict[str, Any]]) -> pa.Table:

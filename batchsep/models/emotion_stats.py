@@ -1,11 +1,12 @@
 """``emotion-stats``: a small ensemble of MLPs over utterance statistics (:mod:`batchsep.dsp.emotion_stats`).
 
-Input: ``[B, n_features]`` vectors of :func:`batchsep.dsp.emotion_stats.emotion_stats` (214 values of
-MFCC, spectral shape, energy, F0 and timing statistics). The module standardises them with the training
-set's mean and std (buffers ``mean``, ``scale``, set by :meth:`EmotionStats.set_standardizer`), runs
-``n_members`` independently initialised MLPs (one hidden ReLU layer, dropout) and averages their softmax
-outputs; ``forward`` returns the log of that average, so ``softmax(forward(x) / temperature)`` is the
-calibrated probability :meth:`~batchsep.models.emotion.EmotionClassifier.predict_proba` gives.
+Input: ``[B, n_features]`` vectors of :func:`batchsep.dsp.emotion_stats.emotion_stats` (389 values of
+MFCC, spectral shape, energy, F0, timing, log-mel band, spectral slope and formant statistics). The
+module standardises them with the training set's mean and std (buffers ``mean``, ``scale``, set by
+:meth:`EmotionStats.set_standardizer`), runs ``n_members`` independently initialised MLPs (one hidden
+ReLU layer, dropout) and averages their softmax outputs; ``forward`` returns the log of that average, so
+``softmax(forward(x) / temperature)`` is the calibrated probability
+:meth:`~batchsep.models.emotion.EmotionClassifier.predict_proba` gives.
 ``temperature`` (config) is fitted on held-out actors by the trainer (temperature scaling, Guo et al. 2017).
 """
 
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from batchsep.config import Config, register_config
+from batchsep.dsp.emotion_stats import N_STATS
 from batchsep.errors import ParameterError
 from batchsep.models.base import MODELS
 from batchsep.models.emotion import EmotionClassifier, _accuracy
@@ -28,7 +30,7 @@ from batchsep.models.emotion import EmotionClassifier, _accuracy
 class EmotionStatsConfig(Config):
     """MLP ensemble over utterance statistics; ``temperature`` divides the log-probabilities."""
 
-    n_features: int = 214
+    n_features: int = N_STATS
     n_classes: int = 8
     hidden: int = 256
     n_members: int = 5

@@ -21,7 +21,8 @@ from batchsep.evaluation.aggregate import (
     speaker_spread,
     summarize,
 )
-from batchsep.reporting.quality import dnsmos_table, emotion_tag_table
+from batchsep.reporting.files import files_table
+from batchsep.reporting.quality import dnsmos_table, emotion_tag_table, reference_table
 from batchsep.reporting.tables import GROUP, NA, Table, _finite_any, fmt
 
 # (label, summary column, decimals, suffix)
@@ -47,6 +48,11 @@ SPEED_NOTE = (
     "included, as enhance prints it (a resumed run counts only what it did; – for runs that did not "
     "record it)."
 )
+METRICS_NOTE = (
+    "SDRi / SI-SDRi: improvement over the unprocessed input, in dB (BSS Eval SDR with 512-tap "
+    "filters; scale-invariant SDR). PESQ: wide-band MOS-LQO."
+)
+"""What the reference metrics of the summary are (said only when the summary shows them)."""
 TAGGED_MARK = " †"
 TAGGED_NOTE = "†: this run also tagged emotions, and that time is included in its speed."
 
@@ -69,12 +75,15 @@ class FigureView:
 
 @dataclass
 class ExampleView:
-    """One audio example: title, spectrogram PNG name, WAV bytes per label."""
+    """One audio example: title, spectrogram PNG name, WAV bytes per label, its page anchor
+    (``example-1``) and why it was chosen."""
 
     title: str
     image: str
     audio: list[tuple[str, bytes]]
     note: str = ""
+    anchor: str = ""
+    why: str = ""
 
 
 @dataclass
@@ -107,6 +116,12 @@ class ReportContent:
     """DNSMOS input → output per system (None when no system has DNSMOS scores)."""
     emotion_tags: Table | None = None
     """Distribution of the emotion tags per system (None when no system was tagged)."""
+    reference_io: Table | None = None
+    """PESQ, STOI, SI-SDR input → output per system (None without reference metrics)."""
+    files: Table | None = None
+    """Per-file results, worst first (:func:`~batchsep.reporting.files.files_table`)."""
+    files_note: str = ""
+    provenance_note: str = ""
 
 
 def end_to_end_speed(job: Mapping[str, Any] | None) -> float:
@@ -285,8 +300,12 @@ def scored_rows(table: pd.DataFrame) -> pd.Series:
 
 def build_content(
     runs: Sequence[tuple[str, pd.DataFrame, Mapping[str, Any] | None]],
+    links: Mapping[str, tuple[str, str]] | None = None,
 ) -> tuple[ReportContent, pd.DataFrame]:
-    """Aggregate the runs into formatted tables; also return the combined per-file table."""
+    """Aggregate the runs into formatted tables; also return the combined per-file table.
+
+    ``links``: rel_path → (page anchor, label) of the files that have a listening example.
+    """
     table = system_table(runs)
     systems = list(dict.fromkeys(table[GROUP].astype(str)))
     summary = summarize(table, by=GROUP, metrics=(*SUMMARY_METRICS, "dnsmos_ovrl", "dnsmos_ovrl_i"))
@@ -299,7 +318,8 @@ def build_content(
         if "emotion_pred" in table and table.loc[table[GROUP] == s, "emotion_pred"].notna().any()
     }
     tiles = []
-    _, left_out_note = summary_columns(summary, systems)
+    shown, left_out_note = summary_columns(summary, systems)
+    metrics_note = METRICS_NOTE if any(c[1] in REFERENCE_SUMMARY for c in shown) else ""
     for s in systems:
         r = summary.loc[s]
         speed = f"{fmt(r['x_real_time'], 1, '×')} real time per worker"
@@ -344,6 +364,7 @@ def build_content(
         if not spread.empty:
             speakers = _spread_table(spread, systems)
     provenance = [(name, flatten(dict(job)) if job else []) for name, _, job in runs]
+    files, files_note = files_table(table, systems, links)
     content = ReportContent(
         systems=systems,
         n_files=len(table),
@@ -357,9 +378,19 @@ def build_content(
         breakdown_metric=metric,
         breakdown_label=label,
         summary_note=" ".join(
-            n for n in (left_out_note, SPEED_NOTE, TAGGED_NOTE if tagged else "") if n
+            n
+            for n in (
+                metrics_note,
+                left_out_note,
+                SPEED_NOTE,
+                TAGGED_NOTE if tagged else "",
+            )
+            if n
         ),
         dnsmos=dnsmos_table(table, systems),
         emotion_tags=emotion_tag_table(table, systems),
+        reference_io=reference_table(table, systems),
+        files=files,
+        files_note=files_note,
     )
     return content, table

@@ -17,7 +17,7 @@ from batchsep.reporting.content import (
     ReportContent,
     Table,
 )
-from batchsep.reporting.quality import DNSMOS_NOTE, TAGS_NOTE
+from batchsep.reporting.quality import DNSMOS_NOTE, REFERENCE_NOTE, TAGS_NOTE
 from batchsep.reporting.templates import CSS, PAGE
 
 
@@ -52,6 +52,8 @@ def table_html(table: Table, *, colors: Mapping[str, str] | None = None, cls: st
                 classes.append("na")
             attr = f' class="{" ".join(classes)}"' if classes else ""
             content = escape(text)
+            if (r, c) in table.links:
+                content = f'<a href="#{escape(table.links[(r, c)])}">{content}</a>'
             if c == 0 and colors and text in colors:
                 content = f'<span class="chip" style="background:{colors[text]}"></span>{content}'
             cells.append(f"<td{attr}>{content}</td>")
@@ -96,8 +98,10 @@ def _examples(examples: Sequence[ExampleView], pngs: Mapping[str, bytes]) -> str
             for label, wav in ex.audio
         )
         note = f'<p class="note">{escape(ex.note)}</p>' if ex.note else ""
+        anchor = f' id="{escape(ex.anchor)}"' if ex.anchor else ""
+        why = f'<p class="why">{escape(ex.why)}</p>' if ex.why else ""
         out.append(
-            f'<div class="example"><h3>{escape(ex.title)}</h3>'
+            f'<div class="example"{anchor}><h3>{escape(ex.title)}</h3>{why}'
             f"<figure>{_img(pngs[ex.image], 'spectrograms of ' + ex.title)}</figure>"
             f'<div class="players">{players}</div>{note}</div>'
         )
@@ -129,7 +133,7 @@ def _emotion(
     return "\n".join(out)
 
 
-def _provenance(runs: Sequence[tuple[str, list[tuple[str, str]]]]) -> str:
+def _provenance(runs: Sequence[tuple[str, list[tuple[str, str]]]], note: str = "") -> str:
     out = []
     for name, items in runs:
         if items:
@@ -138,6 +142,8 @@ def _provenance(runs: Sequence[tuple[str, list[tuple[str, str]]]]) -> str:
         else:
             body = '<p class="note">No job record was given for this run.</p>'
         out.append(f"<details open><summary>{escape(name)}</summary>{body}</details>")
+    if note:
+        out.append(f'<p class="note">{escape(note)}</p>')
     return "\n".join(out)
 
 
@@ -168,19 +174,26 @@ def render_html(
         "Summary",
         _tiles(content.tiles, colors)
         + table_html(content.summary, colors=colors)
-        + '<p class="note">SDRi / SI-SDRi: improvement over the unprocessed input (BSS Eval SDR '
-        "with 512-tap filters; scale-invariant SDR). PESQ: wide-band MOS-LQO. "
-        f"{escape(content.summary_note)} Best value per column (when more than one system has "
-        "one) in green.</p>",
+        + f'<p class="note">{escape(content.summary_note)} Best value per column (when more '
+        "than one system has one) in green.</p>",
     )
-    if content.dnsmos is not None:
-        add(
-            "dnsmos",
-            "Reference-free quality (DNSMOS)",
-            table_html(content.dnsmos, colors=colors)
-            + f'<p class="note">{escape(DNSMOS_NOTE)} Best output per column (when more than '
-            "one system) in green.</p>",
-        )
+    for anchor, heading, table, note in (
+        (
+            "input-output",
+            "Input → output (PESQ, STOI, SI-SDR)",
+            content.reference_io,
+            REFERENCE_NOTE,
+        ),
+        ("dnsmos", "Reference-free quality (DNSMOS)", content.dnsmos, DNSMOS_NOTE),
+    ):
+        if table is not None:
+            add(
+                anchor,
+                heading,
+                table_html(table, colors=colors)
+                + f'<p class="note">{escape(note)} Best output per '
+                "column (when more than one system) in green.</p>",
+            )
     if figures or figures_note:
         grid = '<div class="grid">' + "".join(_figure(f, pngs) for f in figures) + "</div>"
         note = f'<p class="note">{escape(figures_note)}</p>' if figures_note else ""
@@ -201,6 +214,13 @@ def render_html(
         )
     if breakdowns:
         add("breakdowns", "Breakdowns", "\n".join(breakdowns))
+    if content.files is not None:
+        add(
+            "files",
+            "Per-file results",
+            table_html(content.files, cls="files")
+            + f'<p class="note">{escape(content.files_note)}</p>',
+        )
     if examples:
         add("examples", "Listening examples", _examples(examples, pngs))
     if content.emotion_tags is not None:
@@ -212,7 +232,7 @@ def render_html(
         )
     if emotion:
         add("emotion", "Emotion tagging", _emotion(emotion, emotion_table, pngs, colors))
-    add("provenance", "Provenance", _provenance(content.provenance))
+    add("provenance", "Provenance", _provenance(content.provenance, content.provenance_note))
     return PAGE.format(
         title=escape(title),
         css=CSS,

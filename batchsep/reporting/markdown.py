@@ -11,7 +11,7 @@ from batchsep.reporting.content import (
     ReportContent,
     Table,
 )
-from batchsep.reporting.quality import DNSMOS_NOTE, TAGS_NOTE
+from batchsep.reporting.quality import DNSMOS_NOTE, REFERENCE_NOTE, TAGS_NOTE
 
 
 def _cell(text: str) -> str:
@@ -28,6 +28,10 @@ def table_md(table: Table) -> str:
         cells = [
             f"**{_cell(t)}**" if table.best and table.best[r][c] else _cell(t)
             for c, t in enumerate(row)
+        ]
+        cells = [
+            f"[{t}](#{table.links[(r, c)]})" if (r, c) in table.links else t
+            for c, t in enumerate(cells)
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -48,11 +52,12 @@ def render_markdown(
     """The whole report as Markdown text."""
     out = [f"# {title}", "", meta, "", "## Summary", "", table_md(content.summary), ""]
     out += [
-        "SDRi / SI-SDRi: improvement over the unprocessed input, in dB (BSS Eval SDR with 512-tap "
-        f"filters; scale-invariant SDR). PESQ: wide-band MOS-LQO. {content.summary_note} "
-        "Best value per column (when more than one system has one) in bold.",
+        f"{content.summary_note} Best value per column (when more than one system has one) in bold.",
         "",
     ]
+    if content.reference_io is not None:
+        out += ["## Input → output (PESQ, STOI, SI-SDR)", "", table_md(content.reference_io), ""]
+        out += [REFERENCE_NOTE + " Best output per column (when more than one system) in bold.", ""]
     if content.dnsmos is not None:
         out += ["## Reference-free quality (DNSMOS)", "", table_md(content.dnsmos), ""]
         out += [DNSMOS_NOTE + " Best output per column (when more than one system) in bold.", ""]
@@ -72,10 +77,17 @@ def render_markdown(
             table_md(content.speakers),
             "",
         ]
+    if content.files is not None:
+        out += ["## Per-file results", "", table_md(content.files), "", content.files_note, ""]
     if examples:
         out += ["## Listening examples", "", "Audio players are in `index.html`.", ""]
         for ex in examples:
-            out += [f"### {ex.title}", "", f"![spectrograms of {ex.title}]({ex.image})", ""]
+            if ex.anchor:
+                out += [f'<a id="{ex.anchor}"></a>', ""]
+            out += [f"### {ex.title}", ""]
+            if ex.why:
+                out += [f"*{ex.why}*", ""]
+            out += [f"![spectrograms of {ex.title}]({ex.image})", ""]
             if ex.note:
                 out += [ex.note, ""]
     if content.emotion_tags is not None:
@@ -101,5 +113,7 @@ def render_markdown(
             out += [table_md(Table(["key", "value"], [[k, v] for k, v in items])), ""]
         else:
             out += ["No job record was given for this run.", ""]
+    if content.provenance_note:
+        out += [content.provenance_note, ""]
     out += ["---", "", footer, ""]
     return "\n".join(out)

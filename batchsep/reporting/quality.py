@@ -1,4 +1,5 @@
-"""Report content without clean references: DNSMOS input → output per system, emotion tag counts.
+"""Input → output tables per system (DNSMOS without references; PESQ, STOI, SI-SDR with them) and the
+emotion tag counts.
 
 Formatted like :mod:`batchsep.reporting.content` (which calls these from ``build_content``).
 """
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from batchsep.evaluation.emotion import EMOTIONS
+from batchsep.reporting.files import change
 from batchsep.reporting.tables import GROUP, NA, Table, _finite_any, fmt
 
 DNSMOS_COLUMNS = (("SIG", "dnsmos_sig"), ("BAK", "dnsmos_bak"), ("OVRL", "dnsmos_ovrl"),
@@ -20,6 +22,13 @@ DNSMOS_NOTE = (
     "reference needed. Each cell: mean over the files of the unprocessed input → the enhanced "
     "output (change). Files are scored at 16 kHz on 9.01 s windows with a 1 s hop, averaged; "
     "shorter files are repeated to fill one window."
+)
+REFERENCE_COLUMNS = (("PESQ", "pesq"), ("STOI", "stoi"), ("SI-SDR (dB)", "si_sdr"))
+REF_DECIMALS = {"stoi": 3}
+REFERENCE_NOTE = (
+    "The unprocessed input and the enhanced output scored against the same clean reference: mean "
+    "over the files scored on both, input → output (change). PESQ: wide-band MOS-LQO (narrow-band "
+    "for 8 kHz references), STOI: 0 to 1."
 )
 TAGS_NOTE = (
     "Emotion tag of each enhanced file (the file-level label of `batchsep enhance --emotion`), "
@@ -39,14 +48,47 @@ def dnsmos_table(table: pd.DataFrame, systems: list[str]) -> Table | None:
     than one system) is marked."""
     if not any(_finite_any(table, f"{c}{x}") for _, c in DNSMOS_COLUMNS for x in ("", "_in")):
         return None
-    headers = ["System", "Files rated", *(f"{lab}: input → output" for lab, _ in DNSMOS_COLUMNS)]
+    return in_out_table(table, systems, DNSMOS_COLUMNS, "dnsmos_ovrl", "Files rated")
+
+
+def reference_table(table: pd.DataFrame, systems: list[str]) -> Table | None:
+    """PESQ, STOI and SI-SDR per system as ``input → output (change)``, the means over the files scored
+    on both (the unprocessed input against the same clean reference); None without any of them."""
+    columns = tuple(
+        (lab, c)
+        for lab, c in REFERENCE_COLUMNS
+        if _finite_any(table, c) and _finite_any(table, f"{c}_in")
+    )
+    if not columns:
+        return None
+    return in_out_table(
+        table, systems, columns, columns[0][1], "Files scored", decimals=REF_DECIMALS
+    )
+
+
+def in_out_table(
+    table: pd.DataFrame,
+    systems: list[str],
+    columns: tuple[tuple[str, str], ...],
+    count_column: str,
+    count_header: str,
+    *,
+    decimals: dict[str, int] | None = None,
+) -> Table:
+    """Per system: the files with a finite ``count_column``, then per ``(label, column)`` the means of
+    ``column_in → column (change)`` over the files that have both. Best output per column (more than one
+    system) is marked."""
+    decimals = decimals or {}
+    headers = ["System", count_header, *(f"{lab}: input → output" for lab, _ in columns)]
     rows, outs = [], []
     for s in systems:
         part = table[table[GROUP] == s]
         row, out_means = [s], []
-        ovrl = pd.to_numeric(part.get("dnsmos_ovrl"), errors="coerce")
-        row.append(fmt(int(np.isfinite(ovrl.to_numpy(float)).sum()) if ovrl is not None else 0, 0))
-        for _, col in DNSMOS_COLUMNS:
+        rated = pd.to_numeric(part.get(count_column), errors="coerce")
+        row.append(
+            fmt(int(np.isfinite(rated.to_numpy(float)).sum()) if rated is not None else 0, 0)
+        )
+        for _, col in columns:
             if col not in part or f"{col}_in" not in part:
                 row.append(NA)
                 out_means.append(float("nan"))
@@ -60,7 +102,8 @@ def dnsmos_table(table: pd.DataFrame, systems: list[str]) -> Table | None:
             if not np.isfinite(m_out):
                 row.append(NA)
                 continue
-            row.append(f"{fmt(m_in)} → {fmt(m_out)} ({m_out - m_in:+.2f})")
+            d = decimals.get(col, 2)
+            row.append(f"{fmt(m_in, d)} → {fmt(m_out, d)} ({change(m_out - m_in, d)})")
         rows.append(row)
         outs.append(out_means)
     values = np.array(outs, dtype=float)
@@ -69,12 +112,13 @@ def dnsmos_table(table: pd.DataFrame, systems: list[str]) -> Table | None:
         flags = [False, False]
         for c in range(values.shape[1]):
             means = values[:, c]
+            d = decimals.get(columns[c][1], 2)
             n_valid = int(np.isfinite(means).sum())
             flags.append(
                 bool(
                     n_valid > 1
                     and np.isfinite(means[r])
-                    and round(float(means[r]), 2) == round(float(np.nanmax(means)), 2)
+                    and round(float(means[r]), d) == round(float(np.nanmax(means)), d)
                 )
             )
         best.append(flags)

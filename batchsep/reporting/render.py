@@ -80,6 +80,8 @@ class _Example:
     sr: int
     signals: list[tuple[str, np.ndarray]]
     note: str
+    why: str = ""
+    rel_path: str = ""
 
 
 def _prepare_example(i: int, ex: Any, max_seconds: float) -> _Example:
@@ -91,13 +93,15 @@ def _prepare_example(i: int, ex: Any, max_seconds: float) -> _Example:
         raise ParameterError(f"examples[{i}] lacks keys {missing}")
     sr = check_sample_rate(ex["sr"], f"examples[{i}].sr")
     n_max = int(max_seconds * sr)
-    named: list[tuple[str, str, Any]] = [("noisy", "noisy", ex["noisy"])]
+    named: list[tuple[str, str, Any]] = [
+        (str(ex.get("noisy_label") or "noisy"), "noisy", ex["noisy"])
+    ]
     enhanced = ex["enhanced"]
     if isinstance(enhanced, Mapping):
         if not enhanced:
             raise ParameterError(f"examples[{i}].enhanced is an empty mapping")
         named += [
-            (f"enhanced · {label}", f"enhanced[{label!r}]", x) for label, x in enhanced.items()
+            (enhanced_label(str(label)), f"enhanced[{label!r}]", x) for label, x in enhanced.items()
         ]
     else:
         named.append(("enhanced", "enhanced", enhanced))
@@ -114,7 +118,21 @@ def _prepare_example(i: int, ex: Any, max_seconds: float) -> _Example:
     if gain != 1.0:
         note = (note + " " if note else "") + f"Scaled by {gain:.2f} to avoid clipping."
     title = str(ex.get("title") or f"Example {i + 1}")
-    return _Example(title, sr, [(k, x * gain) for k, x in signals], note)
+    why, rel = str(ex.get("why") or ""), str(ex.get("rel_path") or "")
+    return _Example(title, sr, [(k, x * gain) for k, x in signals], note, why, rel)
+
+
+def enhanced_label(label: str) -> str:
+    """A system's player label: ``enhanced · <label>``, but a label that already says ``enhanced``
+    (a run folder called so) is not repeated (``enhanced · enhanced``)."""
+    if label == "enhanced" or label.startswith(("enhanced ", "enhanced·", "enhanced (")):
+        return label
+    return f"enhanced · {label}"
+
+
+def example_anchor(i: int) -> str:
+    """The page anchor of example ``i`` (0-based): ``example-1``."""
+    return f"example-{i + 1}"
 
 
 def _example_views(examples: list[_Example]) -> tuple[list[ExampleView], dict[str, bytes]]:
@@ -123,7 +141,7 @@ def _example_views(examples: list[_Example]) -> tuple[list[ExampleView], dict[st
         name = f"spectrograms_{i}.png"
         pngs[name] = plots.plot_spectrograms(ex.signals, ex.sr)
         audio = [(k, encode_wav(x, ex.sr)) for k, x in ex.signals]
-        views.append(ExampleView(ex.title, name, audio, ex.note))
+        views.append(ExampleView(ex.title, name, audio, ex.note, example_anchor(i), ex.why))
     return views, pngs
 
 
@@ -236,6 +254,7 @@ def render_report(
     title: str = "batchsep evaluation report",
     generated_at: str | None = None,
     max_example_seconds: float = 10.0,
+    provenance_note: str = "",
 ) -> dict[str, bytes]:
     """Render the comparison of several runs as files, returned as bytes.
 
@@ -250,7 +269,10 @@ def render_report(
     examples : list of dict
         ``noisy``, ``enhanced`` (np.ndarray [shape=(n_samples,)], or a dict of system label to
         array: one labelled panel and player per system), optional ``clean``, ``sr`` (int),
-        optional ``title``. Shown as spectrograms and audio players.
+        optional ``title``, optional ``noisy_label`` (the input's player label, default "noisy"),
+        optional ``why`` (why it was chosen, shown under the title) and optional
+        ``rel_path`` (the file's rows in the per-file table link to the example). Shown as
+        spectrograms and audio players.
     emotion : (y_true, y_pred, labels) or (y_true, y_pred, labels, speakers), optional
         Emotion labels (see :mod:`batchsep.evaluation.emotion`); ``labels`` None = RAVDESS 8.
         A dict of system name to such a tuple gives one labelled block (and confusion matrix,
@@ -259,6 +281,8 @@ def render_report(
         Page title.
     generated_at : str, optional
         Timestamp shown in the header (default: now, UTC).
+    provenance_note : str
+        A line under the provenance tables (how paths are shown).
     max_example_seconds : float
         Examples are cut to this many seconds.
 
@@ -284,7 +308,13 @@ def render_report(
     emotion_table = None
     if emotion is not None:
         emotion_views, emotion_table = _emotion_views(emotion)
-    content, table = build_content(checked)
+    links = {
+        ex.rel_path: (example_anchor(i), f"example {i + 1}")
+        for i, ex in enumerate(prepared)
+        if ex.rel_path
+    }
+    content, table = build_content(checked, links)
+    content.provenance_note = provenance_note
     systems = content.systems
     colors = {s: plots.color_of(i) for i, s in enumerate(systems)}
     figures, pngs, figures_note = _breakdown_figures(

@@ -16,12 +16,14 @@ NA = "–"
 
 @dataclass
 class Table:
-    """A table of formatted cells; ``best[r][c]`` marks the best value of a column."""
+    """A table of formatted cells; ``best[r][c]`` marks the best value of a column; ``links[(r, c)]``
+    an anchor on the same page (``"example-1"``) that cell links to."""
 
     headers: list[str]
     rows: list[list[str]]
     best: list[list[bool]] = field(default_factory=list)
     na: list[list[bool]] = field(default_factory=list)
+    links: dict[tuple[int, int], str] = field(default_factory=dict)
 
 
 def fmt(value: Any, decimals: int = 2, suffix: str = "") -> str:

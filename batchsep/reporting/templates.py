@@ -53,6 +53,11 @@ figure img { display:block; width:100%; height:auto; }
 figcaption { color:var(--muted); font-size:12.5px; margin-top:6px; }
 .example { border-top:1px solid var(--line); padding-top:6px; margin-top:10px; }
 .example:first-of-type { border-top:0; margin-top:0; }
+.example .why { margin:-4px 0 6px; color:var(--muted); font-size:13px; }
+.example:target { outline:2px solid var(--accent); outline-offset:4px; border-radius:6px; }
+table.files td:first-child { white-space:normal; overflow-wrap:anywhere; min-width:160px; }
+
+td a { color:var(--accent); }
 .players { display:flex; flex-wrap:wrap; gap:14px; margin-top:10px; }
 .player { flex:1 1 280px; }
 .player span { display:block; font-size:12.5px; font-weight:600; color:var(--muted); margin-bottom:3px; }

@@ -106,7 +106,7 @@ def test_clipping_warnings_combine(tmp_path):
     assert parts[1].startswith("output clipped to full scale (")
 
 
-def test_downmix_that_cancels_and_float_input_beyond_full_scale_are_named(tmp_path):
+def test_out_of_phase_downmix_does_not_cancel_and_float_input_beyond_full_scale_is_named(tmp_path):
     x = sine(1.0)
     sf.write(tmp_path / "anti.wav", np.stack([x, -x], axis=1), SR, subtype="FLOAT")
     row = enhance_file(
@@ -114,15 +114,34 @@ def test_downmix_that_cancels_and_float_input_beyond_full_scale_are_named(tmp_pa
     )
     assert row["status"] == "ok"
     assert row["warning"] == (
-        "2 channels downmixed to mono; the channels cancel in the mono downmix (out of phase?): "
-        "it is digital silence"
+        "2 channels downmixed to mono (channel 2 inverted: out of phase with channel 1)"
     )
-    sf.write(tmp_path / "near.wav", np.stack([x, -0.99 * x], axis=1), SR, subtype="FLOAT")
+    y, _ = sf.read(tmp_path / "a.wav", dtype="float32")
+    np.testing.assert_allclose(y, x, atol=1e-6)  # the first channel's polarity, not silence
+    sf.write(tmp_path / "near.wav", np.stack([x, -0.99 * x, x], axis=1), SR, subtype="FLOAT")
     row = enhance_file(
         str(tmp_path / "near.wav"), str(tmp_path / "n.wav"), _gain(1.0), EnhanceOptions()
     )
-    # downmix 0.005 x against channels of mean energy (1 + 0.99^2) / 2: 10 log10(0.99 / 2.5e-5) = 46 dB
-    assert row["warning"].endswith("its level is 46 dB below the channels'"), row["warning"]
+    assert row["warning"] == (
+        "3 channels downmixed to mono (channel 2 inverted: out of phase with channel 1)"
+    )
+    sf.write(tmp_path / "two.wav", np.stack([x, -0.4 * x, -0.6 * x], axis=1), SR, subtype="FLOAT")
+    row = enhance_file(
+        str(tmp_path / "two.wav"), str(tmp_path / "t.wav"), _gain(1.0), EnhanceOptions()
+    )
+    assert row["warning"] == (
+        "3 channels downmixed to mono (channels 2, 3 inverted: out of phase with channel 1)"
+    )
+    # a silent first channel gives no polarity to align to: a downmix that cancels is still named
+    silent_first = np.stack([0 * x, x, -x], axis=1)
+    sf.write(tmp_path / "anti3.wav", silent_first, SR, subtype="FLOAT")
+    row = enhance_file(
+        str(tmp_path / "anti3.wav"), str(tmp_path / "a3.wav"), _gain(1.0), EnhanceOptions()
+    )
+    assert row["warning"] == (
+        "3 channels downmixed to mono; the channels cancel in the mono downmix (out of phase?): "
+        "it is digital silence"
+    )
     sf.write(tmp_path / "same.wav", np.stack([x, 0.5 * x], axis=1), SR, subtype="FLOAT")
     row = enhance_file(
         str(tmp_path / "same.wav"), str(tmp_path / "s.wav"), _gain(1.0), EnhanceOptions()

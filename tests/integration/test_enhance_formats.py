@@ -80,3 +80,50 @@ def test_flac_cannot_be_float(tmp_path, shared_data):
                "--subtype", "FLOAT"],
     )  # fmt: skip
     assert r.exit_code == 2 and "cannot be stored as FLAC" in r.output, r.output
+
+
+@pytest.mark.parametrize(("fmt", "codec"), [("ogg", "VORBIS"), ("opus", "OPUS")])
+def test_lossy_outputs_are_named_by_format_and_evaluated(shared_data, tmp_path, fmt, codec):
+    """Ogg Vorbis / Opus outputs: suffix of the format, the codec, the length (Opus: a 22.05 kHz
+    input is written at 48 kHz, a rate it encodes), and evaluate reads them back."""
+    import numpy as np
+    import soxr
+
+    pairs = shared_data / "pairs/voicebank_demand"
+    inp, out, clean = tmp_path / "in", tmp_path / "out", tmp_path / "clean"
+    inp.mkdir()
+    clean.mkdir()
+    x, sr = sf.read(pairs / "noisy/p287_001.flac", dtype="float32")
+    c, _ = sf.read(pairs / "clean/p287_001.flac", dtype="float32")
+    sf.write(inp / "a.wav", x, sr, subtype="PCM_16")
+    sf.write(clean / "a.wav", c, sr)
+    x22 = soxr.resample(x, sr, 22050)
+    sf.write(inp / "b.wav", x22, 22050, subtype="PCM_16")
+    sf.write(clean / "b.wav", soxr.resample(c, sr, 22050), 22050)
+    args = ["enhance", str(inp), str(out), "--local", "--no-emotion", "--format", fmt]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    a, b = sf.info(out / f"a.{fmt}"), sf.info(out / f"b.{fmt}")
+    assert (a.format, a.subtype, b.format, b.subtype) == ("OGG", codec, "OGG", codec)
+    assert (a.samplerate, a.frames) == (sr, len(x))
+    b_sr = 48000 if fmt == "opus" else 22050
+    assert b.samplerate == b_sr and abs(b.frames - round(len(x22) * b_sr / 22050)) <= 1
+    assert not list(out.glob("*.wav"))
+    rows = pq.read_table(out / "results").to_pylist()
+    assert sorted(r["output_uri"].rsplit(".", 1)[1] for r in rows) == [fmt, fmt]
+    r = CliRunner().invoke(
+        main, ["evaluate", str(out), "--references", str(clean), "--metrics", "si_sdr", "--local"]
+    )
+    assert r.exit_code == 0 and "scored 2/2 files" in r.output, r.output
+    m = pq.read_table(out / "metrics").to_pandas()
+    assert np.isfinite(m["si_sdr"]).all() and (m["si_sdr_i"] > -3).all(), m[["si_sdr", "si_sdr_i"]]
+
+
+def test_a_subtype_the_format_cannot_store_is_a_usage_error(tmp_path, shared_data):
+    src = shared_data / "pairs/voicebank_demand/noisy"
+    args = ["enhance", str(src), str(tmp_path / "o"), "--local", "--format", "ogg"]
+    r = CliRunner().invoke(main, [*args, "--subtype", "PCM_16"])
+    assert r.exit_code == 2, r.output
+    assert (
+        "subtype='PCM_16' cannot be stored as OGG (lossy Vorbis only): VORBIS (or keep)" in r.output
+    )

@@ -169,12 +169,12 @@ def test_cli_shard_size_and_no_audio_warning(bad_corpus, tmp_path, monkeypatch):
 
     sizes: list[int] = []
 
-    def recording_shards(items, size):
-        sizes.append(size)
-        return scan_module_shards(items, size)
+    class RecordingShards(scan_module.ListingShards):
+        def __init__(self, listing, size):
+            sizes.append(size)
+            super().__init__(listing, size)
 
-    scan_module_shards = scan_module.shards
-    monkeypatch.setattr(scan_module, "shards", recording_shards)
+    monkeypatch.setattr(scan_module, "ListingShards", RecordingShards)
     root, _ = bad_corpus
     cli = CliRunner()
     r = cli.invoke(

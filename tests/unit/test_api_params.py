@@ -18,7 +18,7 @@ STAGES = ("scan", "prepare", "features", "train", "enhance", "tag", "evaluate")
 def test_check_params_known_answers():
     assert api.check_params("enhance", {"workers": 0, "fmt": "mp3", "sr": 16000}) == [
         "workers=0 must be >= 1",
-        "fmt='mp3' must be one of wav, flac",
+        "fmt='mp3' must be one of wav, flac, ogg, opus",
     ]
     assert api.check_params("enhance", {"sr": "16000", "fmt": "flac", "input_level_db": None}) == []
     assert api.check_params("train", {"model": "oracle"})[0].startswith(
@@ -99,7 +99,7 @@ def no_ray(monkeypatch):
         (
             lambda: api.enhance("in", "out", workers=0, fmt="mp3", sr="44100"),
             "enhance: workers=0 must be >= 1; sr='44100' must be 'keep' (the input's rate) or "
-            "16000; fmt='mp3' must be one of wav, flac",
+            "16000; fmt='mp3' must be one of wav, flac, ogg, opus",
         ),
         (lambda: api.enhance("in", "out", shard_size=-3), "enhance: shard_size=-3 must be >= 1"),
         (lambda: api.tag("in", "out", workers=0), "tag: workers=0 must be >= 1"),

@@ -68,7 +68,9 @@ def test_cluster_launcher_config():
     assert any(o.startswith("--env-file") for o in cfg["docker"]["run_options"])
 
 
-@pytest.mark.parametrize("name", ["ray-cluster.yaml", "kuberay-raycluster.yaml", "Dockerfile"])
+@pytest.mark.parametrize(
+    "name", ["ray-cluster.yaml", "kuberay-raycluster.yaml", "kuberay-rayjob.yaml", "Dockerfile"]
+)
 def test_no_credentials_in_cluster_files(name):
     text = (CLUSTER / name).read_text()
     assert not re.search(r"AWS_(SECRET_ACCESS_KEY|ACCESS_KEY_ID|SESSION_TOKEN)", text)
@@ -77,7 +79,11 @@ def test_no_credentials_in_cluster_files(name):
 def test_kuberay_manifest():
     doc = load("kuberay-raycluster.yaml")
     assert doc["apiVersion"] == "ray.io/v1" and doc["kind"] == "RayCluster"
-    spec = doc["spec"]
+    check_ray_cluster_spec(doc["spec"])
+
+
+def check_ray_cluster_spec(spec: dict) -> None:
+    """A RayCluster's spec (also a RayJob's ``rayClusterSpec``): versions, groups, image, secret."""
     assert matches_pin(spec["rayVersion"], pin("ray"))
     head = spec["headGroupSpec"]
     assert head["rayStartParams"]["dashboard-host"] == "0.0.0.0"
@@ -118,6 +124,36 @@ def test_dockerfile_matches_pyproject():
 
 def test_readme_mentions_every_file():
     readme = (CLUSTER / "README.md").read_text()
-    for name in ("Dockerfile", "ray-cluster.yaml", "kuberay-raycluster.yaml", "AWS_ENDPOINT_URL"):
+    for name in (
+        "Dockerfile", "ray-cluster.yaml", "kuberay-raycluster.yaml", "kuberay-rayjob.yaml",
+        "AWS_ENDPOINT_URL",
+    ):  # fmt: skip
         assert name in readme
     assert f"batchsep:{VERSION}" in readme
+
+
+def test_kuberay_rayjob_runs_a_real_command_on_a_mounted_spec():
+    """The RayJob's entrypoint is ``batchsep run SPEC`` as the CLI parses it, SPEC lies in the ConfigMap
+    mounted on the head (where the driver runs), and its cluster is the RayCluster manifest's."""
+    import shlex
+
+    from batchsep.cli.main import main
+
+    doc = load("kuberay-rayjob.yaml")
+    assert doc["apiVersion"] == "ray.io/v1" and doc["kind"] == "RayJob"
+    spec = doc["spec"]
+    assert spec["shutdownAfterJobFinishes"] is True
+    check_ray_cluster_spec(spec["rayClusterSpec"])
+    argv = shlex.split(spec["entrypoint"])
+    assert argv[:2] == ["batchsep", "run"]
+    main.commands["run"].make_context("run", argv[2:])  # parses: a real command and its options
+    spec_path = Path(argv[2])
+    head = spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"] for m in head["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v for v in head["volumes"]}
+    (volume,) = [n for n, path in mounts.items() if Path(path) == spec_path.parent]
+    config_map = volumes[volume]["configMap"]["name"]
+    text = (CLUSTER / "kuberay-rayjob.yaml").read_text()
+    assert f"kubectl create configmap {config_map} --from-file={spec_path.name}=jobs/" in text
+    jobs_spec = re.search(rf"--from-file={spec_path.name}=(\S+)", text).group(1)
+    assert (REPO / jobs_spec).is_file()

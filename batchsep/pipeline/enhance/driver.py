@@ -3,9 +3,10 @@
 Everything here is Ray-free. :class:`~batchsep.pipeline.enhance.worker.EnhanceWorker` is the
 callable that a Ray Data actor pool (or the serial executor) holds: it loads the model once
 (:mod:`batchsep.pipeline.enhance.enhancer`) and enhances one shard of files per call, returning one result
-row per file. :func:`enhance` is the driver: it lists the input, skips files already committed in
-``results/part-*.parquet`` (the commit record, :mod:`batchsep.pipeline.enhance.outfolder`), runs the
-remaining shards through an executor and commits one results part per finished shard, atomically.
+row per file. :func:`enhance` is the driver: it lists the input (or reads a scan's manifest), skips files
+already committed in ``results/`` (the commit record, :mod:`batchsep.pipeline.enhance.record`, read as a compact
+index by :mod:`batchsep.pipeline.enhance.plan`), forms the remaining shards batch by batch as it dispatches
+them, commits one results part per finished shard, atomically, and compacts the parts as it goes.
 Output audio is written atomically before its row is returned, so a file is either done (row
 committed, audio complete) or will be redone.
 """
@@ -14,34 +15,30 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import pyarrow as pa
 
 from batchsep.dsp.level import MODEL_LEVEL, resolve_input_level
 from batchsep.errors import JobStoppedError, ParameterError, StorageError
 from batchsep.io import lease, parquet, schemas, storage
 from batchsep.io.storage import FileEntry
 from batchsep.pipeline.common import jobinfo, progress
-from batchsep.pipeline.enhance import zoo
+from batchsep.pipeline.enhance import record, zoo
 from batchsep.pipeline.enhance.file import RUN_FATAL, EnhanceOptions, run_fatal
 from batchsep.pipeline.enhance.outfolder import (
-    RESULTS_DIR,
     check_same_settings,
     discard_results,
     enhance_inputs,
-    forget_changed_inputs,
-    forget_failed,
-    forget_missing_outputs,
-    missing_inputs,
     note_renamed,
-    output_rel_paths,
-    read_record,
-    repair_record,
     stamp_rows,
 )
+from batchsep.pipeline.enhance.plan import Batch, batches, plan_resume
+from batchsep.pipeline.enhance.record import RESULTS_DIR
 from batchsep.pipeline.enhance.worker import ShardExecutor, ShardTask, serial_executor
-from batchsep.pipeline.runner import shards
+from batchsep.pipeline.scan.driver import InputFilter
 
 
 @dataclass
@@ -144,10 +141,18 @@ def enhance(
     retry_failed: bool = False,
     prune_missing: bool = False,
     shard_size: int | None = None,
+    where: InputFilter | None = None,
+    check_outputs: bool = True,
     on_start: Callable[[str, int], None] | None = None,
     on_progress: Callable[[int, float], None] | None = None,
 ) -> EnhanceSummary:
     """Enhance every audio file under ``in_uri`` into ``out_uri`` (same relative paths).
+
+    ``in_uri``: a folder or prefix (listed), or a Parquet file listing the inputs (a scan's
+    ``RUN/manifest.parquet``, or any with a ``uri`` column): nothing is listed then. ``where`` filters the
+    inputs (a glob; a duration range and ``ok_only`` with a manifest).
+    ``check_outputs``: on a resume, find the outputs gone missing with one listing of ``out_uri``
+    (default); False trusts the commit record (a missing output is then only noticed by the reader).
 
     ``emotion``: an emotion model (``default-emotion`` or a URI) that tags the enhanced audio;
     ``model=None`` with ``emotion`` set tags the input without enhancing it (no audio written).
@@ -183,7 +188,7 @@ def enhance(
             in_uri, out_uri, held, model=model, emotion=emotion, executor=executor,
             options=options, device=device, num_threads=num_threads, resume=resume,
             retry_failed=retry_failed, prune_missing=prune_missing, shard_size=shard_size,
-            on_start=on_start, on_progress=on_progress,
+            where=where, check_outputs=check_outputs, on_start=on_start, on_progress=on_progress,
         )  # fmt: skip
     finally:
         # what interrupted writes left (a worker killed mid-file), while the lease is still this run's (no
@@ -195,10 +200,13 @@ def enhance(
 
 
 def _leased(
-    executor: ShardExecutor, held: lease.Lease, inputs: dict[str, FileEntry]
+    executor: ShardExecutor,
+    held: lease.Lease,
+    inputs: Callable[[int], Mapping[str, FileEntry]],
 ) -> ShardExecutor:
     """``executor``, its rows stamped for the commit record (run id, commit time, the input's size and
-    modification time as listed); stops with OutputBusyError before a commit should the lease be lost."""
+    modification time as listed: ``inputs(shard)``); stops with OutputBusyError before a commit should the
+    lease be lost."""
 
     def run(
         worker_kwargs: dict[str, Any], tasks: Sequence[ShardTask]
@@ -207,7 +215,7 @@ def _leased(
         try:
             for shard_id, rows in results:
                 held.check()
-                yield shard_id, stamp_rows(rows, held.run_id, inputs)
+                yield shard_id, stamp_rows(rows, held.run_id, inputs(shard_id))
         finally:
             _close(results)
 
@@ -229,13 +237,15 @@ def _enhance(
     retry_failed: bool,
     prune_missing: bool,
     shard_size: int | None,
+    where: InputFilter | None,
+    check_outputs: bool,
     on_start: Callable[[str, int], None] | None,
     on_progress: Callable[[int, float], None] | None,
 ) -> EnhanceSummary:
     """:func:`enhance`, with ``out_uri``'s lease ``held``."""
     t_start = time.perf_counter()
     options = options or EnhanceOptions()
-    entries, non_audio = enhance_inputs(in_uri, out_uri)
+    listing, non_audio = enhance_inputs(in_uri, out_uri, where)
     if model is None and emotion is None:
         raise ParameterError("nothing to do: give an enhancement model, an emotion model, or both")
     # fail fast on a bad model URI, before any worker starts
@@ -274,29 +284,13 @@ def _enhance(
         check_same_settings(out_uri, spec)
     # with the lease held, every temporary in OUT is of a run that is gone
     storage.remove_stale_temps(out_uri)
-    record = read_record(out_uri)
-    repaired = repair_record(record)  # one row per file on disk, the newest
-    done_rows = record.rows
-    by_rel = {e.rel_path: e for e in entries}
-    missing = changed = gone = retried = 0
-    if done_rows:
-        done_rows, missing = forget_missing_outputs(out_uri, done_rows)
-        done_rows, changed = forget_changed_inputs(out_uri, done_rows, by_rel)
-        done_rows, gone = missing_inputs(out_uri, done_rows, by_rel.keys(), prune=prune_missing)
-    if done_rows and retry_failed:
-        done_rows, retried = forget_failed(out_uri, done_rows, set(by_rel))
-    done = {r["rel_path"] for r in done_rows}
-    next_part = max((int(r["shard"]) for r in done_rows), default=-1) + 1
-    out_rel = output_rel_paths([e.rel_path for e in entries], options.fmt)
-    todo = [e for e in entries if e.rel_path not in done]
-    shard_size = shard_size or auto_shard_size(len(todo))
-    tasks = [
-        ShardTask(
-            next_part + i,
-            tuple((e.uri, e.rel_path, storage.join(out_uri, out_rel[e.rel_path])) for e in group),
-        )
-        for i, group in enumerate(shards(todo, shard_size))
-    ]
+    plan = plan_resume(
+        out_uri, listing, retry_failed=retry_failed, prune_missing=prune_missing,
+        check_outputs=check_outputs,
+    )  # fmt: skip
+    n_todo = plan.n_todo
+    pa.default_memory_pool().release_unused()  # what planning freed (the index, the listing of OUT)
+    shard_size = shard_size or auto_shard_size(n_todo)
     worker_kwargs = {
         "model_uri": model,
         "options": asdict(options),
@@ -308,67 +302,100 @@ def _enhance(
     jobinfo.write_job_json(
         out_uri, "enhance", {**spec, "shard_size": shard_size}, skipped=non_audio
     )
+    n_inputs = listing.num_rows
     if on_start:
-        skipped = len(entries) - len(todo)
+        skipped = n_inputs - n_todo
         phase = "enhance" if model is not None else "tag"
-        on_start(f"{phase} ({skipped} done before)" if skipped else phase, len(todo))
+        on_start(f"{phase} ({skipped} done before)" if skipped else phase, n_todo)
     # totals over the commit record: the rows committed before this run of the inputs there now, then
     # each shard this run commits
     summary = EnhanceSummary(
-        out_uri=out_uri, files_skipped=len(entries) - len(todo), non_audio_skipped=len(non_audio),
-        skipped_names=non_audio,
-        outputs_missing=missing, failed_retried=retried, input_level_db=level_used,
-        inputs_changed=changed, inputs_gone=gone, inputs_gone_pruned=prune_missing,
-        rows_repaired=repaired, run_id=run_id,
+        out_uri=out_uri, files_skipped=n_inputs - n_todo, non_audio_skipped=len(non_audio),
+        skipped_names=non_audio, outputs_missing=plan.outputs_missing,
+        failed_retried=plan.failed_retried, input_level_db=level_used,
+        inputs_changed=plan.inputs_changed, inputs_gone=plan.inputs_gone,
+        inputs_gone_pruned=prune_missing, rows_repaired=plan.rows_repaired, run_id=run_id,
+        files_ok=plan.files_ok, files_failed=plan.files_failed, hours=plan.hours,
+        processing_s=plan.processing_s, errors=plan.errors,
     )  # fmt: skip
-    summary.count([r for r in done_rows if r["rel_path"] in by_rel])
-    executor = _leased(executor, held, by_rel)
+    batch: Batch | None = (
+        None  # the shards dispatched: their files' listed identity until committed
+    )
+    leased = _leased(executor, held, lambda shard: batch.entries(shard) if batch else {})
     seconds_run = 0.0
-    n_todo = sum(len(t.files) for t in tasks)
     stopped: str | None = None  # why the job stopped before its end: the JobStoppedError's message
-    results = executor(worker_kwargs, tasks)
-    try:
-        for shard_id, rows in results:
-            # a failure that fails every further file too (RUN_FATAL, set by the worker): commit, stop
-            fatal = [(r.pop(RUN_FATAL), r) for r in rows if r.get(RUN_FATAL)]
-            if model is not None:
-                note_renamed(rows, out_rel, options.fmt)
-            table = schemas.table_from_rows(rows, schemas.ENHANCE_RESULTS)
-            try:
-                parquet.write_table(parquet.part_uri(results_uri, shard_id, run_id), table)
-            except StorageError as e:  # nowhere to commit: no further shard can be either
-                stopped = _stop_message(
-                    run_fatal(e, output=True), f"cannot commit the results of {len(rows)} files: {e}",
-                    out_uri, n_todo - summary.files_run,
-                )  # fmt: skip
-                break
-            summary.count(rows)
-            seconds = sum(  # audio processed: a failed file's declared duration is not
-                float(r.get("duration_s") or 0.0) for r in rows if r["status"] == schemas.STATUS_OK
-            )
-            summary.files_run += len(rows)
-            seconds_run += seconds
-            progress.report(on_progress, len(rows), seconds, progress.failed_rows(rows))
-            if fatal:
-                kind, row = fatal[0]
-                stopped = _stop_message(
-                    kind, f"{row['rel_path']}: {row['error']}", out_uri, n_todo - summary.files_run
+    parts_run = 0
+    recent: list[tuple[str, pa.Table]] = []  # parts committed since the last compaction, as written
+    for batch in batches(
+        listing, plan.todo, out_uri, options.fmt, shard_size=shard_size, first_shard=plan.next_shard
+    ):
+        results = leased(worker_kwargs, batch.tasks)
+        try:
+            for shard_id, rows in results:
+                # a failure that fails every further file too (RUN_FATAL, set by the worker): commit, stop
+                fatal = [(r.pop(RUN_FATAL), r) for r in rows if r.get(RUN_FATAL)]
+                if model is not None:
+                    note_renamed(rows, _out_rel(out_uri, batch.task(shard_id)), options.fmt)
+                table = schemas.table_from_rows(rows, schemas.ENHANCE_RESULTS)
+                part = parquet.part_uri(results_uri, shard_id, run_id)
+                try:
+                    parquet.write_table(part, table)
+                except StorageError as e:  # nowhere to commit: no further shard can be either
+                    stopped = _stop_message(
+                        run_fatal(e, output=True), f"cannot commit the results of {len(rows)} files: {e}",
+                        out_uri, n_todo - summary.files_run,
+                    )  # fmt: skip
+                    break
+                summary.count(rows)
+                seconds = sum(  # audio processed: a failed file's declared duration is not
+                    float(r.get("duration_s") or 0.0)
+                    for r in rows
+                    if r["status"] == schemas.STATUS_OK
                 )
-                break
-    finally:  # also when stopped early: a Ray Data job stops its actors, the shards in flight are not run
-        _close(results)
+                summary.files_run += len(rows)
+                seconds_run += seconds
+                progress.report(on_progress, len(rows), seconds, progress.failed_rows(rows))
+                if fatal:
+                    kind, row = fatal[0]
+                    stopped = _stop_message(
+                        kind,
+                        f"{row['rel_path']}: {row['error']}",
+                        out_uri,
+                        n_todo - summary.files_run,
+                    )
+                    break
+                parts_run += 1
+                recent.append((part, table))
+                if len(recent) >= record.COMPACT_PARTS:  # a crash leaves few parts to read back
+                    held.check()
+                    record.compact_committed(out_uri, *zip(*recent, strict=True))
+                    recent.clear()
+        finally:  # also when stopped early: a Ray Data job stops its actors, the shards in flight are not run
+            _close(results)
+        if stopped:
+            break
+    batch = None
     summary.errors.sort()
     summary.hours_run = seconds_run / 3600.0
-    summary.wall_s = time.perf_counter() - t_start
     if stopped:  # job.json's runs record finished runs (and the storage may refuse the write)
+        summary.wall_s = time.perf_counter() - t_start
         raise JobStoppedError(stopped, summary)
-    if tasks:  # for reports: the end-to-end speed, start-up included
+    if parts_run:
+        held.check()
+        record.compact_at_end(out_uri)
+    summary.wall_s = time.perf_counter() - t_start
+    if n_todo:  # for reports: the end-to-end speed, start-up included
         jobinfo.record_run(
             out_uri, "enhance",
-            {"wall_s": round(summary.wall_s, 3), "audio_s": round(seconds_run, 3),
-             "files": sum(len(t.files) for t in tasks)},
+            {"wall_s": round(summary.wall_s, 3), "audio_s": round(seconds_run, 3), "files": n_todo},
         )  # fmt: skip
     return summary
+
+
+def _out_rel(out_uri: str, task: ShardTask) -> dict[str, str]:
+    """The output name (relative to ``out_uri``) of each file of ``task``, by its relative path."""
+    n = len(storage.join(out_uri, "x")) - 1
+    return {rel: out[n:] for _uri, rel, out in task.files}
 
 
 STOP_ADVICE = {

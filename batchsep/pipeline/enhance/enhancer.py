@@ -55,18 +55,30 @@ class MaskEnhancer:
         self.device = device
         self.input_level_db = input_level_db
 
-    @torch.inference_mode()
-    def __call__(self, windows: np.ndarray) -> np.ndarray:
+    def _mask(self, windows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.stft_config
         x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
         X = stft(x, n_fft=c.n_fft, hop_length=c.hop_length, window=c.window)
         mag = X.abs()
         if self.input_level_db is not None:
             mag = mag * level_gain(x, self.input_level_db)[:, None, None]
-        mask = self.model(mag)
+        return X, self.model(mag)
+
+    @torch.inference_mode()
+    def masks(self, windows: np.ndarray) -> np.ndarray:
+        """The model's speech masks ``[B, F, T]`` of windows ``[B, n]`` (in the STFT of ``stft_config``;
+        what mask-based beamforming estimates its spatial statistics from)."""
+        _, mask = self._mask(windows)
+        return mask.cpu().numpy()
+
+    @torch.inference_mode()
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        c = self.stft_config
+        X, mask = self._mask(windows)
         y = istft(
-            mask * X, length=x.shape[-1], n_fft=c.n_fft, hop_length=c.hop_length, window=c.window
-        )
+            mask * X, length=np.shape(windows)[-1], n_fft=c.n_fft,
+            hop_length=c.hop_length, window=c.window,
+        )  # fmt: skip
         return y.cpu().numpy()
 
 

@@ -24,6 +24,13 @@ from batchsep.errors import (
 )
 from batchsep.io import audio, schemas, storage
 from batchsep.pipeline.common import interrupt
+from batchsep.pipeline.enhance.multichannel import (
+    BeamformStream,
+    MaskSource,
+    beamform_pieces,
+    check_multichannel,
+    overlap_add_multi,
+)
 from batchsep.pipeline.enhance.tag import TAG_SR, EmotionTagger
 
 MODEL_SR = 16000
@@ -44,10 +51,11 @@ class EnhanceOptions:
     """How files are enhanced and written (all plain values: travels to workers as a dict)."""
 
     out_sr: Literal["keep"] | int = "keep"
-    fmt: Literal["wav", "flac"] = "wav"
+    fmt: Literal["wav", "flac", "ogg", "opus"] = "wav"
     subtype: str = "keep"
     """Sample format of the outputs: ``keep`` (a WAV keeps a 16/24-bit PCM input's; else 32-bit float WAV,
-    24-bit FLAC), ``PCM_16``, ``PCM_24`` or ``FLOAT`` (see :func:`~batchsep.io.audio.output_subtype`)."""
+    24-bit FLAC, Vorbis ogg, Opus), ``PCM_16``, ``PCM_24``, ``FLOAT``, ``VORBIS`` or ``OPUS`` (see
+    :func:`~batchsep.io.audio.output_subtype`)."""
     chunk_s: float = 30.0
     overlap_s: float = 0.5
     batch_windows: int = 4
@@ -56,6 +64,14 @@ class EnhanceOptions:
     input_level_db: InputLevel = MODEL_LEVEL
     """Level (dBFS) each window is brought to for the model: ``"model"``, the level the model was trained
     at (see :func:`~batchsep.dsp.level.resolve_input_level`); ``None`` feeds it the raw level."""
+    multichannel: Literal["downmix", "keep", "beamform"] = "downmix"
+    """What a file of several channels becomes (:mod:`batchsep.pipeline.enhance.multichannel`): ``downmix`` (mono,
+    polarity-aligned), ``keep`` (each channel enhanced) or ``beamform`` (mask-based beamforming)."""
+    beamformer: Literal["mvdr", "gev_ban", "mwf", "delay_and_sum"] = "mvdr"
+    beam_forgetting: float | None = None
+    """``None``: spatial statistics over the whole file (read twice); λ in (0, 1): recursive, one pass."""
+    beam_postmask: bool = True
+    """Apply the model's single-channel mask to the beamformer's output too."""
 
     def __post_init__(self) -> None:
         if self.out_sr != "keep" and (not isinstance(self.out_sr, int) or self.out_sr <= 0):
@@ -64,6 +80,7 @@ class EnhanceOptions:
             raise ParameterError(f"fmt={self.fmt!r} must be one of {sorted(audio.ENCODE_FORMATS)}")
         audio.check_subtype(self.fmt, self.subtype)
         check_input_level(self.input_level_db)
+        check_multichannel(self.multichannel, self.beamformer, self.beam_forgetting)
         if not 0 < self.overlap_s < self.chunk_s / 2:
             raise ParameterError(
                 f"overlap_s={self.overlap_s} must be in (0, chunk_s/2={self.chunk_s / 2})"
@@ -129,17 +146,46 @@ class _CallbackFile:
 
 
 class _Reader:
-    """Streams a decoded file as mono blocks at the model's rate (16 kHz), measuring what it reads."""
+    """Streams a decoded file as mono blocks at the model's rate (16 kHz), measuring what it reads.
 
-    def __init__(self, f: audio.AudioStream, block_frames: int, model_sr: int = MODEL_SR) -> None:
+    The downmix is polarity-aligned: once a block has signal on the first channel, each other channel
+    whose correlation with it there is below -0.5 (normalised) is inverted from then on (``inverted``),
+    so that an out-of-phase pair does not cancel. ``keep_channels``: blocks ``[n, C]``, not downmixed.
+    """
+
+    def __init__(
+        self,
+        f: audio.AudioStream,
+        block_frames: int,
+        model_sr: int = MODEL_SR,
+        *,
+        keep_channels: bool = False,
+    ) -> None:
         self.f, self.block_frames = f, block_frames
         self.frames = self.clipped = self.over = self.nonzero = 0
         self.seconds = 0.0
         self.energy = self.mono_energy = 0.0  # mean channel energy, and the downmix's
+        self.keep = keep_channels and f.channels > 1
+        self.polarity: np.ndarray | None = None
+        self.inverted: list[int] = []
         sr = f.samplerate
+        width = f.channels if self.keep else 1
         self.resampler = (
-            soxr.ResampleStream(sr, model_sr, 1, dtype="float32") if sr != model_sr else None
+            soxr.ResampleStream(sr, model_sr, width, dtype="float32") if sr != model_sr else None
         )
+
+    def _downmix(self, b: np.ndarray) -> np.ndarray:
+        if self.polarity is None:
+            ref = b[:, 0].astype(np.float64)
+            e0 = float(np.dot(ref, ref))
+            if e0 > 0:
+                corr = ref @ b.astype(np.float64)
+                energies = np.einsum("ij,ij->j", b, b, dtype=np.float64)
+                self.polarity = np.where(corr < -0.5 * np.sqrt(e0 * energies), -1.0, 1.0).astype(
+                    np.float32
+                )
+                self.inverted = [int(c) for c in np.flatnonzero(self.polarity < 0)]
+        return (b * self.polarity).mean(axis=1) if self.polarity is not None else b.mean(axis=1)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """Blocks via :func:`audio.read_blocks` (readable decode errors, exact first NaN/Inf frame)."""
@@ -150,10 +196,12 @@ class _Reader:
             self.clipped += int(np.count_nonzero(np.abs(b) >= CLIP_LEVEL))
             self.over += int(np.count_nonzero(np.abs(b) > 1.0))  # float data only
             self.nonzero += int(np.count_nonzero(b))
-            mono = b.mean(axis=1) if b.shape[1] > 1 else b[:, 0]
+            mono = self._downmix(b) if b.shape[1] > 1 else b[:, 0]
             if b.shape[1] > 1:
                 self.energy += float(np.einsum("ij,ij->", b, b, dtype=np.float64)) / b.shape[1]
                 self.mono_energy += float(np.dot(mono.astype(np.float64), mono))
+            if self.keep:
+                mono = b
             if self.resampler is not None:
                 mono = self.resampler.resample_chunk(mono, last=last)
             self.seconds += time.perf_counter() - t
@@ -163,7 +211,8 @@ class _Reader:
                 return
             t = time.perf_counter()
         if self.resampler is not None:  # the stream ended on a block boundary: flush the resampler
-            mono = self.resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            empty = np.zeros((0, self.f.channels) if self.keep else 0, np.float32)
+            mono = self.resampler.resample_chunk(empty, last=True)
             self.seconds += time.perf_counter() - t
             if mono.size:
                 yield mono
@@ -177,15 +226,25 @@ class _Writer:
     """
 
     def __init__(
-        self, f: sf.SoundFile | None, out_sr: int, n_out: int, fmt: str, model_sr: int = MODEL_SR
+        self,
+        f: sf.SoundFile | None,
+        out_sr: int,
+        n_out: int,
+        fmt: str,
+        model_sr: int = MODEL_SR,
+        channels: int = 1,
     ) -> None:
         self.f, self.n_out, self.fmt, self.written = f, n_out, fmt, 0
+        self.channels = channels
         self.clips, self.clipped = audio.clips_on_write(fmt), 0
         self.resampler = (
-            soxr.ResampleStream(model_sr, out_sr, 1, dtype="float32")
+            soxr.ResampleStream(model_sr, out_sr, channels, dtype="float32")
             if out_sr != model_sr
             else None
         )
+
+    def _empty(self, n: int = 0) -> np.ndarray:
+        return np.zeros((n, self.channels) if self.channels > 1 else n, np.float32)
 
     def write(self, y: np.ndarray, *, last: bool = False) -> None:
         if self.f is None:
@@ -200,9 +259,9 @@ class _Writer:
         self.written += y.shape[0]
 
     def close(self) -> None:
-        self.write(np.zeros(0, np.float32), last=True)
+        self.write(self._empty(), last=True)
         if self.f is not None and self.written < self.n_out:  # resampler rounding: pad the end
-            self.f.write(np.zeros(self.n_out - self.written, np.float32))
+            self.f.write(self._empty(self.n_out - self.written))
 
 
 def _streamed(
@@ -215,6 +274,22 @@ def _streamed(
             yield y
     y = timed(stream.flush)
     if y.size:
+        yield y
+
+
+def _timed_pieces(
+    pieces: Iterable[np.ndarray], readers: list[_Reader], add_model_time: Callable[[float], None]
+) -> Iterator[np.ndarray]:
+    """``pieces``, the time spent making them counted as model time, less the ``readers``' decoding
+    (which they count themselves)."""
+    it = iter(pieces)
+    while True:
+        decoded = sum(r.seconds for r in readers)
+        t = time.perf_counter()
+        y = next(it, None)
+        add_model_time(time.perf_counter() - t - (sum(r.seconds for r in readers) - decoded))
+        if y is None:
+            return
         yield y
 
 
@@ -270,6 +345,10 @@ def enhance_file(
         t_model += time.perf_counter() - t
         return out
 
+    def add_model_time(seconds: float) -> None:
+        nonlocal t_model
+        t_model += seconds
+
     input_open = False  # then a StorageError is the output's (reads fail as AudioDecodeError)
     try:
         with contextlib.ExitStack() as stack:
@@ -285,8 +364,10 @@ def enhance_file(
                 raise AudioDecodeError(
                     f"file too long: {frames / in_sr:.0f} s > max_duration_s={options.max_duration_s:.0f}"
                 )
-            out_sr = in_sr if options.out_sr == "keep" else int(options.out_sr)
+            out_sr = audio.output_rate(options.fmt, options.out_sr, in_sr)  # Opus: its own rates
             row["out_sample_rate"] = out_sr
+            mode = options.multichannel if enhancer is not None and f.channels > 1 else "downmix"
+            out_channels = f.channels if mode == "keep" else 1
             out_file = None
             if out_uri is not None:
                 fmt = audio.ENCODE_FORMATS[options.fmt][0]
@@ -294,7 +375,7 @@ def enhance_file(
                 fout = stack.enter_context(storage.atomic_writer(out_uri, deferred=deferred))
                 out_file = stack.enter_context(
                     sf.SoundFile(
-                        _CallbackFile(fout), "w", samplerate=out_sr, channels=1, format=fmt,
+                        _CallbackFile(fout), "w", samplerate=out_sr, channels=out_channels, format=fmt,
                         subtype=subtype,
                     )
                 )  # fmt: skip
@@ -302,22 +383,49 @@ def enhance_file(
             if not exact:  # known once decoded (below); until then every sample is written
                 n_out = 1 << 62
             model_sr = int(getattr(enhancer, "sample_rate", MODEL_SR))  # a zoo model's own rate
-            writer = _Writer(out_file, out_sr, n_out, options.fmt, model_sr)
+            writer = _Writer(out_file, out_sr, n_out, options.fmt, model_sr, out_channels)
             if out_file is not None:  # integer samples clip (counted): 16/24-bit WAV too
                 writer.clips = audio.clips_on_write(options.fmt, subtype)
-            reader = _Reader(f, options.block_frames, model_sr)
+            reader = _Reader(f, options.block_frames, model_sr, keep_channels=mode != "downmix")
+            readers = [reader]
             pieces: Iterable[np.ndarray] = reader
-            if enhancer is not None and hasattr(enhancer, "stream"):  # streaming: no windows
-                pieces = _streamed(reader, enhancer.stream(), timed)
-            elif enhancer is not None:
-                pieces = overlap_add_stream(
-                    reader, lambda w: timed(enhancer, w), chunk=round(options.chunk_s * MODEL_SR),
-                    overlap=round(options.overlap_s * MODEL_SR), batch=options.batch_windows,
+            beam: BeamformStream | None = None
+            chunk, overlap = round(options.chunk_s * model_sr), round(options.overlap_s * model_sr)
+            if mode == "keep" and enhancer is not None:
+                model = enhancer
+                pieces = overlap_add_multi(
+                    reader, lambda w: timed(model, w), chunk=chunk, overlap=overlap
+                )
+            elif mode == "beamform":
+
+                def reopen() -> _Reader:  # whole-file statistics: the second pass filters
+                    fin2 = stack.enter_context(storage.open_input(uri))
+                    f2 = stack.enter_context(audio.open_stream(fin2))
+                    readers.append(_Reader(f2, options.block_frames, model_sr, keep_channels=True))
+                    return readers[-1]
+
+                beam = BeamformStream(
+                    MaskSource(enhancer, model_sr), options.beamformer,
+                    forgetting=options.beam_forgetting, overlap=overlap,
                 )  # fmt: skip
+                pieces = _timed_pieces(
+                    beamform_pieces(reader, reopen, beam, chunk=chunk, overlap=overlap),
+                    readers, add_model_time,
+                )  # fmt: skip
+            if enhancer is not None and (
+                mode == "downmix" or (mode == "beamform" and options.beam_postmask)
+            ):
+                if hasattr(enhancer, "stream"):  # streaming: no windows
+                    pieces = _streamed(pieces, enhancer.stream(), timed)
+                else:
+                    pieces = overlap_add_stream(
+                        pieces, lambda w: timed(enhancer, w), chunk=round(options.chunk_s * MODEL_SR),
+                        overlap=round(options.overlap_s * MODEL_SR), batch=options.batch_windows,
+                    )  # fmt: skip
             tags = _TagFeed(tagger.stream(), model_sr) if tagger is not None else None
             for y in pieces:
                 if tags is not None:
-                    timed(tags.feed, y)
+                    timed(tags.feed, y if y.ndim == 1 else y.mean(axis=1))
                 writer.write(y)
             if reader.frames == 0:
                 raise AudioDecodeError("no audio frames (0 samples)")
@@ -336,8 +444,23 @@ def enhance_file(
         reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         return fail_row(row, BatchsepError(f"enhancement failed: {reason}"))
     warnings = list(getattr(f, "warnings", ()))  # the decoder's messages (FFmpeg), this file's own
-    if row["channels"] > 1:
-        warnings.append(f"{row['channels']} channels downmixed to mono")
+    if beam is not None:
+        warnings.append(beam.description(row["channels"]))
+        warnings += beam.warnings
+        row["ref_channel"] = beam.ref
+    elif mode == "keep":
+        warnings.append(f"{row['channels']} channels enhanced one by one (as many in the output)")
+    elif row["channels"] > 1:
+        inverted = ", ".join(str(c + 1) for c in reader.inverted)
+        warnings.append(
+            f"{row['channels']} channels downmixed to mono"
+            + (
+                f" (channel{'s' if len(reader.inverted) > 1 else ''} {inverted} inverted: "
+                "out of phase with channel 1)"
+                if inverted
+                else ""
+            )
+        )
         if reader.energy > 0 and reader.mono_energy < CANCEL_RATIO * reader.energy:
             warnings.append(
                 "the channels cancel in the mono downmix (out of phase?): "
@@ -359,9 +482,10 @@ def enhance_file(
             warnings.append(emotion_warning)
         row.update(emotion)
     t_total = time.perf_counter() - t0
+    t_decode = sum(r.seconds for r in readers)
     row.update(
         warning="; ".join(warnings) or None, duration_s=reader.frames / in_sr,
-        t_decode_s=reader.seconds, t_model_s=t_model, t_total_s=t_total,
-        t_write_s=max(0.0, t_total - reader.seconds - t_model),
+        t_decode_s=t_decode, t_model_s=t_model, t_total_s=t_total,
+        t_write_s=max(0.0, t_total - t_decode - t_model),
     )  # fmt: skip
     return row

@@ -1,5 +1,5 @@
 """An enhance output folder: which inputs it takes, what its outputs are called, its commit record
-(``results/part-*.parquet``) and the settings its outputs were made with (``job.json``).
+(``results/part-*.parquet`` and compacted ``results/results-*.parquet``) and the settings its outputs were made with (``job.json``).
 
 A re-run resumes from the commit record: files with a committed row are skipped, unless their output has gone
 missing or their input changed since (size or modification time): then their row is removed and they are done
@@ -8,30 +8,38 @@ longer there are kept (``--prune-missing``: removed, with their outputs) and not
 
 Each run writes its parts as ``part-<run id>-NNNNN.parquet`` (``part-NNNNN.parquet`` from runs before run ids),
 so parts of two runs never share a name. Should the record hold more than one row of a file (two runs at once
-before leases, a hand edit), the newest is the file's row (:func:`read_record`) and a run removes the others
-(:func:`repair_record`).
+before leases, a hand edit, a compaction killed before it deleted its sources), the newest is the file's
+row (:func:`read_record`) and a run removes the others. The resume itself plans on a compact index of the
+record (:mod:`batchsep.pipeline.enhance.record`, :mod:`batchsep.pipeline.enhance.plan`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence, Set
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from batchsep.errors import ParameterError
 from batchsep.io import parquet, schemas, storage
 from batchsep.io.storage import FileEntry
 from batchsep.pipeline.common import jobinfo
-from batchsep.pipeline.scan.driver import list_inputs
+from batchsep.pipeline.enhance import record
+from batchsep.pipeline.enhance.record import RESULTS_DIR
+from batchsep.pipeline.scan.driver import InputFilter, input_listing, is_manifest
 
-RESULTS_DIR = "results"
 
-
-def enhance_inputs(in_uri: str, out_uri: str) -> tuple[list[FileEntry], list[str]]:
-    """Audio files under ``in_uri`` to enhance into ``out_uri``, and the relative paths of the files skipped
-    as not audio (by name).
+def enhance_inputs(
+    in_uri: str, out_uri: str, where: InputFilter | None = None
+) -> tuple[pa.Table, list[str]]:
+    """Audio files to enhance into ``out_uri`` (a :data:`~batchsep.pipeline.scan.driver.LISTING` table sorted by
+    relative path): those under the folder ``in_uri``, or those a manifest ``in_uri`` names (a scan's
+    ``manifest.parquet``; nothing is listed then), filtered by ``where``; and the relative paths of the files
+    skipped as not audio (by name).
 
     An output folder inside the input folder is left out of the listing (a re-run must not enhance its own
     outputs); the input folder itself as output is refused (outputs would replace their inputs).
@@ -41,20 +49,38 @@ def enhance_inputs(in_uri: str, out_uri: str) -> tuple[list[FileEntry], list[str
     StorageError
         Input missing or unlistable.
     ParameterError
-        ``out_uri`` is ``in_uri``.
+        ``out_uri`` is ``in_uri``; a bad manifest or filter (see :func:`~batchsep.pipeline.scan.driver.input_listing`).
     """
     src, dst = storage.resolve_links(in_uri), storage.resolve_links(out_uri)  # a link is its target
     if src == dst:
         raise ParameterError(
             f"OUT {out_uri} is the input folder: outputs would replace their inputs; give another folder"
         )
-    entries, non_audio = list_inputs(in_uri)
+    listing, non_audio = input_listing(in_uri, where)
+    if is_manifest(in_uri):
+        root = _manifest_root(listing)
+        if root is not None and root == dst:
+            raise ParameterError(
+                f"OUT {out_uri} is the folder of the manifest's inputs: outputs would replace their inputs; "
+                "give another folder"
+            )
+        return listing, non_audio
     inside = src.rstrip("/") + "/"
     if dst.startswith(inside):
         out_rel = dst[len(inside) :] + "/"
-        entries = [e for e in entries if not e.rel_path.startswith(out_rel)]
+        listing = listing.filter(pc.invert(pc.starts_with(listing.column("rel_path"), out_rel)))
         non_audio = [r for r in non_audio if not r.startswith(out_rel)]
-    return entries, non_audio
+    return listing, non_audio
+
+
+def _manifest_root(listing: pa.Table) -> str | None:
+    """The folder a manifest's first input lies in relative to (its URI less its relative path)."""
+    if listing.num_rows == 0:
+        return None
+    uri, rel = listing.column("uri")[0].as_py(), listing.column("rel_path")[0].as_py()
+    if not uri.endswith(rel):
+        return None
+    return storage.resolve_links(uri[: len(uri) - len(rel)].rstrip("/") or "/")
 
 
 SETTINGS_KEYS = ("model_sha256", "emotion_sha256", "options", "input_level_db_used")
@@ -107,113 +133,23 @@ def _change(key: str, old: Any, new: Any) -> str:
     return f"{key}{f' ({option})' if option else ''}: {old!r} -> {new!r}"
 
 
-def forget_missing_outputs(
-    out_uri: str, rows: list[dict[str, Any]]
-) -> tuple[list[dict[str, Any]], int]:
-    """Committed rows whose output file still exists, and how many did not: those rows are removed from
-    their results part (see :func:`forget_rows`) so the files are enhanced again."""
-    present = {storage.normalize(e.uri) for e in storage.list_files(out_uri)}
-    return forget_rows(
-        out_uri,
-        rows,
-        lambda r: (
-            r["status"] == schemas.STATUS_OK
-            and bool(r.get("output_uri"))
-            and storage.normalize(r["output_uri"]) not in present
-        ),
-    )
-
-
-def forget_failed(
-    out_uri: str, rows: list[dict[str, Any]], inputs: Set[str]
-) -> tuple[list[dict[str, Any]], int]:
-    """The committed rows kept, and how many failed rows were removed from their results part (see
-    :func:`forget_rows`) so their files are tried again (``--retry-failed``): those of files still among
-    ``inputs`` (relative paths); the row of an input that is gone stays, as its record."""
-    return forget_rows(
-        out_uri, rows, lambda r: r["status"] != schemas.STATUS_OK and r["rel_path"] in inputs
-    )
-
-
 def discard_results(out_uri: str) -> None:
     """Start the folder over (``--overwrite``): delete the outputs its committed rows name under it, then
     the rows (an interrupted discard leaves rows whose output is gone, which a re-run does again)."""
     results_uri = storage.join(out_uri, RESULTS_DIR)
     if not storage.exists(results_uri):
         return
-    inside = storage.normalize(out_uri) + "/"
-    # only under this folder: the rows of a copied folder name the outputs of the original
-    record = read_record(out_uri)  # superseded rows too: their outputs may have other names
-    storage.delete_many(
-        r["output_uri"]
-        for r in record.rows + record.superseded
-        if r["status"] == schemas.STATUS_OK
-        and r.get("output_uri")
-        and storage.normalize(r["output_uri"]).startswith(inside)
-    )
+    newest, superseded = record.read_index(
+        out_uri
+    )  # superseded rows too: their outputs may have other names
+    for rows in (
+        newest,
+        superseded,
+    ):  # only under this folder: a copied folder's rows name the original's
+        record.delete_outputs(
+            out_uri, rows.filter(pc.equal(rows.column("status"), schemas.STATUS_OK))
+        )
     storage.delete_many(e.uri for e in storage.list_files(results_uri))
-
-
-def forget_changed_inputs(
-    out_uri: str, rows: list[dict[str, Any]], inputs: Mapping[str, FileEntry]
-) -> tuple[list[dict[str, Any]], int]:
-    """The committed rows kept, and how many rows of inputs that changed since (size or modification
-    time, :func:`input_changed`) were removed, with their outputs, so the files are done again."""
-    changed = [
-        r for r in rows if r["rel_path"] in inputs and input_changed(r, inputs[r["rel_path"]])
-    ]
-    _delete_outputs(out_uri, changed)  # the old output of another input; the new one replaces it
-    ids = {id(r) for r in changed}
-    return forget_rows(out_uri, rows, lambda r: id(r) in ids)
-
-
-def missing_inputs(
-    out_uri: str, rows: list[dict[str, Any]], inputs: Set[str], *, prune: bool
-) -> tuple[list[dict[str, Any]], int]:
-    """Rows of inputs no longer present (``inputs``: relative paths), and how many: kept as their record
-    by default, or with ``prune`` removed from the record with their outputs (under ``out_uri``)."""
-    gone = [r for r in rows if r["rel_path"] not in inputs]
-    if not prune or not gone:
-        return rows, len(gone)
-    _delete_outputs(out_uri, gone)
-    kept, _n = forget_rows(out_uri, rows, lambda r: r["rel_path"] not in inputs)
-    return kept, len(gone)
-
-
-def _delete_outputs(out_uri: str, rows: list[dict[str, Any]]) -> None:
-    """Delete the outputs that ``rows`` name under ``out_uri`` (a copied folder's rows may name another)."""
-    inside = storage.normalize(out_uri) + "/"
-    storage.delete_many(
-        r["output_uri"]
-        for r in rows
-        if r.get("output_uri") and storage.normalize(r["output_uri"]).startswith(inside)
-    )
-
-
-def forget_rows(
-    out_uri: str, rows: list[dict[str, Any]], forget: Callable[[dict[str, Any]], bool]
-) -> tuple[list[dict[str, Any]], int]:
-    """Remove the committed ``rows`` for which ``forget(row)`` holds from their results parts (each part
-    rewritten atomically, deleted when empty): the rows kept, and how many were removed. The files of the
-    removed rows are no longer done, so a run does them again, each once.
-
-    ``rows`` are those of :func:`read_record` (each knows its part), after :func:`repair_record`: every
-    row of every part they name.
-    """
-    lost = [r for r in rows if forget(r)]
-    if not lost:
-        return rows, 0
-    lost_ids = {id(r) for r in lost}
-    for part in sorted({r[PART_KEY] for r in lost}):
-        _rewrite_part(part, [r for r in rows if r[PART_KEY] == part and id(r) not in lost_ids])
-    return [r for r in rows if id(r) not in lost_ids], len(lost)
-
-
-def _rewrite_part(part: str, kept: list[dict[str, Any]]) -> None:
-    if kept:
-        parquet.write_table(part, schemas.table_from_rows(kept, schemas.ENHANCE_RESULTS))
-    else:
-        storage.delete(part)
 
 
 def note_renamed(rows: list[dict[str, Any]], out_rel: Mapping[str, str], fmt: str) -> None:
@@ -299,20 +235,6 @@ def read_record(out_uri: str) -> CommitRecord:
     return record
 
 
-def repair_record(record: CommitRecord) -> int:
-    """Remove the superseded rows of ``record`` from their parts (each rewritten atomically, deleted
-    when empty), so each file has one row on disk; returns how many rows were removed."""
-    if not record.superseded:
-        return 0
-    gone = {id(r) for r in record.superseded}
-    everything = record.rows + record.superseded
-    for part in sorted({r[PART_KEY] for r in record.superseded}):
-        kept = [r for r in everything if r[PART_KEY] == part and id(r) not in gone]
-        _rewrite_part(part, sorted(kept, key=lambda r: r[_RANK_KEY]))
-    n, record.superseded = len(record.superseded), []
-    return n
-
-
 def public_row(row: dict[str, Any]) -> dict[str, Any]:
     """``row`` without the keys :func:`read_record` adds."""
     return {k: v for k, v in row.items() if k not in (PART_KEY, _RANK_KEY)}
@@ -321,16 +243,6 @@ def public_row(row: dict[str, Any]) -> dict[str, Any]:
 def committed_rows(out_uri: str) -> list[dict[str, Any]]:
     """The committed rows of ``out_uri``: one per file, the newest (see :func:`read_record`)."""
     return [public_row(r) for r in read_record(out_uri).rows]
-
-
-def input_changed(row: dict[str, Any], entry: FileEntry) -> bool:
-    """True when ``row`` was made from another version of the input ``entry`` (size or modification
-    time differ). A row without them (written before they were recorded) counts as unchanged, and so
-    does an input whose time could not be read."""
-    size, mtime = row.get("input_size"), row.get("input_mtime_ns")
-    if size is not None and entry.size >= 0 and int(size) != entry.size:
-        return True
-    return mtime is not None and entry.mtime_ns is not None and int(mtime) != entry.mtime_ns
 
 
 def stamp_rows(

@@ -1,15 +1,18 @@
 """The evaluate stage: score an enhance run against clean references and with DNSMOS, shard by shard.
 
 References come from a mixtures run (``batchsep prepare``'s ``mixtures.parquet``: each enhanced input is
-a stored noisy mixture; breakdown fields speaker, noise class, SNR and split come along) or from a folder of
-clean files with the same relative paths as the enhanced inputs (a pairs layout such as
-``voicebank_demand/clean`` for ``voicebank_demand/noisy``), at any sample rate. Emotion labels are parsed
+a stored noisy mixture; breakdown fields speaker, noise class, SNR and split come along), from a folder of
+clean files with the same relative paths as the enhanced inputs (``voicebank_demand/clean`` for
+``voicebank_demand/noisy``), or from a pairs root: a folder with ``clean/`` beside ``noisy/`` (the layout
+of VoiceBank-DEMAND and most enhancement test sets; :func:`pairs_clean_folder`), at any sample rate. Emotion labels are parsed
 from RAVDESS file names when the run was tagged. Per file: BSS Eval SDR/SIR/SAR, SI-SDR, PESQ, STOI for
 the enhanced output and for the unprocessed input, improvements, and a reason next to every NaN.
 
 DNSMOS (P.835 SIG/BAK/OVRL and P.808, :mod:`batchsep.evaluation.dnsmos`) needs no reference: an enhance
 run without references (none given, no prepare run above its inputs) is scored with DNSMOS only
-(:func:`resolve_metrics` says when).
+(:func:`resolve_metrics` says when). The input's DNSMOS is computed once per input: rows of several models
+of one input share it, and a later evaluate reuses it from the metrics rows while the input is unchanged
+(its size and modification time as enhance listed them).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -39,6 +42,16 @@ from batchsep.evaluation.metrics import SCORE_METRICS, score_file
 from batchsep.io import parquet, schemas, storage
 from batchsep.pipeline.common import jobinfo
 from batchsep.pipeline.enhance.outfolder import RESULTS_DIR, committed_rows
+from batchsep.pipeline.evaluate.refs import (
+    InputScores,
+    clean_candidates,
+    earlier_input_scores,
+    find_mixtures_run,
+    input_key,
+    mixture_references,
+    pairs_clean_folder,
+    row_input_scores,
+)
 from batchsep.pipeline.prepare import run as prepare_run
 from batchsep.pipeline.runner import Runner, SerialRunner, shards
 
@@ -55,6 +68,8 @@ class EvalItem:
     enhanced_uri: str | None
     clean_uri: str | None
     fields: tuple[tuple[str, Any], ...]
+    input_scores: InputScores | None = None
+    """The input's DNSMOS scores when already known (``(("sig", x), ...)``): not computed again."""
 
 
 def _read(uri: str) -> tuple[np.ndarray, int]:
@@ -91,12 +106,17 @@ def score_item(item: EvalItem, metrics: tuple[str, ...]) -> dict[str, Any]:
         row["error"] = f"cannot read audio: {exc}"
         return row
     if DNSMOS_METRIC in metrics:
-        row.update(dnsmos_pair(noisy, enhanced, sr_n, sr_e))
+        known = dict(item.input_scores) if item.input_scores is not None else None
+        row.update(dnsmos_pair(noisy, enhanced, sr_n, sr_e, noisy_scores=known))
         if not with_reference:
             return row
     if clean is None:
         row["error"] = "no clean reference"
         return row
+    if clean.shape[0] > 1 and enhanced.shape[0] == 1:  # a mic array's clean images:
+        ref = dict(item.fields).get("ref_channel")  # the channel a beamformed output is of
+        ch = min(int(ref or 0), clean.shape[0] - 1)
+        clean, noisy = clean[ch : ch + 1], noisy[min(ch, noisy.shape[0] - 1)][None]
     sr = 8000 if sr_c <= 8000 else EVAL_SR
     c, n, e = (to_rate_mono(x, s, sr) for x, s in ((clean, sr_c), (noisy, sr_n), (enhanced, sr_e)))
     length = min(len(c), len(n), len(e))
@@ -111,27 +131,19 @@ def score_item(item: EvalItem, metrics: tuple[str, ...]) -> dict[str, Any]:
 
 
 def score_shard(args: tuple[list[EvalItem], tuple[str, ...]]) -> list[dict[str, Any]]:
+    """Score a shard's items; an input met again (another model's output of it) reuses its DNSMOS."""
     items, metrics = args
-    return [score_item(it, metrics) for it in items]
-
-
-def _mixture_references(ref_uri: str) -> dict[str, dict[str, Any]]:
-    """Reference fields by noisy URI: where the prepare run is now, and where it was written (an enhance
-    run of the run's audio made before the run was copied or moved still finds its references)."""
-    table = prepare_run.read_mixtures_table(ref_uri)
-    moved = table.written_root not in (None, table.root)
-    out: dict[str, dict[str, Any]] = {}
-    for r in table.rows:
-        if r.get("noisy_uri") and r.get("clean_uri"):
-            keys = [storage.normalize(r["noisy_uri"])]
-            if moved and keys[0].startswith(table.root + "/"):
-                keys.append(f"{table.written_root}{keys[0][len(table.root) :]}")
-            ref = {
-                "clean_uri": r["clean_uri"], "speaker": r["speaker"], "noise_class": r["noise_class"],
-                "split": r["split"], "mixture_snr": r["snr_db"], "mixture_id": r["mixture_id"],
-            }  # fmt: skip
-            out.update((key, ref) for key in keys)
-    return out
+    known: dict[str, InputScores] = {}
+    rows = []
+    for it in items:
+        if it.input_scores is None and it.noisy_uri in known:
+            it = replace(it, input_scores=known[it.noisy_uri])
+        row = score_item(it, metrics)
+        scores = row_input_scores(row)
+        if scores is not None:
+            known.setdefault(it.noisy_uri, scores)
+        rows.append(row)
+    return rows
 
 
 def _emotion_truth(rel_path: str) -> dict[str, Any]:
@@ -142,31 +154,12 @@ def _emotion_truth(rel_path: str) -> dict[str, Any]:
     return {"emotion_true": info.emotion, "speaker": f"actor{info.actor:02d}"}
 
 
-MIXTURES_SEARCH_DEPTH = 4
-"""Folders above an enhance run's input searched for the prepare run it came from (``mixtures/test/noisy``
-lies three below its run)."""
-
-
-def find_mixtures_run(run_uri: str) -> str | None:
-    """The prepare run whose mixtures an enhance run enhanced: the nearest folder above its input (``job.json``)
-    holding ``mixtures.parquet``, within ``MIXTURES_SEARCH_DEPTH`` levels; None when there is none."""
-    spec = jobinfo.read_job_json(run_uri).get("stages", {}).get("enhance", {}).get("spec") or {}
-    in_uri = spec.get("in_uri")
-    if not in_uri:
-        return None
-    folder = storage.normalize(in_uri)
-    for _ in range(MIXTURES_SEARCH_DEPTH):
-        if storage.exists(storage.join(folder, prepare_run.MIXTURES_NAME)):
-            return folder
-        parent = folder.rsplit("/", 1)[0]
-        if parent in ("", folder) or parent in ("s3:", "s3:/"):
-            return None
-        folder = parent
-    return None
-
-
 def build_items(run_uri: str, references: str | None) -> list[EvalItem]:
-    """Pair every committed enhance row of ``run_uri`` with its reference (or None)."""
+    """Pair every committed enhance row of ``run_uri`` with its reference (or None).
+
+    ``references``: a mixtures run, a pairs root (:func:`pairs_clean_folder`) or a folder of clean
+    files with the inputs' relative paths.
+    """
     rows = committed_rows(run_uri)
     if not rows:
         raise StorageError(
@@ -174,13 +167,16 @@ def build_items(run_uri: str, references: str | None) -> list[EvalItem]:
         )
     mixtures: dict[str, dict[str, Any]] = {}
     clean_root = None
+    pairs = False
     if references is not None:
         is_mixtures = references.endswith(".parquet") or storage.exists(
             storage.join(references, prepare_run.MIXTURES_NAME))  # fmt: skip
         if is_mixtures:
-            mixtures = _mixture_references(references)
+            mixtures = mixture_references(references)
         elif storage.exists(references):
-            clean_root = references
+            clean_root = pairs_clean_folder(references)
+            pairs = clean_root is not None
+            clean_root = clean_root or references
         else:
             raise StorageError(f"references {references}: no such folder or mixtures run")
     items = []
@@ -192,6 +188,9 @@ def build_items(run_uri: str, references: str | None) -> list[EvalItem]:
             "duration_s": r.get("duration_s"),
             "seconds": r.get("t_total_s"),
             "emotion_pred": r.get("emotion_label"),
+            "input_size": r.get("input_size"),
+            "input_mtime_ns": r.get("input_mtime_ns"),
+            "ref_channel": r.get("ref_channel"),
         }
         fields.update(_emotion_truth(r["rel_path"]))
         clean = None
@@ -201,8 +200,10 @@ def build_items(run_uri: str, references: str | None) -> list[EvalItem]:
                 clean = ref["clean_uri"]
                 fields.update({k: v for k, v in ref.items() if k != "clean_uri"})
         elif clean_root is not None:
-            candidate = storage.join(clean_root, r["rel_path"])
-            clean = candidate if storage.exists(candidate) else None
+            found = (
+                c for c in clean_candidates(clean_root, r["rel_path"], pairs) if storage.exists(c)
+            )
+            clean = next(found, None)
         items.append(
             EvalItem(
                 r["rel_path"],
@@ -234,7 +235,8 @@ def check_references(
         return
     fix = (
         "pass --references CLEAN_URI: a folder of clean files with the same relative paths as the "
-        f"inputs (e.g. {enhanced[0].rel_path}), or a prepare run (mixtures.parquet)"
+        f"inputs (e.g. {enhanced[0].rel_path}), a pairs root (clean/ beside noisy/), or a prepare "
+        "run (mixtures.parquet)"
     )
     if references is None:
         raise ParameterError(f"no clean references found for {run_uri}: {fix}")
@@ -324,6 +326,13 @@ def resolve_metrics(
     return chosen, notes
 
 
+def _with_earlier(item: EvalItem, earlier: dict[tuple[str, int, int], InputScores]) -> EvalItem:
+    fields = dict(item.fields)
+    key = input_key(item.noisy_uri, fields.get("input_size"), fields.get("input_mtime_ns"))
+    scores = earlier.get(key) if key is not None else None
+    return replace(item, input_scores=scores) if scores is not None else item
+
+
 def evaluate(
     run_uri: str,
     *,
@@ -348,6 +357,9 @@ def evaluate(
     metrics, notes = resolve_metrics(items, run_uri, references, metrics)
     check_references(items, run_uri, references, metrics)
     metrics_uri = storage.join(run_uri, METRICS_DIR)
+    if DNSMOS_METRIC in metrics:
+        earlier = earlier_input_scores(metrics_uri)
+        items = [_with_earlier(it, earlier) for it in items]
     if storage.exists(metrics_uri):
         for e in storage.list_files(metrics_uri):
             storage.delete(e.uri)
@@ -356,7 +368,11 @@ def evaluate(
     for i, rows in runner.map_unordered(score_shard, [(g, metrics) for g in groups]):
         parquet.write_table(parquet.part_uri(metrics_uri, i), schemas.metrics_table(rows))
         all_rows.extend(rows)
-    spec: dict[str, Any] = {"run_uri": run_uri, "references": references, "metrics": list(metrics)}
+    spec: dict[str, Any] = {
+        "run_uri": storage.normalize(run_uri),
+        "references": storage.normalize(references) if references else None,
+        "metrics": list(metrics),
+    }
     if DNSMOS_METRIC in metrics:
         spec["dnsmos"] = dnsmos_provenance()
     jobinfo.write_job_json(run_uri, "evaluate", spec)

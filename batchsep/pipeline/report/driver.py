@@ -19,6 +19,7 @@ from batchsep.io import parquet, storage
 from batchsep.pipeline.common import jobinfo
 from batchsep.pipeline.evaluate.driver import METRICS_DIR
 from batchsep.reporting.content import GROUP, system_table
+from batchsep.reporting.files import rank_metric
 from batchsep.reporting.render import render_report
 
 OUR_FILES = re.compile(
@@ -73,6 +74,17 @@ def _improvement_label(row: Any) -> str:
     return ""
 
 
+def _input_label(row: Any) -> str:
+    """`` (DNSMOS OVRL x)`` of the unprocessed input of a metrics row (beside its outputs' labels when
+    those show DNSMOS OVRL), else empty."""
+    if pd.notna(pd.to_numeric(row.get("sdr_i"), errors="coerce")) or pd.notna(
+        pd.to_numeric(row.get("si_sdr_i"), errors="coerce")
+    ):
+        return ""
+    v = pd.to_numeric(row.get("dnsmos_ovrl_in"), errors="coerce")
+    return f" (DNSMOS OVRL {float(v):.2f})" if pd.notna(v) else ""
+
+
 def _system_rows(name: str, df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """The run's rows per system label (the run name, or ``run / model`` for a multi-model run), as
     :func:`~batchsep.reporting.content.system_table` labels them."""
@@ -80,14 +92,31 @@ def _system_rows(name: str, df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return [(s, table[table[GROUP] == s]) for s in dict.fromkeys(table[GROUP].astype(str))]
 
 
+def _position(p: int, n: int) -> str:
+    """What the ``p``-th of ``n`` ranked files (worst first) is: worst, median, best ..."""
+    if n == 1:
+        return "only"
+    if p == 0:
+        return "worst"
+    if p == n - 1:
+        return "best"
+    if p == (n - 1) // 2 or p == n // 2:
+        return "median"
+    return f"rank {p + 1} of {n} (worst first) by"
+
+
 def pick_examples(
     runs: Sequence[tuple[str, pd.DataFrame]] | pd.DataFrame, n: int = 3, *, sr: int = 16000
 ) -> list[dict[str, Any]]:
-    """Audio of up to ``n`` files spanning the SDR-improvement range (worst, median, best).
+    """Audio of up to ``n`` files spanning the range of the ranking metric (worst, median, best).
 
-    The files are chosen from the first system with enhanced audio; each example holds the noisy
-    input, every system's enhanced output of that file (labelled with the system and its SDRi) and
-    the clean reference when there is one. ``runs``: ``[(name, metrics), ...]`` (or one table).
+    The ranking metric is SDRi, else SI-SDRi, else DNSMOS OVRL of the output
+    (:func:`~batchsep.reporting.files.rank_metric`: the per-file table's order); the files are chosen
+    from the first system with enhanced audio, among its files that have a value (all, in name order,
+    when none has). Each example holds the noisy input, every system's enhanced output of that file
+    (labelled with the system and its value), the clean reference when there is one, ``rel_path`` and
+    ``why`` it was chosen ("worst DNSMOS OVRL of the 6 files of run (1.43)").
+    ``runs``: ``[(name, metrics), ...]`` (or one table).
     """
     if isinstance(runs, pd.DataFrame):
         runs = [("enhanced", runs)]
@@ -96,15 +125,26 @@ def pick_examples(
     systems = [(s, df) for s, df in systems if not df.empty]
     if not systems:
         return []
-    ok = systems[0][1]
-    for key in ("sdr_i", "si_sdr_i", "dnsmos_ovrl_i"):
-        if key in ok and pd.to_numeric(ok[key], errors="coerce").notna().any():
-            ok = ok.sort_values(key)
-            break
+    first, ok = systems[0]
+    ranked = rank_metric(ok)
+    if ranked is not None:
+        key = ranked[0]
+        values = pd.to_numeric(ok[key], errors="coerce")
+        ok = ok[values.notna()].assign(_v=values[values.notna()]).sort_values(["_v", "rel_path"])
+    else:
+        ok = ok.sort_values("rel_path")
     idx = sorted({round(i) for i in np.linspace(0, len(ok) - 1, min(n, len(ok)))})
     out = []
-    for _, r in ok.iloc[idx].iterrows():
+    for p, (_, r) in zip(idx, ok.iloc[idx].iterrows(), strict=True):
         rel = r["rel_path"]
+        if ranked is not None:
+            _, label, unit = ranked
+            value = float(r["_v"])
+            shown = f"{value:+.1f}{unit}" if unit else f"{value:.2f}"
+            where = "of the enhanced output " if key == "dnsmos_ovrl" else ""
+            why = f"{_position(p, len(ok))} {label} {where}of the {len(ok)} files of {first} ({shown})"
+        else:
+            why = f"file {p + 1} of {len(ok)} of {first} in name order (no metric to rank by)"
         try:
             noisy = _audio(r["noisy_uri"], sr)
             clean = _audio(r["clean_uri"], sr) if isinstance(r.get("clean_uri"), str) else None
@@ -125,9 +165,31 @@ def pick_examples(
                 "clean": clean[:m] if clean is not None else None,
                 "sr": sr,
                 "title": str(rel),
+                "rel_path": str(rel),
+                "why": why[0].upper() + why[1:],
+                "noisy_label": f"noisy{_input_label(r)}",
             }
         )
     return out
+
+
+def relative_paths(obj: Any, base: str) -> Any:
+    """``obj`` (a job record) with every local absolute path (``/x/y``, ``file:///x/y``) that shares more
+    than the root with the local folder ``base`` written relative to it (``../run``); other values
+    (``s3://`` URIs, paths elsewhere, numbers ...) as they are."""
+    if isinstance(obj, dict):
+        return {k: relative_paths(v, base) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [relative_paths(v, base) for v in obj]
+    if not isinstance(obj, str) or "\n" in obj or not obj.startswith(("/", "file://")):
+        return obj
+    path = storage.normalize(obj)
+    if os.path.commonpath([path, base]) == os.path.dirname(os.sep):  # only the root in common
+        return obj
+    return os.path.relpath(path, base)
+
+
+PATHS_NOTE = "Local paths are relative to the folder of this report (those in the same tree as it)."
 
 
 def _emotion_by_system(
@@ -209,14 +271,18 @@ def report(
     )
     if len(set(names)) != len(names):
         names = [f"{n} ({i + 1})" for i, n in enumerate(names)]
+    local = not storage.is_s3(out_uri)
     runs = []
     for name, uri in zip(names, run_uris, strict=True):
         df, job = load_run(uri)
+        if local and job:
+            job = relative_paths(job, storage.normalize(out_uri))
         runs.append((name, df, job))
     examples = pick_examples([(name, df) for name, df, _ in runs], n_examples)
     emotion = _emotion_by_system(runs)
-    files = render_report(runs, examples, emotion or None)
-    local = not storage.is_s3(out_uri)
+    files = render_report(
+        runs, examples, emotion or None, provenance_note=PATHS_NOTE if local else ""
+    )
     created = local and not storage.exists(out_uri)
     written = []
     try:

@@ -116,6 +116,43 @@ def stats_corpus(
     }  # fmt: skip
 
 
+def speaker_standardise(
+    x: np.ndarray, groups: np.ndarray, ref_x: np.ndarray | None = None,
+    ref_groups: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
+    """Z-score every row of ``x`` with the mean and std of its group (speaker) in ``ref_x``.
+
+    Per-speaker normalisation, a known large gain in speech emotion recognition: it removes the speaker's
+    own voice (pitch, timbre, level habits) and keeps how each utterance departs from that speaker's
+    average. It needs several unlabelled utterances of the same speaker at scoring time (RAVDESS: the 60
+    files of the actor, all eight emotions) — ``batchsep tag`` does not do it; the bench reports it as
+    separate rows (docs/emotion.md).
+
+    Parameters
+    ----------
+    x : np.ndarray [shape=(n, d)]
+    groups : np.ndarray [shape=(n,)]
+        Speaker of each row.
+    ref_x, ref_groups : np.ndarray, optional
+        Rows whose per-group mean and std are used (default: ``x`` and ``groups`` themselves; the
+        augmented copies of an actor use the actor's clean files). Every group of ``groups`` must occur.
+
+    Returns
+    -------
+    np.ndarray [shape=(n, d)], float64
+    """
+    ref_x = x if ref_x is None else ref_x
+    ref_groups = groups if ref_groups is None else ref_groups
+    out = np.empty(x.shape, np.float64)
+    for g in np.unique(groups):
+        ref = ref_x[ref_groups == g]
+        if ref.shape[0] < 2:
+            raise ParameterError(f"speaker {g!r} has {ref.shape[0]} reference rows: need >= 2")
+        sel = groups == g
+        out[sel] = (x[sel] - ref.mean(0)) / (ref.std(0) + 1e-6)
+    return out
+
+
 def fit_stats_model(
     x: np.ndarray, y: np.ndarray, config: EmotionStatsConfig, *, seed: int = 0, epochs: int = 60,
     lr: float = 1e-3, weight_decay: float = 1e-3, batch_size: int = 64,
@@ -199,6 +236,7 @@ def train_emotion_stats(
     noise_uri: str | None = None, n_folds: int = 4, seed: int = 0, epochs: int = 60,
     lr: float = 1e-3, weight_decay: float = 1e-3, augment: bool = True,
     actors: Sequence[int] | None = None, verbose: bool = True,
+    features: Mapping[str, np.ndarray] | None = None,
 ) -> TrainSummary:  # fmt: skip
     """Cross-validate, calibrate and train ``emotion-stats`` on all actors of ``data_uri`` (module docstring).
 
@@ -218,13 +256,23 @@ def train_emotion_stats(
         Add the augmented copies (:func:`augmented_copies`) to the training sets.
     actors : sequence of int, optional
         Train (and cross-validate) on these actors only (default: every RAVDESS-named file).
+    features : mapping, optional
+        :func:`stats_corpus`'s output for ``data_uri`` with the same ``noise_uri``, ``seed``, ``augment``
+        and ``actors``, computed before (e.g. cached by ``bench/emotion.py``): skips the feature pass. The
+        caller vouches that it matches; only its shapes are checked.
     """
     t0 = time.perf_counter()
     out_uri = storage.normalize(out_uri)
     storage.check_writable(out_uri)
     config = EmotionStatsConfig.from_dict(dict(overrides or {}))
-    data = stats_corpus(data_uri, noise_uri=noise_uri, seed=seed, augment=augment, actors=actors,
-                        verbose=verbose)  # fmt: skip
+    if features is None:
+        data = stats_corpus(data_uri, noise_uri=noise_uri, seed=seed, augment=augment, actors=actors,
+                            verbose=verbose)  # fmt: skip
+    else:
+        data = {k: np.asarray(features[k]) for k in ("x", "y", "actor", "aug_x", "aug_of")}
+        if data["x"].shape[1:] != (config.n_features,) or data["y"].shape != data["actor"].shape:
+            raise ParameterError(f"features x shape={data['x'].shape} do not match the model's "
+                                 f"{config.n_features} statistics")  # fmt: skip
     folds = actor_folds(data["actor"].tolist(), n_folds)
     fit = {"seed": seed, "epochs": epochs, "lr": lr, "weight_decay": weight_decay}
     logp = cross_validate(data, config, folds, **fit)

@@ -40,6 +40,25 @@ def test_plain_lines_say_files_audio_speed_eta_and_failures(capsys, monkeypatch)
     assert not any(ANSI.search(line) for line in lines)
 
 
+def test_plain_lines_go_on_while_no_shard_completes(capsys):
+    """Workers starting, a long shard: a line every interval all the same, and none after close()."""
+    p = Progress(tty=False, interval_s=0.2)
+    p.start("enhance", 3)
+    time.sleep(0.9)
+    p.update(1, 2.0)
+    p.close()
+    time.sleep(0.5)
+    lines = capsys.readouterr().err.splitlines()
+    waiting = [x for x in lines if x.startswith("enhance: 0/3 files (0%)")]
+    assert len(waiting) >= 2 and all(x.endswith("ETA after the first shard") for x in waiting)
+    assert lines[-1].startswith("enhance: 1/3 files") and lines[-1].endswith("stopped")
+    p = Progress(tty=False, interval_s=0.0)  # a line per update, and none between them
+    p.start("scan", 2)
+    time.sleep(0.3)
+    p.close()
+    assert capsys.readouterr().err.splitlines() == ["scan: 2 files to do"]
+
+
 def test_a_finished_phase_ends_with_done(capsys):
     with Progress(tty=False, interval_s=0.0) as p:
         p.start("scan", 2)

@@ -92,6 +92,26 @@ def test_list_files_sorted_with_relative_paths_and_sizes(storage_root):
     assert [e.rel_path for e in sub] == ["c.WAV", "deeper/d.txt", "deeper/e.Flac"]
 
 
+def test_iter_files_streams_the_same_files(storage_root):
+    """iter_files (folder by folder on S3, as walked locally) lists what list_files lists, one at a time."""
+    files = {
+        "b.wav": b"b",
+        "a/x.wav": b"x",
+        "a/b/c/d.flac": b"dd",
+        "a.b/e.wav": b"e",
+        "z.txt": b"z",
+    }
+    write_tree(storage_root, files)
+    storage.write_bytes(storage.join(storage_root, "a", storage.TMP_PREFIX + "t"), b"")
+    listed = storage.iter_files(storage_root)
+    assert not isinstance(listed, list)
+    assert sorted(listed, key=lambda e: e.rel_path) == storage.list_files(storage_root)
+    (one,) = storage.iter_files(storage.join(storage_root, "a", "x.wav"))
+    assert (one.rel_path, one.size) == ("x.wav", 1)
+    with pytest.raises(StorageError):
+        list(storage.iter_files(storage.join(storage_root, "nothing-here")))
+
+
 def test_list_single_file(storage_root):
     uri = storage.join(storage_root, "one", "only.wav")
     storage.write_bytes(uri, b"12345")

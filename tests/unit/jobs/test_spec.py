@@ -116,7 +116,7 @@ def test_references_resolve_whole_values_interpolation_index_and_defaults():
         )
     )
     p = s.stages[1].params
-    assert p == {"in_uri": "runs/r1", "out_uri": "runs/r1/sub-4", "shard_size": 4, "local": False}
+    assert p == {"in_uri": "runs/r1", "out_uri": "runs/r1/sub-4", "shard_size": 4, "local": None}
     assert s.stages[1].raw_params["in_uri"] == "${scan.out_uri}"
     assert s.stages[2].params["in_uri"] == "${x}" and s.stages[2].params["out_uri"] == "a$b"
 
@@ -439,7 +439,10 @@ def enhance_stage(**params):
     ("stage", "expected"),
     [
         (enhance_stage(workers=0), "stages[0] (enhance): workers=0 must be >= 1"),
-        (enhance_stage(fmt="mp3"), "stages[0] (enhance): fmt='mp3' must be one of wav, flac"),
+        (
+            enhance_stage(fmt="mp3"),
+            "stages[0] (enhance): fmt='mp3' must be one of wav, flac, ogg, opus",
+        ),
         (enhance_stage(shard_size=-3), "stages[0] (enhance): shard_size=-3 must be >= 1"),
         (
             enhance_stage(sr="44100"),
@@ -541,7 +544,8 @@ def test_every_problem_of_a_spec_is_reported():
     assert e.value.problems[4].startswith("env: 'AWS_SECRET_ACCESS_KEY' looks like a credential")
     assert e.value.problems[5:7] == [
         "env.OK=[1] must be a string or a number",
-        "stages[0] (scan): unknown key 'modle'; allowed: in_uri, local, out_uri, shard_size, workers",
+        "stages[0] (scan): unknown key 'modle'; allowed: glob, in_uri, local, max_duration_s, "
+        "min_duration_s, ok_only, out_uri, shard_size, workers",
     ]
     allowed = ", ".join(
         sorted(
@@ -557,7 +561,7 @@ def test_every_problem_of_a_spec_is_reported():
         f"stages[1] (enhance): unknown key 'overwrite'; allowed: {allowed}; did you mean "
         "'resume: false' (the CLI's --overwrite)?",
         "stages[1] (enhance): workers=0 must be >= 1",
-        "stages[1] (enhance): fmt='mp3' must be one of wav, flac",
+        "stages[1] (enhance): fmt='mp3' must be one of wav, flac, ogg, opus",
         "stages[1] (enhance): sr='44100' must be 'keep' (the input's rate) or 16000",
         "stages[2]: unknown stage 'scna'; allowed stages: " + ", ".join(stage_functions()),
         "stages[3] 'b' (scan): in_uri: reference '${nowhere.out_uri}' names no earlier stage (a "
@@ -575,7 +579,7 @@ def test_a_yaml_spec_with_problems_names_its_source_on_the_first_line():
         jobspec.parse_yaml(text, source="job.yaml")
     assert str(e.value) == (
         "job.yaml: 2 problems:\n"  # in the order of the spec (safe_dump sorts the keys)
-        "  stages[0] (enhance): fmt='mp3' must be one of wav, flac\n"
+        "  stages[0] (enhance): fmt='mp3' must be one of wav, flac, ogg, opus\n"
         "  stages[0] (enhance): workers=0 must be >= 1"
     )
     with pytest.raises(jobspec.SpecError) as e:
@@ -631,7 +635,7 @@ def test_dry_run_lists_every_problem_and_exits_2(tmp_path):
     lines = r.output.strip().splitlines()
     assert lines[0] == f"Error: {path}: 5 problems:"
     assert lines[2:] == [  # in the order of the spec (safe_dump sorts the keys)
-        "  stages[0] (enhance): fmt='mp3' must be one of wav, flac",
+        "  stages[0] (enhance): fmt='mp3' must be one of wav, flac, ogg, opus",
         "  stages[0] (enhance): shard_size=-3 must be >= 1",
         "  stages[0] (enhance): sr='44100' must be 'keep' (the input's rate) or 16000",
         "  stages[0] (enhance): workers=0 must be >= 1",

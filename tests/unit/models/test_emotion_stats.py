@@ -70,3 +70,20 @@ def test_cross_validation_keeps_actors_apart_and_calibration_helpers() -> None:
     assert t > 1.0 and ece(softmax_t(noisy, t), y) < ece(softmax_t(noisy, 1.0), y)
     with pytest.raises(ParameterError):
         actor_folds([1, 2], 3)
+
+
+def test_speaker_standardise_uses_each_speakers_reference_rows() -> None:
+    from batchsep.pipeline.train.emotion_stats import speaker_standardise
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat([1, 2], 50)
+    x = rng.normal(0, 1, (100, 3)) + np.where(groups == 1, 10.0, -5.0)[:, None]
+    z = speaker_standardise(x, groups)
+    for g in (1, 2):  # every speaker centred and scaled on its own
+        assert np.allclose(z[groups == g].mean(0), 0, atol=1e-9)
+        assert np.allclose(z[groups == g].std(0), 1, atol=1e-4)
+    # copies normalised with their speaker's clean rows: a copy equal to a clean row maps to its z
+    copies = speaker_standardise(x[[3, 60]], groups[[3, 60]], x, groups)
+    assert np.allclose(copies, z[[3, 60]])
+    with pytest.raises(ParameterError):
+        speaker_standardise(x[:1], groups[:1])

@@ -1,0 +1,262 @@
+"""Multichannel files in the enhance stage: each channel enhanced (``keep``), or mask-based beamforming.
+
+``--multichannel`` (:data:`MULTICHANNEL_MODES`) says what becomes of a file with several channels:
+
+* ``downmix`` (default): the channels are averaged to mono, polarity-aligned first (a channel out of phase
+  with the first one is inverted, so that an out-of-phase pair does not cancel; see
+  :mod:`batchsep.pipeline.enhance.file`), and the mono signal is enhanced;
+* ``keep``: every channel is enhanced on its own; the output has the input's channels;
+* ``beamform``: the model gives a speech mask per channel (the median over channels is used), speech and
+  noise spatial covariances are estimated from it, and a beamformer (:mod:`batchsep.dsp.beamform`: MVDR,
+  GEV-BAN, MWF or delay-and-sum) makes one channel: the speech as the reference microphone (chosen by SNR)
+  hears it; optionally the model's single-channel mask is applied to that output too (``beam_postmask``).
+
+Masks: a model of batchsep's own (:class:`~batchsep.pipeline.enhance.enhancer.MaskEnhancer`) gives its masks in its
+own STFT; a model that only returns waveforms (the zoo's) gives ``|Ŝ| / |X|`` clipped to [0, 1], computed
+in an STFT of 32 ms frames with a quarter hop at the model's rate.
+
+Statistics: ``beam_forgetting=None`` averages them over the whole file: the file is read twice (the first
+pass estimates them, the second filters); a forgetting factor λ in (0, 1) updates them recursively and the
+filter every :data:`UPDATE_S` seconds, in one pass. Both run window by window (``chunk_s``), in bounded
+memory; the reference channel is chosen once (from the whole file, or from the first window).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from batchsep.dsp import beamform as bf
+from batchsep.dsp.chunking import _fades
+from batchsep.dsp.stft import StftConfig, istft, stft
+from batchsep.errors import ParameterError
+
+MULTICHANNEL_MODES: tuple[str, ...] = ("downmix", "keep", "beamform")
+CHANNELS_ALIASES = {"mono": "downmix", "keep": "keep"}
+"""``--channels`` (issue 21's spelling) → ``--multichannel``."""
+UPDATE_S = 1.0
+"""With a forgetting factor, the filter is redesigned every this many seconds."""
+BEAM_NAMES = {"mvdr": "MVDR", "gev_ban": "GEV-BAN", "mwf": "MWF", "delay_and_sum": "delay-and-sum"}
+
+
+def check_multichannel(mode: str, beamformer: str, forgetting: float | None) -> None:
+    """Raise :class:`ParameterError` for an unknown mode or beamformer or a forgetting factor outside (0, 1)."""
+    if mode not in MULTICHANNEL_MODES:
+        raise ParameterError(f"multichannel={mode!r} must be one of {list(MULTICHANNEL_MODES)}")
+    if beamformer not in bf.BEAMFORMERS:
+        raise ParameterError(f"beamformer={beamformer!r} must be one of {list(bf.BEAMFORMERS)}")
+    if forgetting is not None and not 0.0 < forgetting < 1.0:
+        raise ParameterError(
+            f"beam_forgetting={forgetting} must be in (0, 1) (or None: whole file)"
+        )
+
+
+def stft_for_rate(sample_rate: int) -> StftConfig:
+    """32 ms frames (a power of two at 16 kHz: 512) with a quarter hop."""
+    n_fft = 32 * round(sample_rate / 1000)
+    return StftConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=n_fft // 4)
+
+
+class MaskSource:
+    """``(X [C, F, T], mask [F, T])`` of a multichannel window ``[C, n]``: the STFT and the median over
+    channels of the model's speech masks."""
+
+    def __init__(self, enhancer: Any, sample_rate: int) -> None:
+        self.enhancer = enhancer
+        self.own = hasattr(enhancer, "masks") and hasattr(enhancer, "stft_config")
+        self.stft_config: StftConfig = (
+            enhancer.stft_config if self.own else stft_for_rate(sample_rate)
+        )
+
+    @property
+    def description(self) -> str:
+        return "the model's masks" if self.own else "masks |Ŝ|/|X| from the model's output"
+
+    def stft(self, x: np.ndarray) -> np.ndarray:
+        c = self.stft_config
+        return stft(np.ascontiguousarray(x, np.float32), n_fft=c.n_fft, hop_length=c.hop_length,
+                    window=c.window)  # fmt: skip
+
+    def istft(self, Y: np.ndarray, length: int) -> np.ndarray:
+        c = self.stft_config
+        return istft(np.ascontiguousarray(Y, np.complex64), length=length, n_fft=c.n_fft,
+                     hop_length=c.hop_length, window=c.window)  # fmt: skip
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        X = self.stft(x)
+        if self.own:
+            masks = np.asarray(self.enhancer.masks(x))
+        else:
+            S = self.stft(np.asarray(self.enhancer(x), np.float32))
+            masks = np.abs(S) / np.maximum(np.abs(X), 1e-8)
+        return X, np.median(np.clip(masks, 0.0, 1.0), axis=0)
+
+
+def segments(blocks: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Blocks ``[n_i, C]`` → consecutive segments ``[C, size]`` (the last one shorter)."""
+    buf: list[np.ndarray] = []
+    have = 0
+    for b in blocks:
+        buf.append(b)
+        have += b.shape[0]
+        while have >= size:
+            joined = np.concatenate(buf)
+            yield np.ascontiguousarray(joined[:size].T)
+            buf, have = [joined[size:]], have - size
+    if have:
+        yield np.ascontiguousarray(np.concatenate(buf).T)
+
+
+def overlap_add_multi(
+    blocks: Iterable[np.ndarray],
+    process: Callable[[np.ndarray], np.ndarray],
+    *,
+    chunk: int,
+    overlap: int,
+) -> Iterator[np.ndarray]:
+    """:func:`~batchsep.dsp.chunking.overlap_add_stream` for multichannel blocks ``[n_i, C]`` (same
+    windows, same cross-fades): windows ``[C, chunk]`` overlapping by ``overlap``; ``process`` maps one to
+    ``[K, n]``; yields pieces ``[m, K]`` whose concatenation has the input's length."""
+    if not 0 < overlap < chunk:
+        raise ParameterError(f"need 0 < overlap={overlap} < chunk={chunk}")
+    hop = chunk - overlap
+    fade_in, fade_out = _fades(overlap)
+    tail: np.ndarray | None = None
+    for k, (window, last) in enumerate(_windows(blocks, chunk, overlap)):
+        y = np.asarray(process(window), np.float32)
+        if k > 0 and tail is not None:
+            yield (tail * fade_out + y[:, :overlap] * fade_in).T
+        start = 0 if k == 0 else overlap
+        if last:
+            yield y[:, start:].T
+            tail = None
+        else:
+            yield y[:, start:hop].T
+            tail = y[:, hop:]
+    if tail is not None:  # the last full window's tail ends the signal
+        yield tail.T
+
+
+def _windows(
+    blocks: Iterable[np.ndarray], chunk: int, overlap: int
+) -> Iterator[tuple[np.ndarray, bool]]:
+    """``(window [C, n], last)``: full windows every ``chunk - overlap`` samples, then a final shorter one
+    when more than ``overlap`` samples remain (the windows of ``overlap_add_stream``)."""
+    hop = chunk - overlap
+    buf: np.ndarray | None = None
+    k = 0
+    for b in blocks:
+        buf = b if buf is None else np.concatenate([buf, b])
+        while (
+            buf.shape[0] >= chunk + overlap + 1
+        ):  # a later window is certain: this one is not last
+            yield np.ascontiguousarray(buf[:chunk].T), False
+            buf, k = buf[hop:], k + 1
+    if buf is None:
+        return
+    if buf.shape[0] >= chunk:
+        rest = buf[hop:]
+        final = rest.shape[0] > overlap
+        yield np.ascontiguousarray(buf[:chunk].T), not final
+        buf, k = rest, k + 1
+    if k == 0 or buf.shape[0] > overlap:
+        yield np.ascontiguousarray(buf.T), True
+
+
+class BeamformStream:
+    """Mask-based beamforming of one file, window by window (see the module's docstring)."""
+
+    def __init__(
+        self,
+        masks: MaskSource,
+        method: str = "mvdr",
+        *,
+        forgetting: float | None = None,
+        overlap: int = 0,
+    ) -> None:
+        check_multichannel("beamform", method, forgetting)
+        self.masks, self.method, self.overlap = masks, method, overlap
+        self.estimator = bf.CovarianceEstimator(forgetting)
+        self.filter: bf.Beamformer | None = None
+        self.ref: int | None = None
+        self.warnings: list[str] = []
+        self._windows = 0
+
+    def _design(self) -> bf.Beamformer:
+        phi_s, phi_n = self.estimator.covariances()
+        out = bf.design(self.method, phi_s, phi_n, ref=self.ref)
+        self.ref = out.ref
+        for w in out.warnings:
+            if w not in self.warnings:
+                self.warnings.append(w)
+        return out
+
+    def accumulate(self, x: np.ndarray) -> None:
+        """First pass (whole-file statistics): add a segment ``[C, n]``."""
+        X, m = self.masks(x)
+        self.estimator.update(X, m)
+
+    def finish(self) -> None:
+        """End of the first pass: design the filter."""
+        self.filter = self._design()
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """Second pass: the fixed filter applied to a window ``[C, n]`` → ``[1, n]``."""
+        if self.filter is None:
+            raise ParameterError("BeamformStream.apply before finish()")
+        X = self.masks.stft(x)
+        return self.masks.istft(bf.apply_filter(self.filter.w, X), x.shape[1])[None]
+
+    def adapt(self, x: np.ndarray) -> np.ndarray:
+        """One pass with a forgetting factor: update the statistics with the window's new frames and
+        redesign the filter every :data:`UPDATE_S` seconds → ``[1, n]``."""
+        X, m = self.masks(x)
+        hop = self.masks.stft_config.hop_length
+        step = max(1, round(UPDATE_S * self.masks.stft_config.sample_rate / hop))
+        first_new = 0 if self._windows == 0 else min(X.shape[-1], -(-self.overlap // hop))
+        self._windows += 1
+        Y = np.empty(X.shape[1:], np.complex128)
+        if self.filter is not None:  # the overlap's frames: the filter they were made with
+            Y[:, :first_new] = bf.apply_filter(self.filter.w, X[..., :first_new])
+        for a in range(first_new, X.shape[-1], step):
+            b = min(a + step, X.shape[-1])
+            self.estimator.update(X[..., a:b], m[:, a:b])
+            self.filter = self._design()
+            Y[:, a:b] = bf.apply_filter(self.filter.w, X[..., a:b])
+        return self.masks.istft(Y, x.shape[1])[None]
+
+    def description(self, n_channels: int) -> str:
+        stats = (
+            "whole-file statistics"
+            if self.estimator.forgetting is None
+            else f"recursive statistics, forgetting factor {self.estimator.forgetting:g}"
+        )
+        return (
+            f"{n_channels} channels beamformed ({BEAM_NAMES[self.method]}, {stats}, "
+            f"reference channel {(self.ref or 0) + 1} chosen by SNR, {self.masks.description})"
+        )
+
+
+def beamform_pieces(
+    first: Iterable[np.ndarray],
+    reopen: Callable[[], Iterable[np.ndarray]],
+    beam: BeamformStream,
+    *,
+    chunk: int,
+    overlap: int,
+) -> Iterator[np.ndarray]:
+    """The beamformed mono signal of a file given as blocks ``[n_i, C]``: with whole-file statistics,
+    ``first`` is read once for them and ``reopen()`` gives the blocks again for the filter; with a
+    forgetting factor only ``first`` is read."""
+    if beam.estimator.forgetting is None:
+        for seg in segments(first, chunk):
+            beam.accumulate(seg)
+        beam.finish()
+        pieces = overlap_add_multi(reopen(), beam.apply, chunk=chunk, overlap=overlap)
+    else:
+        pieces = overlap_add_multi(first, beam.adapt, chunk=chunk, overlap=overlap)
+    for y in pieces:
+        if y.shape[0]:
+            yield np.ascontiguousarray(y[:, 0])

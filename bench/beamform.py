@@ -1,0 +1,170 @@
+"""Mask-based beamforming on simulated rooms: downmix+mask, best-channel+mask, delay-and-sum, MWF, MVDR and
+GEV-BAN, by array size and T60, in one command (issue 25).
+
+    .venv/bin/python bench/beamform.py                      # the table of docs/results.md
+    .venv/bin/python bench/beamform.py --scenes 1 --mics 4  # a quick look
+    .venv/bin/python bench/beamform.py --write /tmp/rooms   # also write the scenes (mixture, references)
+
+Scenes (:mod:`batchsep.corpus.roomsim`): shoebox rooms, T60 as given, linear and circular arrays in turn
+(5 cm between neighbours), a talker 1–2.5 m away (LibriSpeech speakers of ``../shared/extra/speech``:
+unseen by the default model), 1 or 2 noise sources (household and Speech Commands background noise from
+``../shared/data/noise``), SNR uniform in [-5, 5] dB at the reference microphone (channel 1).
+
+Every method uses the same model (``--model``, default: the shipped one) and the same masks: the model's
+mask on each channel, median over channels, gives the speech and noise spatial covariances over the whole
+file (the enhance stage's ``--multichannel beamform`` with its defaults, by the same classes: for a file
+shorter than a window (30 s) its two passes are exactly these calls); the beamformer's output then gets the
+model's mask (``+mask``, the default post-mask). Baselines: the model on the channel downmix; on the
+reference channel MVDR chose by SNR (``ref-channel+mask``); and on each channel alone, keeping the best
+channel by SDR (``best-channel+mask``: an oracle choice, an upper bound for one channel).
+
+Scores: BSS Eval SDR (dB, 512-tap distortion filters, as ``batchsep evaluate``) against the clean
+reverberant image of the channel the output is of: a beamformer's reference channel (chosen by SNR), the
+best channel's own, the mean of the images for the downmix. (Against the dry talker every method would be
+charged for the room, which none of them removes.) Mean over scenes per (mics, T60).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+
+from batchsep.corpus.roomsim import RoomConfig, simulate_room
+from batchsep.evaluation.bss import sdr_only
+from batchsep.pipeline.enhance.enhancer import load_enhancer
+from batchsep.pipeline.enhance.multichannel import BeamformStream, MaskSource
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SR = 16000
+METHODS = ("delay_and_sum", "mwf", "mvdr", "gev_ban")
+COLUMNS = (
+    "input",
+    "downmix+mask",
+    "ref-channel+mask",
+    "best-channel+mask",
+    *(f"{m}+mask" for m in METHODS),
+    *METHODS,
+)
+
+
+def _load(path: Path) -> np.ndarray:
+    x, sr = sf.read(path, dtype="float32", always_2d=True)
+    x = x.mean(axis=1)
+    return soxr.resample(x, sr, SR) if sr != SR else x
+
+
+def _pools() -> tuple[list[Path], list[Path]]:
+    speech = sorted((SHARED / "extra" / "speech").rglob("*.flac"))
+    noise = sorted((SHARED / "data" / "noise" / "household").glob("*.flac"))
+    noise += sorted((SHARED / "data" / "noise" / "speech_commands").glob("*"))
+    if not speech or not noise:
+        sys.exit(f"no speech or noise under {SHARED}: see ../shared/data/README.md")
+    return speech, noise
+
+
+def scene(rng: np.random.Generator, n_mics: int, t60: float, geometry: str, seconds: float,
+          speech: list[Path], noise: list[Path]):  # fmt: skip
+    s = np.zeros(0, np.float32)
+    while s.size < seconds * SR:  # utterances of one speaker until long enough
+        s = np.concatenate([s, _load(speech[rng.integers(len(speech))])])
+    s = s[: int(seconds * SR)]
+    noises = []
+    for i in rng.choice(len(noise), 2, replace=False):
+        x = _load(noise[i])
+        start = int(rng.integers(0, max(1, x.size - s.size)))
+        noises.append(x[start:])
+    config = RoomConfig(
+        n_mics=n_mics, geometry=geometry, t60=t60, snr_db=float(rng.uniform(-5, 5)),  # type: ignore[arg-type]
+        n_noises=int(rng.integers(1, 3)),
+    )  # fmt: skip
+    return simulate_room(s, noises, config, rng)
+
+
+def score_scene(sc, enhancer) -> dict[str, float]:
+    x = sc.mixture.astype(np.float32)
+    img = sc.speech_image
+    out = {"input": sdr_only(img[0], x[0])}
+    per_channel = enhancer(x)
+    out["best-channel+mask"] = max(sdr_only(img[c], per_channel[c]) for c in range(len(x)))
+    out["downmix+mask"] = sdr_only(img.mean(axis=0), enhancer(x.mean(axis=0, keepdims=True))[0])
+    masks = MaskSource(enhancer, SR)
+    for method in METHODS:
+        beam = BeamformStream(masks, method)
+        beam.accumulate(x)  # pass 1: statistics
+        beam.finish()
+        y = beam.apply(x)  # pass 2: the filter
+        out[method] = sdr_only(img[beam.ref], y[0])
+        if (
+            method == "mvdr"
+        ):  # the model on the channel MVDR chose by SNR: a single channel, no oracle
+            out["ref-channel+mask"] = sdr_only(img[beam.ref], per_channel[beam.ref])
+        out[f"{method}+mask"] = sdr_only(img[beam.ref], enhancer(y)[0])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scenes", type=int, default=3, help="scenes per (mics, T60)")
+    ap.add_argument("--mics", default="2,4,8")
+    ap.add_argument("--t60", default="0.2,0.45,0.7")
+    ap.add_argument("--seconds", type=float, default=6.0)
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--seed", type=int, default=25)
+    ap.add_argument("--write", type=Path, default=None, help="write each scene's audio here")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    enhancer, name, sha = load_enhancer(args.model)
+    speech, noise = _pools()
+    mics = [int(m) for m in args.mics.split(",")]
+    t60s = [float(t) for t in args.t60.split(",")]
+    results: dict[tuple[int, float], dict[str, list[float]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    t0 = time.perf_counter()
+    for n_mics in mics:
+        for t60 in t60s:
+            for k in range(args.scenes):
+                rng = np.random.default_rng([args.seed, n_mics, int(t60 * 100), k])
+                geometry = ("linear", "circular")[k % 2]
+                sc = scene(rng, n_mics, t60, geometry, args.seconds, speech, noise)
+                if args.write:
+                    d = args.write / f"mics{n_mics}_t60_{t60:g}_{k}"
+                    d.mkdir(parents=True, exist_ok=True)
+                    for part in ("mixture", "speech_image", "noise_image"):
+                        sf.write(d / f"{part}.flac", getattr(sc, part).T, SR, subtype="PCM_24")
+                    sf.write(d / "dry.flac", sc.dry, SR, subtype="PCM_24")
+                for key, value in score_scene(sc, enhancer).items():
+                    results[(n_mics, t60)][key].append(value)
+                print(f"  {n_mics} mics, T60 {t60:g} s, {geometry}: scene {k + 1}/{args.scenes} "
+                      f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
+    print(f"model {name} ({sha[:12]}), {args.scenes} scenes per row, {args.seconds:g} s each; "
+          "SDR (dB) vs the output channel's reverberant clean image")  # fmt: skip
+    header = "| mics | T60 (s) | " + " | ".join(COLUMNS) + " |"
+    print(header)
+    print("|" + "---|" * (len(COLUMNS) + 2))
+    overall: dict[str, list[float]] = defaultdict(list)
+    for (n_mics, t60), cols in results.items():
+        means = {c: float(np.mean(cols[c])) for c in COLUMNS}
+        print(f"| {n_mics} | {t60:g} | " + " | ".join(f"{means[c]:.1f}" for c in COLUMNS) + " |")
+        for c in COLUMNS:
+            overall[f"{n_mics}:{c}"] += cols[c]
+    print()
+    for n_mics in mics:
+        best = np.array(overall[f"{n_mics}:best-channel+mask"])
+        gains = {m: np.array(overall[f"{n_mics}:{m}+mask"]) - best for m in METHODS}
+        print(f"{n_mics} mics, gain over best-channel+mask (dB, mean over T60s and scenes): "
+              + ", ".join(f"{m}+mask {g.mean():+.1f}" for m, g in gains.items()))  # fmt: skip
+    print(f"total {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
