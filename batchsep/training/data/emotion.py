@@ -33,7 +33,7 @@ from batchsep.dsp.mel import EmotionFeatureConfig, fix_frames, log_mel, normaliz
 from batchsep.dsp.resample import to_rate_mono
 from batchsep.dsp.vad import trim_silence
 from batchsep.errors import ParameterError, StorageError
-from batchsep.io import audio, storage
+from batchsep.io import audio, parquet, storage
 
 DEFAULT_VALID_ACTORS = (11, 12)
 DEFAULT_TEST_ACTORS = (13, 14, 15, 16)
@@ -262,7 +262,6 @@ def check_labelled(uri: str) -> int:
     StorageError
         ``uri`` unreadable, or no RAVDESS name in it.
     """
-    import pyarrow.parquet as pq
 
     from batchsep.training.data.features import list_shards
 
@@ -272,8 +271,7 @@ def check_labelled(uri: str) -> int:
     else:
         names = []
         for shard in list_shards(storage.join(logmel_run, "all")):
-            fs, path = storage.filesystem(shard.uri)
-            names += [str(r) for r in pq.read_table(path, filesystem=fs, columns=["rel_path"])
+            names += [str(r) for r in parquet.read_table(shard.uri, columns=["rel_path"])
                       .column("rel_path").to_pylist()]  # fmt: skip
     return len(_labelled(names)[0])
 
@@ -289,7 +287,6 @@ def load_logmel_run(features_uri: str, config: EmotionFeatureConfig | None = Non
     StorageError
         No log-mel shards, or no RAVDESS-named row.
     """
-    import pyarrow.parquet as pq
 
     from batchsep.training.data.features import frames_column, list_shards
 
@@ -301,8 +298,7 @@ def load_logmel_run(features_uri: str, config: EmotionFeatureConfig | None = Non
     rels_all: list[str] = []
     transform: dict[str, object] = {}
     for s in shards:
-        fs, path = storage.filesystem(s.uri)
-        table = pq.read_table(path, filesystem=fs, columns=["rel_path", "status", "logmel"])
+        table = parquet.read_table(s.uri, columns=["rel_path", "status", "logmel"])
         transform = json.loads((table.schema.metadata or {}).get(b"batchsep.transform", b"{}"))
         ok = [st == "ok" for st in table.column("status").to_pylist()]
         frames = frames_column(table.column("logmel"))
