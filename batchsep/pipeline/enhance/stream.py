@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
-import soxr
 
+from batchsep.dsp.resample import resample_stream
 from batchsep.io import audio
 from batchsep.pipeline.enhance.tag import TAG_SR
 
@@ -73,9 +73,7 @@ class Reader:
         self.inverted: list[int] = []
         sr = f.samplerate
         width = f.channels if self.keep else 1
-        self.resampler = (
-            soxr.ResampleStream(sr, model_sr, width, dtype="float32") if sr != model_sr else None
-        )
+        self.resampler = resample_stream(sr, model_sr, width)
 
     def _downmix(self, b: np.ndarray) -> np.ndarray:
         if self.polarity is None:
@@ -140,11 +138,7 @@ class Writer:
         self.f, self.n_out, self.fmt, self.written = f, n_out, fmt, 0
         self.channels = channels
         self.clips, self.clipped = audio.clips_on_write(fmt), 0
-        self.resampler = (
-            soxr.ResampleStream(model_sr, out_sr, channels, dtype="float32")
-            if out_sr != model_sr
-            else None
-        )
+        self.resampler = resample_stream(model_sr, out_sr, channels)
 
     def _empty(self, n: int = 0) -> np.ndarray:
         return np.zeros((n, self.channels) if self.channels > 1 else n, np.float32)
@@ -172,11 +166,7 @@ class TagFeed:
 
     def __init__(self, tags: Any, model_sr: int) -> None:
         self.tags = tags
-        self.rs = (
-            soxr.ResampleStream(model_sr, TAG_SR, 1, dtype="float32")
-            if model_sr != TAG_SR
-            else None
-        )
+        self.rs = resample_stream(model_sr, TAG_SR)
 
     def feed(self, y: np.ndarray) -> None:
         self.tags.feed(y if self.rs is None else self.rs.resample_chunk(y))
