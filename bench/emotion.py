@@ -84,7 +84,8 @@ from batchsep.pipeline.train.emotion_stats import (
     stats_corpus,
 )  # fmt: skip
 from batchsep.pipeline.train.emotion_worker import _WeightAverage, lr_factor
-from batchsep.training.data.emotion import EmotionBatches, EmotionCorpus, utterance_log_mel
+from batchsep.training.data.emotion import EmotionCorpus, utterance_log_mel
+from batchsep.training.data.emotion_batches import EmotionBatches
 
 SR = 16000
 FOLDS = ((1, 2, 3, 4), (5, 6, 7, 8), (9, 10, 11, 12), (13, 14, 15, 16))

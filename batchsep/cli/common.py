@@ -242,6 +242,10 @@ def _echo_skipped(names: list[str], show: int, where: str) -> None:
     )
 
 
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.2f} GB"
+
+
 def _files(n: int) -> str:
     """``1 file``, ``2 files``."""
     return f"{n} file" + ("" if n == 1 else "s")

@@ -64,3 +64,25 @@ def resample(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
 def to_rate_mono(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     """Downmix to mono, then resample to ``target_sr``; float32 output of shape (n_samples,)."""
     return resample(to_mono(x).astype(np.float32, copy=False), orig_sr, target_sr)
+
+
+def resample_stream(orig_sr: int, target_sr: int, channels: int = 1) -> soxr.ResampleStream | None:
+    """A streaming resampler from ``orig_sr`` to ``target_sr`` (soxr, float32), or None when the rates are equal.
+
+    Its state carries across chunks: ``resample_chunk(x, last=False)`` per chunk (``x`` of shape
+    ``(n,)`` for one channel, ``(n, channels)`` otherwise), ``last=True`` on the final one (an empty
+    chunk flushes the filter). This is how a file is resampled in bounded memory.
+
+    Examples
+    --------
+    >>> rs = resample_stream(48000, 16000)
+    >>> y = np.concatenate([rs.resample_chunk(np.zeros(4800, np.float32)),
+    ...                     rs.resample_chunk(np.zeros(0, np.float32), last=True)])
+    >>> y.shape
+    (1600,)
+    >>> resample_stream(16000, 16000) is None
+    True
+    """
+    if orig_sr == target_sr:
+        return None
+    return soxr.ResampleStream(orig_sr, target_sr, channels, dtype="float32")

@@ -272,13 +272,12 @@ METRICS_BASE = [
 reuses the input's DNSMOS scores of a row whose input is unchanged."""
 
 
-def metrics_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
-    """Per-file metrics (``metrics/part-*.parquet``): the fixed columns above, then every metric of
-    :func:`batchsep.evaluation.metrics.metric_columns` (reference metrics, then DNSMOS; float64, or
-    string for ``*_error`` reasons)."""
-    from batchsep.evaluation.metrics import metric_columns
-
+def metrics_table(rows: Sequence[dict[str, Any]], metric_columns: Sequence[str]) -> pa.Table:
+    """Per-file metrics (``metrics/part-*.parquet``): the fixed columns above, then ``metric_columns``
+    (the caller passes :func:`batchsep.evaluation.metrics.metric_columns`: reference metrics, then
+    DNSMOS; float64, or string for ``*_error`` reasons). The metric names come from the caller, so
+    ``io`` does not import ``evaluation``."""
     extra = [
-        pa.field(k, pa.string() if k.endswith("_error") else pa.float64()) for k in metric_columns()
+        pa.field(k, pa.string() if k.endswith("_error") else pa.float64()) for k in metric_columns
     ]
     return table_from_rows(rows, _schema("metrics", METRICS_BASE + extra))

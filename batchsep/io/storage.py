@@ -11,312 +11,48 @@ them on a background thread.
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import os
-import posixpath
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import IO, Any, cast
-from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from batchsep.errors import StorageAccessError, StorageError, StorageFullError
+from batchsep.errors import StorageError
+from batchsep.io.listing import exists, is_file, iter_files, list_files
+from batchsep.io.uris import (
+    FULL_ERRNOS,
+    S3_ACCESS_ERRORS,
+    S3_FULL_ERRORS,
+    S3_NETWORK_ERRORS,
+    TMP_PREFIX,
+    FileEntry,
+    _local_path,
+    _s3_filesystem,
+    _wrap,
+    filesystem,
+    is_s3,
+    join,
+    normalize,
+    parent,
+    resolve_links,
+    s3_filesystem,
+)
 
-TMP_PREFIX = ".batchsep-tmp-"
+__all__ = [  # the storage API; URIs from batchsep.io.uris, listings from batchsep.io.listing
+    "COPY_BLOCK", "FULL_ERRNOS", "S3_ACCESS_ERRORS", "S3_FULL_ERRORS", "S3_NETWORK_ERRORS",
+    "S3_REQUEST_THREADS", "TMP_PREFIX", "DeferredWrites", "FileEntry", "WriteGuard", "_local_path",
+    "_s3_filesystem", "_wrap", "atomic_writer", "check_writable", "delete", "delete_many", "exists",
+    "filesystem", "is_file", "is_s3", "iter_files", "join", "list_files", "makedirs", "normalize",
+    "open_input", "parent", "read_bytes", "read_text", "remove_stale_temps", "resolve_links",
+    "s3_filesystem", "write_bytes", "write_text",
+]  # fmt: skip
+
 COPY_BLOCK = 8 << 20
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    """One listed object: its full ``uri``, its path relative to the listed prefix, its size, and its
-    modification time in nanoseconds since the epoch (local ``st_mtime_ns``; S3 ``LastModified``, whole
-    seconds; None when unknown)."""
-
-    uri: str
-    rel_path: str
-    size: int
-    mtime_ns: int | None = None
-
-
-def is_s3(uri: str) -> bool:
-    return uri.startswith("s3://")
-
-
-def _local_path(uri: str) -> str:
-    if uri.startswith(
-        "file://"
-    ):  # RFC 8089: the path is percent-encoded (as Path.as_uri() writes it)
-        return unquote(urlparse(uri).path)
-    if "://" in uri:
-        raise StorageError(f"unsupported URI scheme in {uri!r}; use a local path, file:// or s3://")
-    return os.path.abspath(os.path.expanduser(uri))
-
-
-def normalize(uri: str) -> str:
-    """Canonical form of a URI: absolute local path, or ``s3://bucket/key`` without trailing slash."""
-    if is_s3(uri):
-        return "s3://" + uri[5:].strip("/")
-    return _local_path(uri).rstrip("/") or "/"
-
-
-def resolve_links(uri: str) -> str:
-    """:func:`normalize`, with symbolic links resolved for a local path (where it really is); the part
-    of the path that does not exist yet is kept as written."""
-    if is_s3(uri):
-        return normalize(uri)
-    return os.path.realpath(_local_path(uri))
-
-
-def join(uri: str, *parts: str) -> str:
-    """Join path components onto a URI (``/`` separators for every scheme).
-
-    A part's leading ``/`` does not restart the path (unlike :func:`os.path.join`): parts always
-    land under ``uri``, for local paths as for S3.
-    """
-    if is_s3(uri):
-        return posixpath.join(normalize(uri), *[p.strip("/") for p in parts])
-    return os.path.join(_local_path(uri), *[p.lstrip("/") for p in parts])
-
-
-def parent(uri: str) -> str:
-    if is_s3(uri):
-        return posixpath.dirname(normalize(uri))
-    return os.path.dirname(_local_path(uri))
-
-
-@functools.lru_cache(maxsize=8)
-def _s3_filesystem(endpoint: str | None, region: str) -> pafs.S3FileSystem:
-    kwargs: dict[str, Any] = {"region": region, "allow_bucket_creation": True}
-    if endpoint:
-        parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
-        kwargs["endpoint_override"] = parsed.netloc
-        kwargs["scheme"] = parsed.scheme or "https"
-    return pafs.S3FileSystem(**kwargs)
-
-
-def s3_filesystem() -> pafs.S3FileSystem:
-    """The S3 filesystem configured from the environment (``AWS_ENDPOINT_URL``, ``AWS_REGION``)."""
-    return _s3_filesystem(
-        os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3"),
-        os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-    )
-
-
-def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """The pyarrow filesystem and in-filesystem path for ``uri`` (for pyarrow.parquet/dataset)."""
-    if is_s3(uri):
-        return s3_filesystem(), normalize(uri)[5:]
-    return pafs.LocalFileSystem(), _local_path(uri)
-
-
-S3_ACCESS_ERRORS = (
-    "ACCESS_DENIED", "SIGNATURE_DOES_NOT_MATCH", "INVALID_ACCESS_KEY_ID",
-    "Forbidden", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-)  # fmt: skip
-"""Markers of an S3 error caused by the credentials (not by the object asked for)."""
-S3_NETWORK_ERRORS = ("NETWORK_CONNECTION",)
-"""Markers of an S3 endpoint that could not be reached (unknown host, refused connection, timeout)."""
-FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
-"""A write refused for the whole storage, not for one file: no space left, quota exceeded, read-only."""
-S3_FULL_ERRORS = ("StorageFull", "QuotaExceeded")
-"""Markers of an S3 server out of room (MinIO's ``XMinioStorageFull``, quota-enforcing servers)."""
-
-
-def _wrap(uri: str, action: str, exc: BaseException) -> StorageError:
-    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    hint = ""
-    if is_s3(uri) and any(marker in reason for marker in S3_NETWORK_ERRORS):
-        endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
-        hint = (
-            f" (the S3 endpoint {endpoint} could not be reached: check AWS_ENDPOINT_URL and the network)"
-            if endpoint
-            else " (AWS could not be reached; for another S3 server set AWS_ENDPOINT_URL)"
-        )
-    elif is_s3(uri) and any(marker in reason for marker in S3_ACCESS_ERRORS):
-        hint = (
-            " (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, and AWS_ENDPOINT_URL for a server "
-            "other than AWS)"
-        )
-    error: type[StorageError] = StorageAccessError if hint else StorageError
-    if getattr(exc, "errno", None) in FULL_ERRNOS or (
-        is_s3(uri) and any(marker in reason for marker in S3_FULL_ERRORS)
-    ):
-        error = StorageFullError
-    return error(f"cannot {action} {uri}: {reason}{hint}")
-
-
-def exists(uri: str) -> bool:
-    """True if ``uri`` names an existing file or folder/prefix."""
-    if not is_s3(uri):
-        return os.path.exists(_local_path(uri))
-    fs, path = filesystem(uri)
-    try:
-        return fs.get_file_info(path).type != pafs.FileType.NotFound
-    except (OSError, pa.ArrowException) as e:
-        raise _wrap(uri, "check", e) from e
-
-
-def is_file(uri: str) -> bool:
-    if not is_s3(uri):
-        return os.path.isfile(_local_path(uri))
-    fs, path = filesystem(uri)
-    try:
-        return fs.get_file_info(path).type == pafs.FileType.File
-    except (OSError, pa.ArrowException) as e:
-        raise _wrap(uri, "check", e) from e
-
-
-def list_files(uri: str, *, suffixes: Iterable[str] | None = None) -> list[FileEntry]:
-    """All files under ``uri`` (recursively), sorted by relative path.
-
-    Local listing does not descend into symlinked folders (no symlink loops); symlinked files are
-    listed. Hidden temporary files of interrupted atomic writes are never listed.
-
-    Parameters
-    ----------
-    uri : str
-        A folder/prefix, or a single file (then that one file is listed).
-    suffixes : iterable of str, optional
-        Keep only names ending in one of these (case-insensitive), e.g. ``{".wav", ".flac"}``.
-
-    Raises
-    ------
-    StorageError
-        If ``uri`` does not exist or cannot be listed.
-    """
-    suf = tuple(s.lower() for s in suffixes) if suffixes is not None else None
-    entries = _list_s3(uri) if is_s3(uri) else _list_local(uri)
-    out = [
-        e
-        for e in entries
-        if not posixpath.basename(e.rel_path).startswith(TMP_PREFIX)
-        and (suf is None or e.rel_path.lower().endswith(suf))
-    ]
-    return sorted(out, key=lambda e: e.rel_path)
-
-
-def iter_files(uri: str, *, sizes: bool = True) -> Iterator[FileEntry]:
-    """The files of :func:`list_files` (temporaries left out), unsorted and one at a time: a local folder
-    is walked as it is read, an S3 prefix folder by folder (one paginated listing of each ``/``-delimited
-    prefix), so a caller that keeps only what it needs holds at most one folder's entries. (On S3 that is
-    one request per folder and per 1 000 keys, where :func:`list_files` makes one per 1 000 keys.)
-
-    ``sizes=False``: a local file's size and time are not read (-1 and None), names only (S3 lists them
-    anyway).
-
-    Raises StorageError as :func:`list_files` does.
-    """
-    if not is_s3(uri):
-        yield from _walk_local(uri, sizes=sizes)  # temporaries left out as it walks
-        return
-    for e in _walk_s3(uri):
-        if not posixpath.basename(e.rel_path).startswith(TMP_PREFIX):
-            yield e
-
-
-def _list_local(uri: str) -> list[FileEntry]:
-    return list(_walk_local(uri))
-
-
-def _walk_local(uri: str, *, sizes: bool = True) -> Iterator[FileEntry]:
-    root = _local_path(uri)
-    if os.path.isfile(root):
-        st = os.stat(root)
-        yield FileEntry(root, os.path.basename(root), st.st_size, st.st_mtime_ns)
-        return
-    if not os.path.isdir(root):
-        raise StorageError(f"cannot list {uri}: no such file or directory")
-    base = len(os.path.join(root, ""))
-    folders = [root]
-    while folders:
-        folder = folders.pop()
-        try:
-            it = os.scandir(folder)
-        except OSError as e:
-            if folder == root:
-                raise _wrap(uri, "list", e) from e
-            continue  # an unreadable subfolder: its files are not listed (as os.walk)
-        below = []
-        with it:
-            for entry in it:
-                try:
-                    is_dir = entry.is_dir()
-                except OSError:
-                    is_dir = False
-                # a link to a folder is neither listed nor followed (no loops), as os.walk
-                if is_dir:
-                    if not entry.is_symlink():
-                        below.append(entry.path)
-                    continue
-                if entry.name.startswith(TMP_PREFIX):  # an interrupted write's temporary
-                    continue
-                size, mtime_ns = -1, None
-                if sizes:
-                    try:
-                        st = entry.stat()  # a link's target, as os.stat
-                        size, mtime_ns = st.st_size, st.st_mtime_ns
-                    except OSError:  # dangling link or symlink loop: list it; reading reports why
-                        pass
-                rel = entry.path[base:]
-                yield FileEntry(entry.path, rel if os.sep == "/" else rel.replace(os.sep, "/"),
-                                size, mtime_ns)  # fmt: skip
-        folders.extend(reversed(below))
-
-
-def _list_s3(uri: str) -> list[FileEntry]:
-    fs, path = filesystem(uri)
-    try:
-        info = fs.get_file_info(path)
-        if info.type == pafs.FileType.File:
-            return [
-                FileEntry(normalize(uri), posixpath.basename(path), info.size or 0, info.mtime_ns)
-            ]
-        if info.type == pafs.FileType.NotFound:
-            raise StorageError(f"cannot list {uri}: no such bucket or prefix")
-        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-    except (OSError, pa.ArrowException) as e:
-        raise _wrap(uri, "list", e) from e
-    base = path.rstrip("/") + "/"
-    return [
-        FileEntry("s3://" + i.path, i.path[len(base) :], i.size or 0, i.mtime_ns)
-        for i in infos
-        if i.type == pafs.FileType.File
-    ]
-
-
-def _walk_s3(uri: str) -> Iterator[FileEntry]:
-    fs, path = filesystem(uri)
-    try:
-        info = fs.get_file_info(path)
-    except (OSError, pa.ArrowException) as e:
-        raise _wrap(uri, "list", e) from e
-    if info.type == pafs.FileType.File:
-        yield FileEntry(normalize(uri), posixpath.basename(path), info.size or 0, info.mtime_ns)
-        return
-    if info.type == pafs.FileType.NotFound:
-        raise StorageError(f"cannot list {uri}: no such bucket or prefix")
-    base = path.rstrip("/") + "/"
-    folders = [path.rstrip("/")]
-    while folders:
-        folder = folders.pop()
-        try:  # pyarrow pages through the folder (1 000 keys a request)
-            infos = fs.get_file_info(pafs.FileSelector(folder, recursive=False))
-        except (OSError, pa.ArrowException) as e:
-            raise _wrap(uri, "list", e) from e
-        below = []
-        for i in infos:
-            if i.type == pafs.FileType.File:
-                yield FileEntry("s3://" + i.path, i.path[len(base) :], i.size or 0, i.mtime_ns)
-            elif i.type == pafs.FileType.Directory:
-                below.append(i.path)
-        del infos
-        folders.extend(sorted(below, reverse=True))
 
 
 def read_bytes(uri: str) -> bytes:

@@ -21,9 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from batchsep.errors import StorageError
 from batchsep.io import parquet, storage
 
 RESULTS_DIR = "results"
@@ -74,14 +72,8 @@ def _record_names(out_uri: str) -> list[tuple[str, str]]:
 
 def _read_columns(uri: str, columns: Sequence[str]) -> pa.Table:
     """``columns`` of one record file, those it lacks as nulls (a record older than the column)."""
-    fs, path = storage.filesystem(uri)
-    try:
-        with fs.open_input_file(path) as f:
-            pf = pq.ParquetFile(f)
-            have = set(pf.schema_arrow.names)
-            table = pf.read(columns=[c for c in columns if c in have])
-    except (OSError, pa.ArrowException) as e:
-        raise StorageError(f"cannot read Parquet {uri}: {e}") from e
+    table = parquet.read_columns(uri, columns)
+    have = set(table.column_names)
     arrays = []
     for name in columns:
         typ = INDEX_COLUMNS[name]
@@ -190,7 +182,7 @@ def compact(out_uri: str, *, parts_only: bool = False, min_files: int = 2) -> in
     if len(merge) < min_files:
         return 0
     target = storage.join(out_uri, RESULTS_DIR, COMPACTED_TEMPLATE.format(top + 1))
-    merge_files(merge, target)  # atomic: complete or absent
+    parquet.merge_files(merge, target)  # atomic: complete or absent
     storage.delete_many(merge)  # a crash before the end leaves duplicates the next run removes
     return len(merge)
 
@@ -210,50 +202,9 @@ def compact_committed(out_uri: str, parts: Sequence[str], tables: Sequence[pa.Ta
     storage.delete_many(parts)
 
 
-def merge_files(sources: Sequence[str], target: str, *, batch_rows: int = 65_536) -> None:
-    """Write the rows of the Parquet files ``sources`` (in order) to ``target`` atomically, streaming:
-    ``batch_rows`` rows in memory at a time, whatever the files' sizes. Columns a file lacks (a record
-    older than them) are null in its rows."""
-    schemas = []
-    for uri in sources:
-        fs, path = storage.filesystem(uri)
-        try:
-            schemas.append(pq.read_schema(path, filesystem=fs))
-        except (OSError, pa.ArrowException) as e:
-            raise StorageError(f"cannot read Parquet {uri}: {e}") from e
-    schema = pa.unify_schemas(schemas, promote_options="permissive")
-    with (
-        storage.atomic_writer(target) as f,
-        pq.ParquetWriter(f, schema, compression="zstd") as writer,
-    ):
-        for uri in sources:
-            fs, path = storage.filesystem(uri)
-            try:
-                with fs.open_input_file(path) as src:
-                    for batch in pq.ParquetFile(src).iter_batches(batch_size=batch_rows):
-                        writer.write_table(_conform(pa.Table.from_batches([batch]), schema))
-            except (OSError, pa.ArrowException) as e:
-                raise StorageError(f"cannot read Parquet {uri}: {e}") from e
-
-
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``table`` with exactly ``schema``'s columns (missing ones null)."""
-    names = set(table.column_names)
-    arrays = [
-        table.column(f.name).cast(f.type) if f.name in names else pa.nulls(table.num_rows, f.type)
-        for f in schema
-    ]
-    return pa.Table.from_arrays(arrays, schema=schema)
-
-
 def pq_rows(uri: str) -> int:
     """Rows of one Parquet file (from its footer)."""
-    fs, path = storage.filesystem(uri)
-    try:
-        with fs.open_input_file(path) as f:
-            return int(pq.ParquetFile(f).metadata.num_rows)
-    except (OSError, pa.ArrowException) as e:
-        raise StorageError(f"cannot read Parquet {uri}: {e}") from e
+    return parquet.num_rows(uri)
 
 
 # ---- planning a resume on the index: each returns the index without the rows it removed, and how many

@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import soxr
 
 from batchsep.dsp.framestream import run_stream
+from batchsep.dsp.resample import resample_stream
 
 
 class _System:
@@ -28,8 +28,8 @@ class _System:
     def __init__(self, enhancer: Any, rate: int) -> None:
         sr = enhancer.sample_rate
         self.stream = enhancer.stream()
-        self.rs_in = soxr.ResampleStream(rate, sr, 1, dtype="float32") if sr != rate else None
-        self.rs_out = soxr.ResampleStream(sr, rate, 1, dtype="float32") if sr != rate else None
+        self.rs_in = resample_stream(rate, sr)
+        self.rs_out = resample_stream(sr, rate)
         self.buf = np.zeros(0, np.float32)
 
     def feed(self, x: np.ndarray, *, last: bool = False) -> None:

@@ -38,7 +38,7 @@ from batchsep.evaluation.dnsmos import (
     require_dnsmos,
 )
 from batchsep.evaluation.emotion import emotion_summary
-from batchsep.evaluation.metrics import SCORE_METRICS, score_file
+from batchsep.evaluation.metrics import SCORE_METRICS, metric_columns, score_file
 from batchsep.io import parquet, schemas, storage
 from batchsep.pipeline.common import jobinfo
 from batchsep.pipeline.enhance.outfolder import RESULTS_DIR, committed_rows
@@ -366,7 +366,9 @@ def evaluate(
     all_rows: list[dict[str, Any]] = []
     groups = shards(items, shard_size)
     for i, rows in runner.map_unordered(score_shard, [(g, metrics) for g in groups]):
-        parquet.write_table(parquet.part_uri(metrics_uri, i), schemas.metrics_table(rows))
+        parquet.write_table(
+            parquet.part_uri(metrics_uri, i), schemas.metrics_table(rows, metric_columns())
+        )
         all_rows.extend(rows)
     spec: dict[str, Any] = {
         "run_uri": storage.normalize(run_uri),

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from batchsep.errors import ConfigError, ParameterError, StorageError
 from batchsep.io import parquet, storage
@@ -209,13 +208,11 @@ def _remove_stale(existing: set[str], planned: set[str]) -> None:
 def _summarise(summary: FeatureSummary, planned: list[str]) -> None:
     """Counts, bytes, hours and errors over every shard of the plan (from footers; error rows read)."""
     for uri in planned:
-        fs, path = storage.filesystem(uri)
         try:
-            with fs.open_input_file(path) as f:
-                pf = pq.ParquetFile(f)
+            with parquet.open_file(uri) as (pf, size):
                 meta = pf.schema_arrow.metadata or {}
                 n_rows, n_ok = pf.metadata.num_rows, int(meta[b"batchsep.num_ok"])
-                summary.bytes += f.size()
+                summary.bytes += size
                 summary.hours += float(meta[b"batchsep.seconds_ok"]) / 3600.0
                 summary.rows_ok += n_ok
                 summary.rows_failed += n_rows - n_ok

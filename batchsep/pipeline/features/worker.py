@@ -9,14 +9,13 @@ from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from batchsep.dsp.masks import psf
 from batchsep.dsp.resample import to_rate_mono
 from batchsep.dsp.stft import stft
 from batchsep.errors import AudioDecodeError, ParameterError, StorageError
-from batchsep.io import audio, schemas, storage
+from batchsep.io import audio, parquet, schemas, storage
 from batchsep.pipeline.features.options import (
     FEATURES_VERSION,
     FeatureConfig,
@@ -122,9 +121,9 @@ def write_shard(table: pa.Table, out: IO[bytes], *, compression: str = "zstd") -
     groups."""
     feats = [n for n in table.column_names if n in FEATURE_COLUMNS]
     scalars = [n for n in table.column_names if n not in FEATURE_COLUMNS]
-    pq.write_table(
-        table,
+    parquet.write_to(
         out,
+        table,
         compression=compression,
         row_group_size=ROW_GROUP_ROWS,
         use_dictionary=[n for n in scalars if pa.types.is_string(table.schema.field(n).type)],
@@ -209,9 +208,8 @@ def feature_schema(config: FeatureConfig, extra: dict[str, str] | None = None) -
 
 
 def schema_meta(uri: str) -> dict[bytes, bytes]:
-    fs, path = storage.filesystem(uri)
     try:
-        return pq.read_schema(path, filesystem=fs).metadata or {}
+        return parquet.read_schema(uri).metadata or {}
     except (OSError, pa.ArrowException) as e:
         raise StorageError(f"cannot read Parquet schema of {uri}: {e}") from e
 

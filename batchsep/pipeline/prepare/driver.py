@@ -28,14 +28,12 @@ everywhere; ``output_gain`` (one factor for the three signals, recorded per row)
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from batchsep.corpus import augment as aug_mod
 from batchsep.corpus import mixtures as mx
@@ -365,9 +363,7 @@ def _add_train_only(usable: list[SourceFile], split: dict[str, str], role: str, 
 
 def _write_if_changed(uri: str, table: pa.Table) -> None:
     """Write a Parquet file unless ``uri`` already holds exactly these bytes (a re-run is a no-op)."""
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    data = buf.getvalue()
+    data = parquet.to_bytes(table, compression="zstd")
     if storage.is_file(uri) and storage.read_bytes(uri) == data:
         return
     storage.write_bytes(uri, data)

@@ -12,9 +12,8 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from batchsep.io import storage
+from batchsep.io import parquet, storage
 from batchsep.training.data.features import DEFAULT_COLUMNS, FeatureDataset, ShardInfo, list_shards
 
 if TYPE_CHECKING:
@@ -22,10 +21,9 @@ if TYPE_CHECKING:
 
 
 def id_rows(shard: ShardInfo) -> list[tuple[str, bool]]:
-    fs, path = storage.filesystem(shard.uri)
-    names = pq.read_schema(path, filesystem=fs).names
+    names = parquet.read_schema(shard.uri).names
     id_col = "mixture_id" if "mixture_id" in names else "rel_path"
-    t = pq.read_table(path, filesystem=fs, columns=[id_col, "status"])
+    t = parquet.read_table(shard.uri, columns=[id_col, "status"])
     return [
         (str(i), s == "ok")
         for i, s in zip(t.column(id_col).to_pylist(), t.column("status").to_pylist())

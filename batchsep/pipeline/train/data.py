@@ -12,12 +12,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from batchsep.config import Config
 from batchsep.dsp.stft import StftConfig, level_db_from_magnitudes
 from batchsep.errors import ParameterError, StorageError
-from batchsep.io import storage
+from batchsep.io import parquet, storage
 from batchsep.models.base import MODELS
 from batchsep.pipeline.features.driver import FEATURES_DIR
 from batchsep.pipeline.features.worker import read_transform
@@ -146,8 +145,7 @@ def training_level_db(features_uri: str, stft: Mapping[str, Any]) -> float | Non
     config = StftConfig.from_dict(dict(stft))
     levels: list[float] = []
     for shard in list_shards(storage.join(features_uri, "train")):
-        fs, path = storage.filesystem(shard.uri)
-        t = pq.read_table(path, filesystem=fs, columns=["status", "n_samples", "noisy_mag"])
+        t = parquet.read_table(shard.uri, columns=["status", "n_samples", "noisy_mag"])
         ok = [s == "ok" for s in t.column("status").to_pylist()]
         for good, n, mag in zip(
             ok, t.column("n_samples").to_pylist(), frames_column(t.column("noisy_mag"))
@@ -169,10 +167,9 @@ def distinct_values(uri: str, column: str) -> tuple[str, ...]:
     """
     values: set[str] = set()
     for shard in list_shards(uri):
-        fs, path = storage.filesystem(shard.uri)
         try:
-            t = pq.read_table(path, filesystem=fs, columns=["status", column])
-        except (OSError, KeyError, ValueError) as e:
+            t = parquet.read_table(shard.uri, columns=["status", column])
+        except (StorageError, OSError, KeyError, ValueError) as e:
             raise StorageError(f"cannot read column {column!r} of {shard.uri}: {e}") from e
         for status, value in zip(t.column("status").to_pylist(), t.column(column).to_pylist()):
             if status == "ok" and value is not None:

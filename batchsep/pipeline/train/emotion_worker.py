@@ -30,10 +30,10 @@ from batchsep.training.curves import learning_curves, render_learning_curves
 from batchsep.training.data.emotion import (
     DEFAULT_TEST_ACTORS,
     DEFAULT_VALID_ACTORS,
-    EmotionBatches,
     EmotionCorpus,
     load_emotion_corpus,
 )
+from batchsep.training.data.emotion_batches import EmotionBatches
 from batchsep.training.loop import EpochRecord, TrainerState, fit
 from batchsep.training.state import TrainConfig
 

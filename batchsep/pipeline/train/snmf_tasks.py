@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from batchsep.errors import StorageError
-from batchsep.io import storage
+from batchsep.io import parquet, storage
 from batchsep.models.base import serialize
 from batchsep.pipeline.runner import Runner
 from batchsep.pipeline.train.batches import has_shards, id_rows, train_subset
@@ -37,12 +36,11 @@ class FrameTask:
 
 def sample_frames(task: FrameTask) -> tuple[np.ndarray, np.ndarray]:
     """``(clean [F, n], other [F, n])`` float32 frames of one shard (a Ray task's unit of work)."""
-    fs, path = storage.filesystem(task.uri)
-    names = pq.read_schema(path, filesystem=fs).names
+    names = parquet.read_schema(task.uri).names
     id_col = "mixture_id" if "mixture_id" in names else "rel_path"
     if task.other not in names:
         raise StorageError(f"{task.uri} has no {task.other!r} column (compute features with it)")
-    t = pq.read_table(path, filesystem=fs, columns=[id_col, "status", "clean_mag", task.other])
+    t = parquet.read_table(task.uri, columns=[id_col, "status", "clean_mag", task.other])
     rows = [
         j
         for j, (i, s) in enumerate(

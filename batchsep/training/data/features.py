@@ -27,12 +27,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from batchsep.errors import ParameterError, StorageError
-from batchsep.io import storage
+from batchsep.io import parquet, storage
 
 DEFAULT_COLUMNS = ("noisy_mag", "clean_mag")
 
@@ -50,10 +49,8 @@ def list_shards(uri: str) -> list[ShardInfo]:
     for e in storage.list_files(uri, suffixes=[".parquet"]):
         if "/" in e.rel_path or not e.rel_path.startswith("part-"):
             continue
-        fs, path = storage.filesystem(e.uri)
         try:
-            with fs.open_input_file(path) as f:
-                pf = pq.ParquetFile(f)
+            with parquet.open_file(e.uri) as (pf, _size):
                 meta = pf.schema_arrow.metadata or {}
                 n = pf.metadata.num_rows
         except (OSError, pa.ArrowException) as err:
@@ -225,10 +222,8 @@ class FeatureDataset(IterableDataset):
     ) -> Iterator[tuple[str, int, list[np.ndarray]]]:
         g = 0  # ordinal of ok rows over the shards, for row-level sharding
         for shard in shards:
-            fs, path = storage.filesystem(shard.uri)
             try:
-                with fs.open_input_file(path) as f:
-                    pf = pq.ParquetFile(f)
+                with parquet.open_file(shard.uri) as (pf, _size):
                     id_col = "mixture_id" if "mixture_id" in pf.schema_arrow.names else "rel_path"
                     label_cols = sorted({c for c, _ in self.index_columns.values()})
                     for i in range(pf.num_row_groups):

@@ -12,15 +12,14 @@ import torch
 from batchsep.dsp.mel import EmotionFeatureConfig, emotion_features
 from batchsep.errors import ParameterError, StorageError
 from batchsep.training.data.emotion import (
-    EmotionBatches,
     EmotionCorpus,
     finish,
     load_audio_corpus,
     load_emotion_corpus,
-    shift_mels,
     trim_frames,
     utterance_log_mel,
 )
+from batchsep.training.data.emotion_batches import EmotionBatches, shift_mels
 
 SR = 16000
 

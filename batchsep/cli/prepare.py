@@ -1,0 +1,255 @@
+"""`batchsep prepare`: training mixtures (speech + noise at drawn SNRs, augmented) from two folders."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+import batchsep
+import batchsep.api
+from batchsep.cli.common import (
+    EPILOG,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    _check_output,
+    _fail_fatal,
+    _fail_input,
+    _fail_usage,
+    _gb,
+    _phase_bars,
+    ray_options,
+)
+from batchsep.cli.main import main
+from batchsep.errors import BatchsepError, StorageError
+
+
+def _augment_config(kinds: str | None, settings: tuple[str, ...]) -> Any:
+    """prepare's --augment and --augment-set as an AugmentConfig (None without --augment)."""
+    import yaml
+
+    from batchsep.corpus.augment import AugmentConfig
+    from batchsep.errors import ConfigError, ParameterError
+
+    if not kinds:
+        if settings:
+            _fail_usage("--augment-set needs --augment KINDS")
+        return None
+    data: dict[str, Any] = {"kinds": [k.strip() for k in kinds.split(",") if k.strip()]}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _fail_usage(f"--augment-set {item!r}: expected KEY=VALUE")
+        data[key.strip()] = yaml.safe_load(value)
+    try:
+        return AugmentConfig.from_dict(data)
+    except (ConfigError, ParameterError) as e:
+        _fail_usage(f"--augment: {e}")
+
+
+@main.command(epilog=EPILOG)
+@click.option(
+    "--speech", "speech_uri", required=True, help="Speech folder/prefix or scan manifest."
+)
+@click.option("--noise", "noise_uri", required=True, help="Noise folder/prefix or scan manifest.")
+@click.option("--out", "out_uri", required=True, help="Run folder (local or s3://).")
+@click.option(
+    "--train",
+    "n_train",
+    type=click.IntRange(min=0),
+    default=3000,
+    show_default=True,
+    help="Mixtures in the train split.",
+)
+@click.option(
+    "--valid",
+    "n_valid",
+    type=click.IntRange(min=0),
+    default=300,
+    show_default=True,
+    help="Mixtures in the valid split.",
+)
+@click.option(
+    "--test",
+    "n_test",
+    type=click.IntRange(min=0),
+    default=300,
+    show_default=True,
+    help="Mixtures in the test split.",
+)
+@click.option("--snr-min", type=float, default=-5.0, show_default=True, help="Lowest SNR (dB).")
+@click.option("--snr-max", type=float, default=5.0, show_default=True, help="Highest SNR (dB).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every draw.")
+@click.option(
+    "--max-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Crop longer utterances to this length at a random offset (default: whole utterances).",
+)
+@click.option(
+    "--speaker-from",
+    default="parent",
+    show_default=True,
+    help="Speaker of a speech file: parent | dir | top | file | re:REGEX (on the file name).",
+)
+@click.option(
+    "--noise-class-from",
+    default="dir",
+    show_default=True,
+    help="Noise class of a noise file: dir (its folder path) | parent | top | file | re:REGEX.",
+)
+@click.option(
+    "--noise-clip-from",
+    default="recording",
+    show_default=True,
+    help="Noise recording (split unit): recording (UrbanSound8K fsID, else the file) | file | ...",
+)
+@click.option(
+    "--holdout-noise-class",
+    "holdout",
+    multiple=True,
+    help="Noise class never used in training (repeatable), e.g. urbansound8k/gun_shot.",
+)
+@click.option(
+    "--valid-fraction",
+    type=float,
+    default=0.2,
+    show_default=True,
+    help="Share of the speakers, and of each noise class's recordings, kept for the valid split.",
+)
+@click.option(
+    "--test-fraction",
+    type=float,
+    default=0.2,
+    show_default=True,
+    help="Share of the speakers, and of each noise class's recordings, kept for the test split.",
+)
+@click.option(
+    "--recipe-only", is_flag=True, help="Store the recipes only (no audio; regenerated on the fly)."
+)
+@click.option(
+    "--train-speech",
+    "train_speech",
+    multiple=True,
+    help="More speech used in the train split only (repeatable); the held-out speakers of --speech "
+    "stay as they are.",
+)
+@click.option(
+    "--train-noise",
+    "train_noise",
+    multiple=True,
+    help="More noise used in the train split only (repeatable).",
+)
+@click.option(
+    "--augment",
+    "augment",
+    default=None,
+    help="Augmentations, comma-separated: speed, pitch, reverb, telephone, level, two-noise "
+    "(default: none). Drawn per mixture of the train and valid splits, recorded in mixtures.parquet.",
+)
+@click.option(
+    "--augment-set",
+    "augment_set",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An augmentation setting (repeatable): reverb_prob=0.5, rt60_max=0.8, telephone_prob=0.2, "
+    "level_min_dbfs=-45, two_noise_prob=0.3, speeds=[0.9,1.0,1.1], splits=[train,valid], ...",
+)
+@click.option(
+    "--shard-size",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Mixtures per task.",
+)
+@ray_options(workers_help="Parallel tasks (embedded Ray CPUs). Default: all cores.")
+def prepare(
+    speech_uri: str,
+    noise_uri: str,
+    out_uri: str,
+    n_train: int,
+    n_valid: int,
+    n_test: int,
+    snr_min: float,
+    snr_max: float,
+    seed: int,
+    max_seconds: float | None,
+    speaker_from: str,
+    noise_class_from: str,
+    noise_clip_from: str,
+    holdout: tuple[str, ...],
+    valid_fraction: float,
+    test_fraction: float,
+    recipe_only: bool,
+    train_speech: tuple[str, ...],
+    train_noise: tuple[str, ...],
+    augment: str | None,
+    augment_set: tuple[str, ...],
+    shard_size: int,
+    workers: int | None,
+    address: str | None,
+    local: bool | None,
+    show_errors: int,
+) -> None:
+    """Mix a speech corpus and a noise corpus into OUT: mixtures.parquet and 16 kHz audio.
+
+    Inputs are scanned (unreadable files are reported and excluded; silent or too-short ones are
+    skipped with a reason, see OUT/sources.parquet). Train, valid and test are disjoint by speaker
+    and by noise recording; each mixture's draws (speech, noise, SNR uniform in the range, offsets)
+    come from (seed, split, index), so the output is byte-identical on any number of workers.
+    Audio: OUT/mixtures/<split>/{noisy,clean,noise}/<id>.flac (24-bit; noisy = clean + noise
+    exactly). Re-running resumes and skips what is done.
+    """
+    from batchsep.corpus.mixtures import MixtureConfig
+    from batchsep.errors import ParameterError
+    from batchsep.io import storage
+
+    try:
+        config = MixtureConfig(
+            n_train=n_train, n_valid=n_valid, n_test=n_test, snr_min=snr_min, snr_max=snr_max,
+            seed=seed, max_seconds=max_seconds, speaker_from=speaker_from,
+            noise_class_from=noise_class_from, noise_clip_from=noise_clip_from,
+            holdout_noise_classes=tuple(holdout), valid_fraction=valid_fraction,
+            test_fraction=test_fraction,
+        )  # fmt: skip
+    except ParameterError as e:
+        _fail_usage(str(e))
+    aug = _augment_config(augment, augment_set)
+    for uri in (speech_uri, noise_uri, *train_speech, *train_noise):
+        try:
+            if not storage.exists(uri):
+                _fail_usage(f"input {uri}: no such file, folder or prefix")
+        except StorageError as e:
+            _fail_input(e)
+    _check_output(out_uri)
+    on_start, on_progress, close = _phase_bars()
+    try:
+        summary = batchsep.api.prepare(
+            speech_uri, noise_uri, out_uri, config=config, recipe_only=recipe_only,
+            workers=workers, address=address, local=local, shard_size=shard_size,
+            on_start=on_start, on_progress=on_progress, train_speech_uris=list(train_speech),
+            train_noise_uris=list(train_noise), augment=aug,
+        )  # fmt: skip
+    except ParameterError as e:
+        close()
+        _fail_usage(str(e))
+    except BatchsepError as e:
+        close()
+        _fail_fatal(str(e))
+    close()
+    splits = ", ".join(f"{k} {v}" for k, v in summary.mixtures_ok.items())
+    click.echo(
+        f"prepared {summary.mixtures} mixtures ({splits}), {summary.hours:.2f} h of audio, "
+        f"{summary.mixtures_failed} failed; {summary.shards} shards "
+        f"({summary.shards_skipped} already done); audio {_gb(summary.audio_bytes)}\n"
+        f"inputs: {summary.inputs.get('speech', 0)} speech + {summary.inputs.get('noise', 0)} noise "
+        f"files used, {len(summary.skipped_inputs)} skipped (silent/too short), "
+        f"{len(summary.input_errors)} unreadable\nmixtures: {summary.mixtures_uri}"
+    )
+    failures = summary.input_errors + summary.errors
+    for rel, err in failures[:show_errors]:
+        click.echo(f"  failed: {rel}: {err}")
+    if len(failures) > show_errors:
+        click.echo(f"  ... and {len(failures) - show_errors} more (status='error' rows)")
+    sys.exit(EXIT_SOME_FAILED if summary.failed else EXIT_OK)
