@@ -72,7 +72,7 @@ def _input_filter(
 def _enhance_executor(
     workers: int | None, address: str | None, local: bool | None, gpu: bool
 ) -> Any:
-    from batchsep.distributed.runtime import enhance_executor
+    from batchsep.distributed.executors import enhance_executor
 
     return enhance_executor(workers=workers, address=address, local=local, gpu=gpu)
 

@@ -310,31 +310,3 @@ def make_runner(
         )
 
     return ray_runner() if where == "ray" else AutoRunner(ray_runner, ray_running)
-
-
-def enhance_executor(
-    *,
-    workers: int | None = None,
-    address: str | None = None,
-    local: bool | None = None,
-    gpu: bool = False,
-) -> Any:
-    """The shard executor of enhance and tag, by :func:`placement` as :func:`make_runner`: one worker in
-    this process, a Ray Data actor pool, or the one of the two that fits the work
-    (:class:`~batchsep.pipeline.runner.AutoExecutor`)."""
-    from batchsep.pipeline.enhance.worker import serial_executor
-
-    where = placement(local=local, workers=workers, address=address)
-    if where == "here":
-        return serial_executor
-
-    def pool() -> Any:
-        from batchsep.distributed.data import RayDataExecutor
-
-        return RayDataExecutor(workers=workers, address=address, num_gpus=1.0 if gpu else 0.0)
-
-    if where == "ray":
-        return pool()
-    from batchsep.pipeline.runner import AutoExecutor
-
-    return AutoExecutor(serial_executor, pool, ray_running)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from batchsep.corpus.mixtures import MixtureConfig, Recipe
-from batchsep.distributed import runtime
+from batchsep.distributed import executors, runtime
 from batchsep.errors import ParameterError
 from batchsep.io.storage import FileEntry
 from batchsep.pipeline import runner as rn
@@ -172,4 +172,4 @@ def test_make_runner_by_placement(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(runtime.make_runner(local=False), runtime.RayRunner)
     assert isinstance(runtime.make_runner(), rn.AutoRunner)
     assert isinstance(runtime.make_runner(workers=3), runtime.RayRunner)
-    assert isinstance(runtime.enhance_executor(), rn.AutoExecutor)
+    assert isinstance(executors.enhance_executor(), rn.AutoExecutor)
