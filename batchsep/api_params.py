@@ -1,7 +1,9 @@
-"""The parameter rules of the :mod:`batchsep.api` stages.
+"""The parameter rules of the :mod:`batchsep.api` stages, and the stage options they make.
 
 :func:`check_params` is shared by the API functions, the CLI and job specs (``batchsep.api.check_params``
-is this function).
+is this function). :func:`mixture_config`, :func:`augment_config`, :func:`feature_config`,
+:func:`enhance_options` and :func:`want_emotion` turn a stage's arguments into its options, the same way
+for the checks and for the run.
 
 >>> check_params("scan", {"workers": 2, "shard_size": 0})
 ['shard_size=0 must be >= 1']
@@ -135,27 +137,39 @@ _RULES: dict[str, dict[str, _Rule]] = {
 }
 
 
-def _augment(value: Any) -> str | None:
-    """``prepare``'s ``augment``: None, kinds (a list or "a,b"), or an AugmentConfig (or its dict)."""
-    from batchsep.corpus.augment import AugmentConfig
-    from batchsep.errors import ConfigError
+def augment_config(value: Any) -> Any:
+    """``prepare``'s ``augment`` as an :class:`~batchsep.corpus.augment.AugmentConfig` (None: none).
 
+    ``value``: kinds (a list, or ``"a,b"``), an AugmentConfig or its dict. Raises ParameterError
+    (ConfigError) for a bad one.
+    """
+    from batchsep.corpus.augment import AugmentConfig
+
+    if isinstance(value, str):
+        return AugmentConfig(kinds=tuple(k.strip() for k in value.split(",") if k.strip()))
+    if isinstance(value, list | tuple):
+        return AugmentConfig(kinds=tuple(value))
+    if isinstance(value, dict):
+        return AugmentConfig.from_dict(value)
+    if value is not None and not isinstance(value, AugmentConfig):
+        raise ParameterError("must be a list of kinds or a mapping of AugmentConfig fields")
+    return value
+
+
+def _augment(value: Any) -> str | None:
     try:
-        if isinstance(value, str):
-            AugmentConfig(kinds=tuple(k.strip() for k in value.split(",") if k.strip()))
-        elif isinstance(value, list | tuple):
-            AugmentConfig(kinds=tuple(value))
-        elif isinstance(value, dict):
-            AugmentConfig.from_dict(value)
-        elif value is not None and not isinstance(value, AugmentConfig):
-            return "must be a list of kinds or a mapping of AugmentConfig fields"
-    except (ParameterError, ConfigError) as e:
-        return f"is invalid: {e}"
+        augment_config(value)
+    except ParameterError as e:
+        return str(e) if str(e).startswith("must be") else f"is invalid: {e}"
     return None
 
 
-def _mixture_config(params: Mapping[str, Any]) -> str | None:
-    """``prepare``: the mixture config its ``config`` and the other arguments make (as the CLI does)."""
+def mixture_config(params: Mapping[str, Any]) -> Any:
+    """``prepare``'s :class:`~batchsep.corpus.mixtures.MixtureConfig` from its arguments ``params``.
+
+    Its ``config`` (a MixtureConfig or its dict; default ``MixtureConfig()``) with the fields the other
+    arguments give (those not None) replaced.
+    """
     import dataclasses
 
     from batchsep.corpus.mixtures import MixtureConfig
@@ -165,17 +179,89 @@ def _mixture_config(params: Mapping[str, Any]) -> str | None:
     if isinstance(overrides.get("holdout_noise_classes"), list):
         overrides["holdout_noise_classes"] = tuple(overrides["holdout_noise_classes"])
     config = params.get("config")
+    if isinstance(config, dict):
+        config = MixtureConfig.from_dict(config)
+    return dataclasses.replace(config or MixtureConfig(), **overrides)
+
+
+def _mixture_config(params: Mapping[str, Any]) -> str | None:
+    """``prepare``: the mixture config its ``config`` and the other arguments make (as the CLI does)."""
     try:
-        if isinstance(config, dict):
-            config = MixtureConfig.from_dict(config)
-        if config is None or isinstance(config, MixtureConfig):
-            dataclasses.replace(config or MixtureConfig(), **overrides)
+        mixture_config(params)
     except (ParameterError, TypeError) as e:
         return f"config: {e}"
     return None
 
 
-_WHOLE: dict[str, Callable[[Mapping[str, Any]], str | None]] = {"prepare": _mixture_config}
+def feature_config(config: Any, *, kind: str, noise_mag: bool, psa_target: bool) -> Any:
+    """``features``' transform configuration.
+
+    ``config`` (a ``StftFeatures``/``LogMelFeatures`` or its dict), else the one ``kind`` names (``stft``
+    with ``noise_mag`` and ``psa_target``, or ``logmel``).
+    """
+    if isinstance(config, dict):
+        from batchsep.config import config_from_dict
+
+        return config_from_dict(config)
+    if config is not None:
+        return config
+    from batchsep.pipeline.features.options import LogMelFeatures, StftFeatures
+
+    if kind == "stft":
+        return StftFeatures(noise_mag=noise_mag, psa_target=psa_target)
+    if kind == "logmel":
+        return LogMelFeatures()
+    raise ParameterError(f"kind={kind!r} must be 'stft' or 'logmel'")
+
+
+_ENHANCE_OPTIONS = ("sr", "fmt", "subtype", "input_level_db", "multichannel", "beamformer",
+                    "beam_forgetting", "beam_postmask")  # fmt: skip
+
+
+def enhance_options(**given: Any) -> Any:
+    """``enhance``'s :class:`~batchsep.pipeline.enhance.file.EnhanceOptions` from its arguments ``given``.
+
+    Of ``sr``, ``fmt``, ``subtype``, ``input_level_db``, ``multichannel``, ``beamformer``,
+    ``beam_forgetting`` and ``beam_postmask`` (other keys are ignored; defaults for those not given).
+    Raises ParameterError when they do not go together (a ``subtype`` the ``fmt`` cannot store).
+    """
+    from batchsep.pipeline.enhance.file import EnhanceOptions
+
+    values = {k: v for k, v in given.items() if k in _ENHANCE_OPTIONS and k != "sr"}
+    if "sr" in given:
+        values["out_sr"] = "keep" if given["sr"] == "keep" else int(given["sr"])
+    if values.get("multichannel") == "mono":
+        values["multichannel"] = "downmix"
+    if values.get("beam_forgetting") == 1:  # λ = 1: statistics over the whole file
+        values["beam_forgetting"] = None
+    return EnhanceOptions(**values)
+
+
+def _enhance_options(params: Mapping[str, Any]) -> str | None:
+    try:
+        enhance_options(**params)
+    except ParameterError as e:
+        return str(e)
+    return None
+
+
+def want_emotion(emotion: bool | None, emotion_model: str) -> bool:
+    """Whether ``enhance`` tags emotions.
+
+    ``emotion`` when given; for None, when the shipped tagger is installed or another ``emotion_model``
+    is named.
+    """
+    if emotion is not None:
+        return emotion
+    from batchsep.io import checkpoint
+
+    return checkpoint.resolve(emotion_model) != emotion_model or emotion_model != "default-emotion"
+
+
+_WHOLE: dict[str, Callable[[Mapping[str, Any]], str | None]] = {
+    "prepare": _mixture_config,
+    "enhance": _enhance_options,
+}
 """Checks of a stage's parameters together, made when each value passes its own rule."""
 
 

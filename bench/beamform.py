@@ -4,6 +4,7 @@ GEV-BAN, by array size and T60, in one command (issue 25).
     .venv/bin/python bench/beamform.py                      # the table of docs/results.md
     .venv/bin/python bench/beamform.py --scenes 1 --mics 4  # a quick look
     .venv/bin/python bench/beamform.py --write /tmp/rooms   # also write the scenes (mixture, references)
+    .venv/bin/python bench/beamform.py --frame-ms 0         # the beamformer in the model's 32 ms STFT
 
 Scenes (:mod:`batchsep.corpus.roomsim`): shoebox rooms, T60 as given, linear and circular arrays in turn
 (5 cm between neighbours), a talker 1–2.5 m away (LibriSpeech speakers of ``../shared/extra/speech``:
@@ -11,7 +12,8 @@ unseen by the default model), 1 or 2 noise sources (household and Speech Command
 ``../shared/data/noise``), SNR uniform in [-5, 5] dB at the reference microphone (channel 1).
 
 Every method uses the same model (``--model``, default: the shipped one) and the same masks: the model's
-mask on each channel, median over channels, gives the speech and noise spatial covariances over the whole
+mask on each channel, median over channels, carried over to the beamformer's STFT (128 ms frames unless
+``--frame-ms``), gives the speech and noise spatial covariances over the whole
 file (the enhance stage's ``--multichannel beamform`` with its defaults, by the same classes: for a file
 shorter than a window (30 s) its two passes are exactly these calls); the beamformer's output then gets the
 model's mask (``+mask``, the default post-mask). Baselines: the model on the channel downmix; on the
@@ -40,7 +42,7 @@ import torch
 from batchsep.corpus.roomsim import RoomConfig, simulate_room
 from batchsep.evaluation.bss import sdr_only
 from batchsep.pipeline.enhance.enhancer import load_enhancer
-from batchsep.pipeline.enhance.multichannel import BeamformStream, MaskSource
+from batchsep.pipeline.enhance.multichannel import BEAM_FRAME_S, BeamformStream, MaskSource
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -72,7 +74,7 @@ def _pools() -> tuple[list[Path], list[Path]]:
 
 
 def scene(rng: np.random.Generator, n_mics: int, t60: float, geometry: str, seconds: float,
-          speech: list[Path], noise: list[Path]):  # fmt: skip
+          speech: list[Path], noise: list[Path], max_order: int = RoomConfig.max_order):  # fmt: skip
     s = np.zeros(0, np.float32)
     while s.size < seconds * SR:  # utterances of one speaker until long enough
         s = np.concatenate([s, _load(speech[rng.integers(len(speech))])])
@@ -84,19 +86,19 @@ def scene(rng: np.random.Generator, n_mics: int, t60: float, geometry: str, seco
         noises.append(x[start:])
     config = RoomConfig(
         n_mics=n_mics, geometry=geometry, t60=t60, snr_db=float(rng.uniform(-5, 5)),  # type: ignore[arg-type]
-        n_noises=int(rng.integers(1, 3)),
+        n_noises=int(rng.integers(1, 3)), max_order=max_order,
     )  # fmt: skip
     return simulate_room(s, noises, config, rng)
 
 
-def score_scene(sc, enhancer) -> dict[str, float]:
+def score_scene(sc, enhancer, frame_s: float | None = BEAM_FRAME_S) -> dict[str, float]:
     x = sc.mixture.astype(np.float32)
     img = sc.speech_image
     out = {"input": sdr_only(img[0], x[0])}
     per_channel = enhancer(x)
     out["best-channel+mask"] = max(sdr_only(img[c], per_channel[c]) for c in range(len(x)))
     out["downmix+mask"] = sdr_only(img.mean(axis=0), enhancer(x.mean(axis=0, keepdims=True))[0])
-    masks = MaskSource(enhancer, SR)
+    masks = MaskSource(enhancer, SR, frame_s)
     for method in METHODS:
         beam = BeamformStream(masks, method)
         beam.accumulate(x)  # pass 1: statistics
@@ -119,6 +121,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--model", default="default")
     ap.add_argument("--seed", type=int, default=25)
+    ap.add_argument("--frame-ms", type=float, default=BEAM_FRAME_S * 1000,
+                    help="the beamformer's STFT frame (ms); 0: the model's own STFT (32 ms)")  # fmt: skip
     ap.add_argument("--write", type=Path, default=None, help="write each scene's audio here")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -142,12 +146,14 @@ def main() -> None:
                     for part in ("mixture", "speech_image", "noise_image"):
                         sf.write(d / f"{part}.flac", getattr(sc, part).T, SR, subtype="PCM_24")
                     sf.write(d / "dry.flac", sc.dry, SR, subtype="PCM_24")
-                for key, value in score_scene(sc, enhancer).items():
+                frame_s = args.frame_ms / 1000 if args.frame_ms > 0 else None
+                for key, value in score_scene(sc, enhancer, frame_s).items():
                     results[(n_mics, t60)][key].append(value)
                 print(f"  {n_mics} mics, T60 {t60:g} s, {geometry}: scene {k + 1}/{args.scenes} "
                       f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
-    print(f"model {name} ({sha[:12]}), {args.scenes} scenes per row, {args.seconds:g} s each; "
-          "SDR (dB) vs the output channel's reverberant clean image")  # fmt: skip
+    frame = f"{args.frame_ms:g} ms" if args.frame_ms > 0 else "the model's STFT"
+    print(f"model {name} ({sha[:12]}), {args.scenes} scenes per row, {args.seconds:g} s each, beamformer "
+          f"frames {frame}; SDR (dB) vs the output channel's reverberant clean image")  # fmt: skip
     header = "| mics | T60 (s) | " + " | ".join(COLUMNS) + " |"
     print(header)
     print("|" + "---|" * (len(COLUMNS) + 2))

@@ -36,6 +36,13 @@ mfcc-svm+spk, stats-svm+spk, stats-mlp+spk, stats-ens+spk
     with their own 60 files (unlabelled, but all eight emotions in RAVDESS's proportions): a test-time
     adaptation that needs a batch of files known to come from one speaker, which ``batchsep tag`` does
     not do. These rows say what that information is worth; they are not the shipped tagger's figures.
+mfcc-svm+run, stats-svm+run, stats-mlp+run, stats-ens+run
+    **Per-run normalisation**: the features of every *run* z-scored with that run's own mean and std,
+    what ``batchsep tag`` could do over a folder in two passes. A run is one fold of 4 actors (240
+    files, unlabelled): the test fold is normalised with its own files, each training fold with its
+    own (an augmented kind of copy — speed ×0.9, ×1.1, noisy — as a run of its own, as a noisy folder
+    would be). The ``+run`` models are also scored on smaller or unbalanced runs cut from the test fold
+    (:data:`SUBRUNS`), normalised by their own statistics, beside the plain model on the same files.
 cnn
     The shipped recipe (``emotion-cnn``, jobs/train_default_emotion.yaml): 60 epochs of Adam (lr 2e-3,
     3 warm-up epochs, cosine), label smoothing 0.1, mixup, SpecAugment masks, mel shift ±4, SWA over the last
@@ -78,6 +85,7 @@ from batchsep.pipeline.train.emotion_stats import (
     augmented_copies,
     cross_validate,
     ece,
+    fit_stats_model,
     fit_temperature,
     softmax_t,
     speaker_standardise,
@@ -90,11 +98,17 @@ from batchsep.training.data.emotion_batches import EmotionBatches
 SR = 16000
 FOLDS = ((1, 2, 3, 4), (5, 6, 7, 8), (9, 10, 11, 12), (13, 14, 15, 16))
 SPK = ("mfcc-svm+spk", "stats-svm+spk", "stats-mlp+spk", "stats-ens+spk")
+RUN = ("mfcc-svm+run", "stats-svm+run", "stats-mlp+run", "stats-ens+run")
 ALL_MODELS = ("mfcc-svm", "stats-svm", "stats-mlp", "stats-mlp-noaug", "stats-ens", "cnn", "cnn+stats",
-              *SPK)  # fmt: skip
+              *SPK, *RUN)  # fmt: skip
 DEFAULT_MODELS = ("mfcc-svm", "stats-svm", "stats-mlp-noaug", "stats-mlp", "stats-ens", *SPK)
 ENSEMBLES = {"stats-ens": ("stats-svm", "stats-mlp"), "stats-ens+spk": ("stats-svm+spk", "stats-mlp+spk"),
-             "cnn+stats": ("cnn", "stats-svm")}  # fmt: skip
+             "stats-ens+run": ("stats-svm+run", "stats-mlp+run"), "cnn+stats": ("cnn", "stats-svm")}  # fmt: skip
+SUBRUNS = {"one actor (60 files, all emotions)": None, "20 random files of the fold": 20,
+           "low arousal only (neutral, calm, sad)": (0, 1, 3),
+           "high arousal only (happy, angry, fearful, surprised)": (2, 4, 5, 7)}  # fmt: skip
+"""Runs (subsets of a test fold) the ``+run`` models are also scored on, each normalised by its own
+statistics: how the gain holds when a run is small or not balanced over the emotions."""
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "emotion" / "ravdess"
 NOISE = DATA.parents[1] / "noise"
 
@@ -179,6 +193,36 @@ def fit_cnn(mels: list[np.ndarray], y: np.ndarray, a: np.ndarray, args: argparse
     return (avg or model).eval()  # type: ignore[return-value]
 
 
+SUBRUN_SIZE = {"one actor (60 files, all emotions)": "60", "20 random files of the fold": "20",
+               "low arousal only (neutral, calm, sad)": "80",
+               "high arousal only (happy, angry, fearful, surprised)": "128"}  # fmt: skip
+
+
+def _subruns(te: np.ndarray, actors: np.ndarray, y: np.ndarray,
+             rng: np.random.Generator) -> dict[str, list[np.ndarray]]:  # fmt: skip
+    """The :data:`SUBRUNS` of one test fold (indices ``te``): a list of runs (file indices) each."""
+    out: dict[str, list[np.ndarray]] = {}
+    for sub, how in SUBRUNS.items():
+        if how is None:  # every actor of the fold on its own
+            out[sub] = [te[actors[te] == a] for a in np.unique(actors[te])]
+        elif isinstance(how, int):  # disjoint random draws covering the fold
+            perm = rng.permutation(te)
+            out[sub] = [perm[i : i + how] for i in range(0, perm.size - how + 1, how)]
+        else:
+            out[sub] = [te[np.isin(y[te], how)]]
+    return out
+
+
+def _score_subruns(res: dict[str, list[float]], subs: dict[str, list[np.ndarray]], raw: np.ndarray,
+                   y: np.ndarray, predict: Any) -> None:  # fmt: skip
+    """Append to ``res[sub]`` the accuracy over ``subs[sub]``'s runs, each run's raw features z-scored
+    with its own mean and std before ``predict``."""
+    for sub, runs in subs.items():
+        z = [speaker_standardise(raw[i], np.zeros(i.size, np.int64)) for i in runs]
+        hit = [predict(x) == y[i] for x, i in zip(z, runs, strict=True)]
+        res.setdefault(sub, []).append(float(np.concatenate(hit).mean()))
+
+
 # ---------------------------------------------------------------------------------------------- main
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -191,6 +235,9 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=60, help="training epochs of stats-mlp")
     ap.add_argument("--noise", default=str(NOISE), help="noise folder of stats-mlp's augmentation")
     ap.add_argument("--cache", default="/tmp/batchsep-emotion-bench", help="feature cache folder")
+    ap.add_argument("--features", default=None,
+                    help="a cached feature file (npz) to use as is, whatever the code's key (e.g. features "
+                         "made before a refactor of emotion_stats that keeps its outputs)")  # fmt: skip
     ap.add_argument("--out", default=None, help="write per-fold figures and predictions (JSON)")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -200,7 +247,12 @@ def main() -> int:
     t0 = time.time()
     cfg = EmotionFeatureConfig()
     want_mels = bool({"cnn", "cnn+stats"} & set(args.models))
-    d = load_features(Path(args.data), Path(args.cache), cfg, args.noise, args.seed, want_mels)
+    d: dict[str, Any]
+    if args.features:
+        z = np.load(args.features)
+        d = {k: z[k] for k in z.files}
+    else:
+        d = load_features(Path(args.data), Path(args.cache), cfg, args.noise, args.seed, want_mels)
     y, actors = d["labels"], d["actors"]
     wanted = set(args.models) | {m for e in args.models for m in ENSEMBLES.get(e, ())}
     # "+spk": every actor's features z-scored with its own clean files (test actors too: unlabelled)
@@ -209,6 +261,14 @@ def main() -> int:
         "stats": speaker_standardise(d["stats"], actors),
     }
     spk["aug_x"] = speaker_standardise(d["aug_x"], actors[d["aug_of"]], d["stats"], actors)
+    # "+run": every fold of 4 actors z-scored with its own files (each kind of augmented copy on its own)
+    group = np.searchsorted(np.array([f[-1] for f in FOLDS]), actors)
+    kind = np.arange(d["aug_of"].size) - np.searchsorted(d["aug_of"], d["aug_of"])
+    run = {"base": speaker_standardise(d["base"], group), "stats": speaker_standardise(d["stats"], group),
+           "aug_x": speaker_standardise(d["aug_x"], group[d["aug_of"]] * 16 + kind)}  # fmt: skip
+    subruns: dict[str, dict[str, list[float]]] = {}  # +run model -> sub-run -> accuracy per fold
+    subrun_idx: dict[str, list[np.ndarray]] = {}  # sub-run -> its files per fold (for plain rows)
+    rng = np.random.default_rng(args.seed)
     print(f"{y.size} files, actors {sorted(set(actors.tolist()))}; features {time.time() - t0:.0f} s",
           flush=True)  # fmt: skip
     logp: dict[str, np.ndarray] = {}  # model -> out-of-fold log-probabilities [n, 8]
@@ -219,8 +279,12 @@ def main() -> int:
         tr = np.isin(actors, sum(FOLDS, ())) & ~te  # every other actor of 01-16 trains
         assert not set(actors[tr].tolist()) & set(actors[te].tolist())
         tested |= te
+        subs = _subruns(np.flatnonzero(te), actors, y, rng)
+        for sub, sub_runs in subs.items():
+            subrun_idx.setdefault(sub, []).append(np.concatenate(sub_runs))
         for name, feats in (("mfcc-svm", d["base"]), ("stats-svm", d["stats"]),
-                            ("mfcc-svm+spk", spk["base"]), ("stats-svm+spk", spk["stats"])):  # fmt: skip
+                            ("mfcc-svm+spk", spk["base"]), ("stats-svm+spk", spk["stats"]),
+                            ("mfcc-svm+run", run["base"]), ("stats-svm+run", run["stats"])):  # fmt: skip
             if name in wanted:
                 t = time.time()
                 with warnings.catch_warnings():  # SVC(probability=True) is deprecated in 1.9
@@ -230,6 +294,9 @@ def main() -> int:
                     clf.predict_proba(feats[te]) + 1e-12
                 )
                 info.setdefault(name, []).append({"C": c, "s": round(time.time() - t, 1)})
+                if name.endswith("+run"):
+                    raw = d["base"] if name.startswith("mfcc") else d["stats"]
+                    _score_subruns(subruns.setdefault(name, {}), subs, raw, y, clf.predict)
         for name, aug, src in (("stats-mlp", True, d), ("stats-mlp-noaug", False, d),
                                ("stats-mlp+spk", True, spk)):  # fmt: skip
             if name in wanted:
@@ -243,6 +310,21 @@ def main() -> int:
                                     epochs=args.epochs)  # fmt: skip
                 logp.setdefault(name, np.zeros((y.size, 8)))[te] = lp[te]
                 info.setdefault(name, []).append({"s": round(time.time() - t, 1)})
+        if "stats-mlp+run" in wanted:  # as cross_validate, keeping the model for the sub-runs
+            t = time.time()
+            ate = np.isin(actors[d["aug_of"]], test_actors)
+            mlp = fit_stats_model(np.concatenate([run["stats"][tr], run["aug_x"][~ate]]),
+                                  np.concatenate([y[tr], y[d["aug_of"]][~ate]]), EmotionStatsConfig(),
+                                  seed=args.seed, epochs=args.epochs)  # fmt: skip
+
+            def mlp_logp(x: np.ndarray, m: Any = mlp) -> np.ndarray:
+                with torch.no_grad():
+                    return m(torch.from_numpy(x.astype(np.float32))).numpy()  # type: ignore[no-any-return]
+
+            logp.setdefault("stats-mlp+run", np.zeros((y.size, 8)))[te] = mlp_logp(run["stats"][te])
+            info.setdefault("stats-mlp+run", []).append({"s": round(time.time() - t, 1)})
+            _score_subruns(subruns.setdefault("stats-mlp+run", {}), subs, d["stats"], y,
+                           lambda x: mlp_logp(x).argmax(1))  # fmt: skip
         if "cnn" in wanted:
             t = time.time()
             idx = np.flatnonzero(tr)
@@ -271,7 +353,7 @@ def main() -> int:
     for ens in [m for m in args.models if m in ENSEMBLES]:  # mean of the calibrated probabilities
         probs[ens] = np.mean([probs[m] for m in ENSEMBLES[ens]], axis=0)
         logp[ens] = np.log(probs[ens] + 1e-12)
-    rows = {}
+    rows: dict[str, dict[str, Any]] = {}
     for name in [m for m in args.models if m in probs]:
         per = [emotion_summary(y[fold_of == k], probs[name][fold_of == k].argmax(1))
                for k in range(len(folds))]  # fmt: skip
@@ -311,8 +393,24 @@ def main() -> int:
             f"{name}: per-fold accuracy {[round(v, 3) for v in r['accuracy']]}, "
             f"temperatures {[round(t, 2) for t in r['temperature'] or []]}, fit {r['fit']}"
         )
+    if subruns:
+        print("\nper-run normalisation on smaller or unbalanced runs cut from the test folds (each run "
+              "z-scored with its own files); accuracy, mean ± std over folds; plain: the model without "
+              "normalisation on the same files\n")  # fmt: skip
+        print("| run | files | " + " | ".join(f"{m.removesuffix('+run')} plain | {m}" for m in subruns)
+              + " |")  # fmt: skip
+        print("|---|---|" + "---|---|" * len(subruns))
+        for sub, per_fold in subrun_idx.items():
+            cells = []
+            for m, res in subruns.items():
+                plain = probs.get(m.removesuffix("+run"))
+                acc = ([float((plain[i].argmax(1) == y[i]).mean()) for i in per_fold]
+                       if plain is not None else None)  # fmt: skip
+                cells += [f"{np.mean(acc):.3f} ± {np.std(acc):.3f}" if acc else "-",
+                          f"{np.mean(res[sub]):.3f} ± {np.std(res[sub]):.3f}"]  # fmt: skip
+            print(f"| {sub} | {SUBRUN_SIZE[sub]} | " + " | ".join(cells) + " |")
     if args.out:
-        dump = {"rows": rows, "folds": [list(f) for f in folds], "args": vars(args),
+        dump = {"rows": rows, "subruns": subruns, "folds": [list(f) for f in folds], "args": vars(args),
                 "labels": y.tolist(), "actors": actors.tolist(),
                 "probs": {k: v.round(5).tolist() for k, v in probs.items()}}  # fmt: skip
         Path(args.out).write_text(json.dumps(dump))

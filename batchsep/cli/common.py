@@ -1,14 +1,22 @@
-"""What every command shares: exit codes, the epilog, progress bars, error exits."""
+"""What every command shares: exit codes, epilogs, the lazy group, progress bars, the checks made before
+any work, and api errors turned into exit codes (:func:`api_call`)."""
 
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import click
 
-from batchsep.errors import StorageAccessError, StorageError
+from batchsep.errors import (
+    BatchsepError,
+    ParameterError,
+    RegistryError,
+    StorageAccessError,
+    StorageError,
+)
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_FATAL = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130
@@ -51,103 +59,41 @@ EPILOG_MAIN = f"""\b
 `batchsep COMMAND --help` gives a command's options and its exit status.
 {_URIS}"""
 
-COMMAND_ORDER = (
-    "scan", "prepare", "features", "train", "inspect", "enhance", "tag", "evaluate", "report",
-    "models", "run", "submit", "status", "logs", "cancel",
-)  # fmt: skip
-"""``batchsep --help`` lists the commands in pipeline order (others, if any, after them)."""
+T = TypeVar("T")
 
 
-F = TypeVar("F", bound=Callable[..., Any])
+class LazyCommands(MutableMapping[str, click.Command]):
+    """A group's commands by name, each imported from its ``"module:function"`` when first asked for (click's
+    lazy group: a command runs, or help lists it), in the order given; commands added later come after."""
 
+    def __init__(self, specs: Mapping[str, str]) -> None:
+        self._specs = dict(specs)
+        self._loaded: dict[str, click.Command] = {}
 
-def _ray_address(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """Refuse a Jobs API URL given where a Ray address belongs, before any work (usage error)."""
-    if value:
-        from batchsep.distributed.runtime import check_address
-        from batchsep.errors import ParameterError
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self._loaded:
+            module, _, attr = self._specs[name].partition(":")  # KeyError: no such command
+            command = getattr(importlib.import_module(module), attr)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{self._specs[name]} is not a click command")
+            self._loaded[name] = command
+        return self._loaded[name]
 
-        try:
-            check_address(value)
-        except ParameterError as e:
-            raise click.BadParameter(str(e).removeprefix("--address "), ctx, param) from e
-    return value
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._loaded[name] = command
 
+    def __delitem__(self, name: str) -> None:
+        if name not in self._specs and name not in self._loaded:
+            raise KeyError(name)
+        self._specs.pop(name, None)
+        self._loaded.pop(name, None)
 
-PLACEMENT_HELP = (
-    "Where it runs. Default: on Ray when --address or RAY_ADDRESS names a cluster or --workers is "
-    "over 1; otherwise a small job (at most {files} files and {minutes:g} minutes of audio; files not "
-    "yet decoded count 1 s per 32 kB) runs in this process with one worker, which saves the 10-30 s "
-    "Ray takes to start, and a larger one on an embedded local Ray. --local: always in this process "
-    "(one worker); --ray: always on Ray; $BATCHSEP_PLACEMENT=local|ray: the default."
-)
-"""The help of ``--local/--ray``, with the rule's figures (``batchsep.pipeline.runner``)."""
+    def __iter__(self) -> Iterator[str]:
+        yield from self._specs
+        yield from (n for n in self._loaded if n not in self._specs)
 
-
-def ray_options(
-    *,
-    workers_help: str,
-    local_help: str | None = None,
-    show_errors: bool = True,
-) -> Callable[[F], F]:
-    """How a command runs, the same in every command: ``--workers``, ``--address``, ``--local/--ray``
-    (``local`` True, False or None: :func:`batchsep.distributed.runtime.placement`) and, for commands
-    that summarise failed files, ``--show-errors``. With ``local_help``, a plain ``--local`` flag with
-    that help instead (``train``: Ray unless ``--local``)."""
-    from batchsep.pipeline.runner import SMALL_JOB_FILES, SMALL_JOB_SECONDS
-
-    options = [
-        click.option(
-            "--workers",
-            type=click.IntRange(min=1),
-            default=None,
-            help=workers_help
-            + ("" if local_help is not None else " In this process: one; over 1 runs on Ray."),
-        ),
-        click.option(
-            "--address",
-            default=None,
-            callback=_ray_address,
-            help="Ray cluster to run on: HOST:6379, ray://HOST:10001 or 'auto' (default: "
-            "$RAY_ADDRESS when set, as inside a Ray Job; else this machine, see --local). Not "
-            "the Jobs API URL http://HOST:8265: that is for submit, status, logs and cancel (or "
-            "$RAY_API_SERVER_ADDRESS).",
-        ),
-        click.option("--local", is_flag=True, help=local_help)
-        if local_help is not None
-        else click.option(
-            "--local/--ray",
-            default=None,
-            help=PLACEMENT_HELP.format(files=SMALL_JOB_FILES, minutes=SMALL_JOB_SECONDS / 60),
-        ),
-    ]
-    if show_errors:
-        options.append(
-            click.option(
-                "--show-errors",
-                type=click.IntRange(min=0),
-                default=10,
-                show_default=True,
-                help="How many failed files to list in the summary.",
-            )
-        )
-
-    def apply(f: F) -> F:
-        for option in reversed(options):
-            f = option(f)
-        return f
-
-    return apply
-
-
-def _progress(total: int, unit: str, desc: str) -> tuple[Any, Callable[..., None]]:
-    """Progress over one phase of ``total`` items: a bar on a terminal, plain lines elsewhere (see
-    :mod:`batchsep.cli.console`). Returns the progress (a context manager) and its update callback."""
-    from batchsep.cli.console import Progress
-
-    progress = Progress(unit=unit)
-    progress.start(desc, total)
-    return progress, progress.update
+    def __len__(self) -> int:
+        return len(self._specs) + sum(n not in self._specs for n in self._loaded)
 
 
 def _phase_bars() -> tuple[Callable[[str, int], None], Callable[..., None], Callable[[], None]]:
@@ -163,14 +109,18 @@ class InterruptibleGroup(click.Group):
     """A group whose commands exit 130 on Ctrl-C with one line on stderr, not click's "Aborted!" (1).
 
     Exit status 1 means "finished, but some files failed"; an interrupted command did not finish.
-    Its help lists the commands in pipeline order (:data:`COMMAND_ORDER`), each with the first
-    sentence of its help, whole.
+    ``lazy_commands`` (name → ``"module:function"``) are imported only when one runs or help lists
+    them (:class:`LazyCommands`); help lists them in that order, each with the first sentence of its
+    help, whole.
     """
 
+    def __init__(self, *args: Any, lazy_commands: Mapping[str, str] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if lazy_commands:
+            self.commands = LazyCommands(lazy_commands)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        names = super().list_commands(ctx)
-        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
-        return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
+        return list(self.commands)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []
@@ -219,16 +169,6 @@ def _fail_input(e: BaseException) -> NoReturn:
     (_fail_fatal if isinstance(e, StorageAccessError) else _fail_usage)(str(e))
 
 
-SHOW_SKIPPED = click.option(
-    "--show-skipped",
-    type=click.IntRange(min=0),
-    default=5,
-    show_default=True,
-    help="How many of the files skipped as not audio (by name) to list; OUT/job.json lists them all.",
-)
-"""The option of the commands that skip files by name (scan, enhance, tag)."""
-
-
 def _echo_skipped(names: list[str], show: int, where: str) -> None:
     """``3 files skipped: not audio (by name): a.txt, b.csv, ... and 1 more (all in OUT/job.json)``."""
     if not names:
@@ -266,3 +206,75 @@ def _warn_no_audio(where: str) -> None:
     from batchsep.io.audio import AUDIO_SUFFIXES
 
     click.echo(f"warning: no audio files found under {where} ({' '.join(sorted(AUDIO_SUFFIXES))})")
+
+
+def api_call(
+    call: Callable[[], T],
+    *,
+    usage: tuple[type[BaseException], ...] = (ParameterError, RegistryError),
+    input_errors: tuple[type[BaseException], ...] = (),
+    fatal: tuple[type[BaseException], ...] = (),
+    close: Callable[[], None] | None = None,
+) -> T:
+    """``call()`` (an api or jobs function), its errors turned into exits: ``fatal`` types first (exit 3),
+    then ``usage`` (2), then ``input_errors`` (:func:`_fail_input`: 2, or 3 for an object store that
+    refuses or cannot be reached), any other :class:`BatchsepError` 3. ``close`` (a progress display) is
+    closed first, also when the call returns."""
+    try:
+        result = call()
+    except BatchsepError as e:
+        if close is not None:
+            close()
+        if isinstance(e, fatal):
+            _fail_fatal(str(e))
+        if isinstance(e, usage):
+            _fail_usage(str(e))
+        if isinstance(e, input_errors):
+            _fail_input(e)
+        _fail_fatal(str(e))
+    except BaseException:
+        if close is not None:
+            close()
+        raise
+    if close is not None:
+        close()
+    return result
+
+
+def _check_input(in_uri: str) -> None:
+    """Exit 2 (3 when the object store refuses or cannot be reached), before any work, when ``in_uri`` does
+    not exist or cannot be listed: a cheap probe (the first entry of its listing, with the listing's own
+    messages), not a listing; the stage lists the input once, itself."""
+    from batchsep.io import storage
+
+    files = storage.iter_files(in_uri, sizes=False)
+    try:
+        next(files, None)
+    except StorageError as e:
+        _fail_input(e)
+    finally:
+        getattr(files, "close", lambda: None)()  # a generator: stop its walk here
+
+
+def _check_params(stage: str, params: Mapping[str, Any]) -> None:
+    """Exit 2, before anything is created, when the api would refuse ``params`` of ``stage``
+    (:func:`batchsep.api_params.check_params`, with the api's own message)."""
+    from batchsep.api_params import check_params
+
+    problems = check_params(stage, params)
+    if problems:
+        _fail_usage(f"{stage}: " + "; ".join(problems))
+
+
+def _echo_errors(
+    errors: Sequence[tuple[str, str]],
+    show: int,
+    *,
+    label: str = "failed",
+    rows: str = "status='error' rows",
+) -> None:
+    """The first ``show`` failed files of a summary (``  failed: a.wav: why``) and how many more."""
+    for rel, err in errors[:show]:
+        click.echo(f"  {label}: {rel}: {err}")
+    if len(errors) > show:
+        click.echo(f"  ... and {len(errors) - show} more ({rows})")

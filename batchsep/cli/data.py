@@ -6,42 +6,33 @@ import sys
 
 import click
 
-import batchsep
-import batchsep.api
 from batchsep.cli.common import (
     EPILOG,
     EXIT_OK,
     EXIT_SOME_FAILED,
-    SHOW_SKIPPED,
+    _check_input,
     _check_output,
+    _echo_errors,
     _echo_skipped,
-    _fail_fatal,
     _fail_input,
     _fail_usage,
     _gb,
     _phase_bars,
-    _progress,
     _warn_no_audio,
-    ray_options,
+    api_call,
 )
-from batchsep.cli.main import main
-from batchsep.errors import BatchsepError, StorageError
+from batchsep.cli.options import SHOW_SKIPPED, ray_options, shard_size_option
+from batchsep.errors import StorageError
 
 
-@main.command(epilog=EPILOG)
+@click.command(epilog=EPILOG)
 @click.argument("in_uri")
 @click.option(
     "--out", "out_uri", required=True, help="Run folder (local or s3://) for manifest.parquet."
 )
-@click.option(
-    "--shard-size",
-    type=click.IntRange(min=1),
-    default=32,
-    show_default=True,
-    help="Files per task (one unit of work, and of retry when a Ray worker dies).",
-)
+@shard_size_option("Files", 32)
 @SHOW_SKIPPED
-@ray_options(workers_help="Parallel tasks (embedded Ray CPUs). Default: all cores.")
+@ray_options()
 def scan(
     in_uri: str,
     out_uri: str,
@@ -58,22 +49,24 @@ def scan(
     subtype, peak, RMS level, and status (ok/error) with a readable error for bad files.
     Non-audio files (by extension) are skipped and counted.
     """
-    from batchsep.pipeline.scan.driver import list_audio
+    import batchsep.api
 
-    try:
-        entries, _ = list_audio(in_uri)
-    except StorageError as e:
-        _fail_input(e)
+    _check_input(in_uri)  # a missing input: exit 2 before OUT is made
     _check_output(out_uri)
-    bar, update = _progress(len(entries), "file", "scan")
-    try:
-        with bar:
-            summary = batchsep.api.scan(
-                in_uri, out_uri, workers=workers, address=address, local=local,
-                shard_size=shard_size, on_progress=update,
-            )  # fmt: skip
-    except BatchsepError as e:
-        _fail_fatal(str(e))
+    on_start, on_progress, close = _phase_bars()  # the total comes from the scan's one listing
+    summary = api_call(
+        lambda: batchsep.api.scan(
+            in_uri,
+            out_uri,
+            workers=workers,
+            address=address,
+            local=local,
+            shard_size=shard_size,
+            on_start=on_start,
+            on_progress=on_progress,
+        ),
+        close=close,
+    )
     click.echo(
         f"scanned {summary.files} audio files: {summary.files_ok} ok, {summary.files_failed} failed, "
         f"{summary.hours:.2f} h of audio\nmanifest: {summary.manifest_uri}"
@@ -81,14 +74,11 @@ def scan(
     _echo_skipped(summary.skipped_names, show_skipped, f"{out_uri}/job.json")
     if not summary.files:
         _warn_no_audio(in_uri)
-    for rel, err in summary.errors[:show_errors]:
-        click.echo(f"  failed: {rel}: {err}")
-    if len(summary.errors) > show_errors:
-        click.echo(f"  ... and {len(summary.errors) - show_errors} more (status='error' rows)")
+    _echo_errors(summary.errors, show_errors)
     sys.exit(EXIT_SOME_FAILED if summary.files_failed else EXIT_OK)
 
 
-@main.command(epilog=EPILOG)
+@click.command(epilog=EPILOG)
 @click.argument("run_uri")
 @click.option(
     "--kind",
@@ -124,7 +114,7 @@ def scan(
     help="Parquet compression of the shards (zstd: smallest; none: faster to write, larger).",
 )
 @click.option("--out", "out_uri", default=None, help="Features folder (default: RUN/features).")
-@ray_options(workers_help="Parallel tasks (embedded Ray CPUs). Default: all cores.")
+@ray_options()
 def features(
     run_uri: str,
     kind: str,
@@ -145,6 +135,7 @@ def features(
     logmel: 80-band log-power mel (dB) of every ok file of a scan run. Shards hold the transform
     parameters and hash in their metadata; a re-run skips shards already written.
     """
+    import batchsep.api
     from batchsep.io import storage
 
     needed, stage = (
@@ -157,16 +148,24 @@ def features(
         _fail_input(e)
     _check_output(out_uri or storage.join(run_uri, "features"))
     on_start, on_progress, close = _phase_bars()
-    try:
-        summary = batchsep.api.features(
-            run_uri, kind=kind, noise_mag=noise_mag, psa_target=psa_target, out_uri=out_uri,
-            shard_mb=shard_mb, compression=compression, workers=workers, address=address,
-            local=local, on_start=on_start, on_progress=on_progress,
-        )  # fmt: skip
-    except BatchsepError as e:
-        close()
-        _fail_fatal(str(e))
-    close()
+    summary = api_call(
+        lambda: batchsep.api.features(
+            run_uri,
+            kind=kind,
+            noise_mag=noise_mag,
+            psa_target=psa_target,
+            out_uri=out_uri,
+            shard_mb=shard_mb,
+            compression=compression,
+            workers=workers,
+            address=address,
+            local=local,
+            on_start=on_start,
+            on_progress=on_progress,
+        ),
+        usage=(),
+        close=close,
+    )
     click.echo(
         f"features: {summary.rows_ok} rows ok, {summary.rows_failed} failed, {summary.hours:.2f} h "
         f"of audio; {summary.shards} shards ({summary.shards_skipped} already done), "
@@ -181,8 +180,5 @@ def features(
             else "same transform, another shard plan (--shard-mb)"
         )
         click.echo(f"replaced {summary.shards_replaced} shards of an earlier features run ({why})")
-    for rel, err in summary.errors[:show_errors]:
-        click.echo(f"  failed: {rel}: {err}")
-    if len(summary.errors) > show_errors:
-        click.echo(f"  ... and {len(summary.errors) - show_errors} more (status='error' rows)")
+    _echo_errors(summary.errors, show_errors)
     sys.exit(EXIT_SOME_FAILED if summary.rows_failed else EXIT_OK)

@@ -7,51 +7,70 @@ from typing import Any
 
 import click
 
-import batchsep.api
 from batchsep.cli.common import (
     EPILOG,
     EXIT_FATAL,
     EXIT_OK,
     EXIT_SOME_FAILED,
-    SHOW_SKIPPED,
+    _check_input,
     _check_output,
+    _check_params,
+    _echo_errors,
     _echo_skipped,
-    _fail_fatal,
-    _fail_input,
     _fail_usage,
     _files,
     _phase_bars,
     _warn_no_audio,
-    ray_options,
+    api_call,
 )
-from batchsep.cli.main import main
+from batchsep.cli.options import (
+    EMOTION_MODEL,
+    SHOW_SKIPPED,
+    gpu_option,
+    input_filter_options,
+    ray_options,
+    shard_size_option,
+)
 from batchsep.dsp.level import INPUT_LEVEL_DB, MODEL_LEVEL, InputLevel, check_input_level
 from batchsep.errors import BatchsepError, JobStoppedError, ParameterError
 
 
-def _check_inputs(in_uri: str, out_uri: str, models: dict[str, str], where: Any = None) -> None:
-    """Fail early (usage/fatal exits) on a missing input, a bad model, an unwritable output."""
-    from batchsep.pipeline.enhance.outfolder import enhance_inputs
+def _run(
+    stage: str, in_uri: str, out_uri: str, kwargs: dict[str, Any], models: dict[str, str]
+) -> None:
+    """Run ``batchsep.api.<stage>`` (enhance or tag) and report.
+
+    Checked first, exit 2 (3: an output that cannot be written): the parameters (the api's own rules, so
+    nothing is created for a refused one), that the input exists (a probe, not a listing: the stage lists
+    it once), each model, the output folder.
+    """
+    import batchsep.api
     from batchsep.pipeline.enhance.zoo import read_model_meta
 
-    try:
-        enhance_inputs(in_uri, out_uri, where)
-    except BatchsepError as e:
-        _fail_input(e)
+    show_errors, show_skipped = kwargs.pop("show_errors"), kwargs.pop("show_skipped")
+    _check_params(stage, kwargs)
+    _check_input(in_uri)
     for option, uri in models.items():
-        try:
+        try:  # a checkpoint is read once per process (io.checkpoint), not again by the stage
             read_model_meta(uri)  # a zoo name: its extra installed, its files' checksums right
         except BatchsepError as e:
             _fail_usage(f"{option}: {e}")
     _check_output(out_uri)
+    on_start, on_progress, close = _phase_bars()
+    stage_fn = getattr(batchsep.api, stage)
 
+    def call() -> tuple[Any, str | None]:
+        try:
+            summary = stage_fn(
+                in_uri, out_uri, on_start=on_start, on_progress=on_progress, **kwargs
+            )
+        except JobStoppedError as e:  # e.g. the output's disk is full: what is done is committed
+            return e.summary, str(e)
+        return summary, None
 
-def _where(run: dict[str, Any]) -> Any:
-    """The input filter of the options in ``run``."""
-    from batchsep.pipeline.scan.driver import InputFilter
-
-    keys = ("glob", "min_duration_s", "max_duration_s", "ok_only")
-    return InputFilter(**{k: run[k] for k in keys})
+    summary, stopped = api_call(call, usage=(ParameterError,), close=close)  # e.g. other settings
+    verb = "enhanced" if stage == "enhance" else "tagged"
+    _report(summary, verb, out_uri, show_errors, stopped=stopped, show_skipped=show_skipped)
 
 
 def _speed(x: float) -> str:
@@ -123,10 +142,7 @@ def _report(
         _echo_skipped(summary.skipped_names, show_skipped, f"{out_uri}/job.json")
     if summary.files == 0:
         _warn_no_audio("the input")
-    for rel, err in summary.errors[:show_errors]:
-        click.echo(f"  failed: {rel}: {err}")
-    if len(summary.errors) > show_errors:
-        click.echo(f"  ... and {len(summary.errors) - show_errors} more (status='error' rows)")
+    _echo_errors(summary.errors, show_errors)
     if stopped:
         click.echo(f"Error: {stopped}", err=True)
         sys.exit(EXIT_FATAL)
@@ -158,8 +174,7 @@ def _multichannel(multichannel: str | None, channels: str | None) -> str:
 def _run_options(f: Any) -> Any:
     """Options shared by enhance and tag (applied bottom-up)."""
     for opt in reversed([
-        click.option("--gpu/--no-gpu", default=False, show_default=True,
-                     help="Run the models on a GPU per actor."),
+        gpu_option("Run the models on a GPU per actor."),
         click.option("--resume/--overwrite", default=True, show_default=True,
                      help="Skip files already committed in OUT/results (default), or start over "
                           "(the outputs and rows of earlier runs are removed first)."),
@@ -170,17 +185,8 @@ def _run_options(f: Any) -> Any:
         click.option("--prune-missing", is_flag=True, default=False,
                      help="Remove from OUT/results the rows of inputs that are no longer there, and "
                           "their outputs. By default they are kept, and not counted in the totals."),
-        click.option("--shard-size", type=click.IntRange(min=1), default=None,
-                     help="Files per unit of work (one results part, one retry). Default: 1/16 of the "
-                          "files, at most 32."),
-        click.option("--glob", default=None, metavar="PATTERN",
-                     help="Only the inputs whose relative path matches (e.g. 'spk1*/*.wav')."),
-        click.option("--min-duration", "min_duration_s", type=float, default=None, metavar="S",
-                     help="With a manifest as IN_URI: only inputs of at least S seconds."),
-        click.option("--max-duration", "max_duration_s", type=float, default=None, metavar="S",
-                     help="With a manifest as IN_URI: only inputs of at most S seconds."),
-        click.option("--ok-only", is_flag=True, default=False,
-                     help="With a manifest as IN_URI: only the inputs the scan decoded (status ok)."),
+        shard_size_option("Files", None, " One results part each. Default: 1/16 of the files, at most 32."),
+        input_filter_options,
         click.option("--check-outputs/--trust-record", default=True, show_default=True,
                      help="On a resume, find outputs gone missing with one listing of OUT_URI, or "
                           "trust OUT_URI/results without listing it."),
@@ -190,7 +196,7 @@ def _run_options(f: Any) -> Any:
     return ray_options(workers_help="Model actors (embedded Ray CPUs). Default: all cores.")(f)
 
 
-@main.command(epilog=EPILOG)
+@click.command(epilog=EPILOG)
 @click.argument("in_uri")
 @click.argument("out_uri")
 @click.option(
@@ -208,12 +214,7 @@ def _run_options(f: Any) -> Any:
     help="Also tag each enhanced file (and each voiced segment) with an emotion. "
     "Default: yes when the shipped tagger is installed.",
 )
-@click.option(
-    "--emotion-model",
-    default="default-emotion",
-    show_default=True,
-    help="'default-emotion' (the shipped tagger) or a trained emotion model URI.",
-)
+@EMOTION_MODEL
 @click.option(
     "--sr",
     type=click.Choice(["keep", "16000"]),
@@ -324,45 +325,24 @@ def enhance(
     OUT_URI/job.json the provenance. Re-running skips files already done; bad files get
     an error row and never stop the job.
     """
-    show_errors = run.pop("show_errors")
-    show_skipped = run.pop("show_skipped")
+    from batchsep.api_params import want_emotion
+
     level_db = _parse_level(input_level)
     mode = _multichannel(multichannel, channels)
-    emotion = batchsep.api._want_emotion(emotion, emotion_model)
+    emotion = want_emotion(emotion, emotion_model)
     models = {"--model": model, **({"--emotion-model": emotion_model} if emotion else {})}
-    _check_inputs(in_uri, out_uri, models, _where(run))
-    on_start, on_progress, close = _phase_bars()
-    try:
-        summary = batchsep.api.enhance(
-            in_uri, out_uri, model=model, emotion=emotion, emotion_model=emotion_model, sr=sr,
-            fmt=fmt, subtype=subtype, input_level_db=level_db, on_start=on_start, on_progress=on_progress,
-            multichannel=mode, beamformer=beamformer, beam_forgetting=beam_forgetting,
-            beam_postmask=beam_postmask, **run,
-        )  # fmt: skip
-    except ParameterError as e:  # e.g. resuming into OUT with other settings
-        close()
-        _fail_usage(str(e))
-    except JobStoppedError as e:  # e.g. the output's disk is full: what is done is committed
-        close()
-        _report(
-            e.summary, "enhanced", out_uri, show_errors, stopped=str(e), show_skipped=show_skipped
-        )
-    except BatchsepError as e:
-        close()
-        _fail_fatal(str(e))
-    close()
-    _report(summary, "enhanced", out_uri, show_errors, show_skipped=show_skipped)
+    kwargs = dict(
+        model=model, emotion=emotion, emotion_model=emotion_model, sr=sr, fmt=fmt, subtype=subtype,
+        input_level_db=level_db, multichannel=mode, beamformer=beamformer,
+        beam_forgetting=beam_forgetting, beam_postmask=beam_postmask, **run,
+    )  # fmt: skip
+    _run("enhance", in_uri, out_uri, kwargs, models)
 
 
-@main.command(epilog=EPILOG)
+@click.command(epilog=EPILOG)
 @click.argument("in_uri")
 @click.argument("out_uri")
-@click.option(
-    "--emotion-model",
-    default="default-emotion",
-    show_default=True,
-    help="'default-emotion' (the shipped tagger) or a trained emotion model URI.",
-)
+@EMOTION_MODEL
 @_run_options
 def tag(in_uri: str, out_uri: str, emotion_model: str, **run: Any) -> None:
     """Tag every audio file under IN_URI with an emotion, without enhancing it.
@@ -371,25 +351,10 @@ def tag(in_uri: str, out_uri: str, emotion_model: str, **run: Any) -> None:
     8 RAVDESS emotions (neutral, calm, happy, sad, angry, fearful, disgust, surprised),
     and the same per voiced segment (start, end, label, probabilities). No audio is written.
     """
-    show_errors = run.pop("show_errors")
-    show_skipped = run.pop("show_skipped")
-    _check_inputs(in_uri, out_uri, {"--emotion-model": emotion_model}, _where(run))
-    on_start, on_progress, close = _phase_bars()
-    try:
-        summary = batchsep.api.tag(
-            in_uri, out_uri, emotion_model=emotion_model, on_start=on_start,
-            on_progress=on_progress, **run,
-        )  # fmt: skip
-    except ParameterError as e:
-        close()
-        _fail_usage(str(e))
-    except JobStoppedError as e:
-        close()
-        _report(
-            e.summary, "tagged", out_uri, show_errors, stopped=str(e), show_skipped=show_skipped
-        )
-    except BatchsepError as e:
-        close()
-        _fail_fatal(str(e))
-    close()
-    _report(summary, "tagged", out_uri, show_errors, show_skipped=show_skipped)
+    _run(
+        "tag",
+        in_uri,
+        out_uri,
+        {"emotion_model": emotion_model, **run},
+        {"--emotion-model": emotion_model},
+    )

@@ -6,24 +6,22 @@ import sys
 
 import click
 
-import batchsep.api
 from batchsep.cli.common import (
     EPILOG,
     EPILOG_TASK,
     EXIT_OK,
     EXIT_SOME_FAILED,
-    _fail_fatal,
-    _fail_input,
+    _echo_errors,
     _fail_usage,
-    ray_options,
+    api_call,
 )
-from batchsep.cli.main import main
-from batchsep.errors import BatchsepError, ParameterError, StorageError
+from batchsep.cli.options import ray_options
+from batchsep.errors import ParameterError, StorageError
 
 METRIC_NAMES = ("sdr", "si_sdr", "pesq", "stoi", "dnsmos")
 
 
-@main.command(epilog=EPILOG)
+@click.command(epilog=EPILOG)
 @click.argument("run_uri")
 @click.option(
     "--references",
@@ -46,7 +44,7 @@ METRIC_NAMES = ("sdr", "si_sdr", "pesq", "stoi", "dnsmos")
     "needs the zoo extra: pip install 'batchsep[zoo]'). Default: sdr,si_sdr,pesq,stoi plus "
     "dnsmos when installed; dnsmos only for a run without references.",
 )
-@ray_options(workers_help="Parallel tasks (embedded Ray CPUs). Default: all cores.")
+@ray_options()
 def evaluate(
     run_uri: str,
     references: str | None,
@@ -67,6 +65,8 @@ def evaluate(
     scored at all (no reference, lengths differ, unreadable) has a reason in error and
     makes the exit status 1.
     """
+    import batchsep.api
+
     chosen = None
     if metrics is not None:
         chosen = [m.strip() for m in metrics.split(",") if m.strip()]
@@ -75,19 +75,18 @@ def evaluate(
             _fail_usage(
                 f"--metrics: unknown {bad or 'empty'}; choose from {', '.join(METRIC_NAMES)}"
             )
-    try:
-        s = batchsep.api.evaluate(
+    s = api_call(
+        lambda: batchsep.api.evaluate(
             run_uri,
             references=references,
             metrics=chosen,
             workers=workers,
             address=address,
             local=local,
-        )
-    except (StorageError, ParameterError) as e:
-        _fail_input(e)
-    except BatchsepError as e:
-        _fail_fatal(str(e))
+        ),
+        usage=(),
+        input_errors=(StorageError, ParameterError),
+    )
     if references is None and s.references is not None:
         click.echo(f"references: {s.references} (the prepare run of the enhanced inputs)")
     for note in s.notes:
@@ -108,16 +107,13 @@ def evaluate(
     click.echo(f"metrics: {s.metrics_uri}")
     if s.files_failed:
         click.echo(f"{s.files_failed} files could not be scored (their metrics rows say why):")
-    for rel, err in s.errors[:show_errors]:
-        click.echo(f"  not scored: {rel}: {err}")
-    if len(s.errors) > show_errors:
-        click.echo(f"  ... and {len(s.errors) - show_errors} more (rows with an error)")
+    _echo_errors(s.errors, show_errors, label="not scored", rows="rows with an error")
     if s.files_failed and s.references is None:
         click.echo(f"no clean references given for {run_uri}: pass --references CLEAN_URI")
     sys.exit(EXIT_SOME_FAILED if s.files_failed else EXIT_OK)
 
 
-@main.command(epilog=EPILOG_TASK)
+@click.command(epilog=EPILOG_TASK)
 @click.argument("run_uris", nargs=-1, required=True)
 @click.option("--out", "out_uri", required=True, help="Folder (local or s3://) for the report.")
 @click.option(
@@ -141,19 +137,18 @@ def report(run_uris: tuple[str, ...], out_uri: str, names: tuple[str, ...]) -> N
     with a line saying so. Plots of an earlier report in OUT that this one does not make
     are removed. The same run given twice is a usage error (2); an unwritable OUT exits 3.
     """
+    import batchsep.api
     from batchsep.io import storage
     from batchsep.pipeline.report.driver import ReportOutputError
 
     if names and len(names) != len(run_uris):
         _fail_usage(f"--name given {len(names)} times for {len(run_uris)} runs")
-    try:
-        written = batchsep.api.report(list(run_uris), out_uri, names=list(names) or None)
-    except ReportOutputError as e:
-        _fail_fatal(str(e))
-    except (StorageError, ParameterError) as e:
-        _fail_input(e)
-    except BatchsepError as e:
-        _fail_fatal(str(e))
+    written = api_call(
+        lambda: batchsep.api.report(list(run_uris), out_uri, names=list(names) or None),
+        usage=(),
+        input_errors=(StorageError, ParameterError),
+        fatal=(ReportOutputError,),
+    )
     n_plots = sum(u.endswith(".png") for u in written)
     click.echo(
         f"wrote report.md, index.html and {n_plots} plots to {out_uri} "

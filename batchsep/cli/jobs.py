@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import click
@@ -16,30 +15,13 @@ from batchsep.cli.common import (
     EXIT_SOME_FAILED,
     _fail_fatal,
     _fail_usage,
+    api_call,
 )
-from batchsep.cli.main import main
+from batchsep.cli.options import JOBS_ADDRESS, SET_OPTION
 from batchsep.errors import BatchsepError
 
-_JOBS_ADDRESS_HELP = (
-    "Jobs API URL of the cluster head's dashboard, e.g. http://HEAD:8265 (default: "
-    "$RAY_API_SERVER_ADDRESS). Not the Ray address HOST:6379 that other commands' --address takes."
-)
 
-
-def _jobs_call(fn: Callable[[], Any]) -> Any:
-    """Run a jobs helper: bad spec/option/job id, or a stage's bad parameter/config/name
-    (ParameterError, ConfigError, RegistryError) → exit 2; unreachable cluster, other errors → 3."""
-    from batchsep.errors import ParameterError, RegistryError
-
-    try:
-        return fn()
-    except (ParameterError, RegistryError) as e:
-        _fail_usage(str(e))
-    except BatchsepError as e:
-        _fail_fatal(str(e))
-
-
-@main.command(epilog=EPILOG)
+@click.command(epilog=EPILOG)
 @click.argument("spec_uri")
 @click.option(
     "--address",
@@ -48,13 +30,7 @@ def _jobs_call(fn: Callable[[], Any]) -> Any:
     "(set inside a Ray Job), else each stage runs here when small or on an embedded local Ray "
     "(see `batchsep scan --help`, --local/--ray).",
 )
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="STAGE.PARAM=VALUE",
-    help="Override a stage parameter (or ray.KEY) of the spec; VALUE is YAML. Repeatable.",
-)
+@SET_OPTION
 @click.option("--dry-run", is_flag=True, help="Validate the spec and print the plan; run nothing.")
 def run(spec_uri: str, address: str | None, overrides: tuple[str, ...], dry_run: bool) -> None:
     """Run the job spec SPEC_URI (YAML): every stage in order, with a summary per stage.
@@ -102,7 +78,7 @@ def run(spec_uri: str, address: str | None, overrides: tuple[str, ...], dry_run:
             click.echo(f"  failed: {rel}: {err}")
 
     try:
-        outcomes = _jobs_call(
+        outcomes = api_call(
             lambda: jobs.run_spec(
                 spec, address=address, on_stage_start=started, on_stage_done=done, progress=progress
             )
@@ -119,9 +95,9 @@ def run(spec_uri: str, address: str | None, overrides: tuple[str, ...], dry_run:
     sys.exit(EXIT_SOME_FAILED if failed else EXIT_OK)
 
 
-@main.command(epilog=EPILOG_SUBMIT)
+@click.command(epilog=EPILOG_SUBMIT)
 @click.argument("spec_path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--address", required=True, envvar="RAY_API_SERVER_ADDRESS", help=_JOBS_ADDRESS_HELP)
+@JOBS_ADDRESS
 @click.option("--wait", is_flag=True, help="Stream the job's logs until it ends; exit as it did.")
 @click.option("--timeout", type=float, default=None, help="With --wait: give up after SECONDS.")
 @click.option(
@@ -151,13 +127,7 @@ def run(spec_uri: str, address: str | None, overrides: tuple[str, ...], dry_run:
     default=None,
     help="Folder to upload, holding the spec (default: a folder with only the spec).",
 )
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="STAGE.PARAM=VALUE",
-    help="Override a stage parameter (or ray.KEY) of the spec; VALUE is YAML. Repeatable.",
-)
+@SET_OPTION
 @click.option("--submission-id", default=None, help="Job id to use (default: batchsep-NAME-XXXX).")
 @click.option(
     "--dry-run", is_flag=True, help="Print the entrypoint and runtime env; submit nothing."
@@ -192,7 +162,7 @@ def submit(
 
     if sum([wheel, no_install, bool(pip_reqs)]) > 1:
         _fail_usage("choose one of --pip, --wheel and --no-install")
-    spec = _jobs_call(lambda: jobspec.load_spec(spec_path, overrides=overrides))
+    spec = api_call(lambda: jobspec.load_spec(spec_path, overrides=overrides))
     if relative := relative_paths(spec):
         click.echo(
             "warning: the job resolves relative paths in the head's working folder, not here; give "
@@ -200,13 +170,13 @@ def submit(
             err=True,
         )
     install = "wheel" if wheel else "none" if no_install else "pip" if pip_reqs else None
-    base = _jobs_call(lambda: jobs.load_runtime_env(runtime_env))
+    base = api_call(lambda: jobs.load_runtime_env(runtime_env))
     common: dict[str, Any] = dict(
         install=install, pip=list(pip_reqs) or None, working_dir=working_dir, runtime_env=base,
         submission_id=submission_id, overrides=overrides,
     )  # fmt: skip
     if dry_run:
-        spec, sub = _jobs_call(lambda: jobs.prepare_submission(spec_path, **common))
+        spec, sub = api_call(lambda: jobs.prepare_submission(spec_path, **common))
         click.echo(f"job {spec.name} ({len(spec.stages)} stage(s)) would be submitted to {address}")
         click.echo(f"  submission id: {sub.submission_id}\n  entrypoint: {sub.entrypoint}")
         click.echo(f"  runtime env: {json.dumps(sub.runtime_env, sort_keys=True)}")
@@ -216,7 +186,7 @@ def submit(
 
             shutil.rmtree(sub.staging_dir, ignore_errors=True)
         sys.exit(EXIT_OK)
-    job_id = _jobs_call(lambda: jobs.submit(spec_path, address=address, **common))
+    job_id = api_call(lambda: jobs.submit(spec_path, address=address, **common))
     click.echo(f"submitted job {job_id} to {address}")
     if not wait:
         click.echo(
@@ -224,7 +194,7 @@ def submit(
             f"status: batchsep status {job_id} --address {address}"
         )
         sys.exit(EXIT_OK)
-    state = _jobs_call(
+    state = api_call(
         lambda: jobs.wait(
             job_id, address=address, timeout_s=timeout, write=lambda s: click.echo(s, nl=False)
         )
@@ -233,40 +203,40 @@ def submit(
     sys.exit(jobs.exit_code(state))
 
 
-@main.command(epilog=EPILOG_JOBS)
+@click.command(epilog=EPILOG_JOBS)
 @click.argument("job_id")
-@click.option("--address", required=True, envvar="RAY_API_SERVER_ADDRESS", help=_JOBS_ADDRESS_HELP)
+@JOBS_ADDRESS
 def status(job_id: str, address: str) -> None:
     """Print the status of job JOB_ID (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)."""
     from batchsep.jobs import run as jobs
 
-    click.echo(jobs.describe_state(_jobs_call(lambda: jobs.status(job_id, address=address))))
+    click.echo(jobs.describe_state(api_call(lambda: jobs.status(job_id, address=address))))
 
 
-@main.command(epilog=EPILOG_JOBS)
+@click.command(epilog=EPILOG_JOBS)
 @click.argument("job_id")
-@click.option("--address", required=True, envvar="RAY_API_SERVER_ADDRESS", help=_JOBS_ADDRESS_HELP)
+@JOBS_ADDRESS
 @click.option("--follow", "-f", is_flag=True, help="Keep streaming until the job ends.")
 def logs(job_id: str, address: str, follow: bool) -> None:
     """Print the logs (driver output) of job JOB_ID."""
     from batchsep.jobs import run as jobs
 
     if follow:
-        _jobs_call(
+        api_call(
             lambda: jobs.follow_logs(
                 job_id, address=address, write=lambda s: click.echo(s, nl=False)
             )
         )
     else:
-        click.echo(_jobs_call(lambda: jobs.logs(job_id, address=address)), nl=False)
+        click.echo(api_call(lambda: jobs.logs(job_id, address=address)), nl=False)
 
 
-@main.command(epilog=EPILOG_JOBS)
+@click.command(epilog=EPILOG_JOBS)
 @click.argument("job_id")
-@click.option("--address", required=True, envvar="RAY_API_SERVER_ADDRESS", help=_JOBS_ADDRESS_HELP)
+@JOBS_ADDRESS
 def cancel(job_id: str, address: str) -> None:
     """Stop job JOB_ID (its driver and tasks); outputs already committed stay, re-runs resume."""
     from batchsep.jobs import run as jobs
 
-    stopped = _jobs_call(lambda: jobs.cancel(job_id, address=address))
+    stopped = api_call(lambda: jobs.cancel(job_id, address=address))
     click.echo(f"job {job_id}: " + ("stop requested" if stopped else "was not running"))

@@ -6,6 +6,9 @@ Exit status (every command):
   2  usage error: bad option, missing or unreadable input URI
   3  fatal error: output not writable, cluster unreachable, or another error that stopped the command
   130  interrupted (Ctrl-C / SIGINT): re-run the same command to resume
+
+The group knows each command as ``name → "module:function"`` (:data:`COMMANDS`) and imports a command's
+module only when that command runs or help lists it; command modules never import this one.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from __future__ import annotations
 import click
 
 import batchsep
-import batchsep.api
 from batchsep.cli.common import (
     EPILOG_MAIN,
     EXIT_FATAL,
@@ -24,11 +26,39 @@ from batchsep.cli.common import (
     InterruptibleGroup,
 )
 
-__all__ = ["EXIT_FATAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE", "main"]
+__all__ = [
+    "COMMANDS",
+    "EXIT_FATAL",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_SOME_FAILED",
+    "EXIT_USAGE",
+    "main",
+]
+
+COMMANDS = {
+    "scan": "batchsep.cli.data:scan",
+    "prepare": "batchsep.cli.prepare:prepare",
+    "features": "batchsep.cli.data:features",
+    "train": "batchsep.cli.train:train",
+    "inspect": "batchsep.cli.train:inspect",
+    "enhance": "batchsep.cli.enhance:enhance",
+    "tag": "batchsep.cli.enhance:tag",
+    "evaluate": "batchsep.cli.evaluate:evaluate",
+    "report": "batchsep.cli.evaluate:report",
+    "models": "batchsep.cli.models:models",
+    "run": "batchsep.cli.jobs:run",
+    "submit": "batchsep.cli.jobs:submit",
+    "status": "batchsep.cli.jobs:status",
+    "logs": "batchsep.cli.jobs:logs",
+    "cancel": "batchsep.cli.jobs:cancel",
+}
+"""Every command, in pipeline order (``batchsep --help`` lists them so): name → ``"module:function"``."""
 
 
 @click.group(
     cls=InterruptibleGroup,
+    lazy_commands=COMMANDS,
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=EPILOG_MAIN,
 )
@@ -41,15 +71,5 @@ def main() -> None:
     """
 
 
-from batchsep.cli import data as _data_commands  # noqa: E402, F401  (scan, features)
-from batchsep.cli import enhance as _enhance_commands  # noqa: E402, F401  (registers enhance, tag)
-from batchsep.cli import evaluate as _evaluate_commands  # noqa: E402, F401  (evaluate, report)
-from batchsep.cli import jobs as _jobs_commands  # noqa: E402, F401  (run, submit, status, logs, cancel)
-from batchsep.cli import models as _models_commands  # noqa: E402, F401  (models)
-from batchsep.cli import prepare as _prepare_commands  # noqa: E402, F401  (prepare)
-from batchsep.cli import train as _train_commands  # noqa: E402, F401  (train, inspect)
-
 if __name__ == "__main__":  # pragma: no cover - `python -m batchsep.cli.main`
-    from batchsep.cli.main import main as _main  # the imported module: where commands registered
-
-    _main()
+    main()

@@ -6,16 +6,14 @@ import json
 
 import click
 
-import batchsep.api
 from batchsep.cli.common import EPILOG_MODELS
-from batchsep.cli.main import main
 
 
 def _num(v: object, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
 
-@main.command(
+@click.command(
     epilog=EPILOG_MODELS,
     short_help="List the model names --model and --emotion-model accept, with quality and speed.",
 )
@@ -27,6 +25,8 @@ def models(as_json: bool) -> None:
     Zoo models need `pip install 'batchsep[zoo]'`; fuse zoo systems with --model A+B (their outputs
     averaged). Quality costs speed: deepfilternet3 is the best and about 20x slower than default.
     """
+    import batchsep.api
+
     rows = batchsep.api.models()
     if as_json:
         for row in rows:

@@ -7,22 +7,20 @@ from typing import Any
 
 import click
 
-import batchsep
-import batchsep.api
 from batchsep.cli.common import (
     EPILOG,
     EXIT_OK,
     EXIT_SOME_FAILED,
     _check_output,
-    _fail_fatal,
+    _echo_errors,
     _fail_input,
     _fail_usage,
     _gb,
     _phase_bars,
-    ray_options,
+    api_call,
 )
-from batchsep.cli.main import main
-from batchsep.errors import BatchsepError, StorageError
+from batchsep.cli.options import ray_options, shard_size_option
+from batchsep.errors import StorageError
 
 
 def _augment_config(kinds: str | None, settings: tuple[str, ...]) -> Any:
@@ -48,7 +46,7 @@ def _augment_config(kinds: str | None, settings: tuple[str, ...]) -> Any:
         _fail_usage(f"--augment: {e}")
 
 
-@main.command(epilog=EPILOG)
+@click.command(epilog=EPILOG)
 @click.option(
     "--speech", "speech_uri", required=True, help="Speech folder/prefix or scan manifest."
 )
@@ -156,14 +154,8 @@ def _augment_config(kinds: str | None, settings: tuple[str, ...]) -> Any:
     help="An augmentation setting (repeatable): reverb_prob=0.5, rt60_max=0.8, telephone_prob=0.2, "
     "level_min_dbfs=-45, two_noise_prob=0.3, speeds=[0.9,1.0,1.1], splits=[train,valid], ...",
 )
-@click.option(
-    "--shard-size",
-    type=click.IntRange(min=1),
-    default=16,
-    show_default=True,
-    help="Mixtures per task.",
-)
-@ray_options(workers_help="Parallel tasks (embedded Ray CPUs). Default: all cores.")
+@shard_size_option("Mixtures", 16)
+@ray_options()
 def prepare(
     speech_uri: str,
     noise_uri: str,
@@ -201,6 +193,7 @@ def prepare(
     Audio: OUT/mixtures/<split>/{noisy,clean,noise}/<id>.flac (24-bit; noisy = clean + noise
     exactly). Re-running resumes and skips what is done.
     """
+    import batchsep.api
     from batchsep.corpus.mixtures import MixtureConfig
     from batchsep.errors import ParameterError
     from batchsep.io import storage
@@ -224,20 +217,26 @@ def prepare(
             _fail_input(e)
     _check_output(out_uri)
     on_start, on_progress, close = _phase_bars()
-    try:
-        summary = batchsep.api.prepare(
-            speech_uri, noise_uri, out_uri, config=config, recipe_only=recipe_only,
-            workers=workers, address=address, local=local, shard_size=shard_size,
-            on_start=on_start, on_progress=on_progress, train_speech_uris=list(train_speech),
-            train_noise_uris=list(train_noise), augment=aug,
-        )  # fmt: skip
-    except ParameterError as e:
-        close()
-        _fail_usage(str(e))
-    except BatchsepError as e:
-        close()
-        _fail_fatal(str(e))
-    close()
+    summary = api_call(
+        lambda: batchsep.api.prepare(
+            speech_uri,
+            noise_uri,
+            out_uri,
+            config=config,
+            recipe_only=recipe_only,
+            workers=workers,
+            address=address,
+            local=local,
+            shard_size=shard_size,
+            on_start=on_start,
+            on_progress=on_progress,
+            train_speech_uris=list(train_speech),
+            train_noise_uris=list(train_noise),
+            augment=aug,
+        ),
+        usage=(ParameterError,),
+        close=close,
+    )
     splits = ", ".join(f"{k} {v}" for k, v in summary.mixtures_ok.items())
     click.echo(
         f"prepared {summary.mixtures} mixtures ({splits}), {summary.hours:.2f} h of audio, "
@@ -248,8 +247,5 @@ def prepare(
         f"{len(summary.input_errors)} unreadable\nmixtures: {summary.mixtures_uri}"
     )
     failures = summary.input_errors + summary.errors
-    for rel, err in failures[:show_errors]:
-        click.echo(f"  failed: {rel}: {err}")
-    if len(failures) > show_errors:
-        click.echo(f"  ... and {len(failures) - show_errors} more (status='error' rows)")
+    _echo_errors(failures, show_errors)
     sys.exit(EXIT_SOME_FAILED if summary.failed else EXIT_OK)

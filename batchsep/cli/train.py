@@ -6,23 +6,20 @@ import sys
 
 import click
 
-import batchsep
-import batchsep.api
 from batchsep.cli.common import (
     EPILOG_TASK,
     EXIT_OK,
     _check_output,
-    _fail_fatal,
     _fail_input,
     _fail_usage,
-    ray_options,
+    api_call,
 )
-from batchsep.cli.main import main
-from batchsep.errors import BatchsepError, StorageError
+from batchsep.cli.options import gpu_option, ray_options
+from batchsep.errors import StorageError
 from batchsep.jobs.spec import TRAINABLE_MODELS
 
 
-@main.command(epilog=EPILOG_TASK)
+@click.command(epilog=EPILOG_TASK)
 @click.option(
     "--model",
     type=click.Choice(TRAINABLE_MODELS),
@@ -97,7 +94,7 @@ from batchsep.jobs.spec import TRAINABLE_MODELS
     show_default=True,
     help="Seed of initialisation, crops and batch order (same seed, same data: same model).",
 )
-@click.option("--gpu/--no-gpu", default=False, show_default=True, help="One GPU per worker (nccl).")
+@gpu_option("One GPU per worker (nccl).")
 @ray_options(
     workers_help="DDP workers (default 1).",
     local_help="Train in this process without Ray.",
@@ -132,7 +129,8 @@ def train(
     """
     import time
 
-    from batchsep.errors import ConfigError, ParameterError, RegistryError
+    import batchsep.api
+    from batchsep.errors import ParameterError, RegistryError
     from batchsep.io import storage
     from batchsep.pipeline.train.data import resolve_features
     from batchsep.pipeline.train.driver import check_config, parse_overrides
@@ -153,17 +151,25 @@ def train(
         _fail_input(e)
     target = out_uri or storage.join(run_uri, "models", model)
     _check_output(target)
-    try:
-        s = batchsep.api.train(
-            run_uri, model=model, out_uri=target, config=config, max_epochs=max_epochs,
-            train_fraction=train_fraction, init_from=init_from, batch_size=batch_size,
-            crop_frames=crop_frames or None, snmf_frames=snmf_frames, seed=seed, workers=workers,
-            gpu=gpu, address=address, local=local,
-        )  # fmt: skip
-    except (ConfigError, ParameterError, RegistryError) as e:
-        _fail_usage(str(e))
-    except BatchsepError as e:
-        _fail_fatal(str(e))
+    s = api_call(
+        lambda: batchsep.api.train(
+            run_uri,
+            model=model,
+            out_uri=target,
+            config=config,
+            max_epochs=max_epochs,
+            train_fraction=train_fraction,
+            init_from=init_from,
+            batch_size=batch_size,
+            crop_frames=crop_frames or None,
+            snmf_frames=snmf_frames,
+            seed=seed,
+            workers=workers,
+            gpu=gpu,
+            address=address,
+            local=local,
+        )
+    )
     loss = "n/a" if s.best_valid_loss is None else f"{s.best_valid_loss:.5f}"
     by = s.metrics.get("selected_by")  # emotion models: the best epoch by validation UAR, say
     click.echo(
@@ -181,7 +187,7 @@ def train(
     sys.exit(EXIT_OK)
 
 
-@main.command(epilog=EPILOG_TASK)
+@click.command(epilog=EPILOG_TASK)
 @click.argument("model_uri")
 @click.option(
     "--out", "out_uri", required=True, help="Folder (local or s3://) for PNGs + index.md."
@@ -194,16 +200,15 @@ def inspect(model_uri: str, out_uri: str) -> None:
     dimension coloured by emotion, on the corpus it was trained on; deep models:
     learning curves. Writes PNGs and an index.md.
     """
+    import batchsep.api
+    from batchsep.errors import BatchsepError
     from batchsep.io import checkpoint
 
     try:
-        checkpoint.read_checkpoint(model_uri)
+        checkpoint.read_checkpoint(model_uri)  # read once: io.checkpoint keeps it for the api
     except BatchsepError as e:
         _fail_usage(str(e))
-    try:
-        s = batchsep.api.inspect(model_uri, out_uri)
-    except BatchsepError as e:
-        _fail_fatal(str(e))
+    s = api_call(lambda: batchsep.api.inspect(model_uri, out_uri), usage=())
     click.echo(
         f"inspected {s.model}: {len(s.files)} figure{'s' if len(s.files) != 1 else ''} ({', '.join(s.files)})\nindex: {s.index_uri}"
     )

@@ -10,6 +10,9 @@ A scene (:class:`RoomScene`) holds the mixture ``[C, n]`` and its references:
 * ``speech_image``: the reverberant talker as each microphone hears it ``[C, n]`` — its ``ref_mic`` row is the
   target a beamformer is scored against (a beamformer reconstructs the speech *as a microphone hears it*; it
   does not dereverberate, so the dry signal would charge it for the room);
+* ``early_image``: the direct path and the first :data:`EARLY_S` seconds of reflections of the talker at each
+  microphone ``[C, n]`` (the part of ``speech_image`` that a frame-wise beamformer's steering vector models:
+  scored against it, a method is not charged for the late reverberation it removes or alters);
 * ``noise_image``: everything else at each microphone (the noise sources' images and sensor noise), so that
   ``mixture == speech_image + noise_image``.
 
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from scipy.signal import fftconvolve
 
 from batchsep.errors import ParameterError
 
@@ -29,6 +33,10 @@ Geometry = Literal["linear", "circular"]
 SPACING_M = 0.05
 """Spacing of a linear array's microphones (m); a circular array's radius is chosen for the same spacing
 between neighbours."""
+
+
+EARLY_S = 0.05
+"""The early image keeps the room impulse response up to this long after each microphone's direct path."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,8 @@ class RoomScene:
     sample_rate: int
     room_dim: tuple[float, float, float]
     t60: float
+    early_image: np.ndarray | None = None
+    """``[C, n]``, see the module's docstring (``None`` only for scenes built by hand)."""
 
 
 def array_positions(
@@ -124,7 +134,7 @@ def simulate_room(
     )
     mics = array_positions(center, config.n_mics, config.geometry, rng)
 
-    def render(signal: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, int]:
+    def render(signal: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
         room = pra.ShoeBox(
             room_dim,
             fs=sr,
@@ -136,18 +146,20 @@ def simulate_room(
         room.compute_rir()
         room.simulate()
         sig = np.asarray(room.mic_array.signals)  # [C, n + rir length - 1]
-        direct = (
-            round(float(np.linalg.norm(pos - mics[:, 0])) / room.c * sr)
-            + pra.constants.get("frac_delay_length") // 2
-        )
-        return sig[:, :n], direct
+        half = pra.constants.get("frac_delay_length") // 2
+        lags = np.linalg.norm(pos[:, None] - mics, axis=0) / room.c * sr + half  # direct paths [C]
+        early = np.stack([  # the same convolution as ``simulate``, with each RIR cut EARLY_S after its direct path
+            fftconvolve(signal, np.asarray(room.rir[c][0])[: int(lags[c] + EARLY_S * sr)])[:n]
+            for c in range(mics.shape[1])
+        ])  # fmt: skip
+        return sig[:, :n], round(float(lags[0]) - half) + half, early
 
     speech_pos = _place(rng, room_dim, center, (1.0, 2.5))
-    speech_image, direct = render(speech, speech_pos)
+    speech_image, direct, early_image = render(speech, speech_pos)
     noise_image = np.zeros_like(speech_image)
     for k in range(config.n_noises):
         noise = np.resize(np.asarray(noises[k], np.float64), n)  # loops a short noise
-        img, _ = render(noise, _place(rng, room_dim, center, (1.0, 3.0)))
+        img, _, _ = render(noise, _place(rng, room_dim, center, (1.0, 3.0)))
         noise_image += img / max(
             np.sqrt(np.mean(img[0] ** 2)), 1e-12
         )  # equal power at the reference
@@ -165,6 +177,6 @@ def simulate_room(
     dry[direct:] = np.asarray(speech, np.float64)[: max(0, n - direct)]
     return RoomScene(
         mixture=mixture * gain, speech_image=speech_image * gain, noise_image=noise_image * gain,
-        dry=dry * gain, ref_mic=0, sample_rate=sr, room_dim=tuple(float(v) for v in room_dim),  # type: ignore[arg-type]
+        dry=dry * gain, early_image=early_image * gain, ref_mic=0, sample_rate=sr, room_dim=tuple(float(v) for v in room_dim),  # type: ignore[arg-type]
         t60=config.t60,
     )  # fmt: skip

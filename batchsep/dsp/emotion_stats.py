@@ -32,15 +32,20 @@ rhythm                 4      share of the energy-envelope modulation spectrum (
                               0.5-2, 2-4, 4-8, 8-20 Hz
 =====================  =====  ==================================================================
 
-The last six groups (175 values, "v2", issue 20) are eGeMAPS-like functionals computed with librosa and
-numpy only (no openSMILE): under leave-actors-out CV they add 2-3 points with an SVM (docs/emotion.md).
+The last six groups (175 values, "v2", issue 20) are eGeMAPS-like functionals computed with numpy and
+scipy.fft only (no openSMILE): under leave-actors-out CV they add 2-3 points with an SVM (docs/emotion.md).
 
 The 6 moments are mean, std, 10th, 50th, 90th percentile and the 10-90 range. Nothing depends on the
 absolute gain (energy is relative to the utterance's peak), so the level of a recording or of an
 enhancer's output does not move the features. "Voiced" frames: YIN gives no voicing decision, so a frame
 counts as voiced when it is within 30 dB of the peak, its F0 is not at the search edges and it is within
 one semitone of a neighbouring frame's F0 (pYIN would decide better but costs ~50× more CPU).
-Cost: about 40-70 ms of CPU per 3 s utterance.
+Cost: about 30 ms of CPU per 3 s utterance (2-core machine, 2026-12).
+
+The spectral features are librosa's (STFT, mel filterbank, MFCC, deltas, spectral shape and contrast,
+zero crossings, YIN, Burg LPC), computed by their ports in :mod:`batchsep.dsp.spectral`: the same numbers
+to float rounding, without librosa's numba compile on a fresh install's first run (~20 s of CPU); tests in
+tests/unit/dsp/ compare both, and the shipped tagger's output.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import itertools
 
 import numpy as np
 
+from batchsep.dsp import spectral as sp
 from batchsep.dsp.vad import trim_silence
 from batchsep.errors import ParameterError
 
@@ -75,19 +81,17 @@ def _slope(S: np.ndarray, freqs: np.ndarray, lo: float, hi: float) -> np.ndarray
 
 def _formants(x: np.ndarray, frames: np.ndarray) -> np.ndarray:
     """Mean, std and median of F1-F3 (kHz): order-16 LPC roots of the given 10 ms frames (512 points)."""
-    import librosa
-
     xp = np.append(x[:1], x[1:] - 0.97 * x[:-1])  # pre-emphasis
     win = np.hanning(_NFFT)
+    segs = [xp[max(0, i * _HOP - _NFFT // 2) : i * _HOP + _NFFT // 2] for i in frames]
+    segs = [g for g in segs if g.size == _NFFT and np.abs(g).max() >= 1e-6]
+    if not segs:
+        return np.zeros(9)
+    with np.errstate(all="ignore"):  # a degenerate frame gives non-finite coefficients: skipped
+        coefs = sp.lpc((np.stack(segs) * win).astype(np.float64), order=16)
+    coefs = coefs[np.isfinite(coefs).all(1)]
     found = []
-    for i in frames:
-        seg = xp[max(0, i * _HOP - _NFFT // 2) : i * _HOP + _NFFT // 2]
-        if seg.size < _NFFT or np.abs(seg).max() < 1e-6:
-            continue
-        a = librosa.lpc((seg * win).astype(np.float64), order=16)
-        if not np.isfinite(a).all():
-            continue
-        r = np.roots(a)
+    for r in sp.poly_roots(coefs):
         r = r[np.imag(r) > 0.01]
         hz = np.angle(r) * STATS_SR / (2 * np.pi)
         bw = -STATS_SR / np.pi * np.log(np.abs(r) + 1e-12)
@@ -105,13 +109,11 @@ def _v2_functionals(
     freqs: np.ndarray,
 ) -> list[np.ndarray]:  # fmt: skip
     """The 175 values of the v2 groups (log-mel bands … rhythm, see the module docstring)."""
-    import librosa
-
     act = active if active.sum() > 3 else np.ones_like(active)
-    ldb = librosa.power_to_db(mel, ref=float(mel.max()) + 1e-20)
+    ldb = sp.power_to_db(mel, ref=float(mel.max()) + 1e-20)
     la = ldb[:, act]
-    mf = librosa.feature.mfcc(S=ldb, n_mfcc=20)[:, act]
-    d2 = librosa.feature.delta(mf, order=2) if mf.shape[1] >= 9 else np.zeros_like(mf)
+    mf = sp.mfcc(ldb, n_mfcc=20)[:, act]
+    d2 = sp.delta(mf, order=2) if mf.shape[1] >= 9 else np.zeros_like(mf)
     slopes = [*_moments(_slope(S[:, act], freqs, 100, 4000)),
               *_moments(_slope(S[:, act], freqs, 1000, 8000))]  # fmt: skip
     ea = e[act]
@@ -150,8 +152,6 @@ def emotion_stats(x: np.ndarray, *, trim: bool = True) -> np.ndarray:
     ParameterError
         Not a 1-D signal, or shorter than 0.05 s.
     """
-    import librosa
-
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 1 or x.size < STATS_SR // 20:
         raise ParameterError(f"x shape={x.shape} must be one mono signal of >= 0.05 s at 16 kHz")
@@ -162,18 +162,18 @@ def emotion_stats(x: np.ndarray, *, trim: bool = True) -> np.ndarray:
     x = np.ascontiguousarray(x)
     if x.size < 1024:  # YIN's frame
         x = np.pad(x, (0, 1024 - x.size))
-    S = np.abs(librosa.stft(x, n_fft=_NFFT, hop_length=_HOP)) ** 2
+    S = np.abs(sp.stft(x, n_fft=_NFFT, hop_length=_HOP)) ** 2
     mag = np.sqrt(S)
-    mel = librosa.feature.melspectrogram(S=S, sr=STATS_SR, n_mels=64)
-    mf = librosa.feature.mfcc(S=librosa.power_to_db(mel, ref=float(mel.max()) + 1e-20), n_mfcc=40)
-    d = librosa.feature.delta(mf) if mf.shape[1] >= 9 else np.zeros_like(mf)
+    mel = sp.melspectrogram(S, sr=STATS_SR, n_mels=64)
+    mf = sp.mfcc(sp.power_to_db(mel, ref=float(mel.max()) + 1e-20), n_mfcc=40)
+    d = sp.delta(mf) if mf.shape[1] >= 9 else np.zeros_like(mf)
     feats: list[np.ndarray] = [mf.mean(1), mf.std(1), d.mean(1), d.std(1)]
     shape = [
-        librosa.feature.spectral_centroid(S=mag, sr=STATS_SR)[0] / 1000,
-        librosa.feature.spectral_bandwidth(S=mag, sr=STATS_SR)[0] / 1000,
-        librosa.feature.spectral_rolloff(S=mag, sr=STATS_SR)[0] / 1000,
-        librosa.feature.spectral_flatness(S=mag)[0],
-        librosa.feature.zero_crossing_rate(x, frame_length=_NFFT, hop_length=_HOP)[0],
+        sp.spectral_centroid(mag, sr=STATS_SR) / 1000,
+        sp.spectral_bandwidth(mag, sr=STATS_SR) / 1000,
+        sp.spectral_rolloff(mag, sr=STATS_SR) / 1000,
+        sp.spectral_flatness(mag),
+        sp.zero_crossing_rate(x, frame_length=_NFFT, hop_length=_HOP),
     ]
     feats.append(np.array([v for t in shape for v in (t.mean(), t.std())]))
     e = 10 * np.log10(S.sum(0) + 1e-10)
@@ -181,7 +181,7 @@ def emotion_stats(x: np.ndarray, *, trim: bool = True) -> np.ndarray:
     active = e > -40
     ea = e[active]
     feats.append(np.array([*_moments(ea), float(np.diff(ea).std()) if ea.size > 1 else 0.0]))
-    f0 = librosa.yin(x, fmin=60, fmax=500, sr=STATS_SR, frame_length=1024, hop_length=_HOP)
+    f0 = sp.yin(x, fmin=60, fmax=500, sr=STATS_SR, frame_length=1024, hop_length=_HOP)
     n = min(f0.size, e.size)
     f0, en = f0[:n], e[:n]
     st = 12 * np.log2(np.maximum(f0, 1.0) / 55.0)
@@ -195,14 +195,14 @@ def emotion_stats(x: np.ndarray, *, trim: bool = True) -> np.ndarray:
     slope = float(np.polyfit(np.arange(sv.size), sv, 1)[0]) if sv.size > 2 else 0.0
     jit = float(np.abs(np.diff(sv)).mean()) if sv.size > 2 else 0.0
     feats.append(np.array([*_moments(sv), slope * 100, jit]))
-    con = librosa.feature.spectral_contrast(S=mag, sr=STATS_SR, n_bands=6, fmin=100)
+    con = sp.spectral_contrast(mag, sr=STATS_SR, n_bands=6, fmin=100)
     feats += [con.mean(1), con.std(1)]
     runs = int(np.sum(np.diff(voiced.astype(int)) == 1)) if n > 1 else 0
     dur = x.size / STATS_SR
     feats.append(
         np.array([voiced.mean() if n else 0.0, runs / max(dur, 0.1), dur, 1 - active.mean()])
     )
-    freqs = librosa.fft_frequencies(sr=STATS_SR, n_fft=_NFFT)
+    freqs = sp.fft_frequencies(sr=STATS_SR, n_fft=_NFFT)
     edges = (0, 500, 1000, 2000, 4000, 8001)
     band = np.array([S[(freqs >= lo) & (freqs < hi)].sum() for lo, hi in itertools.pairwise(edges)])
     lb = 10 * np.log10(band / max(band.sum(), 1e-30) + 1e-10)

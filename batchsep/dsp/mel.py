@@ -10,7 +10,8 @@ of leading silence). So 128 frames hold the whole trimmed statement for > 99 % o
 
 The STFT is :func:`batchsep.dsp.stft.stft` (torch, Hann window, centred frames:
 ``n_frames = 1 + n_samples // hop_length``); the mel filterbank is librosa's (Slaney scale and area
-normalisation, its defaults), built once per parameter set and cached.
+normalisation, its defaults; computed by :func:`batchsep.dsp.spectral.mel_basis`, equal to librosa's),
+built once per parameter set and cached.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from batchsep.config import Config, register_config
+from batchsep.dsp.spectral import mel_basis
 from batchsep.dsp.stft import stft
 from batchsep.dsp.vad import trim_silence
 from batchsep.dsp.validate import ArrayLike, check_positive, check_sample_rate, validate_audio
@@ -82,19 +84,14 @@ def _check_band(sample_rate: int, fmin: float, fmax: float | None) -> float:
 def mel_filterbank(
     *, sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None
 ) -> np.ndarray:
-    """librosa's mel filterbank, cached; a read-only float32 array.
+    """librosa's mel filterbank (:func:`batchsep.dsp.spectral.mel_basis`), cached; read-only float32.
 
     Returns
     -------
     np.ndarray [shape=(n_mels, n_fft // 2 + 1)], float32
     """
-    import librosa
-
     top = _check_band(check_sample_rate(sample_rate), fmin, fmax)
-    fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=top)
-    fb = fb.astype(np.float32)
-    fb.setflags(write=False)
-    return fb
+    return mel_basis(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=top)
 
 
 def power_to_db(power: torch.Tensor, *, top_db: float = 80.0) -> torch.Tensor:

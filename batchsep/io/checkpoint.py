@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
@@ -66,6 +67,30 @@ def write_checkpoint(
     meta["sha256"] = checksum
     storage.write_text(storage.join(uri, CONFIG_NAME), json.dumps(meta, indent=2))
     _READ.pop(resolve(uri), None)
+    return checksum
+
+
+def copy_checkpoint(src: str, dst: str, *, dtype: str | None = None) -> str:
+    """Copy the checkpoint at ``src`` to ``dst`` (config, weights, metrics), its floating-point weights cast
+    to ``dtype`` (``"float16"``, ``"bfloat16"``, ``"float32"``; None: as they are); returns the new sha256.
+
+    Every ``config.json`` entry is kept (``stft``, ``input_level_db``, ...); only ``sha256`` is new. How
+    the shipped enhancer is made from a training run (its MODEL_CARD.md): half the bytes, and the model
+    computes in float32 whatever the stored type.
+    """
+    payload = read_checkpoint(src)
+    if dtype is not None:
+        to = getattr(torch, dtype, None)
+        if not isinstance(to, torch.dtype) or not to.is_floating_point:
+            raise ValueError(f"dtype {dtype!r} is not a floating-point torch dtype")
+        payload["state"] = {
+            k: v.to(to) if v.is_floating_point() else v for k, v in payload["state"].items()
+        }
+    checksum = write_checkpoint(dst, payload, metrics=read_metrics(src))
+    extra = {k: v for k, v in payload.items() if k not in ("state", "sha256", "uri")}
+    meta = json.loads(storage.read_text(storage.join(dst, CONFIG_NAME)))
+    storage.write_text(storage.join(dst, CONFIG_NAME), json.dumps({**extra, **meta}, indent=2))
+    _READ.pop(resolve(dst), None)
     return checksum
 
 

@@ -69,13 +69,13 @@ def build_model(name: str, config: Config | dict[str, Any] | None = None) -> Bat
 
 def serialize(model: BatchsepModel) -> dict[str, Any]:
     """Self-describing checkpoint payload of ``model`` (tensors on CPU)."""
-    import batchsep
+    from batchsep._version import __version__
 
     return {
         "model_name": model.name,
         "config": model.config.to_dict(),
         "state": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-        "versions": {"batchsep": batchsep.__version__, "torch": torch.__version__},
+        "versions": {"batchsep": __version__, "torch": torch.__version__},
     }
 
 

@@ -38,6 +38,9 @@ EMOTIONS: tuple[str, ...] = (
 )  # fmt: skip
 """RAVDESS emotion names; index ``i`` is RAVDESS emotion code ``i + 1``."""
 
+EMOTION_MODELS = ("emotion-cnn", "emotion-vae", "emotion-stats")
+"""Registered names of the emotion models (the rest of :data:`batchsep.models.base.MODELS` enhance)."""
+
 _VAE_CHANNELS = (64, 32, 16, 16, 128, 256)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from batchsep import __version__
+from batchsep._version import __version__
 from batchsep.dsp.validate import check_positive, check_sample_rate, validate_audio
 from batchsep.errors import ParameterError
 from batchsep.evaluation.aggregate import by_noise_class, by_snr_bin, per_speaker

@@ -14,11 +14,12 @@ import pytest
 import soundfile as sf
 
 from batchsep.errors import ParameterError
-from batchsep.io import parquet, storage
+from batchsep.io import listing, parquet, storage
 from batchsep.pipeline.enhance import plan as enhance_plan
 from batchsep.pipeline.enhance import record
 from batchsep.pipeline.enhance.driver import enhance
 from batchsep.pipeline.enhance.outfolder import committed_rows
+from batchsep.pipeline.enhance.worker import serial_executor
 from batchsep.pipeline.scan.driver import InputFilter, scan
 
 N = 30
@@ -53,16 +54,24 @@ def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(record, "COMPACT_MIN_FILES", 3)
 
 
-def _forbid_listing(monkeypatch: pytest.MonkeyPatch, prefix: str) -> None:
-    """Enhance from a manifest must not list its input (OUT's one listing, on a resume, is fine)."""
-    real = storage.iter_files
+def _record_listings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every folder or prefix listed from now on, as normalized URIs: the functions of ``io/listing.py``
+    wrapped, the only place where batchsep lists (``FileSelector``, ``os.scandir``)."""
+    listed: list[str] = []
+    for name in ("_walk_s3", "_list_s3", "_walk_local"):
+        real = getattr(listing, name)
 
-    def guarded(uri: str, **kwargs):
-        assert not storage.normalize(uri).startswith(storage.normalize(prefix)), f"listed {uri}"
-        return real(uri, **kwargs)
+        def counted(uri: str, *args, _real=real, **kwargs):  # type: ignore[no-untyped-def]
+            listed.append(storage.normalize(uri))
+            return _real(uri, *args, **kwargs)
 
-    monkeypatch.setattr(storage, "iter_files", guarded)
-    monkeypatch.setattr(storage, "list_files", lambda uri, **kw: list(guarded(uri)))
+        monkeypatch.setattr(listing, name, counted)
+    return listed
+
+
+def _under(listed: list[str], prefix: str) -> list[str]:
+    root = storage.normalize(prefix)
+    return [u for u in listed if u == root or u.startswith(root + "/")]
 
 
 def _rels(out: Path) -> list[str]:
@@ -113,11 +122,12 @@ def test_manifest_as_input_lists_nothing(corpus, tmp_path, model_uri, monkeypatc
     scan(str(corpus), str(run))
     manifest = str(run / "manifest.parquet")
 
-    _forbid_listing(monkeypatch, str(corpus))
+    listed = _record_listings(monkeypatch)
     out = tmp_path / "out"
     where = InputFilter(glob="d1/*", min_duration_s=0.05)
     s = enhance(manifest, str(out), model=model_uri, where=where)
     assert s.files_ok == 10
+    assert listed and not _under(listed, str(corpus))  # OUT's record is listed, the input never
     assert _rels(out) == [f"d1/f{i:03d}.wav" for i in range(10, 20)]
     with pytest.raises(ParameterError, match="duration"):
         enhance(str(corpus), str(tmp_path / "o2"), model=model_uri, where=where)
@@ -133,40 +143,114 @@ def test_manifest_as_input_lists_nothing(corpus, tmp_path, model_uri, monkeypatc
 
 
 @pytest.mark.s3
-def test_manifest_as_input_on_s3(corpus, s3_env, model_uri, monkeypatch):
-    for p in sorted(corpus.rglob("*.wav"))[:6]:
+def test_manifest_as_input_on_s3(corpus, s3_env, model_uri, monkeypatch, small_batches):
+    """``enhance s3://.../manifest.parquet s3://.../out``: a first run stopped half-way, its resume and a
+    no-op resume never list the input prefix (every listing counted in io/listing.py), compact the
+    record on S3 and leave each file exactly once."""
+    files = sorted(corpus.rglob("*.wav"))[:12]
+    for p in files:
         storage.write_bytes(f"{s3_env}/in/{p.relative_to(corpus)}", p.read_bytes())
     scan(f"{s3_env}/in", f"{s3_env}/run")
-    _forbid_listing(monkeypatch, f"{s3_env}/in")
-    s = enhance(f"{s3_env}/run/manifest.parquet", f"{s3_env}/out", model=model_uri, shard_size=2)
-    assert s.files_ok == 6
-    rows = committed_rows(f"{s3_env}/out")
-    assert all(r["output_uri"].startswith(f"{s3_env}/out/") for r in rows)
+    manifest, out = f"{s3_env}/run/manifest.parquet", f"{s3_env}/out"
+    listed = _record_listings(monkeypatch)
+
+    calls = [0]
+
+    def stop_after_3_shards(worker_kwargs, tasks):  # type: ignore[no-untyped-def]
+        for shard_id, rows in serial_executor(worker_kwargs, tasks):
+            if calls[0] == 3:
+                raise KeyboardInterrupt  # the job is killed: three shards are committed
+            calls[0] += 1
+            yield shard_id, rows
+
+    with pytest.raises(KeyboardInterrupt):
+        enhance(manifest, out, model=model_uri, shard_size=2, executor=stop_after_3_shards)
+    assert parquet.read_parts(f"{out}/results").num_rows == 6
+    s = enhance(manifest, out, model=model_uri, shard_size=2)
+    assert (s.files_run, s.files_skipped, s.files_ok) == (6, 6, 12)
+    rows = committed_rows(out)
+    assert all(r["output_uri"].startswith(f"{out}/") for r in rows)
     assert all(r["input_size"] and r["input_size"] > 0 for r in rows)
-    s = enhance(f"{s3_env}/run/manifest.parquet", f"{s3_env}/out", model=model_uri)
-    assert (s.files_run, s.files_ok) == (0, 6)
-    assert parquet.read_parts(f"{s3_env}/out/results").num_rows == 6
+    names = [e.rel_path for e in storage.list_files(f"{out}/results")]
+    assert len(names) == 1 and names[0].startswith("results-")  # compacted on S3
+    raw = parquet.read_parts(f"{out}/results").column("rel_path").to_pylist()
+    assert sorted(raw) == sorted(str(p.relative_to(corpus)) for p in files)  # each file once
+    s = enhance(manifest, out, model=model_uri)
+    assert (s.files_run, s.files_ok) == (0, 12)
+    assert listed and not _under(listed, f"{s3_env}/in")  # the input prefix: never listed
+    assert set(listed) <= {storage.normalize(out), storage.normalize(f"{out}/results")}
 
 
-@pytest.mark.heavy
-def test_scale_bench_200k_files(tmp_path):
-    """Issue #22's criteria, with bench/scale.py (minutes): from 20 000 to 200 000 files the driver's peak
-    grows by < 100 MB, a no-op resume of 200 000 takes <= 10 s, at most 1 results file per 10 000 files."""
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "scale.py"
+
+
+def _bench(*args: str) -> dict[str, dict]:
+    """Run bench/scale.py with ``args``; its phases' figures by phase name."""
     import json
     import subprocess
     import sys
 
-    bench = Path(__file__).resolve().parents[2] / "bench" / "scale.py"
+    cmd = [sys.executable, str(BENCH), "--executor", "copy", *args]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=3600)
+    rows = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
+    return {r["phase"]: r for r in rows}
 
-    def run(n: int) -> dict[str, dict]:
-        cmd = [sys.executable, str(bench), "--files", str(n), "--executor", "copy",
-               "--corpus", str(tmp_path / "corpus"), "--out", str(tmp_path / f"out{n}")]  # fmt: skip
-        done = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=3600)
-        rows = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
-        return {r["phase"]: r for r in rows}
 
-    small, big = run(20_000), run(200_000)
-    assert big["full"]["files"] == 200_000 and big["full"]["failed"] == 0
-    assert big["full"]["peak_rss_mb"] - small["full"]["peak_rss_mb"] < 100
-    assert big["resume"]["files_run"] == 0 and big["resume"]["wall_s"] <= 10
-    assert big["resume"]["result_files"] <= 20
+@pytest.mark.heavy
+def test_scale_bench_200k_files(tmp_path):
+    """Issue #22's criteria, with bench/scale.py (many minutes): from 20 000 to 200 000 files the driver's
+    peak grows by < 100 MB in a first run, a first run stopped half-way, its resume and a no-op resume;
+    a no-op resume of 200 000 takes <= 10 s; at most 1 results file per 10 000 files; every file once."""
+    corpus = str(tmp_path / "corpus")
+    runs = {}
+    for n in (20_000, 200_000):
+        full = _bench("--files", str(n), "--corpus", corpus, "--out", str(tmp_path / f"full{n}"))
+        cut = _bench("--files", str(n), "--corpus", corpus, "--out", str(tmp_path / f"cut{n}"),
+                     "--interrupt")  # fmt: skip
+        runs[n] = {**full, **{f"cut-{k}": v for k, v in cut.items()}}
+    small, big = runs[20_000], runs[200_000]
+    for phase in ("full", "noop", "cut-partial", "cut-resume", "cut-noop"):
+        assert big[phase]["peak_rss_mb"] - small[phase]["peak_rss_mb"] < 100, phase
+        assert big[phase]["committed_rows"] == (100_000 if phase == "cut-partial" else 200_000)
+        assert big[phase]["result_files"] <= 20 or phase == "cut-partial"
+    assert big["full"]["files_run"] == 200_000 and big["full"]["failed"] == 0
+    assert big["cut-partial"]["files_run"] + big["cut-resume"]["files_run"] == 200_000
+    for phase in ("noop", "cut-noop"):
+        assert big[phase]["files_run"] == 0 and big[phase]["wall_s"] <= 10
+
+
+@pytest.mark.heavy
+@pytest.mark.s3
+def test_scale_bench_20k_files_on_s3(tmp_path):
+    """bench/scale.py --s3 (minutes): 20 000 files from a manifest on the S3 test server into an S3 OUT,
+    stopped half-way, resumed, resumed again (a no-op): every file once, a compact record, the input
+    prefix never listed."""
+    from s3server import find_weed
+
+    if find_weed() is None:
+        pytest.skip("no `weed` binary")
+    runs = _bench("--files", "20000", "--corpus", str(tmp_path / "corpus"), "--s3", "--interrupt")
+    assert runs["partial"]["committed_rows"] == 10_000
+    assert runs["partial"]["files_run"] + runs["resume"]["files_run"] == 20_000
+    assert runs["noop"]["files_run"] == 0 and runs["noop"]["committed_rows"] == 20_000
+    assert runs["noop"]["result_files"] <= 2
+    for r in runs.values():  # OUT's record and (a resume) OUT itself, never the input prefix
+        assert all(u.endswith(("/out", "/out/results")) for u in r["listed"]), r["listed"]
+
+
+@pytest.mark.slow
+@pytest.mark.s3
+def test_scale_bench_small_on_s3(tmp_path):
+    """bench/scale.py --s3 --interrupt on 300 files (what the heavy tests run, small)."""
+    from s3server import find_weed
+
+    if find_weed() is None:
+        pytest.skip("no `weed` binary")
+    runs = _bench("--files", "300", "--corpus", str(tmp_path / "corpus"), "--s3", "--interrupt")
+    assert 150 <= runs["partial"]["committed_rows"] < 300  # stopped half-way (whole shards)
+    assert runs["partial"]["files_run"] + runs["resume"]["files_run"] == 300
+    assert runs["resume"]["committed_rows"] == runs["noop"]["committed_rows"] == 300
+    assert runs["noop"]["files_run"] == 0
+    for r in runs.values():  # OUT's record and (a resume) OUT itself, never the input prefix
+        assert all(u.endswith(("/out", "/out/results")) for u in r["listed"]), r["listed"]
+    assert any(u.endswith("/out") for u in runs["noop"]["listed"])  # the counting works

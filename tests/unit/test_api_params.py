@@ -47,12 +47,26 @@ def _cli_rules():
                 yield stage, opt.name, opt.type
 
 
+_FORMAT_OF = {"VORBIS": "ogg", "OPUS": "opus"}
+
+
+def test_a_subtype_the_format_cannot_store_is_refused_by_check_params():
+    """The pair is one of the api's rules: refused before anything is created (the CLI checks it first)."""
+    assert api.check_params("enhance", {"fmt": "ogg", "subtype": "PCM_16"}) == [
+        "subtype='PCM_16' cannot be stored as OGG (lossy Vorbis only): VORBIS (or keep)"
+    ]
+    assert api.check_params("enhance", {"fmt": "flac", "subtype": "FLOAT"})
+    assert api.check_params("enhance", {"fmt": "ogg", "subtype": "VORBIS"}) == []
+
+
 @pytest.mark.parametrize(("stage", "name", "kind"), list(_cli_rules()), ids=str)
 def test_every_cli_choice_and_range_is_a_check_params_rule(stage, name, kind):
     """What the CLI's click type accepts check_params accepts; what it refuses, check_params refuses."""
     if isinstance(kind, click.Choice):
         for choice in kind.choices:
-            assert api.check_params(stage, {name: choice}) == [], choice
+            # a subtype goes with a format that stores it (the pair is checked too, see below)
+            pair = {"fmt": _FORMAT_OF.get(str(choice), "wav")} if name == "subtype" else {}
+            assert api.check_params(stage, {name: choice, **pair}) == [], choice
         assert api.check_params(stage, {name: "bogus"}), "bogus"
         return
     assert kind.min is not None
@@ -84,7 +98,9 @@ def no_ray(monkeypatch):
 
     monkeypatch.setattr(runtime, "make_runner", boom)
     monkeypatch.setattr(runtime, "init", boom)
-    monkeypatch.setattr(api, "_enhance_executor", boom)
+    from batchsep.api import _enhance
+
+    monkeypatch.setattr(_enhance, "_enhance_executor", boom)
     ray = sys.modules.get("ray")
     before = ray is not None and ray.is_initialized()  # an earlier test's Ray may still run
     yield

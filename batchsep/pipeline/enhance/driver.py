@@ -189,7 +189,7 @@ def _enhance(
     # (a zoo name: its package installed and its files' checksums right, or a ParameterError)
     metas = {uri: zoo.read_model_meta(uri) for uri in (model, emotion) if uri is not None}
     # each model in its role, checked here: a worker that cannot load it would fail on every shard
-    from batchsep.pipeline.train.emotion_worker import EMOTION_MODELS
+    from batchsep.models.emotion import EMOTION_MODELS  # not the training stack: ~0.2 s of imports
 
     if model is not None and metas[model]["model_name"] in EMOTION_MODELS:
         raise ParameterError(

@@ -13,7 +13,9 @@
 
 Masks: a model of batchsep's own (:class:`~batchsep.pipeline.enhance.enhancer.MaskEnhancer`) gives its masks in its
 own STFT; a model that only returns waveforms (the zoo's) gives ``|Ŝ| / |X|`` clipped to [0, 1], computed
-in an STFT of 32 ms frames with a quarter hop at the model's rate.
+in an STFT of 32 ms frames with a quarter hop at the model's rate. The beamformer itself works in longer
+frames (:data:`BEAM_FRAME_S`, 128 ms: in reverberant rooms a per-bin filter in 32 ms frames distorts the
+speech image, see docs/results.md), into which the masks are carried over (:func:`resample_mask`).
 
 Statistics: ``beam_forgetting=None`` averages them over the whole file: the file is read twice (the first
 pass estimates them, the second filters); a forgetting factor λ in (0, 1) updates them recursively and the
@@ -38,6 +40,8 @@ CHANNELS_ALIASES = {"mono": "downmix", "keep": "keep"}
 """``--channels`` (issue 21's spelling) → ``--multichannel``."""
 UPDATE_S = 1.0
 """With a forgetting factor, the filter is redesigned every this many seconds."""
+BEAM_FRAME_S = 0.128
+"""The beamformer's STFT frame (s): 2048 points at 16 kHz (see :class:`MaskSource`)."""
 BEAM_NAMES = {"mvdr": "MVDR", "gev_ban": "GEV-BAN", "mwf": "MWF", "delay_and_sum": "delay-and-sum"}
 
 
@@ -60,24 +64,38 @@ def stft_for_rate(sample_rate: int) -> StftConfig:
 
 
 class MaskSource:
-    """``(X [C, F, T], mask [F, T])`` of a multichannel window ``[C, n]``: the STFT and the median over
-    channels of the model's speech masks."""
+    """``(X [C, F, T], mask [F, T])`` of a multichannel window ``[C, n]``: the beamformer's STFT and the median
+    over channels of the model's speech masks, carried over to that STFT (:func:`resample_mask`).
 
-    def __init__(self, enhancer: Any, sample_rate: int) -> None:
+    ``frame_s``: the beamformer's STFT frame (s; a quarter hop), :data:`BEAM_FRAME_S` by default; ``None``:
+    the model's own STFT. In a reverberant room the speech image is not rank one in frames much shorter than
+    the room's response, which a per-bin filter charges as speech distortion; longer frames reduce it
+    (docs/results.md, beamforming section).
+    """
+
+    def __init__(
+        self, enhancer: Any, sample_rate: int, frame_s: float | None = BEAM_FRAME_S
+    ) -> None:
         self.enhancer = enhancer
         self.own = hasattr(enhancer, "masks") and hasattr(enhancer, "stft_config")
-        self.stft_config: StftConfig = (
+        self.model_stft: StftConfig = (
             enhancer.stft_config if self.own else stft_for_rate(sample_rate)
+        )
+        self.stft_config: StftConfig = (
+            self.model_stft if frame_s is None else beam_stft(self.model_stft.sample_rate, frame_s)
         )
 
     @property
     def description(self) -> str:
         return "the model's masks" if self.own else "masks |Ŝ|/|X| from the model's output"
 
-    def stft(self, x: np.ndarray) -> np.ndarray:
-        c = self.stft_config
+    @staticmethod
+    def _stft(x: np.ndarray, c: StftConfig) -> np.ndarray:
         return stft(np.ascontiguousarray(x, np.float32), n_fft=c.n_fft, hop_length=c.hop_length,
                     window=c.window)  # fmt: skip
+
+    def stft(self, x: np.ndarray) -> np.ndarray:
+        return self._stft(x, self.stft_config)
 
     def istft(self, Y: np.ndarray, length: int) -> np.ndarray:
         c = self.stft_config
@@ -89,9 +107,41 @@ class MaskSource:
         if self.own:
             masks = np.asarray(self.enhancer.masks(x))
         else:
-            S = self.stft(np.asarray(self.enhancer(x), np.float32))
-            masks = np.abs(S) / np.maximum(np.abs(X), 1e-8)
-        return X, np.median(np.clip(masks, 0.0, 1.0), axis=0)
+            S = self._stft(np.asarray(self.enhancer(x), np.float32), self.model_stft)
+            masks = np.abs(S) / np.maximum(np.abs(self._stft(x, self.model_stft)), 1e-8)
+        mask = np.median(np.clip(masks, 0.0, 1.0), axis=0)
+        if self.stft_config != self.model_stft:
+            mask = resample_mask(mask, self.model_stft, self.stft_config, X.shape[-1])
+        return X, mask
+
+
+def beam_stft(sample_rate: int, frame_s: float = BEAM_FRAME_S) -> StftConfig:
+    """The beamformer's STFT: frames of ``frame_s`` seconds (2048 points at 16 kHz), a quarter hop, Hann."""
+    n_fft = max(4, 2 * round(frame_s * sample_rate / 2))
+    return StftConfig(sample_rate=sample_rate, n_fft=n_fft, hop_length=n_fft // 4)
+
+
+def resample_mask(
+    mask: np.ndarray, source: StftConfig, target: StftConfig, n_frames: int
+) -> np.ndarray:
+    """A mask ``[F_s, T_s]`` in the STFT ``source`` → ``[F_t, n_frames]`` in ``target`` (same rate, centred
+    frames): each target frame takes the mean of the source frames whose centres fall within its hop, and
+    each target bin the linear interpolation of the source bins at its frequency."""
+    mask = np.asarray(mask, np.float64)
+    n_src = mask.shape[1]
+    centres = np.arange(n_src) * source.hop_length
+    t = np.arange(n_frames) * target.hop_length
+    lo = np.searchsorted(centres, t - target.hop_length / 2)
+    hi = np.searchsorted(centres, t + target.hop_length / 2)
+    lo = np.clip(np.minimum(lo, n_src - 1), 0, None)
+    hi = np.maximum(np.minimum(hi, n_src), lo + 1)
+    cum = np.concatenate([np.zeros((mask.shape[0], 1)), np.cumsum(mask, axis=1)], axis=1)
+    per_frame = (cum[:, hi] - cum[:, lo]) / (hi - lo)  # [F_s, n_frames]
+    pos = np.arange(target.n_fft // 2 + 1) * (source.n_fft / target.n_fft)  # in source bins
+    i0 = np.clip(np.floor(pos).astype(int), 0, mask.shape[0] - 1)
+    i1 = np.minimum(i0 + 1, mask.shape[0] - 1)
+    frac = (pos - i0)[:, None]
+    return np.clip((1 - frac) * per_frame[i0] + frac * per_frame[i1], 0.0, 1.0)
 
 
 def segments(blocks: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
@@ -233,8 +283,10 @@ class BeamformStream:
             if self.estimator.forgetting is None
             else f"recursive statistics, forgetting factor {self.estimator.forgetting:g}"
         )
+        c = self.masks.stft_config
         return (
             f"{n_channels} channels beamformed ({BEAM_NAMES[self.method]}, {stats}, "
+            f"{1000 * c.n_fft / c.sample_rate:g} ms frames, "
             f"reference channel {(self.ref or 0) + 1} chosen by SNR, {self.masks.description})"
         )
 

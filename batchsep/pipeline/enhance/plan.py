@@ -1,11 +1,12 @@
-"""Planning an enhance run in bounded memory: the resume read from the commit record's index, and the shards
-formed from the input listing as they are dispatched.
+"""Planning an enhance run in bounded memory: the resume read from the commit record window by window,
+and the shards formed from the input listing as they are dispatched.
 
-The driver holds the input listing as one Arrow table (:data:`~batchsep.pipeline.scan.driver.LISTING`), the index of
-the commit record (:mod:`batchsep.pipeline.enhance.record`) while it plans, and a bit per input (to do or done).
-Python objects per file exist only for the files of the batch of shards being dispatched
-(:data:`DISPATCH_FILES`): their tasks (input, relative path, output); their listed identity (for the commit
-stamp) stays an Arrow table per shard until the shard is committed.
+The driver holds the input listing as one Arrow table (:data:`~batchsep.pipeline.scan.driver.LISTING`)
+and a bit per input (to do or done). A resume reads the commit record (:mod:`batchsep.pipeline.enhance.record`)
+one window of relative paths at a time (:mod:`batchsep.pipeline.enhance.resume_index`), with OUT's one
+listing held as 8 bytes a file. Python objects per file exist only for the files of the batch of shards
+being dispatched (:data:`DISPATCH_FILES`): their tasks (input, relative path, output); their listed
+identity (for the commit stamp) stays an Arrow table per shard until the shard is committed.
 """
 
 from __future__ import annotations
@@ -13,18 +14,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from batchsep.io import schemas, storage
 from batchsep.io.storage import FileEntry
-from batchsep.pipeline.enhance import record
+from batchsep.pipeline.enhance import record, resume_index
 from batchsep.pipeline.enhance.outfolder import output_rel_paths
 from batchsep.pipeline.enhance.worker import ShardTask
 
 DISPATCH_FILES = 100_000
 """Files handed to the executor at once: one Ray Data job each (its actors start once per batch, ~4 s)."""
-LISTING_WINDOW = 65_536
+LISTING_WINDOW = 8_192
 """Listing rows turned into Python objects at once while planning."""
 
 
@@ -57,54 +59,111 @@ def plan_resume(
     retry_failed: bool,
     prune_missing: bool,
     check_outputs: bool = True,
+    window: int | None = None,
 ) -> Resume:
     """Read ``out_uri``'s commit record and decide what a run does: the files to do, and the totals of the
     rows kept of inputs still there. Rows are removed from the record (and outputs deleted) as
     :mod:`batchsep.pipeline.enhance.outfolder` describes: duplicates, missing outputs (one listing of ``out_uri``;
     ``check_outputs=False`` trusts the record), changed inputs, gone inputs with ``prune_missing``, failed
-    rows with ``retry_failed``."""
-    index, superseded = record.read_index(out_uri)
-    resume = Resume(todo=pa.array([], pa.bool_()))
-    resume.rows_repaired = record.drop_rows(superseded)
-    del superseded
-    rels = listing.column("rel_path")
-    if index.num_rows:
-        if check_outputs:
-            index, resume.outputs_missing = record.forget(
-                index, record.missing_outputs_mask(out_uri, index)
+    rows with ``retry_failed``.
+
+    The record is read window by window (:mod:`batchsep.pipeline.enhance.resume_index`: about ``window``
+    rows at a time, :data:`~batchsep.pipeline.enhance.resume_index.WINDOW_ROWS` by default): what is held
+    besides one window is a bit per listed input, OUT's listing as 8 bytes a file, and the row numbers of
+    the rows to remove (removed at the end, each record file rewritten once)."""
+    with resume_index.RecordWindows(out_uri) as reader:
+        resume = Resume(todo=pa.array([], pa.bool_()))
+        if reader.rows == 0:
+            resume.todo = pa.array(np.ones(listing.num_rows, bool))
+            return resume
+        outputs = resume_index.OutputSet(out_uri) if check_outputs else None
+        drops = record.RowDrops()
+        todo: list[pa.Array] = []
+        top = -1
+        for start, end, rows in resume_index.windows(
+            listing, reader, window or resume_index.WINDOW_ROWS
+        ):
+            here = listing.slice(start, end - start)
+            shards = pc.max(rows.column("shard")).as_py() if rows.num_rows else None
+            top = max(top, shards if shards is not None else -1)
+            kept = _plan_window(
+                resume, drops, out_uri, rows, here, outputs, retry_failed, prune_missing
             )
-        changed = record.changed_inputs_mask(index, listing)
-        record.delete_outputs(
-            out_uri, index.filter(changed)
-        )  # another input's: the new one replaces it
-        index, resume.inputs_changed = record.forget(index, changed)
-        present = pc.is_in(index.column("rel_path"), value_set=rels)
-        resume.inputs_gone = index.num_rows - int(pc.sum(present).as_py() or 0)
-        if prune_missing and resume.inputs_gone:
-            gone = pc.invert(present)
-            record.delete_outputs(out_uri, index.filter(gone))
-            index, _n = record.forget(index, gone)
-        if retry_failed:
-            present = pc.is_in(index.column("rel_path"), value_set=rels)
-            failed = pc.and_(pc.not_equal(index.column("status"), schemas.STATUS_OK), present)
-            index, resume.failed_retried = record.forget(index, failed)
-    top = pc.max(index.column("shard")).as_py() if index.num_rows else None
-    resume.next_shard = int(top) + 1 if top is not None else 0
-    resume.todo = pc.invert(pc.is_in(rels, value_set=index.column("rel_path"))).combine_chunks()
-    _count(resume, index.filter(pc.is_in(index.column("rel_path"), value_set=rels)))
+            todo.append(
+                pc.invert(pc.is_in(here.column("rel_path"), value_set=kept.column("rel_path")))
+            )
+            del rows, kept
+    drops.apply()  # the files closed: each rewritten once
+    resume.next_shard = top + 1
+    resume.todo = pa.concat_arrays([t.combine_chunks() if isinstance(t, pa.ChunkedArray) else t
+                                    for t in todo]) if todo else pa.array([], pa.bool_())  # fmt: skip
+    resume.errors.sort()
     return resume
 
 
+def _plan_window(
+    resume: Resume,
+    drops: record.RowDrops,
+    out_uri: str,
+    rows: pa.Table,
+    listed: pa.Table,
+    outputs: resume_index.OutputSet | None,
+    retry_failed: bool,
+    prune_missing: bool,
+) -> pa.Table:
+    """:func:`plan_resume` on the record's ``rows`` of one window of the listing (``listed``): the counts
+    added to ``resume``, the rows to remove added to ``drops``; returns the rows kept."""
+    index, superseded = record.split_newest(rows)
+    resume.rows_repaired += drops.add(superseded)
+    del superseded
+    rels = listed.column("rel_path")
+    if index.num_rows:
+        if outputs is not None:
+            index, n = _forget(drops, index, outputs.missing_mask(index))
+            resume.outputs_missing += n
+        changed = record.changed_inputs_mask(index, listed)
+        record.delete_outputs(
+            out_uri, index.filter(changed)
+        )  # another input's: the new one replaces it
+        index, n = _forget(drops, index, changed)
+        resume.inputs_changed += n
+        present = pc.is_in(index.column("rel_path"), value_set=rels)
+        gone = index.num_rows - int(pc.sum(present).as_py() or 0)
+        resume.inputs_gone += gone
+        if prune_missing and gone:
+            missing = pc.invert(present)
+            record.delete_outputs(out_uri, index.filter(missing))
+            index, _n = _forget(drops, index, missing)
+        if retry_failed:
+            present = pc.is_in(index.column("rel_path"), value_set=rels)
+            failed = pc.and_(pc.not_equal(index.column("status"), schemas.STATUS_OK), present)
+            index, n = _forget(drops, index, failed)
+            resume.failed_retried += n
+    _count(resume, index.filter(pc.is_in(index.column("rel_path"), value_set=rels)))
+    return index
+
+
+def _forget(
+    drops: record.RowDrops, index: pa.Table, mask: pa.Array | pa.ChunkedArray
+) -> tuple[pa.Table, int]:
+    """``index`` without the rows where ``mask`` holds, those noted in ``drops`` for removal from the
+    record: their files are no longer done, so the run does them again, each once."""
+    mask = pc.fill_null(mask, False)
+    n = drops.add(index.filter(mask))
+    return (index.filter(pc.invert(mask)) if n else index), n
+
+
 def _count(resume: Resume, rows: pa.Table) -> None:
-    """The totals of the committed ``rows`` (as :meth:`EnhanceSummary.count`)."""
+    """Add the totals of the committed ``rows`` (as :meth:`EnhanceSummary.count`)."""
     ok = pc.equal(rows.column("status"), schemas.STATUS_OK)
     good, bad = rows.filter(ok), rows.filter(pc.invert(ok))
-    resume.files_ok, resume.files_failed = good.num_rows, bad.num_rows
-    resume.hours = (
+    resume.files_ok += good.num_rows
+    resume.files_failed += bad.num_rows
+    resume.hours += (
         float(pc.sum(pc.fill_null(good.column("duration_s"), 0.0)).as_py() or 0.0) / 3600.0
     )
-    resume.processing_s = float(pc.sum(pc.fill_null(good.column("t_total_s"), 0.0)).as_py() or 0.0)
-    resume.errors = list(
+    resume.processing_s += float(pc.sum(pc.fill_null(good.column("t_total_s"), 0.0)).as_py() or 0.0)
+    resume.errors += list(
         zip(bad.column("rel_path").to_pylist(), bad.column("error").to_pylist(), strict=True)
     )
 
@@ -169,7 +228,7 @@ def batches(
 
     def cut() -> Batch:
         nonlocal shard, pending, pending_rows
-        rows = pa.concat_tables(pending_rows).combine_chunks()
+        rows = pa.concat_tables(pending_rows)  # slices of it: no copy
         tasks, listed = [], {}
         for k, start in enumerate(range(0, len(pending), shard_size)):
             tasks.append(ShardTask(shard + k, tuple(pending[start : start + shard_size])))

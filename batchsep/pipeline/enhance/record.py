@@ -2,9 +2,11 @@
 
 The record is every ``results/part-*.parquet`` (one per committed shard) and ``results/results-*.parquet``
 (parts compacted by :func:`compact`). A resume reads only the few columns it plans with
-(:data:`INDEX_COLUMNS`) into one Arrow table, the *index*: a few dozen bytes per file, not a Python dict per
-row. Each index row knows where it lies (``_file``: the file's URI, ``_row``: its row number there), so
-removing rows (a file to do again, a superseded duplicate) rewrites only the files that hold them.
+(:data:`INDEX_COLUMNS`), as *index* rows (:func:`index_table`), and only a window of them at a time
+(:mod:`batchsep.pipeline.enhance.resume_index`): a few dozen bytes per file of the window, not a Python
+dict per row. Each index row knows where it lies (``_file``: the file's URI, ``_row``: its row number
+there), so removing rows (a file to do again, a superseded duplicate) rewrites only the files that hold
+them (:class:`RowDrops`: each file once, streamed).
 
 Compaction is crash-safe and idempotent: the merged file is written atomically under a new name, and only
 then are its sources deleted. A crash between the two leaves each row twice with the same ``committed_at``;
@@ -21,7 +23,9 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
+from batchsep.errors import StorageError
 from batchsep.io import parquet, storage
 
 RESULTS_DIR = "results"
@@ -70,9 +74,9 @@ def _record_names(out_uri: str) -> list[tuple[str, str]]:
     ]
 
 
-def _read_columns(uri: str, columns: Sequence[str]) -> pa.Table:
-    """``columns`` of one record file, those it lacks as nulls (a record older than the column)."""
-    table = parquet.read_columns(uri, columns)
+def _conform_index(table: pa.Table, columns: Sequence[str]) -> pa.Table:
+    """``columns`` of ``table`` as :data:`INDEX_COLUMNS` types, those it lacks as nulls (a record older
+    than the column)."""
     have = set(table.column_names)
     arrays = []
     for name in columns:
@@ -85,33 +89,52 @@ def _read_columns(uri: str, columns: Sequence[str]) -> pa.Table:
     return pa.table(arrays, names=list(columns))
 
 
+def index_table(raw: pa.Table, uri: str, order: int, first_row: int = 0) -> pa.Table:
+    """Index rows of ``raw`` (rows ``first_row``, ``first_row + 1``, ... of record file ``uri``, the
+    ``order``-th by name): :data:`INDEX_COLUMNS`, and ``_file``, ``_row``, ``_order``, ``_key``."""
+    t = _conform_index(raw, list(INDEX_COLUMNS))
+    n = t.num_rows
+    rows = np.arange(first_row, first_row + n, dtype=np.int64)
+    codes = pa.array(np.zeros(n, np.int32))
+    t = t.append_column(FILE_KEY, pa.DictionaryArray.from_arrays(codes, pa.array([uri])))
+    t = t.append_column(ROW_KEY, pa.array(rows.astype(np.int32)))
+    t = t.append_column(ORDER_KEY, pa.array(np.full(n, order, np.int32)))
+    return t.append_column(KEY, pa.array((np.int64(order) << 32) + rows))
+
+
+def empty_index() -> pa.Table:
+    """An index without rows (the columns of :func:`index_table`)."""
+    return pa.table(
+        {**{k: pa.array([], t) for k, t in INDEX_COLUMNS.items()},
+         FILE_KEY: pa.array([], pa.dictionary(pa.int32(), pa.string())),
+         ROW_KEY: pa.array([], pa.int32()), ORDER_KEY: pa.array([], pa.int32()),
+         KEY: pa.array([], pa.int64())}
+    )  # fmt: skip
+
+
 def read_index(out_uri: str) -> tuple[pa.Table, pa.Table]:
-    """The index of ``out_uri``'s record: its newest row of each file (in the record's order), and the
-    older rows of files that have more than one (superseded). Both have :data:`INDEX_COLUMNS` and
-    ``_file``, ``_row`` (where the row lies) and ``_order`` (the file's place in name order)."""
-    tables = []
-    for order, uri in enumerate(record_files(out_uri)):
-        t = _read_columns(uri, list(INDEX_COLUMNS))
-        n = t.num_rows
-        codes = pa.array(np.zeros(n, np.int32))
-        t = t.append_column(FILE_KEY, pa.DictionaryArray.from_arrays(codes, pa.array([uri])))
-        t = t.append_column(ROW_KEY, pa.array(np.arange(n, dtype=np.int32)))
-        t = t.append_column(ORDER_KEY, pa.array(np.full(n, order, np.int32)))
-        t = t.append_column(KEY, pa.array((np.int64(order) << 32) + np.arange(n, dtype=np.int64)))
-        tables.append(t)
+    """The index of ``out_uri``'s whole record (see :func:`split_newest`). A resume reads it window by
+    window instead (:mod:`batchsep.pipeline.enhance.resume_index`)."""
+    tables = [
+        index_table(parquet.read_columns(uri, list(INDEX_COLUMNS)), uri, order)
+        for order, uri in enumerate(record_files(out_uri))
+    ]
     if not tables:
-        empty = pa.table(
-            {**{k: pa.array([], t) for k, t in INDEX_COLUMNS.items()},
-             FILE_KEY: pa.array([], pa.dictionary(pa.int32(), pa.string())),
-             ROW_KEY: pa.array([], pa.int32()), ORDER_KEY: pa.array([], pa.int32()),
-             KEY: pa.array([], pa.int64())}
-        )  # fmt: skip
-        return empty, empty
+        return empty_index(), empty_index()
     table = pa.concat_tables(tables, promote_options="permissive")  # one chunk per file: no copy
     del tables
+    return split_newest(table)
+
+
+def split_newest(table: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """Index rows ``table`` split in the newest row of each file (in the record's order), and the
+    older rows of files that have more than one (superseded)."""
     # the newest row of a file is the last of its group: by commit time (rows without one are older),
     # then the later file by name, then the later row of a file (see outfolder's rule); only the keys are
     # sorted, the index keeps the record's order (a duplicate-free record is returned as read)
+    n = table.num_rows
+    if n <= 1:
+        return table, table.slice(0, 0)
     keys = pa.table(
         {
             "rel_path": table.column("rel_path"),
@@ -125,9 +148,6 @@ def read_index(out_uri: str) -> tuple[pa.Table, pa.Table]:
         keys, sort_keys=[(name, "ascending", "at_start") for name in keys.column_names]
     )
     del keys
-    n = table.num_rows
-    if n <= 1:
-        return table, table.slice(0, 0)
     rel = pc.take(table.column("rel_path"), order).combine_chunks()
     last = pa.concat_arrays([pc.not_equal(rel.slice(0, n - 1), rel.slice(1)), pa.array([True])])
     del rel
@@ -138,25 +158,72 @@ def read_index(out_uri: str) -> tuple[pa.Table, pa.Table]:
     return table.filter(pa.array(newest)), table.filter(pa.array(~newest))
 
 
+class RowDrops:
+    """Rows to remove from the record's files, gathered while a resume is planned (a few bytes a row:
+    row numbers by file), removed at once by :meth:`apply` (each file rewritten once)."""
+
+    def __init__(self) -> None:
+        self.by_file: dict[str, list[np.ndarray]] = {}
+        self.rows = 0
+
+    def add(self, rows: pa.Table) -> int:
+        """Note index ``rows`` for removal; returns how many."""
+        if rows.num_rows == 0:
+            return 0
+        files = rows.column(FILE_KEY)
+        row_numbers = rows.column(ROW_KEY)
+        for chunk_files, chunk_rows in zip(files.chunks, row_numbers.chunks, strict=True):
+            codes = chunk_files.indices.to_numpy(zero_copy_only=False)
+            numbers = chunk_rows.to_numpy(zero_copy_only=False)
+            names = chunk_files.dictionary.to_pylist()
+            for code in np.unique(codes):
+                self.by_file.setdefault(names[code], []).append(numbers[codes == code])
+        self.rows += rows.num_rows
+        return rows.num_rows
+
+    def apply(self) -> int:
+        """Remove the rows noted: each file rewritten atomically without them, streamed (a row group
+        at a time), deleted when nothing is left. Returns how many rows were removed."""
+        for uri in sorted(self.by_file):
+            _rewrite_without(uri, np.unique(np.concatenate(self.by_file[uri])))
+        removed, self.by_file, self.rows = self.rows, {}, 0
+        return removed
+
+
+def _rewrite_without(uri: str, drop: np.ndarray, batch_rows: int = 65_536) -> None:
+    """Rewrite Parquet file ``uri`` without its rows ``drop`` (sorted row numbers), atomically and a
+    batch at a time; delete it when no row is left."""
+    try:
+        with parquet.open_file(uri) as (pf, _size):
+            empty = drop.size >= pf.metadata.num_rows
+            if not empty:
+                with (
+                    storage.atomic_writer(uri) as f,
+                    pq.ParquetWriter(f, pf.schema_arrow, compression="zstd") as writer,
+                ):
+                    start = 0
+                    for batch in pf.iter_batches(batch_size=batch_rows):
+                        n = batch.num_rows
+                        here = drop[(drop >= start) & (drop < start + n)] - start
+                        keep = np.ones(n, bool)
+                        keep[here] = False
+                        if keep.any():
+                            writer.write_table(
+                                pa.Table.from_batches([batch]).filter(pa.array(keep))
+                            )
+                        start += n
+    except (OSError, pa.ArrowException) as e:
+        raise StorageError(f"cannot rewrite Parquet {uri}: {e}") from e
+    if empty:
+        storage.delete(uri)
+
+
 def drop_rows(rows: pa.Table) -> int:
     """Remove ``rows`` (index rows: ``_file``, ``_row``) from their record files: each file rewritten
     atomically without them, deleted when empty. Returns how many rows were removed."""
-    if rows.num_rows == 0:
-        return 0
-    files = pc.cast(rows.column(FILE_KEY), pa.string()).to_pylist()
-    by_file: dict[str, list[int]] = {}
-    for uri, row in zip(files, rows.column(ROW_KEY).to_pylist(), strict=True):
-        by_file.setdefault(uri, []).append(row)
-    for uri in sorted(by_file):
-        table = parquet.read_table(uri)
-        keep = pc.invert(pc.is_in(pa.array(np.arange(table.num_rows, dtype=np.int32)),
-                                  value_set=pa.array(by_file[uri], pa.int32())))  # fmt: skip
-        kept = table.filter(keep)
-        if kept.num_rows:
-            parquet.write_table(uri, kept)
-        else:
-            storage.delete(uri)
-    return rows.num_rows
+    drops = RowDrops()
+    drops.add(rows)
+    return drops.apply()
 
 
 _COMPACTED = re.compile(r"results-(\d+)\.parquet$")
@@ -207,55 +274,7 @@ def pq_rows(uri: str) -> int:
     return parquet.num_rows(uri)
 
 
-# ---- planning a resume on the index: each returns the index without the rows it removed, and how many
-
-
-def without(index: pa.Table, rows: pa.Table) -> pa.Table:
-    """``index`` less ``rows`` (a subset of it, by :data:`KEY`)."""
-    if rows.num_rows == 0:
-        return index
-    return index.filter(pc.invert(pc.is_in(index.column(KEY), value_set=rows.column(KEY))))
-
-
-def forget(index: pa.Table, mask: pa.Array | pa.ChunkedArray) -> tuple[pa.Table, int]:
-    """Remove the index rows where ``mask`` holds from the record files (see :func:`drop_rows`): their files
-    are no longer done, so the run does them again, each once."""
-    rows = index.filter(pc.fill_null(mask, False))
-    drop_rows(rows)
-    return without(index, rows), rows.num_rows
-
-
-def listed_uris(out_uri: str) -> pa.Array:
-    """Every file under ``out_uri`` (one listing; pages on S3), as a column of normalized URIs."""
-    chunks, batch = [], []
-    for e in storage.iter_files(out_uri, sizes=False):
-        batch.append(e.uri)
-        if len(batch) >= 65536:
-            chunks.append(pa.array(batch, pa.string()))
-            batch = []
-    chunks.append(pa.array(batch, pa.string()))
-    return pa.concat_arrays(chunks)
-
-
-def missing_outputs_mask(out_uri: str, index: pa.Table) -> pa.Array:
-    """Rows of files done (``ok``) whose output is not among the files under ``out_uri``: one listing of
-    the folder, not one request per file."""
-    ok = pc.and_(pc.equal(index.column("status"), "ok"), pc.is_valid(index.column("output_uri")))
-    ok = pc.and_(ok, pc.not_equal(index.column("output_uri"), ""))
-    present = listed_uris(out_uri) if pc.any(ok).as_py() else pa.array([], pa.string())
-    absent = pc.and_(ok, pc.invert(pc.is_in(index.column("output_uri"), value_set=present)))
-    if pc.any(absent).as_py():  # a URI stored unnormalized (a trailing slash): compare normalized
-        found = set(present.to_pylist())
-        uris = index.column("output_uri").to_pylist()
-        flags = (
-            absent.to_pylist()
-            if isinstance(absent, pa.Array)
-            else absent.combine_chunks().to_pylist()
-        )
-        absent = pa.array([
-            bool(f) and storage.normalize(u) not in found for f, u in zip(flags, uris, strict=True)
-        ])  # fmt: skip
-    return absent
+# ---- planning a resume on the index (window by window: see resume_index)
 
 
 def changed_inputs_mask(index: pa.Table, listing: pa.Table) -> pa.Array:

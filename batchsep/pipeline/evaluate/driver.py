@@ -1,18 +1,18 @@
 """The evaluate stage: score an enhance run against clean references and with DNSMOS, shard by shard.
 
-References come from a mixtures run (``batchsep prepare``'s ``mixtures.parquet``: each enhanced input is
-a stored noisy mixture; breakdown fields speaker, noise class, SNR and split come along), from a folder of
-clean files with the same relative paths as the enhanced inputs (``voicebank_demand/clean`` for
-``voicebank_demand/noisy``), or from a pairs root: a folder with ``clean/`` beside ``noisy/`` (the layout
-of VoiceBank-DEMAND and most enhancement test sets; :func:`pairs_clean_folder`), at any sample rate. Emotion labels are parsed
-from RAVDESS file names when the run was tagged. Per file: BSS Eval SDR/SIR/SAR, SI-SDR, PESQ, STOI for
-the enhanced output and for the unprocessed input, improvements, and a reason next to every NaN.
+References come from a mixtures run (``batchsep prepare``'s ``mixtures.parquet``: each enhanced input is a
+stored noisy mixture; breakdown fields speaker, noise class, SNR and split come along), from a folder of clean
+files with the enhanced inputs' relative paths (``voicebank_demand/clean`` for ``voicebank_demand/noisy``),
+or from a pairs root: ``clean/`` beside ``noisy/`` (VoiceBank-DEMAND's layout; :func:`pairs_clean_folder`),
+at any sample rate. Emotion labels are parsed from RAVDESS file names when the run was tagged. Per file: BSS
+Eval SDR/SIR/SAR, SI-SDR, PESQ, STOI for the output and the unprocessed input, improvements, and a reason
+next to every NaN.
 
-DNSMOS (P.835 SIG/BAK/OVRL and P.808, :mod:`batchsep.evaluation.dnsmos`) needs no reference: an enhance
-run without references (none given, no prepare run above its inputs) is scored with DNSMOS only
-(:func:`resolve_metrics` says when). The input's DNSMOS is computed once per input: rows of several models
-of one input share it, and a later evaluate reuses it from the metrics rows while the input is unchanged
-(its size and modification time as enhance listed them).
+DNSMOS (P.835 SIG/BAK/OVRL and P.808, :mod:`batchsep.evaluation.dnsmos`) needs no reference: an enhance run
+without references (none given, no prepare run above its inputs) is scored with DNSMOS only
+(:func:`resolve_metrics` says when). The input's DNSMOS is computed once per input: rows of several models of
+one input share it, and a later evaluate reuses it from the metrics rows while the input is unchanged (its
+size and modification time as enhance listed them).
 """
 
 from __future__ import annotations
@@ -360,29 +360,25 @@ def evaluate(
     if DNSMOS_METRIC in metrics:
         earlier = earlier_input_scores(metrics_uri)
         items = [_with_earlier(it, earlier) for it in items]
-    if storage.exists(metrics_uri):
-        for e in storage.list_files(metrics_uri):
-            storage.delete(e.uri)
+    for e in storage.list_files(metrics_uri) if storage.exists(metrics_uri) else []:
+        storage.delete(e.uri)
     all_rows: list[dict[str, Any]] = []
-    groups = shards(items, shard_size)
-    for i, rows in runner.map_unordered(score_shard, [(g, metrics) for g in groups]):
-        parquet.write_table(
-            parquet.part_uri(metrics_uri, i), schemas.metrics_table(rows, metric_columns())
-        )
+    tasks = [(group, metrics) for group in shards(items, shard_size)]
+    for i, rows in runner.map_unordered(score_shard, tasks):
+        table = schemas.metrics_table(rows, metric_columns())
+        parquet.write_table(parquet.part_uri(metrics_uri, i), table)
         all_rows.extend(rows)
     spec: dict[str, Any] = {
         "run_uri": storage.normalize(run_uri),
         "references": storage.normalize(references) if references else None,
         "metrics": list(metrics),
+        **({"dnsmos": dnsmos_provenance()} if DNSMOS_METRIC in metrics else {}),
     }
-    if DNSMOS_METRIC in metrics:
-        spec["dnsmos"] = dnsmos_provenance()
     jobinfo.write_job_json(run_uri, "evaluate", spec)
     summary = EvaluateSummary(
-        metrics_uri, metrics=metrics, notes=notes, files=len(all_rows), references=references
-    )
-    scored = [r for r in all_rows if not r.get("error")]
-    summary.scored = len(scored)
+        metrics_uri, metrics=metrics, notes=notes, files=len(all_rows), references=references,
+        scored=sum(not r.get("error") for r in all_rows),
+    )  # fmt: skip
     if metrics:  # a file with enhanced audio that got no score failed; a tag-run row did not
         summary.errors = sorted(
             (r["rel_path"], str(r["error"]))

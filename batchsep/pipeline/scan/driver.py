@@ -6,9 +6,9 @@ Rows are sorted by relative path, so the manifest is the same whatever the numbe
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import posixpath
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, overload
@@ -107,6 +107,7 @@ def scan(
     runner: Runner | None = None,
     shard_size: int = 32,
     where: InputFilter | None = None,
+    on_start: Callable[[str, int], None] | None = None,
     on_progress: Callable[[int, float], None] | None = None,
 ) -> ScanSummary:
     """Scan ``in_uri`` into ``out_uri/manifest.parquet``.
@@ -127,6 +128,8 @@ def scan(
     where : InputFilter, optional
         Which files the manifest keeps: ``glob`` picks the files scanned; the duration range and
         ``ok_only`` drop rows after the scan (counted in ``filtered_out``).
+    on_start : callable(phase, n_files), optional
+        Called once the input is listed (once), with the number of files to scan.
     on_progress : callable(files_done, seconds_of_audio_done), optional
 
     Raises
@@ -138,6 +141,8 @@ def scan(
     where = where or InputFilter()
     listing, skipped = input_listing(in_uri, InputFilter(glob=where.glob))
     storage.check_writable(out_uri)
+    if on_start is not None:
+        on_start("scan", listing.num_rows)
     tables: list[pa.Table] = []
     for _, shard_rows in runner.map_unordered(scan_shard, ListingShards(listing, shard_size)):
         tables.append(schemas.table_from_rows(shard_rows, schemas.MANIFEST))
@@ -274,12 +279,18 @@ def manifest_listing(uri: str, where: InputFilter | None = None) -> pa.Table:
     Raises
     ------
     ParameterError
-        No ``uri`` column, a filter on a column the manifest lacks, or two rows of one relative path.
+        Not Parquet, no ``uri`` column, a filter on a column the manifest lacks, or two rows of one
+        relative path.
     StorageError
         The file cannot be read.
     """
     where = where or InputFilter()
-    table = parquet.read_table(uri)
+    try:
+        table = parquet.read_table(uri)
+    except StorageError as e:
+        if isinstance(e.__cause__, pa.ArrowInvalid):  # read, but not Parquet: the user's error
+            raise ParameterError(f"{uri} is not a readable Parquet manifest: {e.__cause__}") from e
+        raise
     names = set(table.column_names)
     if "uri" not in names:
         raise ParameterError(
@@ -335,9 +346,44 @@ def _need(uri: str, names: set[str], column: str, option: str) -> None:
 
 
 def glob_mask(rel_paths: pa.ChunkedArray | pa.Array, pattern: str) -> pa.Array:
-    """Which relative paths match the glob ``pattern`` (``fnmatch``: ``*`` also crosses ``/``)."""
-    regex = fnmatch.translate(pattern).removesuffix(r"\Z")  # RE2: the end of the text is $
-    return pc.match_substring_regex(rel_paths, f"^{regex}$")
+    """Which relative paths match the glob ``pattern`` (``fnmatch``: ``*`` also crosses ``/``).
+
+    Raises ParameterError for a pattern that is no glob (e.g. a reversed range ``[z-a]``)."""
+    try:
+        return pc.match_substring_regex(rel_paths, glob_regex(pattern))
+    except pa.ArrowInvalid as e:
+        raise ParameterError(f"--glob {pattern!r} is not a valid pattern: {e}") from e
+
+
+def glob_regex(pattern: str) -> str:
+    """``pattern`` (``*``, ``?``, ``[seq]``, ``[!seq]``, as :func:`fnmatch.fnmatchcase`) as an anchored
+    regular expression that Arrow's RE2 accepts: :func:`fnmatch.translate` writes atomic groups ``(?>``
+    for a second ``*`` since Python 3.11, which RE2 refuses."""
+    out, i, n = [], 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "[":
+            j = i + (i < n and pattern[i] == "!")
+            j += j < n and pattern[j] == "]"  # a leading ] is a member
+            j = pattern.find("]", j)
+            if j < 0:  # no closing bracket: a literal [
+                out.append(r"\[")
+                continue
+            body = pattern[i:j].replace("\\", r"\\")
+            i = j + 1
+            if body.startswith("!"):
+                body = "^" + body[1:]
+            elif body.startswith("^"):
+                body = "\\" + body
+            out.append(f"[{body}]")
+        else:
+            out.append(re.escape(c))
+    return "(?s)^" + "".join(out) + "$"
 
 
 def input_listing(in_uri: str, where: InputFilter | None = None) -> tuple[pa.Table, list[str]]:

@@ -23,7 +23,7 @@ from batchsep.errors import ConfigError, ParameterError
 from batchsep.evaluation.emotion import confusion_matrix, emotion_summary
 from batchsep.io import checkpoint, storage
 from batchsep.models.base import BatchsepModel, build_model, serialize
-from batchsep.models.emotion import EMOTIONS, EmotionClassifier
+from batchsep.models.emotion import EMOTION_MODELS, EMOTIONS, EmotionClassifier
 from batchsep.pipeline.train.data import log_line
 from batchsep.pipeline.train.outputs import CURVES_JSON, CURVES_PNG, STATE_NAME, read_state
 from batchsep.training.curves import learning_curves, render_learning_curves
@@ -36,8 +36,6 @@ from batchsep.training.data.emotion import (
 from batchsep.training.data.emotion_batches import EmotionBatches
 from batchsep.training.loop import EpochRecord, TrainerState, fit
 from batchsep.training.state import TrainConfig
-
-EMOTION_MODELS = ("emotion-cnn", "emotion-vae", "emotion-stats")
 
 
 @dataclass(frozen=True)

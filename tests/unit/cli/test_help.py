@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
+import click
 import pytest
 from click.testing import CliRunner
 
-from batchsep.cli.common import COMMAND_ORDER
-from batchsep.cli.main import main  # registers every command
+from batchsep.cli.main import COMMANDS, main
 
 
 def _help(*args: str) -> str:
@@ -21,7 +23,7 @@ def test_commands_are_listed_in_pipeline_order_with_whole_summaries():
     out = _help()
     section = out.split("Commands:", 1)[1]
     names = re.findall(r"^  (\w+)  ", section, flags=re.M)
-    assert names == [n for n in COMMAND_ORDER if n in main.commands]
+    assert names == list(COMMANDS)
     assert names[:6] == ["scan", "prepare", "features", "train", "inspect", "enhance"]
     assert "models" in names and names.index("models") < names.index("run")
     assert "..." not in section  # click's cut-off summaries
@@ -42,3 +44,37 @@ def test_the_exit_status_footer_is_the_commands_own(name, per_file):
     text = " ".join(_help(name).split())
     assert "Exit status: 0" in text
     assert ("1 finished but some files failed" in text) is per_file
+
+
+def test_help_imports_no_heavy_library_and_commands_load_on_demand():
+    """`batchsep --help` imports every command module (for the summaries) but none of torch, ray, pyarrow
+    or numpy (it takes well under a second); a command's module is imported when the command runs."""
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from batchsep.cli.main import main\n"
+        "assert not any(m.startswith('batchsep.cli.enhance') for m in sys.modules)\n"
+        "r = CliRunner().invoke(main, ['--help'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print(sorted(m for m in ('torch', 'ray', 'pyarrow', 'numpy') if m in sys.modules))\n"
+        "print('batchsep.cli.enhance' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "True"], out.stdout + out.stderr
+
+
+def test_lazy_commands_keep_order_and_take_added_commands():
+    from batchsep.cli.common import LazyCommands
+
+    commands = LazyCommands(
+        {"models": "batchsep.cli.models:models", "logs": "batchsep.cli.jobs:logs"}
+    )
+    assert list(commands) == ["models", "logs"] and len(commands) == 2
+    extra = click.Command("extra")
+    commands["extra"] = extra
+    assert list(commands) == ["models", "logs", "extra"] and commands["extra"] is extra
+    assert commands["models"].name == "models"
+    del commands["extra"], commands["logs"]
+    assert list(commands) == ["models"] and commands.get("nope") is None
+    with pytest.raises(TypeError, match="not a click command"):
+        LazyCommands({"x": "batchsep.cli.main:COMMANDS"})["x"]

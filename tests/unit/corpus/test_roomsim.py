@@ -37,3 +37,25 @@ def test_array_geometry_and_bad_configs():
     for bad in [{"n_mics": 1}, {"geometry": "planar"}, {"t60": 5.0}, {"n_noises": 0}]:
         with pytest.raises(ParameterError):
             RoomConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_early_image_is_the_image_with_the_rir_cut_after_early_s():
+    """An impulse as the talker: the speech image is the RIR itself, the early image its first part — equal up
+    to ``EARLY_S`` after the direct path, zero after — and it leaves out a part of the reverberant energy."""
+    from batchsep.corpus.roomsim import EARLY_S
+
+    rng = np.random.default_rng(2)
+    impulse = np.zeros(8000)
+    impulse[0] = 1.0
+    config = RoomConfig(n_mics=3, t60=0.4, sensor_snr_db=200.0)
+    sc = simulate_room(impulse, [rng.normal(size=8000)], config, rng)
+    assert sc.early_image is not None and sc.early_image.shape == (3, 8000)
+    for c in range(3):
+        early, full = sc.early_image[c], sc.speech_image[c]
+        last = int(np.flatnonzero(np.abs(early) > 1e-12)[-1])
+        assert (
+            0.9 * EARLY_S * 16000 < last < EARLY_S * 16000 + 16000 * 8 / 343 + 100
+        )  # room ≤ 8 m across
+        np.testing.assert_allclose(early[: last + 1], full[: last + 1], atol=1e-12)
+        assert np.abs(early[last + 1 :]).max() < 1e-12
+        assert np.sum(full[last + 1 :] ** 2) > 0.01 * np.sum(full**2)  # the late tail is not in it

@@ -74,3 +74,29 @@ def test_weights_changed_behind_its_back_are_read_and_checked(tmp_path, reads):
 def test_missing_checkpoint_still_fails(tmp_path, reads):
     with pytest.raises(StorageError, match="not a batchsep model folder"):
         checkpoint.read_checkpoint(str(tmp_path / "nothing"))
+
+
+def test_copy_checkpoint_casts_weights_and_keeps_every_config_entry(tmp_path):
+    """How the shipped enhancer is made (its MODEL_CARD.md): float16 weights, the config's STFT and input
+    level kept; a copy of the copy in float32 holds the same values, and the model loads either."""
+    import torch
+
+    from batchsep.io.checkpoint import copy_checkpoint, read_checkpoint
+    from batchsep.models.base import deserialize
+
+    src = read_checkpoint("default")
+    half = str(tmp_path / "half")
+    checksum = copy_checkpoint("default", half, dtype="float16")
+    got = read_checkpoint(half)
+    assert got["sha256"] == checksum
+    keep = lambda p: {k: v for k, v in p.items() if k not in ("state", "sha256", "uri")}  # noqa: E731
+    assert keep(got) == keep(src) and "stft" in keep(got) and "input_level_db" in keep(got)
+    assert all(v.dtype == torch.float16 for v in got["state"].values() if v.is_floating_point())
+    back = read_checkpoint(
+        copy_checkpoint(half, str(tmp_path / "f32"), dtype="float32") and str(tmp_path / "f32")
+    )
+    for k, v in back["state"].items():
+        assert v.dtype == torch.float32 and torch.equal(v, got["state"][k].float())
+    assert deserialize(got) is not None
+    with pytest.raises(ValueError, match="not a floating-point torch dtype"):
+        copy_checkpoint("default", str(tmp_path / "x"), dtype="int8")
