@@ -110,6 +110,12 @@ def build_sets(
     return sets
 
 
+def run_name(name: str) -> str:
+    """The run folder's name for a model name or path: a path must not send the outputs into the model's
+    own folder (``OUT/runs/SET`` joined with an absolute path is that path)."""
+    return name.strip("/").replace("/", "_").replace("+", "_")
+
+
 def run_one(name: str, inp: Path, refs: str | None, out: Path) -> dict[str, float]:
     """Enhance ``inp`` with ``name`` into ``out`` (from scratch), evaluate it; the means."""
     from batchsep import api
@@ -178,7 +184,7 @@ def main() -> None:
                 continue
             t0 = time.perf_counter()
             try:
-                r = run_one(name, inp, refs, out / "runs" / set_name / name.replace("+", "_"))
+                r = run_one(name, inp, refs, out / "runs" / set_name / run_name(name))
             except ParameterError as e:
                 skipped[name] = str(e)
                 print(f"skip {name}: {e}", flush=True)

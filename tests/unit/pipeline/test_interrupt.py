@@ -60,3 +60,19 @@ def test_a_failure_after_a_swallowed_ctrl_c_raises_it(sigint_recorded, tmp_path)
         pass  # as cffi would: printed and dropped
     with pytest.raises(KeyboardInterrupt):
         enhance_file(str(src), str(out), None, EnhanceOptions())
+
+
+def test_a_success_after_a_swallowed_ctrl_c_raises_it(sigint_recorded, tmp_path):
+    """A Ctrl-C swallowed where nothing fails (soundfile's vio_tell callback, seen in CI): the file is not
+    reported done and the run stops (exit 130), instead of going on to the end with exit 0."""
+    src = tmp_path / "x.wav"
+    sf.write(src, np.zeros(1600, np.float32), 16000)
+    row = enhance_file(str(src), str(tmp_path / "y.wav"), None, EnhanceOptions())
+    assert row["status"] == "ok"  # no Ctrl-C: done
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        signal.sigtimedwait([], 0.1)
+    except KeyboardInterrupt:
+        pass  # as cffi would: printed and dropped
+    with pytest.raises(KeyboardInterrupt):
+        enhance_file(str(src), str(tmp_path / "z.wav"), None, EnhanceOptions())
