@@ -272,8 +272,9 @@ def enhance_file(
         interrupt.reraise_if_interrupted(e)
         reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         return fail_row(row, BatchsepError(f"enhancement failed: {reason}"))
-    if interrupt.interrupted():  # a Ctrl-C swallowed by a C callback that did not make this file fail
-        raise KeyboardInterrupt  # (e.g. in soundfile's vio_tell): the run stops; a re-run redoes this file
+    # a Ctrl-C swallowed by a C callback that made nothing fail (soundfile's vio_tell): stop the run here
+    if interrupt.interrupted():  # (this file not reported done; a re-run redoes it)
+        raise KeyboardInterrupt
     warnings = list(getattr(f, "warnings", ()))  # the decoder's messages (FFmpeg), this file's own
     if beam is not None:
         warnings.append(beam.description(row["channels"]))
