@@ -362,7 +362,9 @@ def test_shipped_enhancer_is_what_its_spec_trains():
     """batchsep/pretrained/enhancer and jobs/train_default_enhancer.yaml must not drift apart: the weights'
     model, architecture, optimiser settings and data sizes are the spec's."""
     data = yaml.safe_load((REPO / "jobs" / "train_default_enhancer.yaml").read_text())
-    stage = {s["stage"]: s["params"] for s in reversed(data["stages"])}  # first of each stage wins
+    stage = {
+        s["stage"]: s["params"] for s in data["stages"]
+    }  # the last of each kind: the one that ships
     prep, train = stage["prepare"], stage["train"]
     shipped = REPO / "batchsep" / "pretrained" / "enhancer"
     config = json.loads((shipped / "config.json").read_text())
