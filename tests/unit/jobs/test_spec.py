@@ -362,9 +362,8 @@ def test_shipped_enhancer_is_what_its_spec_trains():
     """batchsep/pretrained/enhancer and jobs/train_default_enhancer.yaml must not drift apart: the weights'
     model, architecture, optimiser settings and data sizes are the spec's."""
     data = yaml.safe_load((REPO / "jobs" / "train_default_enhancer.yaml").read_text())
-    stage = {
-        s["stage"]: s["params"] for s in data["stages"]
-    }  # the last of each kind: the one that ships
+    # the last stage of each kind: the one whose output ships (train, then its finetune)
+    stage = {s["stage"]: s["params"] for s in data["stages"]}
     prep, train = stage["prepare"], stage["train"]
     shipped = REPO / "batchsep" / "pretrained" / "enhancer"
     config = json.loads((shipped / "config.json").read_text())
