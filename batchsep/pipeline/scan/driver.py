@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, overload
@@ -21,6 +20,7 @@ from batchsep.io import audio, parquet, schemas, storage
 from batchsep.io.storage import FileEntry
 from batchsep.pipeline.common import jobinfo, progress
 from batchsep.pipeline.runner import Runner, SerialRunner
+from batchsep.pipeline.scan.globs import glob_mask
 
 MANIFEST_NAME = "manifest.parquet"
 
@@ -343,47 +343,6 @@ def _need(uri: str, names: set[str], column: str, option: str) -> None:
         raise ParameterError(
             f"{option} needs a '{column}' column: {uri} has none (a scan manifest has)"
         )
-
-
-def glob_mask(rel_paths: pa.ChunkedArray | pa.Array, pattern: str) -> pa.Array:
-    """Which relative paths match the glob ``pattern`` (``fnmatch``: ``*`` also crosses ``/``).
-
-    Raises ParameterError for a pattern that is no glob (e.g. a reversed range ``[z-a]``)."""
-    try:
-        return pc.match_substring_regex(rel_paths, glob_regex(pattern))
-    except pa.ArrowInvalid as e:
-        raise ParameterError(f"--glob {pattern!r} is not a valid pattern: {e}") from e
-
-
-def glob_regex(pattern: str) -> str:
-    """``pattern`` (``*``, ``?``, ``[seq]``, ``[!seq]``, as :func:`fnmatch.fnmatchcase`) as an anchored
-    regular expression that Arrow's RE2 accepts: :func:`fnmatch.translate` writes atomic groups ``(?>``
-    for a second ``*`` since Python 3.11, which RE2 refuses."""
-    out, i, n = [], 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        i += 1
-        if c == "*":
-            out.append(".*")
-        elif c == "?":
-            out.append(".")
-        elif c == "[":
-            j = i + (i < n and pattern[i] == "!")
-            j += j < n and pattern[j] == "]"  # a leading ] is a member
-            j = pattern.find("]", j)
-            if j < 0:  # no closing bracket: a literal [
-                out.append(r"\[")
-                continue
-            body = pattern[i:j].replace("\\", r"\\")
-            i = j + 1
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            elif body.startswith("^"):
-                body = "\\" + body
-            out.append(f"[{body}]")
-        else:
-            out.append(re.escape(c))
-    return "(?s)^" + "".join(out) + "$"
 
 
 def input_listing(in_uri: str, where: InputFilter | None = None) -> tuple[pa.Table, list[str]]:

@@ -8,7 +8,7 @@ import random
 import pyarrow as pa
 import pytest
 
-from batchsep.pipeline.scan.driver import glob_mask
+from batchsep.pipeline.scan.globs import glob_mask
 
 NAMES = [
     "a.wav", "sub/a.wav", "sub/deep/b-0001.flac", "1284-000.flac", "x/1284-0003.flac", "[x].wav",
