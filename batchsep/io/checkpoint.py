@@ -47,12 +47,17 @@ def resolve(uri: str) -> str:
 
 
 def write_checkpoint(
-    uri: str, payload: dict[str, Any], *, metrics: dict[str, Any] | None = None
+    uri: str,
+    payload: dict[str, Any],
+    *,
+    metrics: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> str:
     """Write a checkpoint folder at ``uri``; weights first, config last (the config is the commit).
 
     ``payload`` is :func:`batchsep.models.base.serialize`'s dict; an optional ``"features"`` entry (the
-    feature configuration an emotion model was trained on) is stored in ``config.json`` too.
+    feature configuration an emotion model was trained on) is stored in ``config.json`` too, and so is
+    every entry of ``extra`` (``stft``, ``input_level_db``, ...).
     """
     weights = st_save(payload["state"])
     checksum = hashlib.sha256(weights).hexdigest()
@@ -64,6 +69,7 @@ def write_checkpoint(
     meta = {k: payload[k] for k in ("model_name", "config", "versions")}
     if payload.get("features") is not None:  # an emotion model's EmotionFeatureConfig dict
         meta["features"] = payload["features"]
+    meta.update(extra or {})
     meta["sha256"] = checksum
     storage.write_text(storage.join(uri, CONFIG_NAME), json.dumps(meta, indent=2))
     _READ.pop(resolve(uri), None)
@@ -86,12 +92,8 @@ def copy_checkpoint(src: str, dst: str, *, dtype: str | None = None) -> str:
         payload["state"] = {
             k: v.to(to) if v.is_floating_point() else v for k, v in payload["state"].items()
         }
-    checksum = write_checkpoint(dst, payload, metrics=read_metrics(src))
     extra = {k: v for k, v in payload.items() if k not in ("state", "sha256", "uri")}
-    meta = json.loads(storage.read_text(storage.join(dst, CONFIG_NAME)))
-    storage.write_text(storage.join(dst, CONFIG_NAME), json.dumps({**extra, **meta}, indent=2))
-    _READ.pop(resolve(dst), None)
-    return checksum
+    return write_checkpoint(dst, payload, metrics=read_metrics(src), extra=extra)
 
 
 def _stamp(uri: str) -> tuple[Any, ...] | None:

@@ -43,14 +43,10 @@ def write_model(
     """Write a checkpoint folder whose ``config.json`` also records the STFT config (``stft``) and the
     level of the training mixtures (``input_level_db``, see
     :func:`~batchsep.pipeline.train.data.training_level_db`) when known."""
-    checksum = checkpoint.write_checkpoint(uri, serialize(model), metrics=metrics)
-    config_uri = storage.join(uri, checkpoint.CONFIG_NAME)
-    meta = json.loads(storage.read_text(config_uri))
-    meta["stft"] = dict(stft)
+    extra: dict[str, Any] = {"stft": dict(stft)}
     if input_level_db is not None:
-        meta[checkpoint.INPUT_LEVEL_KEY] = input_level_db
-    storage.write_text(config_uri, json.dumps(meta, indent=2))
-    return checksum
+        extra[checkpoint.INPUT_LEVEL_KEY] = input_level_db
+    return checkpoint.write_checkpoint(uri, serialize(model), metrics=metrics, extra=extra)
 
 
 def check_resumable(
