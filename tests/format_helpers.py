@@ -28,6 +28,7 @@ def encode(
 
     with av.open(str(path), "w", format=fmt) as c:
         stream = c.add_stream(codec, rate=rate or sr)
+        assert isinstance(stream, av.AudioStream)
         stream.layout = "mono"
         frame = av.AudioFrame.from_ndarray(
             x[None, :].astype(np.float32), format="fltp", layout="mono"

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batchsep import api_params as _params
 from batchsep.api._data import _input_filter
 from batchsep.api_params import _check
 from batchsep.dsp.level import MODEL_LEVEL, InputLevel
 
+if TYPE_CHECKING:
+    from batchsep.pipeline.runner import ShardExecutor
+
 
 def _enhance_executor(
     workers: int | None, address: str | None, local: bool | None, gpu: bool
-) -> Any:
+) -> ShardExecutor[Any]:
+    """The :class:`~batchsep.pipeline.runner.ShardExecutor` of enhance and tag, by placement."""
     from batchsep.distributed.executors import enhance_executor
 
     return enhance_executor(workers=workers, address=address, local=local, gpu=gpu)

@@ -55,6 +55,7 @@ def train(
         batch_size=batch_size, crop_frames=crop_frames, snmf_frames=snmf_frames,
     )  # fmt: skip
     from batchsep.io import storage
+    from batchsep.pipeline.runner import FitExecutor, Runner
     from batchsep.pipeline.train import driver as _train
     from batchsep.pipeline.train.data import DataOptions
 
@@ -66,17 +67,17 @@ def train(
         batch_size=batch_size, crop_frames=crop_frames, train_fraction=train_fraction, seed=seed,
         snmf_frames=snmf_frames,
     )  # fmt: skip
-    ray: dict[str, Any] = {}  # local: in this process
+    runner: Runner | None = None  # local: in this process (the stage's SerialRunner)
+    fit_executor: FitExecutor[Any] = _train.serial_fit
     if not local:  # SNMF dictionaries by Ray tasks, deep models on Ray Train
         from batchsep.distributed.train import RayTrainExecutor, snmf_runner
 
-        ray = {
-            "runner": snmf_runner(workers=workers, address=address, gpu=gpu),
-            "fit_executor": RayTrainExecutor(workers=workers or 1, gpu=gpu, address=address),
-        }
+        runner = snmf_runner(workers=workers, address=address, gpu=gpu)
+        fit_executor = RayTrainExecutor(workers=workers or 1, gpu=gpu, address=address)
     return _train.train(
         run_uri, out_uri or storage.join(run_uri, "models", model), model=model, overrides=overrides,
-        data=data, init_from=init_from, device="cuda" if gpu else "cpu", verbose=verbose, **ray,
+        data=data, init_from=init_from, runner=runner, fit_executor=fit_executor,
+        device="cuda" if gpu else "cpu", verbose=verbose,
     )  # fmt: skip
 
 

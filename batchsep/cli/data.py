@@ -21,14 +21,22 @@ from batchsep.cli.common import (
     _warn_no_audio,
     api_call,
 )
-from batchsep.cli.options import SHOW_SKIPPED, ray_options, shard_size_option
+from batchsep.cli.options import (
+    FLAG,
+    REQUIRED,
+    SHOW_SKIPPED,
+    OptionRow,
+    option_table,
+    ray_options,
+    shard_size_option,
+)
 from batchsep.errors import StorageError
 
 
 @click.command(epilog=EPILOG)
 @click.argument("in_uri")
-@click.option(
-    "--out", "out_uri", required=True, help="Run folder (local or s3://) for manifest.parquet."
+@option_table(
+    ("--out out_uri", None, None, "Run folder (local or s3://) for manifest.parquet.", REQUIRED)
 )
 @shard_size_option("Files", 32)
 @SHOW_SKIPPED
@@ -78,42 +86,26 @@ def scan(
     sys.exit(EXIT_SOME_FAILED if summary.files_failed else EXIT_OK)
 
 
+# fmt: off
+FEATURES_OPTIONS: tuple[OptionRow, ...] = (
+    ("--kind", click.Choice(["stft", "logmel"]), "stft",
+     "stft: magnitudes of a prepare run; logmel: 80-mel log-power of a scan run."),
+    ("--noise-mag/--no-noise-mag", None, True,
+     "Store the noise magnitude too (a third more bytes)."),
+    ("--psa psa_target", None, None,
+     "Also store the phase-sensitive target (needed to train with --config loss=psa).", FLAG),
+    ("--shard-mb", click.FloatRange(min=0, min_open=True), 128.0,
+     "Target shard size (MB of uncompressed features)."),
+    ("--compression", click.Choice(["zstd", "lz4", "snappy", "none"]), "zstd",
+     "Parquet compression of the shards (zstd: smallest; none: faster to write, larger)."),
+    ("--out out_uri", None, None, "Features folder (default: RUN/features)."),
+)
+# fmt: on
+
+
 @click.command(epilog=EPILOG)
 @click.argument("run_uri")
-@click.option(
-    "--kind",
-    type=click.Choice(["stft", "logmel"]),
-    default="stft",
-    show_default=True,
-    help="stft: magnitudes of a prepare run; logmel: 80-mel log-power of a scan run.",
-)
-@click.option(
-    "--noise-mag/--no-noise-mag",
-    default=True,
-    show_default=True,
-    help="Store the noise magnitude too (a third more bytes).",
-)
-@click.option(
-    "--psa",
-    "psa_target",
-    is_flag=True,
-    help="Also store the phase-sensitive target (needed to train with --config loss=psa).",
-)
-@click.option(
-    "--shard-mb",
-    type=click.FloatRange(min=0, min_open=True),
-    default=128.0,
-    show_default=True,
-    help="Target shard size (MB of uncompressed features).",
-)
-@click.option(
-    "--compression",
-    type=click.Choice(["zstd", "lz4", "snappy", "none"]),
-    default="zstd",
-    show_default=True,
-    help="Parquet compression of the shards (zstd: smallest; none: faster to write, larger).",
-)
-@click.option("--out", "out_uri", default=None, help="Features folder (default: RUN/features).")
+@option_table(*FEATURES_OPTIONS)
 @ray_options()
 def features(
     run_uri: str,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import click
@@ -95,6 +96,37 @@ def _apply(options: list[Callable[[Any], Any]]) -> Callable[[F], F]:
     return apply
 
 
+OptionRow = tuple[str, Any, Any, str] | tuple[str, Any, Any, str, Mapping[str, Any]]
+"""One row of an :func:`option_table`: ``(declarations, type, default, help[, more])``."""
+REQUIRED: Mapping[str, Any] = MappingProxyType({"required": True})
+MULTIPLE: Mapping[str, Any] = MappingProxyType({"multiple": True})
+FLAG: Mapping[str, Any] = MappingProxyType({"is_flag": True})
+"""The ``more`` of the rows of a required, a repeatable and an on/off option."""
+COUNT = click.IntRange(min=0)
+"""A whole number, 0 or more."""
+
+
+def option_table(*rows: OptionRow) -> Callable[[F], F]:
+    """A command's options from a table, one row each, listed (and parsed) in the order given: the same
+    as a stack of ``@click.option`` decorators, each written in one line.
+
+    A row is ``(declarations, type, default, help[, more])``: the flag(s) and, where it is not the one
+    the flag makes, the parameter name, space-separated (``"--train n_train"``,
+    ``"--noise-mag/--no-noise-mag"``); a click type (None: click's, from the default); the default (None:
+    none; a default is shown in the help); the help; and further :func:`click.option` keywords
+    (:data:`REQUIRED`, :data:`MULTIPLE`, :data:`FLAG`, ``{"metavar": ...}``).
+    """
+    options = []
+    for declarations, type_, default, help_, *more in rows:
+        kwargs: dict[str, Any] = dict(more[0]) if more else {}
+        if type_ is not None:
+            kwargs["type"] = type_
+        if default is not None:
+            kwargs.update(default=default, show_default=True)
+        options.append(click.option(*declarations.split(), help=help_, **kwargs))
+    return _apply(options)
+
+
 def shard_size_option(unit: str, default: int | None, default_help: str = "") -> Callable[[F], F]:
     """``--shard-size``: ``unit`` per task, the unit of work and of retry (scan, prepare, enhance, tag)."""
     return click.option(
@@ -148,15 +180,20 @@ JOBS_ADDRESS = click.option(
 """``--address`` of the commands that talk to a cluster's Jobs API (submit, status, logs, cancel)."""
 
 
+# fmt: off
+INPUT_FILTER_OPTIONS: tuple[OptionRow, ...] = (
+    ("--glob", None, None, "Only the inputs whose relative path matches (e.g. 'spk1*/*.wav').",
+     {"metavar": "PATTERN"}),
+    ("--min-duration min_duration_s", float, None,
+     "With a manifest as IN_URI: only inputs of at least S seconds.", {"metavar": "S"}),
+    ("--max-duration max_duration_s", float, None,
+     "With a manifest as IN_URI: only inputs of at most S seconds.", {"metavar": "S"}),
+    ("--ok-only", None, None,
+     "With a manifest as IN_URI: only the inputs the scan decoded (status ok).", FLAG),
+)
+# fmt: on
+
+
 def input_filter_options(f: F) -> F:
     """Which inputs enhance and tag take: ``--glob``, and with a manifest, a duration range and ``--ok-only``."""
-    return _apply([
-        click.option("--glob", default=None, metavar="PATTERN",
-                     help="Only the inputs whose relative path matches (e.g. 'spk1*/*.wav')."),
-        click.option("--min-duration", "min_duration_s", type=float, default=None, metavar="S",
-                     help="With a manifest as IN_URI: only inputs of at least S seconds."),
-        click.option("--max-duration", "max_duration_s", type=float, default=None, metavar="S",
-                     help="With a manifest as IN_URI: only inputs of at most S seconds."),
-        click.option("--ok-only", is_flag=True, default=False,
-                     help="With a manifest as IN_URI: only the inputs the scan decoded (status ok)."),
-    ])(f)  # fmt: skip
+    return option_table(*INPUT_FILTER_OPTIONS)(f)

@@ -19,7 +19,16 @@ from batchsep.cli.common import (
     _phase_bars,
     api_call,
 )
-from batchsep.cli.options import ray_options, shard_size_option
+from batchsep.cli.options import (
+    COUNT,
+    FLAG,
+    MULTIPLE,
+    REQUIRED,
+    OptionRow,
+    option_table,
+    ray_options,
+    shard_size_option,
+)
 from batchsep.errors import StorageError
 
 
@@ -46,114 +55,50 @@ def _augment_config(kinds: str | None, settings: tuple[str, ...]) -> Any:
         _fail_usage(f"--augment: {e}")
 
 
+# fmt: off
+PREPARE_OPTIONS: tuple[OptionRow, ...] = (
+    ("--speech speech_uri", None, None, "Speech folder/prefix or scan manifest.", REQUIRED),
+    ("--noise noise_uri", None, None, "Noise folder/prefix or scan manifest.", REQUIRED),
+    ("--out out_uri", None, None, "Run folder (local or s3://).", REQUIRED),
+    ("--train n_train", COUNT, 3000, "Mixtures in the train split."),
+    ("--valid n_valid", COUNT, 300, "Mixtures in the valid split."),
+    ("--test n_test", COUNT, 300, "Mixtures in the test split."),
+    ("--snr-min", float, -5.0, "Lowest SNR (dB)."),
+    ("--snr-max", float, 5.0, "Highest SNR (dB)."),
+    ("--seed", int, 0, "Seed of every draw."),
+    ("--max-seconds", click.FloatRange(min=0, min_open=True), None,
+     "Crop longer utterances to this length at a random offset (default: whole utterances)."),
+    ("--speaker-from", None, "parent",
+     "Speaker of a speech file: parent | dir | top | file | re:REGEX (on the file name)."),
+    ("--noise-class-from", None, "dir",
+     "Noise class of a noise file: dir (its folder path) | parent | top | file | re:REGEX."),
+    ("--noise-clip-from", None, "recording",
+     "Noise recording (split unit): recording (UrbanSound8K fsID, else the file) | file | ..."),
+    ("--holdout-noise-class holdout", None, None,
+     "Noise class never used in training (repeatable), e.g. urbansound8k/gun_shot.", MULTIPLE),
+    ("--valid-fraction", float, 0.2,
+     "Share of the speakers, and of each noise class's recordings, kept for the valid split."),
+    ("--test-fraction", float, 0.2,
+     "Share of the speakers, and of each noise class's recordings, kept for the test split."),
+    ("--recipe-only", None, None, "Store the recipes only (no audio; regenerated on the fly).", FLAG),
+    ("--train-speech train_speech", None, None,
+     "More speech used in the train split only (repeatable); the held-out speakers of --speech "
+     "stay as they are.", MULTIPLE),
+    ("--train-noise train_noise", None, None,
+     "More noise used in the train split only (repeatable).", MULTIPLE),
+    ("--augment augment", None, None,
+     "Augmentations, comma-separated: speed, pitch, reverb, telephone, level, two-noise "
+     "(default: none). Drawn per mixture of the train and valid splits, recorded in mixtures.parquet."),
+    ("--augment-set augment_set", None, None,
+     "An augmentation setting (repeatable): reverb_prob=0.5, rt60_max=0.8, telephone_prob=0.2, "
+     "level_min_dbfs=-45, two_noise_prob=0.3, speeds=[0.9,1.0,1.1], splits=[train,valid], ...",
+     {"multiple": True, "metavar": "KEY=VALUE"}),
+)
+# fmt: on
+
+
 @click.command(epilog=EPILOG)
-@click.option(
-    "--speech", "speech_uri", required=True, help="Speech folder/prefix or scan manifest."
-)
-@click.option("--noise", "noise_uri", required=True, help="Noise folder/prefix or scan manifest.")
-@click.option("--out", "out_uri", required=True, help="Run folder (local or s3://).")
-@click.option(
-    "--train",
-    "n_train",
-    type=click.IntRange(min=0),
-    default=3000,
-    show_default=True,
-    help="Mixtures in the train split.",
-)
-@click.option(
-    "--valid",
-    "n_valid",
-    type=click.IntRange(min=0),
-    default=300,
-    show_default=True,
-    help="Mixtures in the valid split.",
-)
-@click.option(
-    "--test",
-    "n_test",
-    type=click.IntRange(min=0),
-    default=300,
-    show_default=True,
-    help="Mixtures in the test split.",
-)
-@click.option("--snr-min", type=float, default=-5.0, show_default=True, help="Lowest SNR (dB).")
-@click.option("--snr-max", type=float, default=5.0, show_default=True, help="Highest SNR (dB).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every draw.")
-@click.option(
-    "--max-seconds",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Crop longer utterances to this length at a random offset (default: whole utterances).",
-)
-@click.option(
-    "--speaker-from",
-    default="parent",
-    show_default=True,
-    help="Speaker of a speech file: parent | dir | top | file | re:REGEX (on the file name).",
-)
-@click.option(
-    "--noise-class-from",
-    default="dir",
-    show_default=True,
-    help="Noise class of a noise file: dir (its folder path) | parent | top | file | re:REGEX.",
-)
-@click.option(
-    "--noise-clip-from",
-    default="recording",
-    show_default=True,
-    help="Noise recording (split unit): recording (UrbanSound8K fsID, else the file) | file | ...",
-)
-@click.option(
-    "--holdout-noise-class",
-    "holdout",
-    multiple=True,
-    help="Noise class never used in training (repeatable), e.g. urbansound8k/gun_shot.",
-)
-@click.option(
-    "--valid-fraction",
-    type=float,
-    default=0.2,
-    show_default=True,
-    help="Share of the speakers, and of each noise class's recordings, kept for the valid split.",
-)
-@click.option(
-    "--test-fraction",
-    type=float,
-    default=0.2,
-    show_default=True,
-    help="Share of the speakers, and of each noise class's recordings, kept for the test split.",
-)
-@click.option(
-    "--recipe-only", is_flag=True, help="Store the recipes only (no audio; regenerated on the fly)."
-)
-@click.option(
-    "--train-speech",
-    "train_speech",
-    multiple=True,
-    help="More speech used in the train split only (repeatable); the held-out speakers of --speech "
-    "stay as they are.",
-)
-@click.option(
-    "--train-noise",
-    "train_noise",
-    multiple=True,
-    help="More noise used in the train split only (repeatable).",
-)
-@click.option(
-    "--augment",
-    "augment",
-    default=None,
-    help="Augmentations, comma-separated: speed, pitch, reverb, telephone, level, two-noise "
-    "(default: none). Drawn per mixture of the train and valid splits, recorded in mixtures.parquet.",
-)
-@click.option(
-    "--augment-set",
-    "augment_set",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="An augmentation setting (repeatable): reverb_prob=0.5, rt60_max=0.8, telephone_prob=0.2, "
-    "level_min_dbfs=-45, two_noise_prob=0.3, speeds=[0.9,1.0,1.1], splits=[train,valid], ...",
-)
+@option_table(*PREPARE_OPTIONS)
 @shard_size_option("Mixtures", 16)
 @ray_options()
 def prepare(

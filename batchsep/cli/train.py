@@ -14,86 +14,53 @@ from batchsep.cli.common import (
     _fail_usage,
     api_call,
 )
-from batchsep.cli.options import gpu_option, ray_options
+from batchsep.cli.options import (
+    COUNT,
+    REQUIRED,
+    OptionRow,
+    gpu_option,
+    option_table,
+    ray_options,
+)
 from batchsep.errors import StorageError
 from batchsep.jobs.spec import TRAINABLE_MODELS
 
+# fmt: off
+TRAIN_OPTIONS: tuple[OptionRow, ...] = (
+    ("--model", click.Choice(TRAINABLE_MODELS), "drnmf",
+     "Model to train. Enhancers: snmf (sparse NMF dictionaries), drnmf (deep recurrent NMF, "
+     "unfolded from an SNMF), lstm / blstm (recurrent mask estimators), sce / dc (BLSTM embeddings "
+     "trained with a source-contrastive or deep-clustering loss, plus a mask-inference head; "
+     "--config inference=kmeans masks by clustering them instead), dae (convolutional denoising "
+     "autoencoder). Emotion taggers: emotion-cnn, emotion-vae (held-out actors via --config "
+     "data.valid_actors=[..] data.test_actors=[..]), emotion-stats (the shipped tagger: MLPs over "
+     "utterance statistics; leave-actors-out CV over --config data.n_folds=4, then all actors)."),
+    ("--features run_uri", None, None,
+     "Prepare run with features/ (or a features folder); emotion models: a log-mel features "
+     "run, a scan run or an audio folder with RAVDESS file names.", REQUIRED),
+    ("--out out_uri", None, None, "Model folder (default: RUN/models/MODEL)."),
+    ("--config overrides", None, None,
+     "Model config key (n_layers=2, hidden=54, rank_speech=100); train.KEY for the optimiser "
+     "(train.lr=1e-3, train.patience=10); snmf.KEY for a DR-NMF's SNMF init. Repeatable.",
+     {"multiple": True, "metavar": "KEY=VALUE"}),
+    ("--max-epochs", COUNT, None,
+     "Epoch limit (default: the model's: 100 for enhancers, 60 emotion-cnn, 150 emotion-vae). "
+     "A larger value on a finished run continues its training."),
+    ("--train-fraction", click.FloatRange(min=0, max=1, min_open=True), 1.0,
+     "Share of the train mixtures used (a fixed seeded subset)."),
+    ("--init-from", None, None, "DR-NMF: a trained SNMF model folder to start from."),
+    ("--batch-size", click.IntRange(min=1), 32, "Utterances per optimiser step (per worker)."),
+    ("--crop-frames", COUNT, 500,
+     "Random crop of longer training utterances (frames); 0 keeps them whole."),
+    ("--snmf-frames", click.IntRange(min=1), 20000, "Frames sampled for SNMF dictionary learning."),
+    ("--seed", int, 0,
+     "Seed of initialisation, crops and batch order (same seed, same data: same model)."),
+)
+# fmt: on
+
 
 @click.command(epilog=EPILOG_TASK)
-@click.option(
-    "--model",
-    type=click.Choice(TRAINABLE_MODELS),
-    default="drnmf",
-    show_default=True,
-    help="Model to train. Enhancers: snmf (sparse NMF dictionaries), drnmf (deep recurrent NMF, "
-    "unfolded from an SNMF), lstm / blstm (recurrent mask estimators), sce / dc (BLSTM embeddings "
-    "trained with a source-contrastive or deep-clustering loss, plus a mask-inference head; "
-    "--config inference=kmeans masks by clustering them instead), dae (convolutional denoising "
-    "autoencoder). Emotion taggers: emotion-cnn, emotion-vae (held-out actors via --config "
-    "data.valid_actors=[..] data.test_actors=[..]), emotion-stats (the shipped tagger: MLPs over "
-    "utterance statistics; leave-actors-out CV over --config data.n_folds=4, then all actors).",
-)
-@click.option(
-    "--features",
-    "run_uri",
-    required=True,
-    help="Prepare run with features/ (or a features folder); emotion models: a log-mel features "
-    "run, a scan run or an audio folder with RAVDESS file names.",
-)
-@click.option("--out", "out_uri", default=None, help="Model folder (default: RUN/models/MODEL).")
-@click.option(
-    "--config",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Model config key (n_layers=2, hidden=54, rank_speech=100); train.KEY for the optimiser "
-    "(train.lr=1e-3, train.patience=10); snmf.KEY for a DR-NMF's SNMF init. Repeatable.",
-)
-@click.option(
-    "--max-epochs",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Epoch limit (default: the model's: 100 for enhancers, 60 emotion-cnn, 150 emotion-vae). "
-    "A larger value on a finished run continues its training.",
-)
-@click.option(
-    "--train-fraction",
-    type=click.FloatRange(min=0, max=1, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="Share of the train mixtures used (a fixed seeded subset).",
-)
-@click.option(
-    "--init-from", default=None, help="DR-NMF: a trained SNMF model folder to start from."
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=32,
-    show_default=True,
-    help="Utterances per optimiser step (per worker).",
-)
-@click.option(
-    "--crop-frames",
-    type=click.IntRange(min=0),
-    default=500,
-    show_default=True,
-    help="Random crop of longer training utterances (frames); 0 keeps them whole.",
-)
-@click.option(
-    "--snmf-frames",
-    type=click.IntRange(min=1),
-    default=20000,
-    show_default=True,
-    help="Frames sampled for SNMF dictionary learning.",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Seed of initialisation, crops and batch order (same seed, same data: same model).",
-)
+@option_table(*TRAIN_OPTIONS)
 @gpu_option("One GPU per worker (nccl).")
 @ray_options(
     workers_help="DDP workers (default 1).",

@@ -11,9 +11,12 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from batchsep.errors import BatchsepError, ParameterError
+
+if TYPE_CHECKING:
+    from batchsep.pipeline.runner import Runner
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -204,7 +207,8 @@ def shutdown() -> None:
 
 
 class RayRunner:
-    """Runs a stage function over shards as Ray tasks, with bounded tasks in flight and retries.
+    """The :class:`~batchsep.pipeline.runner.Runner` on Ray: runs a stage function over shards as Ray
+    tasks, with bounded tasks in flight and retries.
 
     Parameters
     ----------
@@ -291,7 +295,7 @@ def placement(
 
 def make_runner(
     *, workers: int | None = None, address: str | None = None, local: bool | None = None
-) -> Any:
+) -> Runner:
     """The runner a stage uses, by :func:`placement`: in-process, Ray tasks on ``address``, or the one
     of the two that fits each call's work (:class:`~batchsep.pipeline.runner.AutoRunner`).
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,7 +20,11 @@ import torch
 from batchsep.distributed.runtime import RayRunner, init
 from batchsep.errors import BatchsepError
 from batchsep.io import checkpoint
+from batchsep.pipeline.runner import Runner
 from batchsep.pipeline.train.driver import TrainJob, run_worker
+
+if TYPE_CHECKING:
+    from batchsep.pipeline.train.emotion_worker import EmotionTrainJob
 
 
 def all_reduce_mean(metrics: dict[str, float]) -> dict[str, float]:
@@ -64,7 +68,8 @@ def _root_cause(err: BaseException) -> BaseException:
 
 
 class RayTrainExecutor:
-    """Runs a :class:`TrainJob` on ``workers`` Ray Train workers (DDP); returns ``metrics.json``.
+    """The :class:`~batchsep.pipeline.runner.FitExecutor` on Ray: runs a :class:`TrainJob` (or an
+    ``EmotionTrainJob``) on ``workers`` Ray Train workers (DDP); returns ``metrics.json``.
 
     Parameters
     ----------
@@ -85,7 +90,7 @@ class RayTrainExecutor:
             raise BatchsepError(f"workers={workers} must be >= 1")
         self.workers, self.gpu, self.address, self.threads = workers, gpu, address, threads
 
-    def __call__(self, job: TrainJob) -> dict[str, Any]:
+    def __call__(self, job: TrainJob | EmotionTrainJob, /) -> dict[str, Any]:
         from ray.train import RunConfig, ScalingConfig
         from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -115,8 +120,9 @@ class RayTrainExecutor:
 
 def snmf_runner(
     *, workers: int | None = None, address: str | None = None, gpu: bool = False
-) -> Any:
-    """Ray tasks for SNMF dictionary learning (frame sampling per shard, then the fit)."""
+) -> Runner:
+    """The :class:`~batchsep.pipeline.runner.Runner` of SNMF dictionary learning on Ray: a
+    :class:`~batchsep.distributed.runtime.RayRunner` (frame sampling per shard, then the fit, as tasks)."""
     return RayRunner(
         address=address,
         cluster_cpus=workers,

@@ -7,6 +7,7 @@ with the same shape ``(..., F, T)`` and return a real mask of that shape; applyi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -64,5 +65,5 @@ def psf(S: Any, X: Any) -> Any:
     return lib.clip(num / (lib.abs(X) ** 2 + EPS), 0.0, 1.0)
 
 
-ORACLE_MASKS = {"ibm": ibm, "irm": irm, "iam": iam, "psf": psf}
+ORACLE_MASKS: dict[str, Callable[..., Any]] = {"ibm": ibm, "irm": irm, "iam": iam, "psf": psf}
 """Name → function. ``ibm`` and ``irm`` take (S, N); ``iam`` and ``psf`` take (S, X)."""

@@ -93,6 +93,33 @@ def makedirs(uri: str) -> None:
         raise _wrap(uri, "create folder", e) from e
 
 
+def first_missing_folder(uri: str) -> str | None:
+    """The outermost folder on the way to local ``uri`` that does not exist yet (``uri`` itself, or a
+    parent writing into it would create); None if ``uri`` exists or is on S3. With
+    :func:`remove_if_empty`, a run that fails before writing anything leaves no empty folders behind."""
+    if is_s3(uri):
+        return None
+    path, missing = os.path.abspath(_local_path(uri)), None
+    while not os.path.exists(path):
+        missing, parent = path, os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
+def remove_if_empty(path: str | None) -> bool:
+    """Delete local folder ``path`` if it (and every folder in it) holds no file; whether it did."""
+    if not path or not os.path.isdir(path):
+        return False
+    if any(files for _dir, _dirs, files in os.walk(path)):
+        return False
+    for dirpath, _dirs, _files in sorted(os.walk(path), key=lambda w: -len(w[0])):
+        with contextlib.suppress(OSError):  # a file arriving meanwhile keeps its folder
+            os.rmdir(dirpath)
+    return not os.path.exists(path)
+
+
 class DeferredWrites:
     """Publishes atomic writes on a background thread: a local file is made durable (fsync) and renamed into
     place, an S3 object is uploaded from its local spool.
@@ -317,7 +344,8 @@ def delete_many(uris: Iterable[str]) -> None:
 
 
 def check_writable(uri: str) -> None:
-    """Fail early, with a clear StorageError, when nothing can be written under folder ``uri``."""
+    """Fail early, with a clear StorageError, when nothing can be written under folder ``uri`` (a folder
+    the check had to create is removed again)."""
     if not is_s3(uri) and os.path.exists(_local_path(uri)) and not os.path.isdir(_local_path(uri)):
         raise StorageError(f"{uri} is a file, not a folder")
     if is_s3(
@@ -331,11 +359,14 @@ def check_writable(uri: str) -> None:
         if missing:
             raise StorageError(f"cannot write {uri}: no such bucket {bucket!r}")
     probe = join(uri, f"{TMP_PREFIX}probe-{uuid.uuid4().hex}")
+    created = first_missing_folder(uri)  # the probe's folders are not left behind
     try:
         write_bytes(probe, b"")
         delete(probe)
     except StorageError as e:  # name the folder asked for, not the probe's temporary name
         raise type(e)(str(e).replace(f" {probe}:", f" {uri}:", 1)) from e
+    finally:
+        remove_if_empty(created)
 
 
 def remove_stale_temps(uri: str) -> int:

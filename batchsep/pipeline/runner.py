@@ -1,11 +1,23 @@
-"""How a stage's shards get executed: the :class:`Runner` protocol and the local serial runner.
+"""How a stage's work gets executed: the one place that declares how execution is injected.
 
-Stages are plain functions over one shard. A runner applies such a function to many shards and yields
-``(index, result)`` pairs as they finish (in any order). :class:`SerialRunner` runs in this process, for
-tests and tiny inputs; ``batchsep.distributed.runtime.RayRunner`` runs the same function as Ray tasks;
-:class:`AutoRunner` (and :class:`AutoExecutor` for enhance's shard executors) picks one of the two per
+Every stage is a Ray-free function that takes its execution as an argument, of one of three kinds declared
+here (the serial implementation runs in this process, for tests and ``--local``; the Ray one lives in
+``batchsep.distributed``, which ``batchsep.api`` picks; the stage cannot tell them apart):
+
+- :class:`Runner` (argument ``runner``): scan, prepare, features, evaluate and SNMF training. Here:
+  :class:`SerialRunner`; Ray: ``distributed.runtime.RayRunner`` (``make_runner``, ``train.snmf_runner``).
+- :class:`ShardExecutor` (``executor``): enhance and tag. Here: ``pipeline.enhance.worker.serial_executor``;
+  Ray: ``distributed.data.RayDataExecutor`` (``distributed.executors.enhance_executor``).
+- :class:`FitExecutor` (``fit_executor``): deep training. Here: ``pipeline.train.driver.serial_fit``
+  (``train.emotion.serial_emotion_fit``); Ray: ``distributed.train.RayTrainExecutor`` (Ray Train, DDP).
+
+A :class:`Runner` applies a picklable function to many shards and yields ``(index, result)`` pairs as they
+finish (in any order). A :class:`ShardExecutor` does the same for a stateful worker (it loads its models
+once per process): it builds the worker from keyword arguments and runs shard tasks through it. A
+:class:`FitExecutor` runs one training job (a picklable description of the whole fit) on one or several
+(DDP) workers. :class:`AutoRunner` and :class:`AutoExecutor` pick the serial or the Ray implementation per
 call by the size of the work: the rule of every stage's default placement (``SMALL_JOB_FILES``,
-``SMALL_JOB_SECONDS``; ``batchsep.distributed.runtime.make_runner``).
+``SMALL_JOB_SECONDS``; ``batchsep.distributed.runtime.make_runner``, ``distributed.executors``).
 """
 
 from __future__ import annotations
@@ -17,6 +29,8 @@ from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+TaskT = TypeVar("TaskT", contravariant=True)
+JobT = TypeVar("JobT", contravariant=True)
 
 
 class Runner(Protocol):
@@ -33,6 +47,26 @@ class SerialRunner:
     def map_unordered(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[int, R]]:
         for i, item in enumerate(items):
             yield i, fn(item)
+
+
+class ShardExecutor(Protocol[TaskT]):
+    """Builds a stage's worker from ``worker_kwargs`` (once per process) and runs ``tasks`` through it,
+    yielding ``(shard, rows)`` as shards finish (enhance: ``ShardExecutor[ShardTask]``)."""
+
+    def __call__(
+        self, worker_kwargs: dict[str, Any], tasks: Sequence[TaskT], /
+    ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """Run every task; order of completion, not of input."""
+        ...
+
+
+class FitExecutor(Protocol[JobT]):
+    """Runs one training job to its end (one worker, or every DDP worker) and returns its metrics
+    (``metrics.json``'s content, written by rank 0)."""
+
+    def __call__(self, job: JobT, /) -> dict[str, Any]:
+        """Train ``job``; the outputs are under its ``out_uri``."""
+        ...
 
 
 def shards(items: Sequence[T], size: int) -> list[list[T]]:
@@ -203,27 +237,28 @@ def _input_seconds(uris: Sequence[str]) -> float | None:
 
 
 class AutoExecutor:
-    """The enhance stage's :class:`AutoRunner`: shards whose input files are few and small (by size,
-    ``BYTES_PER_SECOND``) run through ``small`` (the in-process executor), others through the executor
-    ``make_big()`` makes. Both take ``(worker_kwargs, tasks)`` and yield ``(shard, rows)``; a task has
-    ``files``, tuples whose first element is the input's URI.
+    """The enhance stage's :class:`AutoRunner`, a :class:`ShardExecutor`: shards whose input files are few
+    and small (by size, ``BYTES_PER_SECOND``) run through ``small`` (the in-process executor), others
+    through the executor ``make_big()`` makes; a task has ``files``, tuples whose first element is the
+    input's URI.
     """
 
     def __init__(
         self,
-        small: Callable[..., Iterator[Any]],
-        make_big: Callable[[], Callable[..., Iterator[Any]]],
+        small: ShardExecutor[Any],
+        make_big: Callable[[], ShardExecutor[Any]],
         big_running: Callable[[], bool] | None = None,
     ) -> None:
         self.small = small
         self.placement = Placement(make_big, big_running)
 
-    def __call__(self, worker_kwargs: dict[str, Any], tasks: Sequence[Any]) -> Iterator[Any]:
+    def __call__(
+        self, worker_kwargs: dict[str, Any], tasks: Sequence[Any], /
+    ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         if not tasks:
             return iter(())
         uris = [f[0] for t in tasks for f in t.files]
         seconds = _input_seconds(uris) if len(uris) <= SMALL_JOB_FILES else None
         size = JobSize(len(uris), seconds or 0.0, known=seconds is not None)
-        executor = self.placement.big(size) or self.small
-        result: Iterator[Any] = executor(worker_kwargs, tasks)
-        return result
+        executor: ShardExecutor[Any] = self.placement.big(size) or self.small
+        return executor(worker_kwargs, tasks)

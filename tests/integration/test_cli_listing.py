@@ -107,12 +107,16 @@ def test_a_refused_subtype_creates_no_output_folder(tmp_path):
 @pytest.mark.parametrize("command", ["enhance", "tag"])
 def test_a_corrupt_manifest_is_a_usage_error(tmp_path: Path, command: str) -> None:
     """A file named .parquet that is not Parquet is the user's input error: exit 2, the file named, nothing
-    written (the output check may leave OUT as an empty folder)."""
+    written: not even the OUT folder (nor its missing parent) the output check and the lease created."""
     manifest = tmp_path / "manifest.parquet"
     manifest.write_bytes(b"not parquet at all\n" * 10)
-    out = tmp_path / "out"
+    out = tmp_path / "new" / "out"
     result = CliRunner().invoke(main, [command, str(manifest), str(out), "--local"])
     assert result.exit_code == EXIT_USAGE, result.output
     assert "is not a readable Parquet manifest" in result.output
     assert str(manifest) in result.output
-    assert not out.exists() or not any(out.iterdir())
+    assert not (tmp_path / "new").exists()
+    existing = tmp_path / "existing"  # a folder that was there before stays
+    existing.mkdir()
+    result = CliRunner().invoke(main, [command, str(manifest), str(existing), "--local"])
+    assert result.exit_code == EXIT_USAGE and existing.is_dir() and not any(existing.iterdir())

@@ -15,7 +15,7 @@ import torch
 
 from batchsep.dsp.mel import EmotionFeatureConfig
 from batchsep.io import checkpoint
-from batchsep.models.emotion import EMOTIONS
+from batchsep.models.emotion import EMOTIONS, EmotionVae
 from batchsep.pipeline.enhance.tag import MIN_CONFIDENCE, EmotionTagger
 from batchsep.pipeline.train.emotion import train_emotion
 from batchsep.pipeline.train.emotion_worker import EmotionTrainJob, lr_factor, run_emotion_worker
@@ -308,7 +308,8 @@ def test_shipped_recipe_beats_chance_on_held_out_actors(shared_data: Path, tmp_p
     out = str(tmp_path / "m")
     train_emotion_stats(str(root), out, overrides={"n_members": 3}, n_folds=2,
                         actors=range(1, 13), verbose=False)  # fmt: skip
-    assert checkpoint.read_metrics(out)["trained_on_actors"] == list(range(1, 13))
+    trained = checkpoint.read_metrics(out)
+    assert trained is not None and trained["trained_on_actors"] == list(range(1, 13))
     files = [f for a in (13, 14, 15, 16) for f in sorted((root / f"Actor_{a:02d}").glob("*.flac"))]
     infos = [parse_ravdess_name(f.name) for f in files]
     assert len(files) == 240
@@ -375,8 +376,10 @@ def test_vae_latent_figures_of_a_trained_model(tiny_vae: str, tmp_path: Path) ->
     payload = checkpoint.read_checkpoint(out)
     metrics = checkpoint.read_metrics(out)
     assert metrics is not None
+    vae = deserialize(payload)
+    assert isinstance(vae, EmotionVae)
     sections = latent_sections(
-        deserialize(payload),
+        vae,
         features=payload["features"],
         metrics=metrics,  # type: ignore[arg-type]
     )

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -18,9 +19,10 @@ import pytest
 import soundfile as sf
 import torch
 from click.testing import CliRunner
+from parts_helpers import read_parts
 
 from batchsep.cli.main import EXIT_FATAL, EXIT_SOME_FAILED, EXIT_USAGE, main
-from batchsep.io import parquet, storage
+from batchsep.io import storage
 from batchsep.io.checkpoint import write_checkpoint
 from batchsep.models import build_model, serialize
 from batchsep.pipeline.enhance.driver import enhance
@@ -91,7 +93,12 @@ def test_model_recorded_level_is_the_default(tmp_path, model_uri):
     root = tmp_path / "in"
     make_corpus(root, n=2)
     outs = {}
-    for name, level in (("default", "model"), ("explicit", -40.0), ("fallback", -26.0)):
+    levels: list[tuple[str, float | Literal["model"]]] = [
+        ("default", "model"),
+        ("explicit", -40.0),
+        ("fallback", -26.0),
+    ]
+    for name, level in levels:
         s = enhance(str(root), str(tmp_path / name), model=str(recorded),
                     options=EnhanceOptions(input_level_db=level))  # fmt: skip
         assert s.files_ok == 2
@@ -582,7 +589,7 @@ def test_s3_input_and_output(tmp_path, model_uri, s3_env):
         local_y, local_sr = sf.read(tmp_path / "out" / rel, dtype="float32")
         assert sr == local_sr and remote.shape == local_y.shape
         np.testing.assert_allclose(remote, local_y, atol=1e-6)
-    table = parquet.read_parts(f"{s3_env}/out/results")  # 3 parts, read concurrently: in part order
+    table = read_parts(f"{s3_env}/out/results")  # 3 parts, read concurrently: in part order
     assert table.column("shard").to_pylist() == [0, 1, 2]
     # starting over in another format deletes the earlier outputs (concurrent deletes on S3)
     s = enhance(f"{s3_env}/in", f"{s3_env}/out", model=model_uri,
@@ -692,7 +699,7 @@ def test_enhance_with_emotion_tags(tmp_path, model_uri, emotion_uri):
         assert r["emotion_label"] in EMOTIONS
         probs = dict(r["emotion_probs"])
         assert set(probs) == set(EMOTIONS) and abs(sum(probs.values()) - 1) < 1e-4
-        assert r["emotion_label"] == max(probs, key=probs.get)
+        assert r["emotion_label"] == max(probs, key=lambda k: probs[k])
         segs = r["emotion_segments"]
         assert segs and all(0 <= g["start_s"] < g["end_s"] <= r["duration_s"] + 1e-6 for g in segs)
         assert all(g["end_s"] - g["start_s"] <= 3.2 + 1e-6 for g in segs)

@@ -64,7 +64,9 @@ def _start_and_wait_for_commits(cmd: list[str], out: Path, n: int, **env: str) -
     deadline = time.time() + 300  # a loaded machine imports torch slowly
     while time.time() < deadline and len(_parts(out)) < n and proc.poll() is None:
         time.sleep(0.02)
-    assert proc.poll() is None, f"the first run ended too early: {proc.stderr.read()}"
+    assert proc.poll() is None, (
+        f"the first run ended too early: {proc.stderr.read() if proc.stderr else ''}"
+    )
     return proc
 
 
@@ -171,7 +173,8 @@ def test_ctrl_c_releases_the_lease(real_corpus, tmp_path, model_uri):
     out = tmp_path / "out"
     cmd = _cmd(real_corpus, out, model_uri)
     first = _start_and_wait_for_commits(cmd, out, 2)
-    assert lease.read_holder(str(out)).pid == first.pid
+    holder = lease.read_holder(str(out))
+    assert holder is not None and holder.pid == first.pid
     first.send_signal(signal.SIGINT)
     _, err = first.communicate(timeout=300)
     assert first.returncode == 130, err

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from parts_helpers import read_parts
 
-from batchsep.io import parquet
 from batchsep.io.checkpoint import write_checkpoint
 from batchsep.models import build_model, serialize
 
@@ -73,7 +73,7 @@ def test_unfinished_shards_run_again_after_the_pool_fails(tmp_path: Path, monkey
     )  # fmt: skip
     assert runs == [3, 3], "the failed pool's shards must run again, once"
     assert summary.files_ok == 6 and summary.files_failed == 0
-    rows = parquet.read_parts(str(out / "results")).to_pylist()
+    rows = read_parts(str(out / "results")).to_pylist()
     assert sorted(r["rel_path"] for r in rows) == sorted(rels)  # exactly once
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.wav")) == sorted(rels)
 

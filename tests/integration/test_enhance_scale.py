@@ -12,9 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+from parts_helpers import read_parts
 
 from batchsep.errors import ParameterError
-from batchsep.io import listing, parquet, storage
+from batchsep.io import listing, storage
 from batchsep.pipeline.enhance import plan as enhance_plan
 from batchsep.pipeline.enhance import record
 from batchsep.pipeline.enhance.driver import enhance
@@ -165,7 +166,7 @@ def test_manifest_as_input_on_s3(corpus, s3_env, model_uri, monkeypatch, small_b
 
     with pytest.raises(KeyboardInterrupt):
         enhance(manifest, out, model=model_uri, shard_size=2, executor=stop_after_3_shards)
-    assert parquet.read_parts(f"{out}/results").num_rows == 6
+    assert read_parts(f"{out}/results").num_rows == 6
     s = enhance(manifest, out, model=model_uri, shard_size=2)
     assert (s.files_run, s.files_skipped, s.files_ok) == (6, 6, 12)
     rows = committed_rows(out)
@@ -173,7 +174,7 @@ def test_manifest_as_input_on_s3(corpus, s3_env, model_uri, monkeypatch, small_b
     assert all(r["input_size"] and r["input_size"] > 0 for r in rows)
     names = [e.rel_path for e in storage.list_files(f"{out}/results")]
     assert len(names) == 1 and names[0].startswith("results-")  # compacted on S3
-    raw = parquet.read_parts(f"{out}/results").column("rel_path").to_pylist()
+    raw = read_parts(f"{out}/results").column("rel_path").to_pylist()
     assert sorted(raw) == sorted(str(p.relative_to(corpus)) for p in files)  # each file once
     s = enhance(manifest, out, model=model_uri)
     assert (s.files_run, s.files_ok) == (0, 12)

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
+from parts_helpers import read_parts
 
 from batchsep.cli.main import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
 from batchsep.dsp.mix import mix_at_snr
@@ -60,7 +61,7 @@ def test_known_answers(tmp_path):
     run = crafted_run(tmp_path)
     s = evaluate(run, references=str(tmp_path / "clean"), metrics=["sdr", "si_sdr", "stoi"])
     assert (s.files, s.scored) == (3, 3)
-    df = parquet.read_parts(run + "/metrics").to_pandas().set_index("rel_path")
+    df = read_parts(run + "/metrics").to_pandas().set_index("rel_path")
     np.testing.assert_allclose(df.loc[["a.wav", "b.wav"], "input_snr"], [0.0, 5.0], atol=1e-3)
     np.testing.assert_allclose(df["si_sdr_i"], 20.0, atol=0.2)  # enhanced noise is 20 dB lower
     np.testing.assert_allclose(df["sdr_i"], 20.0, atol=0.5)
@@ -78,7 +79,7 @@ def test_metric_failure_has_reason(tmp_path):
     run = crafted_run(tmp_path)
     sf.write(tmp_path / "clean" / "a.wav", np.zeros(2 * SR, np.float32), SR)  # silent reference
     evaluate(run, references=str(tmp_path / "clean"), metrics=["sdr", "si_sdr"])
-    df = parquet.read_parts(run + "/metrics").to_pandas().set_index("rel_path")
+    df = read_parts(run + "/metrics").to_pandas().set_index("rel_path")
     assert np.isnan(df.loc["a.wav", "si_sdr"]) and "silence" in df.loc["a.wav", "si_sdr_error"]
     assert np.isfinite(df.loc["b.wav", "si_sdr"]) and pd.isna(df.loc["b.wav", "si_sdr_error"])
 
@@ -87,7 +88,7 @@ def test_missing_reference_and_no_run(tmp_path):
     run = crafted_run(tmp_path)
     (tmp_path / "clean" / "b.wav").unlink()
     evaluate(run, references=str(tmp_path / "clean"), metrics=["si_sdr"])
-    df = parquet.read_parts(run + "/metrics").to_pandas().set_index("rel_path")
+    df = read_parts(run + "/metrics").to_pandas().set_index("rel_path")
     assert df.loc["b.wav", "error"] == "no clean reference"
     r = CliRunner().invoke(main, ["evaluate", str(tmp_path / "nothing"), "--local"])
     assert r.exit_code == EXIT_USAGE and "batchsep enhance first" in r.output
@@ -126,7 +127,7 @@ def test_metrics_and_report_on_s3(tmp_path, s3_env):
     for p in (tmp_path / "run").rglob("*"):
         if p.is_file():
             storage.write_bytes(f"{s3_env}/run/{p.relative_to(tmp_path / 'run')}", p.read_bytes())
-    table = parquet.read_parts(f"{s3_env}/run/results").to_pylist()
+    table = read_parts(f"{s3_env}/run/results").to_pylist()
     for r in table:
         r["output_uri"] = f"{s3_env}/run/{r['rel_path']}"
     storage.delete(f"{s3_env}/run/results/part-00000.parquet")
@@ -167,7 +168,7 @@ def test_voicebank_pairs_against_mir_eval(shared_data, tmp_path):
         schemas.table_from_rows(rows, schemas.ENHANCE_RESULTS),
     )
     evaluate(run, references=str(pairs / "clean"), metrics=["sdr"])
-    df = parquet.read_parts(run + "/metrics").to_pandas().set_index("rel_path")
+    df = read_parts(run + "/metrics").to_pandas().set_index("rel_path")
     for name in df.index:
         clean, _ = sf.read(pairs / "clean" / name, dtype="float64")
         noisy, _ = sf.read(pairs / "noisy" / name, dtype="float64")
@@ -210,7 +211,7 @@ def test_cli_no_references_is_a_usage_error(tmp_path):
 def test_tag_run_needs_no_references(tmp_path):
     """A tag run (no enhanced audio) is evaluated for emotion only: nothing to score, exit 0."""
     run = crafted_run(tmp_path)
-    rows = parquet.read_parts(run + "/results").to_pylist()
+    rows = read_parts(run + "/results").to_pylist()
     for r in rows:
         r["output_uri"] = None
     storage.delete(parquet.part_uri(run + "/results", 0))
@@ -223,7 +224,7 @@ def test_tag_run_needs_no_references(tmp_path):
     # the emotions are what a tag run is evaluated for: the console says so instead of "scored 0/3"
     assert "emotion: accuracy" in r.output and "over 1 tagged file with a true label" in r.output
     assert "scored 0/3" not in r.output
-    df = parquet.read_parts(run + "/metrics").to_pandas()
+    df = read_parts(run + "/metrics").to_pandas()
     assert set(df["error"]) == {"no enhanced audio (tag run: emotions only)"}
     s = evaluate(run, metrics=[])
     assert s.files_failed == 0 and s.emotion is not None and s.emotion["n"] == 1
@@ -249,7 +250,7 @@ def test_tagged_ravdess_run_without_references_scores_emotion_only(tmp_path):
     run = crafted_run(tmp_path)  # one RAVDESS-named, emotion-tagged file
     s = evaluate(run, metrics=["si_sdr"])
     assert (s.scored, s.files_failed) == (0, 3) and s.references is None
-    df = parquet.read_parts(run + "/metrics").to_pandas().set_index("rel_path")
+    df = read_parts(run + "/metrics").to_pandas().set_index("rel_path")
     assert df.loc["03-01-05-01-01-01-13.wav", "emotion_true"] == "angry"
     r = CliRunner().invoke(main, ["evaluate", run, "--metrics", "si_sdr", "--local"])
     assert r.exit_code == EXIT_SOME_FAILED and "pass --references CLEAN_URI" in r.output
@@ -280,6 +281,6 @@ def test_references_default_to_the_prepare_run_of_the_enhanced_inputs(tmp_path):
     r = CliRunner().invoke(main, ["evaluate", run, "--metrics", "si_sdr", "--local"])
     assert r.exit_code == EXIT_OK, r.output
     assert f"references: {tmp_path} (the prepare run" in r.output and "scored 2/2" in r.output
-    df = parquet.read_parts(run + "/metrics").to_pandas().set_index("rel_path")
+    df = read_parts(run + "/metrics").to_pandas().set_index("rel_path")
     assert list(df["noise_class"]) == ["hum", "hum"] and list(df["speaker"]) == ["spk0", "spk1"]
     np.testing.assert_allclose(df["si_sdr_i"], 20.0, atol=0.2)

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from parts_helpers import read_parts
 
 from batchsep.cli.main import EXIT_OK, EXIT_USAGE, main
 from batchsep.evaluation import dnsmos as dn
-from batchsep.io import parquet
 
 _spec = importlib.util.spec_from_file_location(
     "_evaluate_tests", Path(__file__).with_name("test_evaluate.py")
@@ -31,7 +31,7 @@ DNSMOS_OUT = ["dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808"]
 
 
 def _metrics(run: str):
-    return parquet.read_parts(run + "/metrics").to_pandas().set_index("rel_path")
+    return read_parts(run + "/metrics").to_pandas().set_index("rel_path")
 
 
 @needs_dnsmos

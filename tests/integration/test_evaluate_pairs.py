@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
+from parts_helpers import read_parts
 
 from batchsep.cli.main import EXIT_OK, EXIT_SOME_FAILED, main
 from batchsep.evaluation import dnsmos as dn
@@ -50,7 +51,7 @@ def half_noise_run(tmp: Path, noisy_dir: Path, clean_dir: Path, rels: dict[str, 
 
 
 def _metrics(run: str):
-    return parquet.read_parts(run + "/metrics").to_pandas().set_index("rel_path")
+    return read_parts(run + "/metrics").to_pandas().set_index("rel_path")
 
 
 @pytest.mark.realdata
@@ -82,7 +83,7 @@ def test_a_run_of_the_pairs_root_itself_pairs_noisy_with_clean(shared_data, tmp_
             shutil.copy(src / sub / n, root / sub / n)
     rels = {f"noisy/{n}": n for n in NAMES[:2]}
     run = half_noise_run(tmp_path, root / "noisy", root / "clean", rels)
-    rows = parquet.read_parts(run + "/results").to_pylist()
+    rows = read_parts(run + "/results").to_pylist()
     extra = dict(rows[0], rel_path=f"clean/{NAMES[0]}", input_uri=str(root / "clean" / NAMES[0]))
     _results(Path(run), [*rows, extra])
     s = evaluate(run, references=str(root), metrics=["si_sdr"])
@@ -176,7 +177,7 @@ def test_a_later_evaluate_reuses_the_inputs_dnsmos_while_they_are_unchanged(tmp_
     path = tmp_path / "in" / "f1.wav"
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    rows = parquet.read_parts(run + "/results").to_pylist()
+    rows = read_parts(run + "/results").to_pylist()
     rows[1]["input_mtime_ns"] = st.st_mtime_ns + 10**9  # as a re-run of enhance records it
     _results(Path(run), rows)
     evaluate(run, metrics=["dnsmos"])

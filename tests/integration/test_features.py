@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
@@ -85,7 +86,7 @@ def test_values_schema_and_metadata(run, tmp_path):
     assert read_transform(str(part)) == cfg.to_dict()
     mixtures = {r["mixture_id"]: r for r in _mixtures(run)}
     table = pq.read_table(part)
-    cols = {c: frames_column(table.column(c)) for c in cfg.columns()}
+    cols = {c: _frames(table.column(c)) for c in cfg.columns()}
     for j, row in enumerate(table.to_pylist()):
         sig = prepare_render.load_mixture(mixtures[row["mixture_id"]])
         X, S = reference_stft(sig["noisy"]), reference_stft(sig["clean"])
@@ -99,6 +100,13 @@ def test_values_schema_and_metadata(run, tmp_path):
         psa = np.clip((S * X.conj()).real / (np.abs(X) ** 2 + 1e-8), 0, 1) * np.abs(X)
         np.testing.assert_allclose(cols["psa_target"][j], psa, rtol=1e-3, atol=1e-4)
         assert (cols["psa_target"][j] <= cols["noisy_mag"][j] + 1e-6).all()
+
+
+def _frames(column: pa.ChunkedArray) -> list[np.ndarray]:
+    """:func:`frames_column` of a column without nulls."""
+    rows = frames_column(column)
+    assert all(r is not None for r in rows), "a null row"
+    return [r for r in rows if r is not None]
 
 
 def _mixtures(run: Path) -> list[dict]:
@@ -171,12 +179,13 @@ def test_killed_worker_is_retried_and_ray_data_reads_the_shards(run, tmp_path, r
     assert all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b))
     folder = tmp_path / "ray" / "train"
     ours = pq.read_table(folder).sort_by("mixture_id")
-    theirs = ray.data.read_parquet(str(folder)).take_batch(100, batch_format="pyarrow")
-    theirs = theirs.sort_by("mixture_id")
+    batch = ray.data.read_parquet(str(folder)).take_batch(100, batch_format="pyarrow")
+    assert isinstance(batch, pa.Table)
+    theirs = batch.sort_by("mixture_id")
     assert theirs.num_rows == ours.num_rows == 10
     assert theirs.column("mixture_id").equals(ours.column("mixture_id"))
     for c in ("noisy_mag", "clean_mag", "noise_mag"):
-        x, y = frames_column(ours.column(c)), frames_column(theirs.column(c))
+        x, y = _frames(ours.column(c)), _frames(theirs.column(c))
         assert all(np.array_equal(u, v) for u, v in zip(x, y))
 
 
@@ -227,7 +236,7 @@ def test_logmel_of_a_scan_run(tmp_path):
     assert s.rows_ok == 2 and s.shards == 1  # the broken file is an error row of the scan
     t = pq.read_table(tmp_path / "run" / "features" / "all" / "part-00000.parquet")
     assert t.schema.field("logmel").type.value_type.list_size == 80
-    for row, m in zip(t.to_pylist(), frames_column(t.column("logmel"))):
+    for row, m in zip(t.to_pylist(), _frames(t.column("logmel"))):
         a = audio.decode(Path(row["uri"]).read_bytes())
         ref = log_mel(to_rate_mono(a.samples, a.sample_rate, 16000))
         np.testing.assert_allclose(m, ref.T, rtol=1e-5, atol=1e-4)

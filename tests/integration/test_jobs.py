@@ -19,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -63,7 +64,7 @@ def scan_spec(in_uri: str, out_uri: str, **extra) -> dict:
 def test_run_two_stages_with_reference_and_exit_codes(tmp_path, bad_corpus, monkeypatch):
     root, expected = bad_corpus
     monkeypatch.setenv("BATCHSEP_TEST_JOB_ENV", "before")  # restored (unset) after the test
-    data = {
+    data: dict[str, Any] = {
         "name": "two",
         "stages": [
             {"stage": "scan", "params": {"in_uri": str(root), "out_uri": str(tmp_path / "r")}},
@@ -247,6 +248,7 @@ def test_submission_sends_only_the_spec_and_no_credentials(tmp_path, monkeypatch
         sent = json.dumps([sub.entrypoint, sub.runtime_env, sub.metadata])
         assert FAKE_SECRET not in sent and "AKIAFAKE" not in sent
     finally:
+        assert sub.staging_dir is not None
         shutil.rmtree(sub.staging_dir)
     _, sub = jobs_submit.prepare_submission(path, install="none", working_dir=str(tmp_path))
     assert "pip" not in sub.runtime_env and sub.staging_dir is None
@@ -482,6 +484,7 @@ def test_submit_to_local_head(ray_head, tmp_path, monkeypatch):
     from ray.job_submission import JobSubmissionClient
 
     info = JobSubmissionClient(ray_head).get_job_info(job_id)
+    assert info.runtime_env is not None
     assert info.runtime_env["env_vars"]["BATCHSEP_TEST_MARK"] == "1"
     everything = " ".join(
         [r.output, r_status.output, r_logs.output, json.dumps(info.runtime_env), str(info)]
@@ -548,10 +551,12 @@ def test_submit_installs_something_that_exists_by_default(tmp_path, monkeypatch)
         assert len(wheels) == 1 and wheels[0].startswith("batchsep-")
         assert sub.runtime_env["pip"] == [f"{jobs_submit.WORKING_DIR_VAR}/{wheels[0]}"]
     finally:
+        assert sub.staging_dir is not None
         shutil.rmtree(sub.staging_dir, ignore_errors=True)
     monkeypatch.setattr(jobs_submit, "repo_root", lambda: None)  # as installed from a wheel
     _spec, sub = jobs_submit.prepare_submission(path)
     try:
         assert "pip" not in sub.runtime_env and sub.files == ["job.yaml"]
     finally:
+        assert sub.staging_dir is not None
         shutil.rmtree(sub.staging_dir, ignore_errors=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -159,7 +160,7 @@ def test_executor_fails_on_a_constructor_error_without_restarts(tmp_path, ray_lo
         ShardTask(i, ((str(root / f"f{i}.wav"), f"f{i}.wav", str(tmp_path / "out" / f"f{i}.wav")),))
         for i in range(3)
     ]
-    kwargs = {"model_uri": None, "options": {}, "emotion_uri": "default"}
+    kwargs: dict[str, Any] = {"model_uri": None, "options": {}, "emotion_uri": "default"}
     t0 = time.perf_counter()
     yielded = []
     with pytest.raises(WorkerInitError, match="'blstm' is not an emotion model") as info:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
+from parts_helpers import read_parts
 
 from batchsep.cli.main import EXIT_OK, main
 from batchsep.corpus.mixtures import MixtureConfig
@@ -51,7 +53,7 @@ def written(tmp_path_factory) -> tuple[Path, list[dict]]:
 
 
 @pytest.fixture
-def moved(written, tmp_path) -> Path:
+def moved(written, tmp_path) -> Iterator[Path]:
     """A copy of the run in another folder; the original is gone (as after a move)."""
     src, _ = written
     dst = tmp_path / "elsewhere" / "moved-run"
@@ -116,7 +118,7 @@ def test_evaluate_scores_against_the_moved_run(moved, tmp_path):
     s = evaluate(enhanced, references=str(moved), metrics=["si_sdr"])
     assert (s.files, s.scored, s.files_failed) == (2, 2, 0)
     assert abs(s.means["si_sdr_i"] - 20.0) < 0.5
-    df = parquet.read_parts(enhanced + "/metrics").to_pandas()
+    df = read_parts(enhanced + "/metrics").to_pandas()
     assert sorted(df["mixture_id"]) == ["test-000000", "test-000001"]
     assert all(Path(u).is_relative_to(moved) for u in df["clean_uri"])
     args = ["evaluate", enhanced, "--references", str(moved), "--metrics", "si_sdr", "--local"]
@@ -132,7 +134,7 @@ def test_evaluate_finds_references_of_an_enhance_run_made_before_a_copy(written,
     shutil.copytree(run, copy)
     s = evaluate(enhanced, references=str(copy), metrics=["si_sdr"])
     assert (s.scored, s.files_failed) == (2, 0)
-    df = parquet.read_parts(enhanced + "/metrics").to_pandas()
+    df = read_parts(enhanced + "/metrics").to_pandas()
     assert all(Path(u).is_relative_to(copy) for u in df["clean_uri"])
 
 

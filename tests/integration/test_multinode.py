@@ -16,11 +16,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pytest
 import soundfile as sf
+from parts_helpers import read_parts
 
 from batchsep.distributed import runtime
 from batchsep.io import parquet, storage
@@ -69,7 +70,15 @@ def slow_batch_worker(base: type) -> type:
     return SlowShardBatchWorker
 
 
-def agent_ports() -> dict[str, int]:
+class AgentPorts(TypedDict):
+    """The ports of :func:`agent_ports`, as ``Cluster.add_node`` keywords."""
+
+    metrics_agent_port: int
+    dashboard_agent_listen_port: int
+    runtime_env_agent_port: int
+
+
+def agent_ports() -> AgentPorts:
     """Free ports for a node's agents: given explicitly, the raylet does not wait (15 s at most, too
     short on a loaded machine) for the agents to report the ports they picked."""
     socks = [socket.socket() for _ in range(3)]
@@ -243,7 +252,7 @@ def test_enhance_job_survives_node_death(cluster, tmp_path, monkeypatch):
     (outcome,) = jobs.run_spec(spec)
     thread.join(timeout=5)
     assert killed and killed["done_before"] < 20, killed
-    rows = parquet.read_parts(str(out / "results")).to_pylist()
+    rows = read_parts(str(out / "results")).to_pylist()
     assert sorted(r["rel_path"] for r in rows) == rels  # one committed row per file, no duplicate
     assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows]
     written = sorted(

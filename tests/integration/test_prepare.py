@@ -71,7 +71,7 @@ def corpus(tmp_path_factory) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def reference(corpus, tmp_path_factory) -> tuple[Path, prep.PrepareSummary]:
+def reference(corpus: tuple[str, str], tmp_path_factory) -> tuple[Path, prep.PrepareSummary]:
     out = tmp_path_factory.mktemp("ref") / "run"
     s = prep.prepare(*corpus, str(out), config=CONFIG, runner=SerialRunner(), shard_size=4)
     return out, s
@@ -126,7 +126,7 @@ def test_outputs_exact_snr_and_disjoint_splits(reference):
         assert by_rel[("noise", r["noise_rel_path"])]["clip"] == r["noise_clip"]
 
 
-def test_recipe_only_regenerates_bit_exact(corpus, reference, tmp_path):
+def test_recipe_only_regenerates_bit_exact(corpus: tuple[str, str], reference, tmp_path):
     run, _ = reference
     out = tmp_path / "recipes"
     s = prep.prepare(*corpus, str(out), config=CONFIG, recipe_only=True, shard_size=4)
@@ -144,13 +144,19 @@ def test_recipe_only_regenerates_bit_exact(corpus, reference, tmp_path):
         np.testing.assert_array_equal(loaded["noisy"], regenerated["noisy"])
 
 
-def test_rerun_is_a_noop_and_other_settings_are_refused(corpus, reference, tmp_path):
+def test_rerun_is_a_noop_and_other_settings_are_refused(
+    corpus: tuple[str, str], reference, tmp_path
+):
     run, first = reference
     before = {
         p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name != "job.json"
     }
-    again = prep.prepare(*corpus, str(run), config=CONFIG, shard_size=4)
+    starts: list[tuple[str, int]] = []
+    again = prep.prepare(
+        *corpus, str(run), config=CONFIG, shard_size=4, on_start=lambda p, n: starts.append((p, n))
+    )
     assert again.shards_skipped == again.shards == 5
+    assert not [p for p, _ in starts if p.startswith("render")]  # nothing to render: no "N to do"
     assert again.mixtures_ok == first.mixtures_ok
     after = {
         p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name != "job.json"
@@ -164,7 +170,7 @@ def test_rerun_is_a_noop_and_other_settings_are_refused(corpus, reference, tmp_p
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_ray_output_is_byte_identical_to_serial(corpus, tmp_path, ray_local):
+def test_ray_output_is_byte_identical_to_serial(corpus: tuple[str, str], tmp_path, ray_local):
     """Same bytes (audio, every Parquet file, features) from 1 process and from 2 Ray workers.
 
     Both runs write to the same path (the rows hold absolute URIs); the first is moved away."""
@@ -188,7 +194,7 @@ def test_ray_output_is_byte_identical_to_serial(corpus, tmp_path, ray_local):
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_killed_worker_is_retried(corpus, reference, tmp_path, ray_local):
+def test_killed_worker_is_retried(corpus: tuple[str, str], reference, tmp_path, ray_local):
     from batchsep.distributed.runtime import RayRunner
 
     marker = str(tmp_path / "crashed-once")
@@ -253,7 +259,7 @@ def test_interrupted_driver_resumes_without_duplicates(tmp_path):
     assert [k for k in a if a[k] != b[k]] == []
 
 
-def test_cli_exit_codes(corpus, tmp_path):
+def test_cli_exit_codes(corpus: tuple[str, str], tmp_path):
     cli = CliRunner()
     speech, noise = corpus
     base = ["prepare", "--speech", speech, "--noise", noise, "--train", "6", "--valid", "2",
@@ -280,7 +286,7 @@ def test_cli_exit_codes(corpus, tmp_path):
     assert r.exit_code == EXIT_FATAL and "cannot write" in r.output
 
 
-def test_prepare_to_s3_matches_local(corpus, reference, s3_env):
+def test_prepare_to_s3_matches_local(corpus: tuple[str, str], reference, s3_env):
     from batchsep.pipeline.features.driver import features
     from batchsep.training.data.features import FeatureDataset
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -38,8 +39,8 @@ def _write_corpus(
     for c, name in enumerate(noise_classes):
         (noise / name).mkdir(parents=True)
         for r in range(3):
-            x = 0.3 * rng.standard_normal(24000).astype(np.float32)
-            sf.write(noise / name / f"{100 * c + r + 1000 * seed}-{c}-0-0.wav", x, 16000)
+            n = 0.3 * rng.standard_normal(24000).astype(np.float32)
+            sf.write(noise / name / f"{100 * c + r + 1000 * seed}-{c}-0-0.wav", n, 16000)
     return str(speech), str(noise)
 
 
@@ -58,11 +59,15 @@ def _snapshot(run: Path) -> dict[str, bytes]:
     }
 
 
-def test_augmentation_off_changes_nothing(corpus, tmp_path):
+def test_augmentation_off_changes_nothing(corpus: tuple[str, str], tmp_path):
     """An AugmentConfig without kinds (and no train-only inputs) writes exactly what prepare always did."""
     out = tmp_path / "run"
     snaps = {}
-    for name, kw in (("plain", {}), ("off", {"augment": AugmentConfig(), "train_speech_uris": ()})):
+    variants: list[tuple[str, dict[str, Any]]] = [
+        ("plain", {}),
+        ("off", {"augment": AugmentConfig(), "train_speech_uris": ()}),
+    ]
+    for name, kw in variants:
         prep.prepare(*corpus, str(out), config=CONFIG, runner=SerialRunner(), shard_size=4, **kw)
         snaps[name] = _snapshot(out)
         table = pq.read_table(out / "mixtures.parquet")
@@ -77,7 +82,9 @@ def test_augmentation_off_changes_nothing(corpus, tmp_path):
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_augmented_run_is_byte_identical_on_1_and_2_workers(corpus, tmp_path, ray_local):
+def test_augmented_run_is_byte_identical_on_1_and_2_workers(
+    corpus: tuple[str, str], tmp_path, ray_local
+):
     from batchsep.distributed.runtime import RayRunner
 
     out = tmp_path / "run"
@@ -110,7 +117,7 @@ def test_augmented_run_is_byte_identical_on_1_and_2_workers(corpus, tmp_path, ra
     assert [k for k in a if a[k] != b[k]] == []
 
 
-def test_train_only_inputs_keep_the_held_out_splits(corpus, tmp_path):
+def test_train_only_inputs_keep_the_held_out_splits(corpus: tuple[str, str], tmp_path):
     extra_speech, extra_noise = _write_corpus(tmp_path / "extra", ["x1", "x2", "x3"], ["babble"], 1)
     base = tmp_path / "base"
     prep.prepare(*corpus, str(base), config=CONFIG, runner=SerialRunner(), shard_size=4)
@@ -147,7 +154,7 @@ def test_train_only_inputs_keep_the_held_out_splits(corpus, tmp_path):
                      train_speech_uris=[clash])  # fmt: skip
 
 
-def test_cli_augment_options(corpus, tmp_path):
+def test_cli_augment_options(corpus: tuple[str, str], tmp_path):
     from click.testing import CliRunner
 
     from batchsep.cli.main import EXIT_OK, EXIT_USAGE, main

@@ -65,7 +65,7 @@ def test_unreadable_file_gives_error_row(bad_corpus):
     # As root, permissions do not stop reads: scan in a forked child that drops to user nobody.
     base = Path(tempfile.mkdtemp())
     base.chmod(0o777)
-    corpus, out = base / "corpus", base / "out"
+    corpus, out_dir = base / "corpus", base / "out"
     os.rename(root, corpus)
     for dirpath, _dirs, files in os.walk(corpus):
         os.chmod(dirpath, 0o755)
@@ -74,8 +74,8 @@ def test_unreadable_file_gives_error_row(bad_corpus):
             if not os.path.islink(p):
                 os.chmod(p, 0o644)
     os.chmod(corpus / "good.wav", 0)
-    out.mkdir(mode=0o777)
-    out.chmod(0o777)
+    out_dir.mkdir(mode=0o777)
+    out_dir.chmod(0o777)
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child
@@ -83,7 +83,7 @@ def test_unreadable_file_gives_error_row(bad_corpus):
         try:
             os.setgid(65534)
             os.setuid(65534)
-            s = scan(str(corpus), str(out), runner=SerialRunner())
+            s = scan(str(corpus), str(out_dir), runner=SerialRunner())
             os.write(write_fd, json.dumps({"failed": s.files_failed}).encode())
             code = 0
         finally:
@@ -92,7 +92,7 @@ def test_unreadable_file_gives_error_row(bad_corpus):
     _, status = os.waitpid(pid, 0)
     msg = os.read(read_fd, 1 << 16)
     assert os.waitstatus_to_exitcode(status) == 0, msg
-    table = parquet.read_table(str(out / "manifest.parquet"))
+    table = parquet.read_table(str(out_dir / "manifest.parquet"))
     rows = {r["rel_path"]: r for r in table.to_pylist()}
     assert rows["good.wav"]["status"] == "error"
     assert "ermission denied" in rows["good.wav"]["error"]

@@ -12,6 +12,7 @@ import torch
 
 from batchsep.io import checkpoint, storage
 from batchsep.models.base import deserialize
+from batchsep.models.snmf import SnmfEnhancer
 from batchsep.pipeline.train import driver as tr
 from batchsep.pipeline.train.data import DataOptions
 from batchsep.pipeline.train.outputs import read_state
@@ -67,6 +68,7 @@ def test_snmf_dictionaries_by_ray_tasks_match_serial(run, tmp_path, ray_local):
                      verbose=False)  # fmt: skip
     a = deserialize(checkpoint.read_checkpoint(str(tmp_path / "ray")))
     b = deserialize(checkpoint.read_checkpoint(str(tmp_path / "ser")))
+    assert isinstance(a, SnmfEnhancer) and isinstance(b, SnmfEnhancer)
     assert torch.equal(a.W_speech, b.W_speech) and torch.equal(a.W_noise, b.W_noise)
     assert ray_s.best_valid_loss == pytest.approx(ser_s.best_valid_loss, rel=1e-6)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -15,6 +16,7 @@ from batchsep.cli.main import EXIT_OK, main
 from batchsep.errors import ConfigError
 from batchsep.io import checkpoint, storage
 from batchsep.models.base import deserialize
+from batchsep.models.embedding import EmbeddingMaskModel
 from batchsep.pipeline.enhance.enhancer import load_enhancer
 from batchsep.pipeline.features import driver as feat
 from batchsep.pipeline.features.worker import feature_schema, shard_bytes
@@ -47,7 +49,7 @@ def write_run(root: Path, *, n_train: int = 40, n_valid: int = 8, seed: int = 0)
     Wn = np.exp(-0.5 * ((f - rng.uniform(8, 16, 4)) / 3.0) ** 2) + 0.05
     config = feat.StftFeatures(n_fft=N_FFT, hop_length=8, noise_mag=True)
     for split, n in (("train", n_train), ("valid", n_valid)):
-        rows = []
+        rows: list[dict[str, Any]] = []
         for i in range(n):
             T = int(rng.integers(20, 41))
             Hs = rng.gamma(0.5, 1.0, (6, T)) * (rng.random((6, T)) < 0.4)
@@ -130,6 +132,7 @@ def test_train_reload_enhance(run: str, tmp_path: Path, model: str, over: dict) 
     y = enhancer(x)
     assert name == model and y.shape == x.shape and np.isfinite(y).all()
     if model != "dae":  # the clustering ("C") inference of the same model: a binary mask
+        assert isinstance(a, EmbeddingMaskModel)
         a.set_inference("kmeans")
         with torch.no_grad():
             m = a(mag)

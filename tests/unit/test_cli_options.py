@@ -23,7 +23,9 @@ def test_every_running_command_has_the_same_ray_options(name):
     assert opts["local"].is_flag
     assert isinstance(opts["workers"].type, click.IntRange) and opts["workers"].type.min == 1
     if "show_errors" in opts:
-        assert opts["show_errors"].default == 10 and opts["show_errors"].type.min == 0
+        show_errors = opts["show_errors"]
+        assert isinstance(show_errors.type, click.IntRange)
+        assert show_errors.default == 10 and show_errors.type.min == 0
 
 
 def test_show_errors_rejects_negative_counts(tmp_path):

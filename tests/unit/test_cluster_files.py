@@ -155,5 +155,7 @@ def test_kuberay_rayjob_runs_a_real_command_on_a_mounted_spec():
     config_map = volumes[volume]["configMap"]["name"]
     text = (CLUSTER / "kuberay-rayjob.yaml").read_text()
     assert f"kubectl create configmap {config_map} --from-file={spec_path.name}=jobs/" in text
-    jobs_spec = re.search(rf"--from-file={spec_path.name}=(\S+)", text).group(1)
+    found = re.search(rf"--from-file={spec_path.name}=(\S+)", text)
+    assert found is not None
+    jobs_spec = found.group(1)
     assert (REPO / jobs_spec).is_file()

@@ -201,7 +201,7 @@ def test_duplicate_config_registration_raises_and_keeps_the_original():
 
 
 def test_registry_basics():
-    reg: Registry[int] = Registry("widget")
+    reg: Registry[object] = Registry("widget")  # values: an int and factories
     reg.add("b", 2)
 
     @reg.register("a")
@@ -235,7 +235,7 @@ def test_config_hash_stable_and_sensitive():
     assert base.config_hash() == FullConfig().config_hash()
     assert base.config_hash() == FullConfig.from_yaml(base.to_yaml()).config_hash()
     assert len(base.config_hash()) == 16
-    changes = [
+    changes: list[dict[str, Any]] = [
         {"n": 4}, {"lr": 2e-3}, {"flag": True}, {"name": "abd"}, {"mode": "b"}, {"sizes": (2, 1)},
         {"pair": (4, "y")}, {"weights": [0.5, 0.0]}, {"extra": {"a": 1}}, {"maybe": 0}, {"grid": ()},
     ]  # fmt: skip

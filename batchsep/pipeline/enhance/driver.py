@@ -38,7 +38,8 @@ from batchsep.pipeline.enhance.outfolder import (
 from batchsep.pipeline.enhance.plan import Batch, batches, plan_resume
 from batchsep.pipeline.enhance.record import RESULTS_DIR
 from batchsep.pipeline.enhance.summary import EnhanceSummary
-from batchsep.pipeline.enhance.worker import ShardExecutor, ShardTask, serial_executor
+from batchsep.pipeline.enhance.worker import ShardTask, serial_executor
+from batchsep.pipeline.runner import ShardExecutor
 from batchsep.pipeline.scan.driver import InputFilter
 
 MAX_AUTO_SHARD = 32
@@ -70,7 +71,7 @@ def enhance(
     *,
     model: str | None = "default",
     emotion: str | None = None,
-    executor: ShardExecutor = serial_executor,
+    executor: ShardExecutor[ShardTask] = serial_executor,
     options: EnhanceOptions | None = None,
     device: str = "cpu",
     num_threads: int | None = None,
@@ -98,6 +99,7 @@ def enhance(
     ``prune_missing``: remove the rows (and outputs) of inputs that are no longer there; by default they
     are kept as their record. Either way they are not counted in the summary's totals.
     ``shard_size``: files per unit of work, commit and retry (default :func:`auto_shard_size`).
+    ``executor``: runs the shards (a :class:`~batchsep.pipeline.runner.ShardExecutor`; default: this process).
     ``on_start(phase, n_files)`` is called once with the number of files this run processes (those already
     committed are not counted), then ``on_progress(n_files, audio_seconds)`` per committed shard (the audio of
     the files enhanced, failed ones not counted).
@@ -118,8 +120,13 @@ def enhance(
         object store refuses the writes), or a shard's results could not be committed: the shards done
         (that file's included) are committed, the rest is not started; ``.summary`` counts what is done.
     """
+    created = storage.first_missing_folder(out_uri)  # removed again if the run writes nothing
     storage.check_writable(out_uri)
-    held = lease.acquire(out_uri)
+    try:
+        held = lease.acquire(out_uri)
+    except BaseException:
+        storage.remove_if_empty(created)
+        raise
     try:
         return _enhance(
             in_uri, out_uri, held, model=model, emotion=emotion, executor=executor,
@@ -134,13 +141,15 @@ def enhance(
             with contextlib.suppress(StorageError):
                 storage.remove_stale_temps(out_uri)
         held.release()
+        # a refused input (missing, corrupt manifest) leaves no empty OUT behind
+        storage.remove_if_empty(created)
 
 
 def _leased(
-    executor: ShardExecutor,
+    executor: ShardExecutor[ShardTask],
     held: lease.Lease,
     inputs: Callable[[int], Mapping[str, FileEntry]],
-) -> ShardExecutor:
+) -> ShardExecutor[ShardTask]:
     """``executor``, its rows stamped for the commit record (run id, commit time, the input's size and
     modification time as listed: ``inputs(shard)``); stops with OutputBusyError before a commit should the
     lease be lost."""
@@ -166,7 +175,7 @@ def _enhance(
     *,
     model: str | None,
     emotion: str | None,
-    executor: ShardExecutor,
+    executor: ShardExecutor[ShardTask],
     options: EnhanceOptions | None,
     device: str,
     num_threads: int | None,

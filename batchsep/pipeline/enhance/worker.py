@@ -1,4 +1,7 @@
-"""Enhance shards: the task, the Ray-free worker that loads the models once, the executors."""
+"""Enhance shards: the task, the Ray-free worker that loads the models once, the serial executor.
+
+The executor protocol is :class:`batchsep.pipeline.runner.ShardExecutor` (``ShardExecutor[ShardTask]``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import os
 import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
@@ -117,18 +120,11 @@ class EnhanceWorker:
         return rows
 
 
-class ShardExecutor(Protocol):
-    """Runs ``EnhanceWorker(**worker_kwargs)`` over tasks; yields ``(shard, rows)`` as shards finish."""
-
-    def __call__(
-        self, worker_kwargs: dict[str, Any], tasks: Sequence[ShardTask]
-    ) -> Iterator[tuple[int, list[dict[str, Any]]]]: ...
-
-
 def serial_executor(
     worker_kwargs: dict[str, Any], tasks: Sequence[ShardTask]
 ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-    """Run every shard in this process with one worker (tests, ``--local``)."""
+    """The :class:`~batchsep.pipeline.runner.ShardExecutor` of this process: every shard through one
+    ``EnhanceWorker(**worker_kwargs)`` (tests, ``--local``, small jobs)."""
     if not tasks:
         return
     worker = EnhanceWorker(**worker_kwargs)

@@ -319,12 +319,10 @@ def _render_all(
         chunk_draws = None if draws is None else draws[k * shard_size : k * shard_size + len(chunk)]
         tasks.append(RenderTask(part, audio_root, chunk, config.max_peak, chunk_draws))
     summary.shards = len(shards(recipes, shard_size)) if recipes else 0
-    if on_start:
-        on_start("render", len(recipes))
-    if on_progress and summary.shards_skipped:  # already committed: count them as done
-        todo = {r.mixture_id for t in tasks for r in t.recipes}
-        done_recipes = [r for r in recipes if r.mixture_id not in todo]
-        on_progress(len(done_recipes), sum(r.duration_s for r in done_recipes))
+    n_todo = sum(len(t.recipes) for t in tasks)
+    if on_start and (n_todo or not summary.shards_skipped):  # as enhance: this run's work only
+        skipped = len(recipes) - n_todo
+        on_start(f"render ({skipped} done before)" if skipped else "render", n_todo)
     for _, rows in runner.map_unordered(render_shard, tasks):
         seconds = sum(float(r["duration_s"]) for r in rows)
         progress.report(on_progress, len(rows), seconds, progress.failed_rows(rows))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -29,7 +29,7 @@ from batchsep.dsp.stft import StftConfig
 from batchsep.errors import BatchsepError, ConfigError, ParameterError
 from batchsep.io import checkpoint, storage
 from batchsep.models.base import MODELS, build_model, deserialize
-from batchsep.pipeline.runner import Runner, SerialRunner
+from batchsep.pipeline.runner import FitExecutor, Runner, SerialRunner
 from batchsep.pipeline.train.batches import make_sources
 from batchsep.pipeline.train.data import (
     embedding_data,
@@ -52,6 +52,9 @@ from batchsep.pipeline.train.types import DataOptions, TrainJob, TrainSummary
 from batchsep.training.loop import TrainerState, fit
 from batchsep.training.state import TrainConfig
 
+if TYPE_CHECKING:  # run_worker imports it when an emotion job comes
+    from batchsep.pipeline.train.emotion_worker import EmotionTrainJob
+
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "lstm": {"lr": 1e-4, "grad_clip": 1.0},  # seed 001
     "blstm": {"lr": 1e-4, "grad_clip": 1.0},
@@ -63,7 +66,7 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def run_worker(
-    job: TrainJob,
+    job: TrainJob | EmotionTrainJob,
     *,
     rank: int = 0,
     world_size: int = 1,
@@ -129,15 +132,13 @@ def run_worker(
     return metrics
 
 
-def serial_fit(job: TrainJob) -> dict[str, Any]:
-    """Fit executor running :func:`run_worker` in this process (one worker, CPU or ``cuda``)."""
+def serial_fit(job: TrainJob | EmotionTrainJob) -> dict[str, Any]:
+    """The :class:`~batchsep.pipeline.runner.FitExecutor` of this process: :func:`run_worker`, one worker
+    (CPU or ``cuda``)."""
     metrics = run_worker(job, device=job.device)
     if metrics is None:  # pragma: no cover - rank 0 always returns them
         raise BatchsepError("rank 0 returned no metrics")
     return metrics
-
-
-FitExecutor = Callable[[TrainJob], dict[str, Any]]
 
 
 def train(
@@ -149,7 +150,7 @@ def train(
     data: DataOptions | None = None,
     init_from: str | None = None,
     runner: Runner | None = None,
-    fit_executor: FitExecutor = serial_fit,
+    fit_executor: FitExecutor[TrainJob | EmotionTrainJob] = serial_fit,
     device: str = "cpu",
     verbose: bool = True,
 ) -> TrainSummary:
@@ -177,8 +178,9 @@ def train(
         into ``out_uri/snmf``, or reused from there).
     runner : Runner, optional
         Runs the SNMF tasks (default: in this process).
-    fit_executor : callable
-        Runs a :class:`TrainJob` (default :func:`serial_fit`; Ray Train in ``batchsep.distributed``).
+    fit_executor : FitExecutor
+        Runs a :class:`TrainJob` or an emotion model's ``EmotionTrainJob`` (default :func:`serial_fit`;
+        Ray Train in ``batchsep.distributed``).
     device : str
         ``"cpu"`` or ``"cuda"`` (SNMF fit and serial training; Ray Train picks its workers' device).
     verbose : bool

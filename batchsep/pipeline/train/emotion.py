@@ -18,13 +18,14 @@ Layout written under ``out_uri`` (as the enhancement models')::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from batchsep.dsp.mel import EmotionFeatureConfig
 from batchsep.errors import BatchsepError, ConfigError, ParameterError
 from batchsep.io import storage
 from batchsep.models.base import MODELS
+from batchsep.pipeline.runner import FitExecutor
 from batchsep.pipeline.train.data import parse_overrides, split_overrides
 from batchsep.pipeline.train.emotion_worker import (
     EMOTION_MODELS,
@@ -48,7 +49,7 @@ EMOTION_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def serial_emotion_fit(job: EmotionTrainJob) -> dict[str, Any]:
-    """Fit executor running :func:`run_emotion_worker` in this process."""
+    """The :class:`~batchsep.pipeline.runner.FitExecutor` of this process: :func:`run_emotion_worker`."""
     metrics = run_emotion_worker(job, device=job.device)
     if metrics is None:  # pragma: no cover - rank 0 always returns them
         raise BatchsepError("rank 0 returned no metrics")
@@ -71,7 +72,7 @@ def train_emotion(
     select: str = "uar",
     features: EmotionFeatureConfig | None = None,
     cache_uri: str | None = None,
-    fit_executor: Callable[[Any], dict[str, Any]] | None = None,
+    fit_executor: FitExecutor[EmotionTrainJob] | None = None,
     device: str = "cpu",
     verbose: bool = True,
 ) -> TrainSummary:
@@ -111,7 +112,7 @@ def train_emotion(
         The input features (default: seed 003's); stored with the model for the tagger.
     cache_uri : str, optional
         ``.npz`` cache of the decoded corpus (audio inputs only).
-    fit_executor : callable, optional
+    fit_executor : FitExecutor, optional
         Runs the job: default :func:`serial_emotion_fit` (this process); anything that calls
         :func:`batchsep.pipeline.train.driver.run_worker` on each worker (Ray Train's executor) once that
         function hands an :class:`EmotionTrainJob` to :func:`run_emotion_worker`.

@@ -20,7 +20,7 @@ SR = 16000
 ALL = ("speed", "pitch", "reverb", "telephone", "level", "two-noise")
 
 
-def _inputs():
+def _inputs() -> tuple[list[SourceFile], list[SourceFile]]:
     speech = [SourceFile(f"/s/{k}/{j}.wav", f"{k}/{j}.wav", 48000 + 1000 * j, str(k)) for k in range(6) for j in range(3)]  # fmt: skip
     noise = [
         SourceFile(f"/n/{c}/{r}.wav", f"{c}/{r}.wav", 30000, c, f"{c}/{r}")

@@ -42,7 +42,12 @@ def test_short_signal_is_one_window():
 def test_windows_are_batched_and_full():
     x = np.ones(1000, dtype=np.float32)
     shapes = []
-    run(x, lambda w: shapes.append(w.shape) or w, 1000, batch=4)
+
+    def model(w: np.ndarray) -> np.ndarray:
+        shapes.append(w.shape)
+        return w
+
+    run(x, model, 1000, batch=4)
     assert shapes[0] == (4, 100)
     assert all(s[1] == 100 for s in shapes[:-1])
     assert shapes[-1][0] == 1

@@ -72,6 +72,7 @@ def test_tone_peaks_in_its_mel_band():
     centres = librosa.mel_frequencies(n_mels=82, fmin=0.0, fmax=SR / 2)[1:-1]
     for freq in (300.0, 1000.0, 3500.0):
         m = log_mel(tone(freq, 1.0))
+        assert isinstance(m, np.ndarray)
         band = int(np.argmax(m[:, 5:-5].mean(axis=1)))
         assert band == int(np.argmin(np.abs(centres - freq))), freq
 
@@ -151,7 +152,9 @@ def test_fix_frames_errors():
 
 def test_normalize_utterance_per_item():
     m = noise((3, 80, 128)) * np.array([1.0, 5.0, 0.1], dtype=np.float32)[:, None, None] + 4.0
-    for out in (normalize_utterance(m), normalize_utterance(torch.from_numpy(m)).numpy()):
+    as_numpy, as_torch = normalize_utterance(m), normalize_utterance(torch.from_numpy(m))
+    assert isinstance(as_numpy, np.ndarray) and isinstance(as_torch, torch.Tensor)
+    for out in (as_numpy, as_torch.numpy()):
         np.testing.assert_allclose(out.mean(axis=(1, 2)), 0.0, atol=1e-5)
         np.testing.assert_allclose(out.std(axis=(1, 2)), 1.0, atol=1e-3)
     assert np.all(normalize_utterance(np.full((80, 128), 3.0)) == 0.0)
@@ -163,6 +166,7 @@ def test_emotion_features_trims_then_fixes_frames():
     raw = EmotionFeatureConfig(trim=False, normalize=False)
     trimmed = emotion_features(padded, EmotionFeatureConfig(normalize=False))
     untrimmed = emotion_features(padded, raw)
+    assert isinstance(trimmed, np.ndarray)
     assert trimmed.shape == untrimmed.shape == (80, 128)
     # 1 s burst (~41 frames) centred in 128 frames when trimmed; cropped window of 5 s otherwise
     active = np.flatnonzero(trimmed.max(axis=0) > -40.0)

@@ -117,7 +117,8 @@ def test_mel_basis_matches_librosa_for_other_settings() -> None:
         _close(sp.mel_basis(**kw), librosa.filters.mel(**kw), 1e-7)  # type: ignore[arg-type]
     assert not sp.mel_basis(sr=16000, n_fft=512, n_mels=64).flags.writeable
     np.testing.assert_allclose(
-        sp.hz_to_mel([0.0, 500.0, 1000.0, 4000.0]), librosa.hz_to_mel([0.0, 500.0, 1000.0, 4000.0])
+        sp.hz_to_mel(np.array([0.0, 500.0, 1000.0, 4000.0])),
+        librosa.hz_to_mel([0.0, 500.0, 1000.0, 4000.0]),
     )
     assert sp.hann(512).tolist() == librosa.filters.get_window("hann", 512).tolist()
 

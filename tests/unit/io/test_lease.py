@@ -16,6 +16,13 @@ from batchsep.io import lease, storage
 from batchsep.io.lease import LEASE_NAME, Holder, Lease, read_holder
 
 
+def _holder(folder: str) -> Holder:
+    """The lease's holder, which the test expects there is."""
+    holder = read_holder(folder)
+    assert holder is not None, f"no lease in {folder}"
+    return holder
+
+
 def _write_lease(folder: str, **fields: object) -> None:
     d = {
         "run_id": "20200101T000000Z-aaaaaa",
@@ -44,12 +51,12 @@ def test_one_holder_at_a_time_and_release(storage_root):
         assert "run-a" in msg and socket.gethostname() in msg and f"pid {os.getpid()}" in msg
         assert "started" in msg and LEASE_NAME in msg
         assert isinstance(e.value, ParameterError)  # exit 2 in every command
-        assert read_holder(storage_root).run_id == "run-a"  # the refused run left it alone
+        assert _holder(storage_root).run_id == "run-a"  # the refused run left it alone
     finally:
         first.release()
     assert read_holder(storage_root) is None
     with Lease(storage_root, "run-b", ttl_s=60) as second:
-        assert read_holder(storage_root).run_id == second.run_id == "run-b"
+        assert _holder(storage_root).run_id == second.run_id == "run-b"
     assert read_holder(storage_root) is None
 
 
@@ -57,17 +64,17 @@ def test_release_leaves_another_runs_lease(tmp_path):
     held = lease.acquire(str(tmp_path), "run-a", ttl_s=60)
     _write_lease(str(tmp_path), run_id="run-z")  # taken over meanwhile
     held.release()
-    assert read_holder(str(tmp_path)).run_id == "run-z"
+    assert _holder(str(tmp_path)).run_id == "run-z"
 
 
 def test_heartbeat_refreshes_the_lease(tmp_path):
     held = lease.acquire(str(tmp_path), "run-a", ttl_s=0.4)  # a beat every 0.1 s
     try:
-        first = read_holder(str(tmp_path)).heartbeat
+        first = _holder(str(tmp_path)).heartbeat
         time.sleep(0.5)
-        later = read_holder(str(tmp_path)).heartbeat
+        later = _holder(str(tmp_path)).heartbeat
         assert later > first
-        assert not read_holder(str(tmp_path)).expired(0.4)
+        assert not _holder(str(tmp_path)).expired(0.4)
         # a refused run may not take it over: the holder is alive and beating
         with pytest.raises(OutputBusyError):
             lease.acquire(str(tmp_path), "run-b", ttl_s=0.4)
@@ -81,7 +88,7 @@ def test_lease_of_another_host_expires_after_the_ttl(tmp_path):
     with pytest.raises(OutputBusyError, match="host elsewhere, pid 12345"):
         lease.acquire(str(tmp_path), "run-b", ttl_s=60)
     held = lease.acquire(str(tmp_path), "run-b", ttl_s=2)  # heartbeat 5 s old > 2 s
-    assert read_holder(str(tmp_path)).run_id == "run-b"
+    assert _holder(str(tmp_path)).run_id == "run-b"
     held.release()
 
 
@@ -89,9 +96,9 @@ def test_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()  # its pid names no process now
     _write_lease(str(tmp_path), host=socket.gethostname(), pid=proc.pid)
-    assert read_holder(str(tmp_path)).expired(3600)
+    assert _holder(str(tmp_path)).expired(3600)
     held = lease.acquire(str(tmp_path), "run-b", ttl_s=3600)
-    assert read_holder(str(tmp_path)).run_id == "run-b"
+    assert _holder(str(tmp_path)).run_id == "run-b"
     held.release()
 
 
@@ -119,10 +126,10 @@ def test_a_lease_taken_over_is_noticed_by_its_old_holder(tmp_path):
         assert held.lost and "run-z" in held.lost
         with pytest.raises(OutputBusyError, match="taken over"):
             held.check()
-        assert read_holder(str(tmp_path)).run_id == "run-z"  # no heartbeat overwrote it
+        assert _holder(str(tmp_path)).run_id == "run-z"  # no heartbeat overwrote it
     finally:
         held.release()
-    assert read_holder(str(tmp_path)).run_id == "run-z"
+    assert _holder(str(tmp_path)).run_id == "run-z"
 
 
 def test_takeover_puts_back_a_fresh_lease_it_moved_by_mistake(tmp_path):
@@ -131,7 +138,7 @@ def test_takeover_puts_back_a_fresh_lease_it_moved_by_mistake(tmp_path):
     _write_lease(str(tmp_path), run_id="fresh", heartbeat=time.time())
     stale = Holder("expired-one", "elsewhere", 1, 0.0, 0.0)
     Lease(str(tmp_path), "late", ttl_s=60)._take_over(stale)
-    assert read_holder(str(tmp_path)).run_id == "fresh"
+    assert _holder(str(tmp_path)).run_id == "fresh"
     assert os.listdir(tmp_path) == [LEASE_NAME]
 
 

@@ -482,3 +482,19 @@ def test_s3_server_is_local_only(s3_server):
 def test_storage_root_is_fresh(storage_root):
     assert not storage.exists(storage_root)
     assert Path(storage_root).name == "root" or storage.is_s3(storage_root)
+
+
+def test_first_missing_folder_and_remove_if_empty(tmp_path):
+    """What a run created and left empty is removed; a folder holding a file, or one that was there, stays."""
+    target = tmp_path / "a" / "b" / "c"
+    assert storage.first_missing_folder(str(target)) == str(tmp_path / "a")
+    assert storage.first_missing_folder(str(tmp_path)) is None
+    assert storage.first_missing_folder("s3://bucket/x") is None
+    storage.check_writable(str(target))  # the probe's folders are not left behind
+    assert not (tmp_path / "a").exists()
+    target.mkdir(parents=True)
+    assert storage.remove_if_empty(str(tmp_path / "a")) and not (tmp_path / "a").exists()
+    target.mkdir(parents=True)
+    (target / "f.txt").write_text("x")
+    assert not storage.remove_if_empty(str(tmp_path / "a")) and (target / "f.txt").exists()
+    assert not storage.remove_if_empty(None) and not storage.remove_if_empty(str(tmp_path / "nope"))

@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 import yaml
@@ -140,7 +140,11 @@ def test_bad_references(ref, expected):
 
 
 def test_reference_type_errors_are_caught_after_resolution():
-    second = {"stage": "scan", "name": "b", "params": {"in_uri": "x", "out_uri": "y"}}
+    second: dict[str, Any] = {
+        "stage": "scan",
+        "name": "b",
+        "params": {"in_uri": "x", "out_uri": "y"},
+    }
     second["params"]["shard_size"] = "${scan.in_uri}"
     assert error(spec(scan_stage(), second)) == (
         "stages[1] 'b' (scan): shard_size='data' must be an integer"
@@ -236,7 +240,10 @@ def test_new_api_functions_are_stages_with_their_signature(monkeypatch):
     fake.__module__ = api.__name__
     monkeypatch.setattr(api, "fake", fake, raising=False)
     assert "fake" in stage_functions()
-    stage = {"stage": "fake", "params": {"run_uri": "r", "kind": "logmel", "sizes": [1, 2]}}
+    stage: dict[str, Any] = {
+        "stage": "fake",
+        "params": {"run_uri": "r", "kind": "logmel", "sizes": [1, 2]},
+    }
     stage["params"]["opts"] = {"k": 5}
     s = jobspec.parse_spec(spec(stage, ray={"workers": 2}))
     assert s.stages[0].params == {

@@ -80,6 +80,7 @@ def test_skip_connections_carry_the_signal() -> None:
         model = _model(n_layers=3, skip_every=skip_every)
         with torch.no_grad():
             for deconv in model.decoder:  # the decoder alone passes nothing of its input
+                assert isinstance(deconv, torch.nn.ConvTranspose2d)
                 deconv.weight.zero_()
             outs[skip_every] = (model(x), model(2.0 * x.flip(-1)))
     with_skips, without = outs[1], outs[10]
@@ -96,6 +97,7 @@ def test_magnitude_output_turns_estimate_into_mask() -> None:
         loss, logs = model.training_loss(batch)
     expected = (est / batch["noisy_mag"]).clamp(0, 1)
     torch.testing.assert_close(mask, expected, rtol=1e-5, atol=1e-6)
+    assert model.out.bias is not None
     with torch.no_grad():
         model.out.bias.fill_(5.0)  # estimate far above the mixture: the clamp to 1 acts
         assert torch.all(model(batch["noisy_mag"]) == 1.0)

@@ -116,6 +116,7 @@ def test_gradients_are_finite_and_reach_every_log_parameter() -> None:
         grad = getattr(model, name).grad
         assert grad is not None and bool(torch.isfinite(grad).all()), name
         assert float(grad.abs().sum()) > 0, name
+    assert model.log_W.grad is not None
     assert bool((model.log_W.grad.abs().sum(dim=(1, 2)) > 0).all())  # every layer is reached
 
 

@@ -13,6 +13,7 @@ from batchsep.errors import ConfigError, ParameterError
 from batchsep.models.base import MODELS, build_model, deserialize, serialize
 from batchsep.models.emotion import (
     EMOTIONS,
+    EmotionClassifier,
     EmotionCnn,
     EmotionCnnConfig,
     EmotionVae,
@@ -21,6 +22,13 @@ from batchsep.models.emotion import (
 )
 
 SMALL_CNN = EmotionCnnConfig(channels=(8, 16, 32))
+
+
+def _grad_sum(layer: nn.Module) -> float:
+    """Sum of |gradient| of a layer's ``weight`` (which must have one)."""
+    grad = layer.get_parameter("weight").grad
+    assert grad is not None
+    return float(grad.abs().sum())
 
 
 @pytest.fixture(autouse=True)
@@ -120,14 +128,14 @@ def test_vae_semi_supervised_loss():
     assert logs["ce"] == 0.0 and logs["n_labelled"] == 0.0 and np.isnan(logs["acc"])
     loss.backward()
     assert all(p.grad is None or float(p.grad.abs().sum()) == 0.0 for p in vae.head.parameters())
-    assert float(vae.encoder[0].weight.grad.abs().sum()) > 0
+    assert _grad_sum(vae.encoder[0]) > 0
     vae.zero_grad()
     mixed = {"logmel": data["logmel"], "label": torch.tensor([3, -1, 5, -1])}
     loss2, logs2 = vae.training_loss(mixed)
     assert logs2["n_labelled"] == 2.0 and logs2["ce"] > 0
     assert float(loss2.detach()) == pytest.approx(float(loss.detach()) + logs2["ce"], rel=1e-5)
     loss2.backward()
-    assert float(vae.head[0].weight.grad.abs().sum()) > 0
+    assert _grad_sum(vae.head[0]) > 0
 
 
 def tone_dataset(n_per_class, *, seed):
@@ -199,6 +207,7 @@ def test_cnn_all_unlabelled_batch_gives_zero_loss_with_graph():
 def test_serialize_round_trip_and_predict_proba(name):
     cfg = {"channels": [8, 16]} if name == "emotion-cnn" else None
     model = build_model(name, cfg)
+    assert isinstance(model, EmotionClassifier)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(2):  # move weights and batch-norm statistics away from their init
         loss, _ = model.training_loss(batch(6))
@@ -211,6 +220,7 @@ def test_serialize_round_trip_and_predict_proba(name):
     assert p.shape == (5, 8) and not p.requires_grad
     np.testing.assert_allclose(p.sum(1).numpy(), 1.0, atol=1e-6)
     clone = deserialize(serialize(model))
+    assert isinstance(clone, EmotionClassifier)
     assert type(clone) is type(model) and clone.config == model.config
     torch.testing.assert_close(clone.predict_proba(x), p, rtol=0, atol=0)
     one_by_one = torch.cat([model.predict_proba(x[i : i + 1]) for i in range(5)])

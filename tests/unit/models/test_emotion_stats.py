@@ -50,6 +50,7 @@ def test_fit_learns_separable_classes_and_roundtrips() -> None:
     acc = float((m(torch.from_numpy(x).float()).argmax(1).numpy() == y).mean())
     assert acc > 0.9, acc
     again = deserialize(serialize(m))
+    assert isinstance(again, EmotionStats)
     xt = torch.from_numpy(x[:5]).float()
     assert torch.allclose(again(xt), m(xt)) and again.mean.abs().sum() > 0
 

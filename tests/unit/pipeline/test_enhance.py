@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import pytest
 
 from batchsep.pipeline.enhance.driver import MAX_AUTO_SHARD, auto_shard_size
@@ -25,10 +27,13 @@ def _enhancer(level_db):
     import torch
 
     from batchsep.models import build_model
+    from batchsep.models.base import MaskModel
     from batchsep.pipeline.enhance.enhancer import MaskEnhancer
 
     torch.manual_seed(0)
-    return MaskEnhancer(build_model("lstm", {"n_layers": 1, "hidden": 16}), input_level_db=level_db)
+    model = build_model("lstm", {"n_layers": 1, "hidden": 16})
+    assert isinstance(model, MaskModel)
+    return MaskEnhancer(model, input_level_db=level_db)
 
 
 def _signal(n=16000, seed=0):
@@ -103,7 +108,7 @@ def test_model_level_resolves_to_the_recorded_level_else_the_default():
     assert resolve_input_level(None, {"input_level_db": -35.0}) is None
     for bad_meta, bad_option in (({"input_level_db": 7.0}, "model"), ({}, "loud")):
         with pytest.raises(ParameterError, match="input_level_db"):
-            resolve_input_level(bad_option, bad_meta)
+            resolve_input_level(cast(Any, bad_option), bad_meta)  # "loud": not a declared value
 
 
 def test_shipped_enhancer_records_its_training_level():

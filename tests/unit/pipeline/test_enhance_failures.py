@@ -15,11 +15,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 from full_disk import full_disk
+from parts_helpers import read_parts
 
 from batchsep.errors import JobStoppedError, StorageFullError
-from batchsep.io import parquet, schemas, storage
+from batchsep.io import schemas, storage
 from batchsep.io.storage import TMP_PREFIX
 from batchsep.pipeline.enhance.file import RUN_FATAL, EnhanceOptions, enhance_file, run_fatal
+from batchsep.pipeline.enhance.summary import EnhanceSummary
 from batchsep.pipeline.enhance.worker import EnhanceWorker, ShardTask
 
 SR = 16000
@@ -174,8 +176,9 @@ def test_the_driver_commits_the_failing_shard_then_stops(tmp_path, tiny_model):
     assert f"Free space on the storage of {out}" in message and "--retry-failed" in message
     assert len(seen) == 2 and closed == [True]
     summary = info.value.summary
+    assert isinstance(summary, EnhanceSummary)
     assert (summary.files_ok, summary.files_failed, summary.files_run) == (2, 2, 4)
-    table = parquet.read_parts(str(out / "results"))
+    table = read_parts(str(out / "results"))
     assert RUN_FATAL not in table.column_names
     rows = table.to_pylist()
     assert sorted(r["rel_path"] for r in rows) == [f"f{i}.wav" for i in range(4)]
@@ -201,8 +204,8 @@ def test_a_commit_on_a_full_disk_stops_the_job(tmp_path, monkeypatch, tiny_model
     with pytest.raises(JobStoppedError, match="cannot commit the results of 2 files") as info:
         enhance(str(tmp_path / "in"), str(out), model=tiny_model, executor=executor, shard_size=2)
     assert "No space left on device" in str(info.value)
-    assert info.value.summary.files_ok == 2
-    assert len(parquet.read_parts(str(out / "results"))) == 2
+    assert isinstance(info.value.summary, EnhanceSummary) and info.value.summary.files_ok == 2
+    assert len(read_parts(str(out / "results"))) == 2
 
 
 def test_run_fatal_kinds():

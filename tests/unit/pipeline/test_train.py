@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -14,9 +15,10 @@ from click.testing import CliRunner
 from batchsep.cli.main import EXIT_OK, EXIT_USAGE, main
 from batchsep.errors import ConfigError, ParameterError, RegistryError, StorageError
 from batchsep.io import checkpoint, storage
-from batchsep.models.base import deserialize
+from batchsep.models.base import BatchsepModel, deserialize
 from batchsep.models.drnmf import DrnmfEnhancer
 from batchsep.models.losses import msa
+from batchsep.models.lstm_mask import LstmMaskModel
 from batchsep.models.snmf import SnmfEnhancer
 from batchsep.pipeline.enhance.enhancer import load_enhancer
 from batchsep.pipeline.features import driver as feat
@@ -102,7 +104,7 @@ SMALL_LSTM = {"n_layers": 1, "hidden": 16, "train.lr": 1e-2, "train.patience": N
 DATA = DataOptions(batch_size=8, crop_frames=30, snmf_frames=600)
 
 
-def _valid_loss(model: torch.nn.Module, features: str) -> float:
+def _valid_loss(model: BatchsepModel, features: str) -> float:
     ds = FeatureDataset(features, split="valid", batch_size=8, shuffle=False)
     model.eval()
     with torch.no_grad():
@@ -213,8 +215,8 @@ def test_snmf_then_drnmf_from_it(run, tmp_path, capsys):
     err = (
         capsys.readouterr().err
     )  # progress during the fit: every 4th of 40 iterations, per dictionary
-    for d in ("speech", "noise"):
-        lines = [ln for ln in err.splitlines() if ln.startswith(f"[train snmf] {d} dictionary:")]
+    for side in ("speech", "noise"):
+        lines = [ln for ln in err.splitlines() if ln.startswith(f"[train snmf] {side} dictionary:")]
         assert len(lines) == 10 and "iteration 40/40, objective" in lines[-1], err
     obj = s.metrics["objective"]
     for key in ("speech", "noise"):
@@ -223,6 +225,7 @@ def test_snmf_then_drnmf_from_it(run, tmp_path, capsys):
         )
     snmf = deserialize(checkpoint.read_checkpoint(snmf_uri))
     assert isinstance(snmf, SnmfEnhancer) and bool(snmf.fitted)
+    assert s.best_valid_loss is not None
     assert s.metrics["snmf_frames"] == 600 and np.isfinite(s.best_valid_loss)
     out = str(tmp_path / "drnmf")
     d = tr.train(run, out, model="drnmf", init_from=snmf_uri, data=DATA, verbose=False,
@@ -234,6 +237,7 @@ def test_snmf_then_drnmf_from_it(run, tmp_path, capsys):
         snmf.W.clamp_min(1e-8) / snmf.W.clamp_min(1e-8).norm(dim=0),
         atol=1e-6,
     )
+    assert d.best_valid_loss is not None
     assert d.best_valid_loss < _valid_loss(init, resolve_features(run))
     assert d.param_count == 3 * F * 10 + 6 and d.metrics["data"]["init_from"] == snmf_uri
     # every checkpoint records the level of the mixtures it was trained on
@@ -252,16 +256,20 @@ def test_drnmf_trains_its_snmf_first_and_inspect(run, tmp_path):
             "train.max_epochs": 2}  # fmt: skip
     tr.train(run, out, model="drnmf", overrides=over, data=DATA, verbose=False)
     assert (Path(out) / "snmf" / "config.json").is_file()
-    never = {"fit_executor": lambda job: pytest.fail("a worker started")}
+
+    def never(job: object) -> dict[str, Any]:
+        pytest.fail("a worker started")
+
     # the SNMF under out/snmf is reused only with the same settings; a typo is refused, not ignored
     for bad, match in (({"snmf.n_iter_fit": 30}, r"snmf\.n_iter_fit: 20 -> 30"),
                        ({"snmf.n_iter_fitt": 30}, "n_iter_fitt")):  # fmt: skip
         with pytest.raises(ConfigError, match=match):
             tr.train(run, out, model="drnmf", overrides={**over, **bad}, data=DATA,
-                     verbose=False, **never)  # fmt: skip
+                     verbose=False, fit_executor=never)  # fmt: skip
     with pytest.raises(ConfigError, match="set the SNMF of --init-from"):
         tr.train(run, str(tmp_path / "x"), model="drnmf", init_from=out + "/snmf",
-                 overrides={"snmf.n_iter_fit": 5}, data=DATA, verbose=False, **never)  # fmt: skip
+                 overrides={"snmf.n_iter_fit": 5}, data=DATA, verbose=False,
+                 fit_executor=never)  # fmt: skip
     files = {}
     for model_uri in (out, str(Path(out) / "snmf")):
         dest = tmp_path / ("insp_" + Path(model_uri).name)
@@ -288,7 +296,7 @@ def test_psa_training_reads_the_stored_target(run, tmp_path):
     losses = [r["valid_loss"] for r in s.metrics["history"]]
     assert s.best_valid_loss < 0.8 * losses[0], losses
     model = deserialize(checkpoint.read_checkpoint(out))
-    assert model.config.loss == "psa"
+    assert isinstance(model, LstmMaskModel) and model.config.loss == "psa"
     # the stored target here is |S| (in-phase sources), so the PSA loss the trainer recorded is the
     # MSA of the same model on the same batches
     ds = FeatureDataset(resolve_features(psa_run), split="valid", batch_size=8, shuffle=False)

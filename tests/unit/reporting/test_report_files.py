@@ -33,10 +33,16 @@ def _dnsmos_run(n: int = 5) -> pd.DataFrame:
     )
 
 
+def _rank(table: pd.DataFrame) -> tuple[str, str, str]:
+    ranked = rank_metric(table)
+    assert ranked is not None
+    return ranked
+
+
 def test_rank_metric_prefers_sdri_then_si_sdri_then_dnsmos() -> None:
-    assert rank_metric(pd.DataFrame({"sdr_i": [1.0], "dnsmos_ovrl": [2.0]}))[0] == "sdr_i"
-    assert rank_metric(pd.DataFrame({"sdr_i": [np.nan], "si_sdr_i": [1.0]}))[0] == "si_sdr_i"
-    assert rank_metric(_dnsmos_run())[:2] == ("dnsmos_ovrl", "DNSMOS OVRL")
+    assert _rank(pd.DataFrame({"sdr_i": [1.0], "dnsmos_ovrl": [2.0]}))[0] == "sdr_i"
+    assert _rank(pd.DataFrame({"sdr_i": [np.nan], "si_sdr_i": [1.0]}))[0] == "si_sdr_i"
+    assert _rank(_dnsmos_run())[:2] == ("dnsmos_ovrl", "DNSMOS OVRL")
     assert rank_metric(pd.DataFrame({"pesq": [1.0]})) is None
 
 

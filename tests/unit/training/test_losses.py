@@ -127,7 +127,7 @@ def test_psa_padding_invariance() -> None:
     base = float(psa(mask, x, s, lengths))
     x2, s2 = x.clone(), s.clone()
     x2[1, :, 2:] = 100.0
-    s2[1, :, 2:] = -50.0j
+    s2[1, :, 2:] = torch.tensor(-50.0j)
     assert float(psa(mask, x2, s2, lengths)) == pytest.approx(base, rel=1e-6)
 
 
