@@ -5,6 +5,8 @@ GEV-BAN, by array size and T60, in one command (issue 25).
     .venv/bin/python bench/beamform.py --scenes 1 --mics 4  # a quick look
     .venv/bin/python bench/beamform.py --write /tmp/rooms   # also write the scenes (mixture, references)
     .venv/bin/python bench/beamform.py --frame-ms 0         # the beamformer in the model's 32 ms STFT
+    .venv/bin/python bench/beamform.py --noise-power 1 --refine 0  # session 12's statistics
+    .venv/bin/python bench/beamform.py --noise-hold-ms 128  # the talker's reverberant tail kept out of noise
 
 Scenes (:mod:`batchsep.corpus.roomsim`): shoebox rooms, T60 as given, linear and circular arrays in turn
 (5 cm between neighbours), a talker 1–2.5 m away (LibriSpeech speakers of ``../shared/extra/speech``:
@@ -13,17 +15,22 @@ unseen by the default model), 1 or 2 noise sources (household and Speech Command
 
 Every method uses the same model (``--model``, default: the shipped one) and the same masks: the model's
 mask on each channel, median over channels, carried over to the beamformer's STFT (128 ms frames unless
-``--frame-ms``), gives the speech and noise spatial covariances over the whole
-file (the enhance stage's ``--multichannel beamform`` with its defaults, by the same classes: for a file
-shorter than a window (30 s) its two passes are exactly these calls); the beamformer's output then gets the
-model's mask (``+mask``, the default post-mask). Baselines: the model on the channel downmix; on the
+``--frame-ms``), gives the speech and noise spatial covariances over the whole file (noise weight
+``(1 - mask)²``; ``--noise-hold-ms``: the mask held, ``--noise-power``), then ``--refine`` rounds (default 1)
+estimate them again from the model's mask of the beamformer's output (the enhance stage's
+``--multichannel beamform`` with its defaults, by the same classes: for a file shorter than a window (30 s)
+its passes are exactly these calls); the beamformer's output then gets the model's mask (``+mask``, the
+default post-mask). Baselines: the model on the channel downmix; on the
 reference channel MVDR chose by SNR (``ref-channel+mask``); and on each channel alone, keeping the best
 channel by SDR (``best-channel+mask``: an oracle choice, an upper bound for one channel).
 
 Scores: BSS Eval SDR (dB, 512-tap distortion filters, as ``batchsep evaluate``) against the clean
 reverberant image of the channel the output is of: a beamformer's reference channel (chosen by SNR), the
-best channel's own, the mean of the images for the downmix. (Against the dry talker every method would be
-charged for the room, which none of them removes.) Mean over scenes per (mics, T60).
+best channel's own, the mean of the images for the downmix (the CHiME convention: what a distortionless
+beamformer preserves). A second table scores the same outputs against the early image of the same
+channel (direct path + 50 ms, ``RoomScene.early_image``: what the default model's masks aim at; the best
+channel is then chosen by that score). (Against the dry talker every method would be charged for the
+room, which none of them removes.) Mean over scenes per (mics, T60).
 """
 
 from __future__ import annotations
@@ -42,7 +49,14 @@ import torch
 from batchsep.corpus.roomsim import RoomConfig, simulate_room
 from batchsep.evaluation.bss import sdr_only
 from batchsep.pipeline.enhance.enhancer import load_enhancer
-from batchsep.pipeline.enhance.multichannel import BEAM_FRAME_S, BeamformStream, MaskSource
+from batchsep.pipeline.enhance.multichannel import (
+    BEAM_FRAME_S,
+    NOISE_HOLD_S,
+    NOISE_POWER,
+    REFINE,
+    BeamformStream,
+    MaskSource,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -91,25 +105,37 @@ def scene(rng: np.random.Generator, n_mics: int, t60: float, geometry: str, seco
     return simulate_room(s, noises, config, rng)
 
 
-def score_scene(sc, enhancer, frame_s: float | None = BEAM_FRAME_S) -> dict[str, float]:
+REFERENCES = ("reverberant", "early")
+
+
+def score_scene(
+    sc, enhancer, frame_s: float | None = BEAM_FRAME_S, **beam_options
+) -> dict[str, float]:
+    """``{"<reference>:<column>": SDR}`` for both references (:data:`REFERENCES`)."""
     x = sc.mixture.astype(np.float32)
-    img = sc.speech_image
-    out = {"input": sdr_only(img[0], x[0])}
     per_channel = enhancer(x)
-    out["best-channel+mask"] = max(sdr_only(img[c], per_channel[c]) for c in range(len(x)))
-    out["downmix+mask"] = sdr_only(img.mean(axis=0), enhancer(x.mean(axis=0, keepdims=True))[0])
+    downmix = enhancer(x.mean(axis=0, keepdims=True))[0]
     masks = MaskSource(enhancer, SR, frame_s)
+    beams = {}
     for method in METHODS:
-        beam = BeamformStream(masks, method)
-        beam.accumulate(x)  # pass 1: statistics
-        beam.finish()
-        y = beam.apply(x)  # pass 2: the filter
-        out[method] = sdr_only(img[beam.ref], y[0])
-        if (
-            method == "mvdr"
-        ):  # the model on the channel MVDR chose by SNR: a single channel, no oracle
-            out["ref-channel+mask"] = sdr_only(img[beam.ref], per_channel[beam.ref])
-        out[f"{method}+mask"] = sdr_only(img[beam.ref], enhancer(y)[0])
+        beam = BeamformStream(masks, method, **beam_options)
+        beam.fit(x)  # the statistics passes (and refinement rounds)
+        y = beam.apply(x)  # the last pass: the filter
+        beams[method] = (beam.ref, y[0], enhancer(y)[0])
+    out = {}
+    for name, img in zip(REFERENCES, (sc.speech_image, sc.early_image), strict=True):
+        out[f"{name}:input"] = sdr_only(img[0], x[0])
+        out[f"{name}:best-channel+mask"] = max(
+            sdr_only(img[c], per_channel[c]) for c in range(len(x))
+        )
+        out[f"{name}:downmix+mask"] = sdr_only(img.mean(axis=0), downmix)
+        # the model on the channel MVDR chose by SNR: a single channel, no oracle
+        out[f"{name}:ref-channel+mask"] = sdr_only(
+            img[beams["mvdr"][0]], per_channel[beams["mvdr"][0]]
+        )
+        for method, (ref, y, y_mask) in beams.items():
+            out[f"{name}:{method}"] = sdr_only(img[ref], y)
+            out[f"{name}:{method}+mask"] = sdr_only(img[ref], y_mask)
     return out
 
 
@@ -123,6 +149,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=25)
     ap.add_argument("--frame-ms", type=float, default=BEAM_FRAME_S * 1000,
                     help="the beamformer's STFT frame (ms); 0: the model's own STFT (32 ms)")  # fmt: skip
+    ap.add_argument("--noise-hold-ms", type=float, default=NOISE_HOLD_S * 1000,
+                    help="the speech mask is held this long for the noise weights (ms)")  # fmt: skip
+    ap.add_argument("--noise-power", type=float, default=NOISE_POWER, help="noise weight exponent")
+    ap.add_argument("--refine", type=int, default=REFINE,
+                    help="rounds of statistics from the model's mask of the beamformed output")  # fmt: skip
     ap.add_argument("--write", type=Path, default=None, help="write each scene's audio here")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -147,28 +178,34 @@ def main() -> None:
                         sf.write(d / f"{part}.flac", getattr(sc, part).T, SR, subtype="PCM_24")
                     sf.write(d / "dry.flac", sc.dry, SR, subtype="PCM_24")
                 frame_s = args.frame_ms / 1000 if args.frame_ms > 0 else None
-                for key, value in score_scene(sc, enhancer, frame_s).items():
+                options = dict(noise_hold_s=args.noise_hold_ms / 1000,
+                               noise_power=args.noise_power, refine=args.refine)  # fmt: skip
+                for key, value in score_scene(sc, enhancer, frame_s, **options).items():
                     results[(n_mics, t60)][key].append(value)
                 print(f"  {n_mics} mics, T60 {t60:g} s, {geometry}: scene {k + 1}/{args.scenes} "
                       f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
     frame = f"{args.frame_ms:g} ms" if args.frame_ms > 0 else "the model's STFT"
     print(f"model {name} ({sha[:12]}), {args.scenes} scenes per row, {args.seconds:g} s each, beamformer "
-          f"frames {frame}; SDR (dB) vs the output channel's reverberant clean image")  # fmt: skip
-    header = "| mics | T60 (s) | " + " | ".join(COLUMNS) + " |"
-    print(header)
-    print("|" + "---|" * (len(COLUMNS) + 2))
-    overall: dict[str, list[float]] = defaultdict(list)
-    for (n_mics, t60), cols in results.items():
-        means = {c: float(np.mean(cols[c])) for c in COLUMNS}
-        print(f"| {n_mics} | {t60:g} | " + " | ".join(f"{means[c]:.1f}" for c in COLUMNS) + " |")
-        for c in COLUMNS:
-            overall[f"{n_mics}:{c}"] += cols[c]
-    print()
-    for n_mics in mics:
-        best = np.array(overall[f"{n_mics}:best-channel+mask"])
-        gains = {m: np.array(overall[f"{n_mics}:{m}+mask"]) - best for m in METHODS}
-        print(f"{n_mics} mics, gain over best-channel+mask (dB, mean over T60s and scenes): "
-              + ", ".join(f"{m}+mask {g.mean():+.1f}" for m, g in gains.items()))  # fmt: skip
+          f"frames {frame}, noise weight (1 - mask held {args.noise_hold_ms:g} ms)^{args.noise_power:g}, "
+          f"{args.refine} refinement round(s)")  # fmt: skip
+    for ref in REFERENCES:
+        print(f"\nSDR (dB) vs the output channel's {ref} clean image")
+        print("| mics | T60 (s) | " + " | ".join(COLUMNS) + " |")
+        print("|" + "---|" * (len(COLUMNS) + 2))
+        overall: dict[str, list[float]] = defaultdict(list)
+        for (n_mics, t60), cols in results.items():
+            means = {c: float(np.mean(cols[f"{ref}:{c}"])) for c in COLUMNS}
+            print(
+                f"| {n_mics} | {t60:g} | " + " | ".join(f"{means[c]:.1f}" for c in COLUMNS) + " |"
+            )
+            for c in COLUMNS:
+                overall[f"{n_mics}:{c}"] += cols[f"{ref}:{c}"]
+        print()
+        for n_mics in mics:
+            best = np.array(overall[f"{n_mics}:best-channel+mask"])
+            gains = {m: np.array(overall[f"{n_mics}:{m}+mask"]) - best for m in METHODS}
+            print(f"{n_mics} mics, vs {ref} images, gain over best-channel+mask (dB, mean over T60s and "
+                  "scenes): " + ", ".join(f"{m}+mask {g.mean():+.1f}" for m, g in gains.items()))  # fmt: skip
     print(f"total {time.perf_counter() - t0:.0f} s")
 
 

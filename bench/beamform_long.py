@@ -6,8 +6,8 @@ Writes ``DIR/long.wav`` (``--mics`` channels, 16 kHz, 16-bit WAV; kept between r
 utterances (``../shared/data/speech``) looped with a new shift per minute, seen by a linear array as
 integer delays of 0..mics-1 samples, plus household noise from another direction (delays 0..3·(mics-1))
 and independent sensor noise, about 0 dB SNR. Then enhances it in this process with the shipped model
-(``enhance_file``, the enhance stage's per-file path: two passes over the file for whole-file statistics,
-30 s windows) and prints the row, the output's length, and this process's peak RSS (``ru_maxrss``), which
+(``enhance_file``, the enhance stage's per-file path: whole-file statistics, 30 s windows; three passes
+over the file: the statistics, one refinement round, the filter) and prints the row, the output's length, and this process's peak RSS (``ru_maxrss``), which
 ``/usr/bin/time -v`` reports too.
 """
 
@@ -70,7 +70,7 @@ def main() -> None:
         "--model",
         default="default",
         help="'default' (the shipped model), or 'gain': a stand-in that returns half its input (a "
-        "constant mask; the streaming, the two passes and the beamforming are the same, the model's "
+        "constant mask; the streaming, the passes and the beamforming are the same, the model's "
         "cost is not: for the memory of the stream alone)",
     )
     args = ap.parse_args()

@@ -8,6 +8,8 @@ The methods are those of seed 002's multichannel part (restated in DESIGN.md):
 
 * **SCMs from a speech mask** ``m(f, t)``: ``Φs = E[m x xᴴ]``, ``Φn = E[(1 - m) x xᴴ]``, either over the
   whole signal or recursively, ``Φ(t) = λ Φ(t-1) + (1 - λ) m(t) x(t) x(t)ᴴ`` (:class:`CovarianceEstimator`);
+  optionally the noise weight is ``(1 - m̃)^p`` with ``m̃`` the mask held over the last frames
+  (:func:`hold_mask`): bins just after speech (its reverberant tail) then do not count as noise;
 * **MWF** ``W = Φx⁻¹ Φs`` (``Φx = Φs + Φn``), its column of the reference channel (:func:`mwf`);
 * **MVDR**, Souden's form ``w = Φn⁻¹ Φs u / tr(Φn⁻¹ Φs)`` with the reference channel ``u`` chosen by the
   output SNR it gives (:func:`mvdr_souden`, :func:`select_reference`);
@@ -90,24 +92,68 @@ def _weighted_outer(X: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return (xf * weights[:, None, :]) @ np.conj(np.swapaxes(xf, -1, -2))
 
 
+def hold_mask(mask: np.ndarray, frames: int, previous: np.ndarray | None = None) -> np.ndarray:
+    """The mask ``[F, T]`` held for ``frames`` frames: ``m̃(f, t) = max(m(f, t - frames), …, m(f, t))``.
+
+    ``previous [F, k]``: the frames just before this block (a stream's last ``frames`` frames), so that a
+    signal processed block by block gets the same values as in one piece. ``frames=0``: the mask itself.
+    """
+    mask = np.asarray(mask, dtype=np.float64)
+    if frames < 0:
+        raise ParameterError(f"hold frames={frames} must be >= 0")
+    if frames == 0:
+        return mask
+    n = mask.shape[-1]
+    full = (
+        mask if previous is None else np.concatenate([np.asarray(previous, np.float64), mask], -1)
+    )
+    out = full.copy()
+    for d in range(1, frames + 1):
+        out[:, d:] = np.maximum(out[:, d:], full[:, :-d])
+    return out[:, full.shape[-1] - n :]
+
+
 @dataclass
 class CovarianceEstimator:
     """Speech and noise SCMs from a speech mask, updated block by block (a stream of STFT blocks).
 
     ``forgetting=None``: whole-signal averages ``Σ_t m x xᴴ / T`` (λ → 1, a time-invariant filter), so that
-    ``Φs + Φn`` is the mixture's covariance (which the MWF needs; MVDR and GEV ignore the scale).
+    ``Φs + Φn`` is the mixture's covariance (which the MWF needs; MVDR and GEV ignore the scale) when the
+    noise weight is ``1 - m`` (the default).
     ``forgetting=λ`` in (0, 1): the recursion ``Φ(t) = λ Φ(t-1) + (1 - λ) m(t) x(t) x(t)ᴴ`` (and with
-    ``1 - m`` for the noise), evaluated exactly at the end of each block.
+    the noise weight for the noise), evaluated exactly at the end of each block.
+
+    ``noise_hold`` (frames) and ``noise_power`` ``p``: the noise weight is ``(1 - m̃)^p``, with ``m̃`` the
+    speech mask held for ``noise_hold`` frames (:func:`hold_mask`; across blocks too). With a mask that
+    calls only the direct path and early reflections speech, the reverberant tail after each word would
+    otherwise enter the noise SCM, and a distortionless filter would suppress the talker's own reverberation
+    as noise. Defaults ``0`` and ``1``: ``1 - m``.
     """
 
     forgetting: float | None = None
+    noise_hold: int = 0
+    noise_power: float = 1.0
     speech_sum: np.ndarray | None = field(default=None, repr=False)
     noise_sum: np.ndarray | None = field(default=None, repr=False)
     frames: int = 0
+    _tail: np.ndarray | None = field(default=None, repr=False, init=False)
 
     def __post_init__(self) -> None:
         if self.forgetting is not None and not 0.0 < self.forgetting < 1.0:
             raise ParameterError(f"forgetting={self.forgetting} must be in (0, 1) or None")
+        if self.noise_hold < 0 or not self.noise_power > 0:
+            raise ParameterError(
+                f"noise_hold={self.noise_hold} must be >= 0 and noise_power={self.noise_power} > 0"
+            )
+
+    def noise_weights(self, mask: np.ndarray) -> np.ndarray:
+        """The noise weights ``(1 - m̃)^p`` ``[F, T]`` of a block's speech mask (remembers its last frames)."""
+        held = hold_mask(mask, self.noise_hold, self._tail)
+        if self.noise_hold:
+            joined = mask if self._tail is None else np.concatenate([self._tail, mask], axis=-1)
+            self._tail = joined[:, -self.noise_hold :]
+        w = 1.0 - held
+        return w if self.noise_power == 1.0 else w**self.noise_power
 
     def update(self, X: np.ndarray, mask: np.ndarray) -> None:
         """Add a block of STFT frames ``X [C, F, T]`` with its speech mask ``mask [F, T]`` (in [0, 1])."""
@@ -116,13 +162,14 @@ class CovarianceEstimator:
         if X.ndim != 3 or mask.shape != X.shape[1:]:
             raise ParameterError(f"X [C, F, T] and mask [F, T] disagree: {X.shape} vs {mask.shape}")
         n_frames = X.shape[-1]
+        noise = self.noise_weights(mask)
         if self.forgetting is None:
-            w_s, w_n = mask, 1.0 - mask
+            w_s, w_n = mask, noise
             decay = 1.0
         else:
             lam = self.forgetting
             ages = lam ** np.arange(n_frames - 1, -1, -1, dtype=np.float64)  # λ^(T-1-t)
-            w_s, w_n = (1 - lam) * mask * ages, (1 - lam) * (1.0 - mask) * ages
+            w_s, w_n = (1 - lam) * mask * ages, (1 - lam) * noise * ages
             decay = lam**n_frames
         s, n = _weighted_outer(X, w_s), _weighted_outer(X, w_n)
         if self.speech_sum is None or self.noise_sum is None:

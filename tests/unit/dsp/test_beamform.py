@@ -136,3 +136,43 @@ def test_apply_filter_and_bad_inputs():
         bf.CovarianceEstimator(1.0)
     with pytest.raises(ParameterError):
         bf.mwf(phi_s[0], phi_n)
+
+
+def test_hold_mask_known_answers_and_blocks():
+    m = np.zeros((2, 8))
+    m[0, 2] = 0.9  # one bin of speech at frame 2
+    m[1, 5] = 0.4
+    held = bf.hold_mask(m, 2)
+    np.testing.assert_array_equal(held[0], [0, 0, 0.9, 0.9, 0.9, 0, 0, 0])  # frames 2..4
+    np.testing.assert_array_equal(held[1], [0, 0, 0, 0, 0, 0.4, 0.4, 0.4])
+    np.testing.assert_array_equal(bf.hold_mask(m, 0), m)
+    # block by block, with the previous block's last frames, == in one piece
+    rng = np.random.default_rng(8)
+    m = rng.uniform(size=(3, 40))
+    pieces = [bf.hold_mask(m[:, :13], 3), bf.hold_mask(m[:, 13:], 3, m[:, 10:13])]
+    np.testing.assert_array_equal(np.concatenate(pieces, axis=1), bf.hold_mask(m, 3))
+    with pytest.raises(ParameterError):
+        bf.hold_mask(m, -1)
+
+
+def test_covariance_estimator_held_and_powered_noise_weights():
+    """Noise weight ``(1 - held mask)^p``: the explicit sums, and the same block by block (the held mask
+    carries over the block boundary); the speech SCM is unchanged."""
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(C, F, 50)) + 1j * rng.normal(size=(C, F, 50))
+    m = rng.uniform(size=(F, 50)) ** 3
+    w_n = (1 - bf.hold_mask(m, 3)) ** 2
+    n_ref = np.einsum("ft,cft,dft->fcd", w_n, X, np.conj(X)) / 50
+    s_ref = np.einsum("ft,cft,dft->fcd", m, X, np.conj(X)) / 50
+    est = bf.CovarianceEstimator(noise_hold=3, noise_power=2.0)
+    for a, b in ((0, 2), (2, 21), (21, 50)):  # a block shorter than the hold, too
+        est.update(X[..., a:b], m[:, a:b])
+    s, n = est.covariances()
+    np.testing.assert_allclose(s, s_ref, atol=1e-12)
+    np.testing.assert_allclose(n, n_ref, atol=1e-12)
+    # held weights never exceed 1 - m: the noise SCM only loses frames next to speech
+    assert np.all(w_n <= 1 - m + 1e-12)
+    with pytest.raises(ParameterError):
+        bf.CovarianceEstimator(noise_hold=-1)
+    with pytest.raises(ParameterError):
+        bf.CovarianceEstimator(noise_power=0.0)
