@@ -23,7 +23,7 @@ stats-svm
     standardised, RBF SVM (C by inner CV as above).
 stats-mlp
     Ours, the shipped ``emotion-stats`` (:mod:`batchsep.models.emotion_stats`) trained as
-    :func:`batchsep.pipeline.train.emotion_stats.train_emotion_stats` trains it: the same 214 statistics,
+    :func:`batchsep.pipeline.train.emotion_stats.train_emotion_stats` trains it: the same 389 statistics,
     an average of 5 MLPs (256 hidden, dropout 0.2, input noise), 60 epochs of AdamW, on the training actors'
     files and their augmented copies (speed ×0.9 / ×1.1, and real noise from ``--noise`` at 5-20 dB with
     a random gain). ``stats-mlp-noaug``: the same without the copies.
@@ -49,6 +49,12 @@ cnn
     15 epochs; trained on all 12 training actors of the fold (no validation choice: fixed recipe).
 cnn+stats
     Mean of the temperature-scaled probabilities of ``cnn`` and ``stats-svm``.
+stats-lr, stats-lda, stats-hgb; stats-mlp-lr, stats-mlp-lda, stats-lin, stats-div
+    Session 13: logistic regression, shrinkage LDA and gradient-boosted trees over the same statistics
+    (with the augmented copies), and equal-weight ensembles of them with ``stats-mlp`` / ``stats-svm``
+    (``bench/emotion_members.py``). ``--reuse PATH``: take ``stats-mlp``'s (and any other listed model's)
+    calibrated out-of-fold probabilities from an earlier run's ``--out`` JSON on the same features
+    instead of refitting it (checked: same files and order; its figures are that run's).
 
 Features are cached under ``--cache`` (key: file list and feature settings). ``--quick``: 2 folds and 8 CNN
 epochs, a smoke test of the whole path (its figures mean nothing). Scores are of whole trimmed utterances
@@ -95,15 +101,19 @@ from batchsep.pipeline.train.emotion_worker import _WeightAverage, lr_factor
 from batchsep.training.data.emotion import EmotionCorpus, utterance_log_mel
 from batchsep.training.data.emotion_batches import EmotionBatches
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/emotion_members.py
+import emotion_members
+
 SR = 16000
 FOLDS = ((1, 2, 3, 4), (5, 6, 7, 8), (9, 10, 11, 12), (13, 14, 15, 16))
 SPK = ("mfcc-svm+spk", "stats-svm+spk", "stats-mlp+spk", "stats-ens+spk")
 RUN = ("mfcc-svm+run", "stats-svm+run", "stats-mlp+run", "stats-ens+run")
 ALL_MODELS = ("mfcc-svm", "stats-svm", "stats-mlp", "stats-mlp-noaug", "stats-ens", "cnn", "cnn+stats",
-              *SPK, *RUN)  # fmt: skip
+              *SPK, *RUN, *emotion_members.MEMBERS, *emotion_members.ENSEMBLES)  # fmt: skip
 DEFAULT_MODELS = ("mfcc-svm", "stats-svm", "stats-mlp-noaug", "stats-mlp", "stats-ens", *SPK)
 ENSEMBLES = {"stats-ens": ("stats-svm", "stats-mlp"), "stats-ens+spk": ("stats-svm+spk", "stats-mlp+spk"),
-             "stats-ens+run": ("stats-svm+run", "stats-mlp+run"), "cnn+stats": ("cnn", "stats-svm")}  # fmt: skip
+             "stats-ens+run": ("stats-svm+run", "stats-mlp+run"), "cnn+stats": ("cnn", "stats-svm"),
+             **emotion_members.ENSEMBLES}  # fmt: skip
 SUBRUNS = {"one actor (60 files, all emotions)": None, "20 random files of the fold": 20,
            "low arousal only (neutral, calm, sad)": (0, 1, 3),
            "high arousal only (happy, angry, fearful, surprised)": (2, 4, 5, 7)}  # fmt: skip
@@ -239,6 +249,10 @@ def main() -> int:
                     help="a cached feature file (npz) to use as is, whatever the code's key (e.g. features "
                          "made before a refactor of emotion_stats that keeps its outputs)")  # fmt: skip
     ap.add_argument("--out", default=None, help="write per-fold figures and predictions (JSON)")
+    ap.add_argument("--reuse", default=None, metavar="JSON",
+                    help="an earlier run's --out on the same features: its calibrated probabilities of "
+                         "--reuse-models are used instead of refitting them")  # fmt: skip
+    ap.add_argument("--reuse-models", nargs="+", default=["stats-mlp"], choices=ALL_MODELS)
     args = ap.parse_args()
     torch.set_num_threads(1)
     folds = FOLDS[:2] if args.quick else FOLDS
@@ -255,6 +269,9 @@ def main() -> int:
         d = load_features(Path(args.data), Path(args.cache), cfg, args.noise, args.seed, want_mels)
     y, actors = d["labels"], d["actors"]
     wanted = set(args.models) | {m for e in args.models for m in ENSEMBLES.get(e, ())}
+    reused = emotion_members.reuse_probs(args.reuse, [m for m in args.reuse_models if m in wanted],
+                                         y, actors) if args.reuse else {}  # fmt: skip
+    wanted -= set(reused)
     # "+spk": every actor's features z-scored with its own clean files (test actors too: unlabelled)
     spk = {
         "base": speaker_standardise(d["base"], actors),
@@ -310,6 +327,12 @@ def main() -> int:
                                     epochs=args.epochs)  # fmt: skip
                 logp.setdefault(name, np.zeros((y.size, 8)))[te] = lp[te]
                 info.setdefault(name, []).append({"s": round(time.time() - t, 1)})
+        for name in [m for m in emotion_members.MEMBERS if m in wanted]:
+            t = time.time()
+            logp.setdefault(name, np.zeros((y.size, 8)))[te] = emotion_members.fit_member(
+                name, d, test_actors, args.seed
+            )
+            info.setdefault(name, []).append({"s": round(time.time() - t, 1)})
         if "stats-mlp+run" in wanted:  # as cross_validate, keeping the model for the sub-runs
             t = time.time()
             ate = np.isin(actors[d["aug_of"]], test_actors)
@@ -350,6 +373,9 @@ def main() -> int:
             temps.setdefault(name, []).append(t)
             p[fold_of == k] = softmax_t(lp[fold_of == k], t)
         probs[name] = p
+    for name, p in reused.items():  # an earlier run's calibrated probabilities (raw ECE not known)
+        probs[name], logp[name] = p, np.log(p + 1e-12)
+        info[name] = [{"reused": args.reuse}]
     for ens in [m for m in args.models if m in ENSEMBLES]:  # mean of the calibrated probabilities
         probs[ens] = np.mean([probs[m] for m in ENSEMBLES[ens]], axis=0)
         logp[ens] = np.log(probs[ens] + 1e-12)
