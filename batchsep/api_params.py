@@ -20,12 +20,16 @@ from batchsep.errors import ParameterError
 _Rule = Callable[[Any], str | None]
 
 
-def _integer(low: int, *, optional: bool = True) -> _Rule:
+def _integer(low: int, high: int | None = None, *, optional: bool = True) -> _Rule:
+    """An integer ``>= low`` (and ``<= high``)."""
+
     def rule(value: Any) -> str | None:
         if value is None and optional:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
             return "must be an integer"
+        if high is not None and not low <= value <= high:
+            return f"must be in [{low}, {high}]"
         return f"must be >= {low}" if value < low else None
 
     return rule
@@ -131,6 +135,8 @@ _RULES: dict[str, dict[str, _Rule]] = {
         "multichannel": _choice("downmix", "keep", "beamform", "mono"),
         "beamformer": _choice("mvdr", "gev_ban", "mwf", "delay_and_sum"),
         "beam_forgetting": _number(0, 1),
+        "beam_refine": _integer(0, 3, optional=False),
+        "beam_noise_power": _number(0, 4),
     },
     "tag": {**_WORKERS, "shard_size": _integer(1)},
     "evaluate": {**_WORKERS, "shard_size": _integer(1, optional=False), "metrics": _metrics},
@@ -215,14 +221,14 @@ def feature_config(config: Any, *, kind: str, noise_mag: bool, psa_target: bool)
 
 
 _ENHANCE_OPTIONS = ("sr", "fmt", "subtype", "input_level_db", "multichannel", "beamformer",
-                    "beam_forgetting", "beam_postmask")  # fmt: skip
+                    "beam_forgetting", "beam_refine", "beam_noise_power", "beam_postmask")  # fmt: skip
 
 
 def enhance_options(**given: Any) -> Any:
     """``enhance``'s :class:`~batchsep.pipeline.enhance.file.EnhanceOptions` from its arguments ``given``.
 
     Of ``sr``, ``fmt``, ``subtype``, ``input_level_db``, ``multichannel``, ``beamformer``,
-    ``beam_forgetting`` and ``beam_postmask`` (other keys are ignored; defaults for those not given).
+    ``beam_forgetting``, ``beam_refine``, ``beam_noise_power`` and ``beam_postmask`` (other keys are ignored; defaults for those not given).
     Raises ParameterError when they do not go together (a ``subtype`` the ``fmt`` cannot store).
     """
     from batchsep.pipeline.enhance.file import EnhanceOptions

@@ -52,7 +52,7 @@ from batchsep.pipeline.enhance.enhancer import load_enhancer
 from batchsep.pipeline.enhance.multichannel import (
     BEAM_FRAME_S,
     NOISE_HOLD_S,
-    NOISE_POWER,
+    NOISE_POWERS,
     REFINE,
     BeamformStream,
     MaskSource,
@@ -151,7 +151,8 @@ def main() -> None:
                     help="the beamformer's STFT frame (ms); 0: the model's own STFT (32 ms)")  # fmt: skip
     ap.add_argument("--noise-hold-ms", type=float, default=NOISE_HOLD_S * 1000,
                     help="the speech mask is held this long for the noise weights (ms)")  # fmt: skip
-    ap.add_argument("--noise-power", type=float, default=NOISE_POWER, help="noise weight exponent")
+    ap.add_argument("--noise-power", type=float, default=None,
+                    help=f"noise weight exponent (default: per filter, {NOISE_POWERS})")  # fmt: skip
     ap.add_argument("--refine", type=int, default=REFINE,
                     help="rounds of statistics from the model's mask of the beamformed output")  # fmt: skip
     ap.add_argument("--write", type=Path, default=None, help="write each scene's audio here")
@@ -186,7 +187,7 @@ def main() -> None:
                       f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
     frame = f"{args.frame_ms:g} ms" if args.frame_ms > 0 else "the model's STFT"
     print(f"model {name} ({sha[:12]}), {args.scenes} scenes per row, {args.seconds:g} s each, beamformer "
-          f"frames {frame}, noise weight (1 - mask held {args.noise_hold_ms:g} ms)^{args.noise_power:g}, "
+          f"frames {frame}, noise weight (1 - mask held {args.noise_hold_ms:g} ms)^{args.noise_power or 'default'}, "
           f"{args.refine} refinement round(s)")  # fmt: skip
     for ref in REFERENCES:
         print(f"\nSDR (dB) vs the output channel's {ref} clean image")

@@ -45,6 +45,8 @@ def enhance(
     multichannel: str = "downmix",
     beamformer: str = "mvdr",
     beam_forgetting: float | None = None,
+    beam_refine: int = 1,
+    beam_noise_power: float | None = None,
     beam_postmask: bool = True,
     glob: str | None = None,
     min_duration_s: float | None = None,
@@ -76,13 +78,16 @@ def enhance(
     ``multichannel``: what a file of several channels becomes: ``downmix`` (or ``mono``: averaged to mono,
     polarity-aligned, then enhanced), ``keep`` (each channel enhanced; as many channels out) or
     ``beamform`` (mask-based ``beamformer`` ``mvdr``, ``gev_ban``, ``mwf`` or ``delay_and_sum``, from the
-    model's masks; statistics over the whole file, or recursive with ``beam_forgetting`` in (0, 1); the
-    model's mask applied to the output too unless ``beam_postmask=False``): see
-    ``batchsep.pipeline.enhance.multichannel``.
+    model's masks; statistics over the whole file, or recursive with ``beam_forgetting`` in (0, 1);
+    ``beam_refine`` rounds (0 to 3, default 1) of statistics again from the model's mask of the beamformed
+    signal; noise weight ``(1 - mask)^beam_noise_power``, in (0, 4], ``None``: the beamformer's default,
+    1 for ``mwf`` and 2 for the others; the model's mask applied to the output too unless
+    ``beam_postmask=False``): see ``batchsep.pipeline.enhance.multichannel``.
     """
     given = dict(
         sr=sr, fmt=fmt, subtype=subtype, input_level_db=input_level_db, multichannel=multichannel,
-        beamformer=beamformer, beam_forgetting=beam_forgetting, beam_postmask=beam_postmask,
+        beamformer=beamformer, beam_forgetting=beam_forgetting, beam_refine=beam_refine,
+        beam_noise_power=beam_noise_power, beam_postmask=beam_postmask,
     )  # fmt: skip
     _check("enhance", workers=workers, shard_size=shard_size, **given)
     from batchsep.pipeline.enhance import driver as _enh

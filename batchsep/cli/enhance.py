@@ -285,7 +285,26 @@ def _run_options(f: Any) -> Any:
     metavar="LAMBDA",
     help="With --multichannel beamform: spatial statistics updated recursively with this forgetting "
     "factor (e.g. 0.99 per frame; one pass over the file, the filter follows moving talkers). "
-    "Default: over the whole file (the file is read twice).",
+    "Default: over the whole file (the file is read 2 + --beam-refine times).",
+)
+@click.option(
+    "--beam-refine",
+    type=click.IntRange(0, 3),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="With --multichannel beamform: N rounds (0 to 3) in which the model's mask of the beamformed "
+    "signal replaces the channels' masks and the spatial statistics are estimated again (each one more "
+    "model pass and, with whole-file statistics, one more read of the file; 0: the channels' masks only).",
+)
+@click.option(
+    "--beam-noise-power",
+    type=click.FloatRange(0, 4, min_open=True),
+    default=None,
+    metavar="P",
+    help="With --multichannel beamform: the noise statistics weight each bin by (1 - mask)^P, P in "
+    "(0, 4]. Default: the beamformer's own, 1 for mwf (its filter assumes speech + noise = input), "
+    "2 for mvdr, gev_ban and delay_and_sum (bins the mask calls half speech count little as noise).",
 )
 @click.option(
     "--beam-postmask/--no-beam-postmask",
@@ -308,6 +327,8 @@ def enhance(
     channels: str | None,
     beamformer: str,
     beam_forgetting: float | None,
+    beam_refine: int,
+    beam_noise_power: float | None,
     beam_postmask: bool,
     **run: Any,
 ) -> None:
@@ -334,7 +355,8 @@ def enhance(
     kwargs = dict(
         model=model, emotion=emotion, emotion_model=emotion_model, sr=sr, fmt=fmt, subtype=subtype,
         input_level_db=level_db, multichannel=mode, beamformer=beamformer,
-        beam_forgetting=beam_forgetting, beam_postmask=beam_postmask, **run,
+        beam_forgetting=beam_forgetting, beam_refine=beam_refine, beam_noise_power=beam_noise_power,
+        beam_postmask=beam_postmask, **run,
     )  # fmt: skip
     _run("enhance", in_uri, out_uri, kwargs, models)
 

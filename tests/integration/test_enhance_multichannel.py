@@ -3,12 +3,15 @@ out of phase, the row's account of what was done."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import soundfile as sf
 
 from batchsep.errors import ParameterError
 from batchsep.pipeline.enhance.file import EnhanceOptions, enhance_file
+from batchsep.pipeline.enhance.multichannel import REFINE
 
 SR = 16000
 
@@ -103,7 +106,7 @@ def test_keep_enhances_each_channel_and_writes_them_all(tmp_path, in_sr):
     np.testing.assert_allclose(y[inner], 0.5 * x[inner], atol=2e-3)
 
 
-def test_beamform_whole_file_reads_twice_recursive_once_and_mono_files_are_untouched(tmp_path):
+def test_beamform_whole_file_and_recursive_statistics_and_mono_files_are_untouched(tmp_path):
     x, speech = _stereo_out_of_phase(seconds=4.0, seed=3)
     sf.write(tmp_path / "pair.wav", x.T, SR, subtype="FLOAT")
     oracle = _Oracle(x, speech)
@@ -135,6 +138,106 @@ def test_bad_multichannel_options_are_refused():
         EnhanceOptions(multichannel="stereo")  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="beam_forgetting"):
         EnhanceOptions(multichannel="beamform", beam_forgetting=1.5)
+    for refine in (-1, 4):
+        with pytest.raises(
+            ParameterError, match=rf"beam_refine={refine} must be an integer in \[0, 3\]"
+        ):
+            EnhanceOptions(multichannel="beamform", beam_refine=refine)
+    for power in (0.0, 4.5):
+        with pytest.raises(ParameterError, match=rf"beam_noise_power={power} must be in \(0, 4\]"):
+            EnhanceOptions(multichannel="beamform", beam_noise_power=power)
+    opts = EnhanceOptions(multichannel="beamform", beam_refine=3, beam_noise_power=4)
+    assert (opts.beam_refine, opts.beam_noise_power) == (3, 4)
+    assert (EnhanceOptions().beam_refine, EnhanceOptions().beam_noise_power) == (REFINE, None)
+
+
+class _Counting(_Oracle):
+    """The oracle, counting the rows it is given that are not windows of the mixture: the beamformer's
+    output, which a refinement round asks the model's mask of."""
+
+    outputs = 0
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        for row in np.atleast_2d(windows):
+            view = np.lib.stride_tricks.sliding_window_view(self.mixture, 16, axis=1)
+            self.outputs += not np.any(np.all(view == row[:16], axis=2))
+        return super().__call__(windows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("refine", [0, 2])
+def test_beam_refine_and_noise_power_reach_the_beamformer(tmp_path, monkeypatch, refine):
+    """``beam_refine`` rounds: whole-file statistics read the file 2 + refine times (first pass, one per
+    round, the filter) and ask the model for the mask of the beamformed signal once per window and round;
+    a forgetting factor reads it once. ``beam_noise_power`` (or the filter's default) is the row's."""
+    from batchsep.io import storage
+
+    x, speech = _stereo_out_of_phase(seconds=2.0, seed=3)
+    sf.write(tmp_path / "pair.wav", x.T, SR, subtype="FLOAT")
+    opened: list[str] = []
+    open_input = storage.open_input
+
+    def counting_open(uri: str):
+        opened.append(uri)
+        return open_input(uri)
+
+    monkeypatch.setattr(storage, "open_input", counting_open)
+    cases: list[
+        tuple[dict[str, Any], int, str | None]
+    ] = [  # (options, reads, the row's noise weight)
+        (dict(beamformer="mvdr"), 2 + refine, "noise weight (1 - mask)^2, "),
+        (dict(beamformer="mwf", beam_noise_power=3.0), 2 + refine, "noise weight (1 - mask)^3, "),
+        (dict(beamformer="mwf", beam_forgetting=0.98), 1, None),  # the MWF's default: 1 - mask
+    ]
+    for given, reads, noise in cases:
+        opts = EnhanceOptions(
+            multichannel="beamform", chunk_s=0.5, overlap_s=0.125, beam_postmask=False,
+            beam_refine=refine, **given,  # type: ignore[arg-type]
+        )  # fmt: skip
+        model = _Counting(x, speech)
+        opened.clear()
+        row = enhance_file(str(tmp_path / "pair.wav"), str(tmp_path / "o.wav"), model, opts)
+        assert row["status"] == "ok", row
+        assert len(opened) == reads, (given, opened)
+        y, _ = sf.read(tmp_path / "o.wav", dtype="float32")
+        assert y.shape == (x.shape[1],) and np.all(np.isfinite(y))
+        if given.get("beam_forgetting") is None:
+            assert model.outputs == 4 * refine  # 4 half-second segments per round
+            assert (f"refined {refine}x" in row["warning"]) == (refine > 0)
+        else:
+            # one pass, 5 windows (0.5 s, hop 0.375 s): each after the first masks the filter so far's output
+            assert model.outputs == (4 if refine else 0)
+        if noise is None:
+            assert "noise weight" not in row["warning"]
+        else:
+            assert noise in row["warning"]
+
+
+def test_resume_with_other_beam_settings_is_refused(tmp_path):
+    """job.json records the options; a resume with another ``beam_refine`` or ``beam_noise_power`` is
+    refused as any other option change; a folder made before these options existed is not compared on
+    them."""
+    from dataclasses import asdict, replace
+
+    from batchsep.pipeline.common import jobinfo
+    from batchsep.pipeline.enhance.outfolder import check_same_settings
+
+    out = str(tmp_path / "out")
+    opts = EnhanceOptions(multichannel="beamform", beamformer="mwf")
+
+    def spec(o: EnhanceOptions) -> dict:
+        return {"model_sha256": "0" * 64, "options": asdict(o), "input_level_db_used": -26.0}
+
+    jobinfo.write_job_json(out, "enhance", spec(opts))
+    check_same_settings(out, spec(opts))  # the same: resumes
+    with pytest.raises(ParameterError, match=r"options\.beam_refine: 1 -> 2.*--overwrite"):
+        check_same_settings(out, spec(replace(opts, beam_refine=2)))
+    with pytest.raises(ParameterError, match=r"options\.beam_noise_power: None -> 2\.0"):
+        check_same_settings(out, spec(replace(opts, beam_noise_power=2.0)))
+    older = spec(opts)
+    del older["options"]["beam_refine"], older["options"]["beam_noise_power"]
+    jobinfo.write_job_json(out, "enhance", older)
+    check_same_settings(out, spec(replace(opts, beam_refine=0)))
 
 
 @pytest.mark.slow
@@ -214,3 +317,44 @@ def test_channels_is_the_older_spelling_of_multichannel(tmp_path):
         "beam_forgetting=0 must be in (0, 1]",
     ]
     assert api.check_params("enhance", {"multichannel": "mono", "beamformer": "gev_ban"}) == []
+
+
+def test_beam_refine_and_noise_power_options_of_cli_and_api(tmp_path):
+    """``--beam-refine`` and ``--beam-noise-power``: out of range, a usage error (exit 2) before anything
+    runs; the api's rules say the same; the CLI's and the api's defaults are the stage's."""
+    import inspect
+
+    from click.testing import CliRunner
+
+    from batchsep import api
+    from batchsep.api_params import enhance_options
+    from batchsep.cli.main import EXIT_USAGE, main
+
+    (tmp_path / "in").mkdir()
+    for option, value in [("--beam-refine", "4"), ("--beam-refine", "-1"), ("--beam-refine", "1.5"),
+                          ("--beam-noise-power", "0"), ("--beam-noise-power", "4.5"),
+                          ("--beam-noise-power", "x")]:  # fmt: skip
+        r = CliRunner().invoke(main, [
+            "enhance", str(tmp_path / "in"), str(tmp_path / "out"), "--multichannel", "beamform",
+            option, value,
+        ])  # fmt: skip
+        assert r.exit_code == EXIT_USAGE == 2 and f"Invalid value for '{option}'" in r.output
+        assert not (tmp_path / "out").exists()
+    assert api.check_params("enhance", {"beam_refine": 4, "beam_noise_power": 0}) == [
+        "beam_refine=4 must be in [0, 3]",
+        "beam_noise_power=0 must be in (0, 4]",
+    ]
+    assert api.check_params("enhance", {"beam_refine": None}) == [
+        "beam_refine=None must be an integer"
+    ]
+    assert api.check_params("enhance", {"beam_refine": 0, "beam_noise_power": 4}) == []
+    with pytest.raises(ParameterError, match="beam_refine=9"):
+        api.enhance(str(tmp_path / "in"), str(tmp_path / "out"), beam_refine=9)
+    opts = enhance_options(multichannel="beamform", beam_refine=2, beam_noise_power=1.5)
+    assert (opts.beam_refine, opts.beam_noise_power) == (2, 1.5)
+    assert inspect.signature(api.enhance).parameters["beam_refine"].default == REFINE
+    assert inspect.signature(api.enhance).parameters["beam_noise_power"].default is None
+    params = {p.name: p for p in main.commands["enhance"].params}  # type: ignore[attr-defined]
+    assert params["beam_refine"].default == REFINE and params["beam_noise_power"].default is None
+    help_text = CliRunner().invoke(main, ["enhance", "--help"]).output
+    assert "--beam-refine N" in help_text and "--beam-noise-power P" in help_text

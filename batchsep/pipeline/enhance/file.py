@@ -25,12 +25,13 @@ from batchsep.errors import (
 from batchsep.io import audio, schemas, storage
 from batchsep.pipeline.common import interrupt
 from batchsep.pipeline.enhance.multichannel import (
+    REFINE,
     BeamformStream,
     MaskSource,
     beamform_pieces,
     check_multichannel,
-    overlap_add_multi,
 )
+from batchsep.pipeline.enhance.multiwindow import overlap_add_multi
 from batchsep.pipeline.enhance.stream import MODEL_SR, CallbackFile, Reader, TagFeed, Writer
 from batchsep.pipeline.enhance.tag import EmotionTagger
 
@@ -68,7 +69,13 @@ class EnhanceOptions:
     polarity-aligned), ``keep`` (each channel enhanced) or ``beamform`` (mask-based beamforming)."""
     beamformer: Literal["mvdr", "gev_ban", "mwf", "delay_and_sum"] = "mvdr"
     beam_forgetting: float | None = None
-    """``None``: spatial statistics over the whole file (read twice); λ in (0, 1): recursive, one pass."""
+    """``None``: spatial statistics over the whole file (read ``2 + beam_refine`` times); λ in (0, 1):
+    recursive, one pass."""
+    beam_refine: int = REFINE
+    """Rounds (0 to 3) of statistics estimated again from the model's mask of the beamformed signal."""
+    beam_noise_power: float | None = None
+    """The noise weight ``(1 - mask)^p``'s power ``p`` in (0, 4]; ``None``: the beamformer's own default
+    (:func:`~batchsep.pipeline.enhance.multichannel.default_noise_power`: MWF 1, the others 2)."""
     beam_postmask: bool = True
     """Apply the model's single-channel mask to the beamformer's output too."""
 
@@ -79,7 +86,10 @@ class EnhanceOptions:
             raise ParameterError(f"fmt={self.fmt!r} must be one of {sorted(audio.ENCODE_FORMATS)}")
         audio.check_subtype(self.fmt, self.subtype)
         check_input_level(self.input_level_db)
-        check_multichannel(self.multichannel, self.beamformer, self.beam_forgetting)
+        check_multichannel(
+            self.multichannel, self.beamformer, self.beam_forgetting, refine=self.beam_refine,
+            noise_power=self.beam_noise_power,
+        )  # fmt: skip
         if not 0 < self.overlap_s < self.chunk_s / 2:
             raise ParameterError(
                 f"overlap_s={self.overlap_s} must be in (0, chunk_s/2={self.chunk_s / 2})"
@@ -226,8 +236,9 @@ def enhance_file(
                     reader, lambda w: timed(model, w), chunk=chunk, overlap=overlap
                 )
             elif mode == "beamform":
-
-                def reopen() -> Reader:  # whole-file statistics: the second pass filters
+                # whole-file statistics: the first pass reads ``reader``; each refinement round
+                # (beam_refine) and then the filtering pass read the file again from the start
+                def reopen() -> Reader:
                     fin2 = stack.enter_context(storage.open_input(uri))
                     f2 = stack.enter_context(audio.open_stream(fin2))
                     readers.append(Reader(f2, options.block_frames, model_sr, keep_channels=True))
@@ -236,6 +247,7 @@ def enhance_file(
                 beam = BeamformStream(
                     MaskSource(enhancer, model_sr), options.beamformer,
                     forgetting=options.beam_forgetting, overlap=overlap,
+                    refine=options.beam_refine, noise_power=options.beam_noise_power,
                 )  # fmt: skip
                 pieces = _timed_pieces(
                     beamform_pieces(reader, reopen, beam, chunk=chunk, overlap=overlap),

@@ -19,14 +19,20 @@ speech image, see docs/results.md), into which the masks are carried over (:func
 
 Statistics: ``beam_forgetting=None`` averages them over the whole file: the file is read once per round
 of statistics, then once more to filter; a forgetting factor λ in (0, 1) updates them recursively and the
-filter every :data:`UPDATE_S` seconds, in one pass. The noise weight of a bin is ``(1 - m̃)^p``
-(:data:`NOISE_POWER`: 2, so that bins the mask calls half speech count little as noise), ``m̃`` the speech
-mask held for :data:`NOISE_HOLD_S` (default 0: not held; held, the talker's reverberant tail does not count
-as noise, which keeps it in the output), and the statistics are refined :data:`REFINE` time(s): the
-model's mask of the beamformed signal (one mono model pass) replaces the channels' median mask and the
-statistics are estimated again (whole file: one more round, so three reads of the file by default;
-recursive: each window's statistics use the model's mask of the filter so far). docs/results.md
-(beamforming, session 13) measures these choices. All run window by window (``chunk_s``), in bounded
+filter every :data:`UPDATE_S` seconds, in one pass. The noise weight of a bin is ``(1 - m̃)^p``, the
+power ``p`` per filter by default (:func:`default_noise_power`, :data:`NOISE_POWERS`): 2 for MVDR and
+GEV-BAN (:data:`NOISE_POWER`: bins the mask calls half speech count little as noise), 1 for the MWF
+(its filter ``Φx⁻¹Φs`` assumes ``Φx = Φs + Φn``, which weights ``m`` and ``1 - m`` keep and ``(1 - m)²``
+breaks), 2 for delay-and-sum (its filter uses the speech statistics only; the noise statistics choose
+its reference channel); ``beam_noise_power`` in (0, :data:`MAX_NOISE_POWER`] sets it for every filter.
+``m̃`` is the speech mask held for :data:`NOISE_HOLD_S` (default 0: not held; held, the talker's
+reverberant tail does not count as noise, which keeps it in the output). The statistics are refined
+:data:`REFINE` time(s) by default (``beam_refine``: 0 to :data:`MAX_REFINE`): the model's mask of the
+beamformed signal (one mono model pass) replaces the channels' median mask and the statistics are
+estimated again (whole file: one more round, so three reads of the file by default; recursive: each
+window's statistics use the model's mask of the filter so far). docs/results.md (beamforming, session
+13) measures these choices: refinement gains MVDR and GEV-BAN 0.2–0.5 dB, costs the MWF 0.4–0.6 dB
+(4 mics); the power is worth 0.1–0.2 dB to the MWF. All run window by window (``chunk_s``), in bounded
 memory; the reference channel is chosen by the last round (whole file) or from the first window.
 """
 
@@ -38,9 +44,9 @@ from typing import Any
 import numpy as np
 
 from batchsep.dsp import beamform as bf
-from batchsep.dsp.chunking import _fades
 from batchsep.dsp.stft import StftConfig, istft, stft
 from batchsep.errors import ParameterError
+from batchsep.pipeline.enhance.multiwindow import overlap_add_multi, segments
 
 MULTICHANNEL_MODES: tuple[str, ...] = ("downmix", "keep", "beamform")
 CHANNELS_ALIASES = {"mono": "downmix", "keep": "keep"}
@@ -54,14 +60,46 @@ NOISE_HOLD_S = 0.0
 0.128 scores +0.4 dB better against the reverberant image and 1.1 dB worse against the early image
 (4 mics, 18 simulated rooms, docs/results.md): the default model's masks aim at the early image, so it is not held by default."""
 NOISE_POWER = 2.0
-"""The noise weight is ``(1 - held mask) ** NOISE_POWER``."""
+"""The noise weight is ``(1 - held mask) ** NOISE_POWER`` for MVDR, GEV-BAN and delay-and-sum."""
+NOISE_POWERS = {
+    "mvdr": NOISE_POWER,
+    "gev_ban": NOISE_POWER,
+    "mwf": 1.0,
+    "delay_and_sum": NOISE_POWER,
+}
+"""The default noise weight power per filter (:func:`default_noise_power`): the MWF keeps 1, the weight its
+filter assumes (see the module's docstring)."""
+MAX_NOISE_POWER = 4.0
+"""The largest noise weight power accepted (``beam_noise_power`` is in (0, this])."""
 REFINE = 1
 """Rounds of statistics from the model's mask of the beamformed signal (0: the channels' masks only)."""
+MAX_REFINE = 3
+"""The most refinement rounds accepted (each a model pass more; whole-file statistics: a read more)."""
 BEAM_NAMES = {"mvdr": "MVDR", "gev_ban": "GEV-BAN", "mwf": "MWF", "delay_and_sum": "delay-and-sum"}
 
 
-def check_multichannel(mode: str, beamformer: str, forgetting: float | None) -> None:
-    """Raise :class:`ParameterError` for an unknown mode or beamformer or a forgetting factor outside (0, 1)."""
+def default_noise_power(beamformer: str) -> float:
+    """The noise weight power ``p`` (weight ``(1 - m)^p``) the filter ``beamformer`` uses by default.
+
+    >>> default_noise_power("mwf"), default_noise_power("mvdr")
+    (1.0, 2.0)
+    """
+    if beamformer not in NOISE_POWERS:
+        raise ParameterError(f"beamformer={beamformer!r} must be one of {list(bf.BEAMFORMERS)}")
+    return NOISE_POWERS[beamformer]
+
+
+def check_multichannel(
+    mode: str,
+    beamformer: str,
+    forgetting: float | None,
+    *,
+    refine: int = REFINE,
+    noise_power: float | None = None,
+) -> None:
+    """Raise :class:`ParameterError` for an unknown mode or beamformer, a forgetting factor outside (0, 1),
+    ``refine`` (rounds) outside 0..:data:`MAX_REFINE` or ``noise_power`` outside (0, :data:`MAX_NOISE_POWER`]
+    (None: the filter's default, :func:`default_noise_power`)."""
     if mode not in MULTICHANNEL_MODES:
         raise ParameterError(f"multichannel={mode!r} must be one of {list(MULTICHANNEL_MODES)}")
     if beamformer not in bf.BEAMFORMERS:
@@ -69,6 +107,15 @@ def check_multichannel(mode: str, beamformer: str, forgetting: float | None) -> 
     if forgetting is not None and not 0.0 < forgetting < 1.0:
         raise ParameterError(
             f"beam_forgetting={forgetting} must be in (0, 1) (or None: whole file)"
+        )
+    if isinstance(refine, bool) or not isinstance(refine, int) or not 0 <= refine <= MAX_REFINE:
+        raise ParameterError(f"beam_refine={refine!r} must be an integer in [0, {MAX_REFINE}]")
+    p = noise_power
+    if p is not None and (
+        isinstance(p, bool) or not isinstance(p, int | float) or not 0 < p <= MAX_NOISE_POWER
+    ):
+        raise ParameterError(
+            f"beam_noise_power={p!r} must be in (0, {MAX_NOISE_POWER:g}] (None: the beamformer's default)"
         )
 
 
@@ -171,77 +218,6 @@ def resample_mask(
     return np.clip((1 - frac) * per_frame[i0] + frac * per_frame[i1], 0.0, 1.0)
 
 
-def segments(blocks: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
-    """Blocks ``[n_i, C]`` → consecutive segments ``[C, size]`` (the last one shorter)."""
-    buf: list[np.ndarray] = []
-    have = 0
-    for b in blocks:
-        buf.append(b)
-        have += b.shape[0]
-        while have >= size:
-            joined = np.concatenate(buf)
-            yield np.ascontiguousarray(joined[:size].T)
-            buf, have = [joined[size:]], have - size
-    if have:
-        yield np.ascontiguousarray(np.concatenate(buf).T)
-
-
-def overlap_add_multi(
-    blocks: Iterable[np.ndarray],
-    process: Callable[[np.ndarray], np.ndarray],
-    *,
-    chunk: int,
-    overlap: int,
-) -> Iterator[np.ndarray]:
-    """:func:`~batchsep.dsp.chunking.overlap_add_stream` for multichannel blocks ``[n_i, C]`` (same
-    windows, same cross-fades): windows ``[C, chunk]`` overlapping by ``overlap``; ``process`` maps one to
-    ``[K, n]``; yields pieces ``[m, K]`` whose concatenation has the input's length."""
-    if not 0 < overlap < chunk:
-        raise ParameterError(f"need 0 < overlap={overlap} < chunk={chunk}")
-    hop = chunk - overlap
-    fade_in, fade_out = _fades(overlap)
-    tail: np.ndarray | None = None
-    for k, (window, last) in enumerate(_windows(blocks, chunk, overlap)):
-        y = np.asarray(process(window), np.float32)
-        if k > 0 and tail is not None:
-            yield (tail * fade_out + y[:, :overlap] * fade_in).T
-        start = 0 if k == 0 else overlap
-        if last:
-            yield y[:, start:].T
-            tail = None
-        else:
-            yield y[:, start:hop].T
-            tail = y[:, hop:]
-    if tail is not None:  # the last full window's tail ends the signal
-        yield tail.T
-
-
-def _windows(
-    blocks: Iterable[np.ndarray], chunk: int, overlap: int
-) -> Iterator[tuple[np.ndarray, bool]]:
-    """``(window [C, n], last)``: full windows every ``chunk - overlap`` samples, then a final shorter one
-    when more than ``overlap`` samples remain (the windows of ``overlap_add_stream``)."""
-    hop = chunk - overlap
-    buf: np.ndarray | None = None
-    k = 0
-    for b in blocks:
-        buf = b if buf is None else np.concatenate([buf, b])
-        while (
-            buf.shape[0] >= chunk + overlap + 1
-        ):  # a later window is certain: this one is not last
-            yield np.ascontiguousarray(buf[:chunk].T), False
-            buf, k = buf[hop:], k + 1
-    if buf is None:
-        return
-    if buf.shape[0] >= chunk:
-        rest = buf[hop:]
-        final = rest.shape[0] > overlap
-        yield np.ascontiguousarray(buf[:chunk].T), not final
-        buf, k = rest, k + 1
-    if k == 0 or buf.shape[0] > overlap:
-        yield np.ascontiguousarray(buf.T), True
-
-
 class BeamformStream:
     """Mask-based beamforming of one file, window by window (see the module's docstring)."""
 
@@ -253,15 +229,18 @@ class BeamformStream:
         forgetting: float | None = None,
         overlap: int = 0,
         noise_hold_s: float = NOISE_HOLD_S,
-        noise_power: float = NOISE_POWER,
+        noise_power: float | None = None,
         refine: int = REFINE,
     ) -> None:
-        check_multichannel("beamform", method, forgetting)
-        if refine < 0 or noise_hold_s < 0:
-            raise ParameterError(f"refine={refine} and noise_hold_s={noise_hold_s} must be >= 0")
+        check_multichannel("beamform", method, forgetting, refine=refine, noise_power=noise_power)
+        if noise_hold_s < 0:
+            raise ParameterError(f"noise_hold_s={noise_hold_s} must be >= 0")
         self.masks, self.method, self.overlap, self.refine = masks, method, overlap, int(refine)
         c = masks.stft_config
-        self.noise_hold_s, self.noise_power = noise_hold_s, noise_power
+        self.noise_hold_s = noise_hold_s
+        self.noise_power = (
+            default_noise_power(method) if noise_power is None else float(noise_power)
+        )
         self._hold = round(noise_hold_s * c.sample_rate / c.hop_length)
         self.estimator = self._new_estimator(forgetting)
         self.filter: bf.Beamformer | None = None

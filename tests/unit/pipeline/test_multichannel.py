@@ -10,17 +10,21 @@ from batchsep.dsp.chunking import overlap_add_stream
 from batchsep.errors import ParameterError
 from batchsep.pipeline.enhance.multichannel import (
     BEAM_FRAME_S,
+    MAX_NOISE_POWER,
+    MAX_REFINE,
     NOISE_HOLD_S,
+    NOISE_POWERS,
+    REFINE,
     BeamformStream,
     MaskSource,
     beam_stft,
     beamform_pieces,
     check_multichannel,
-    overlap_add_multi,
+    default_noise_power,
     resample_mask,
-    segments,
     stft_for_rate,
 )
+from batchsep.pipeline.enhance.multiwindow import overlap_add_multi, segments
 
 SR = 16000
 
@@ -217,6 +221,55 @@ def test_check_multichannel():
         with pytest.raises(ParameterError):
             check_multichannel(*args)
     assert set(bf.BEAMFORMERS) == {"mvdr", "gev_ban", "mwf", "delay_and_sum"}
+
+
+def test_check_multichannel_refine_and_noise_power():
+    for refine in (0, REFINE, MAX_REFINE):
+        check_multichannel("beamform", "mvdr", None, refine=refine)
+    for power in (None, 0.5, 1, 2.0, MAX_NOISE_POWER):
+        check_multichannel("beamform", "mwf", None, noise_power=power)
+    bad_refine: tuple[object, ...] = (-1, MAX_REFINE + 1, 1.5, True, None)
+    for wrong in bad_refine:
+        with pytest.raises(ParameterError, match=r"beam_refine=.* must be an integer in \[0, 3\]"):
+            check_multichannel("beamform", "mvdr", None, refine=wrong)  # type: ignore[arg-type]
+    bad_power: tuple[object, ...] = (0, -1.0, MAX_NOISE_POWER + 0.1, float("nan"), "2", True)
+    for wrong in bad_power:
+        with pytest.raises(ParameterError, match=r"beam_noise_power=.* must be in \(0, 4\]"):
+            check_multichannel("beamform", "mvdr", None, noise_power=wrong)  # type: ignore[arg-type]
+    x, speech = _scene(1.0)
+    src = MaskSource(_Oracle(x, speech), SR, frame_s=None)
+    with pytest.raises(ParameterError, match="beam_refine"):
+        BeamformStream(src, "mvdr", refine=MAX_REFINE + 1)
+    with pytest.raises(ParameterError, match="beam_noise_power"):
+        BeamformStream(src, "mvdr", noise_power=0.0)
+
+
+def test_default_noise_power_is_per_filter_and_keeps_the_mwf_assumption():
+    """MWF: noise weight 1 - m, so that Φs + Φn is the mixture's covariance (its filter Φx⁻¹Φs assumes it);
+    MVDR, GEV-BAN, delay-and-sum: (1 - m)², which leaves part of every mixed bin out of both. An explicit
+    power applies to any filter."""
+    assert set(NOISE_POWERS) == set(bf.BEAMFORMERS)
+    assert default_noise_power("mwf") == 1.0
+    assert default_noise_power("mvdr") == default_noise_power("gev_ban") == 2.0
+    assert default_noise_power("delay_and_sum") == 2.0
+    with pytest.raises(ParameterError, match="beamformer='lcmv'"):
+        default_noise_power("lcmv")
+    x, speech = _scene()
+    src = MaskSource(_Oracle(x, speech), SR, frame_s=None)  # |S|/|X|: below 1 where the noise is
+    X = src.stft(x)
+    phi_x = np.einsum("cft,dft->fcd", X, X.conj()) / X.shape[-1]
+    gaps = {}
+    for method, power in (("mwf", None), ("mvdr", None), ("gev_ban", None), ("mvdr", 1.0),
+                          ("mwf", 2.0)):  # fmt: skip
+        beam = BeamformStream(src, method, refine=0, noise_power=power)
+        assert beam.estimator.noise_power == (NOISE_POWERS[method] if power is None else power)
+        beam.fit(x)
+        phi_s, phi_n = beam.estimator.covariances()
+        gaps[method, power] = np.linalg.norm(phi_s + phi_n - phi_x) / np.linalg.norm(phi_x)
+        noted = "noise weight (1 - mask)^2" in beam.description(3)
+        assert noted == (beam.noise_power == 2.0)
+    assert gaps["mwf", None] < 1e-6 and gaps["mvdr", 1.0] < 1e-6
+    assert min(gaps["mvdr", None], gaps["gev_ban", None], gaps["mwf", 2.0]) > 0.01
 
 
 class _Floor:
