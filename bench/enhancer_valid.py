@@ -10,6 +10,11 @@ clean references (``batchsep.api.evaluate(references=RUN, metrics=[sdr, si_sdr, 
 default enhancer's recipe (``jobs/train_default_enhancer.yaml``): its valid split holds two speakers and the
 noise recordings training never saw, augmented like training (reverberation, telephone band, level, two
 noises), which none of ``bench/zoo.py``'s sets has. Prints a Markdown table; writes ``OUT/enhancer_valid.json``.
+
+Before scoring, each model whose ``metrics.json`` records its training data is checked against ``RUN``'s
+``SPLIT`` (:func:`batchsep.evaluation.heldout.overlap`): a split sharing a speaker or a noise recording with
+the model's *training* data is refused (exit 3; ``--allow-overlap`` scores it anyway). Sharing the model's
+validation speakers is expected here (the recipe's own valid split) and only printed.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -28,9 +34,24 @@ def main() -> None:
     parser.add_argument("--split", default="valid")
     parser.add_argument("--names", nargs="+", default=["default", "rnnoise"])
     parser.add_argument("--out", default="runs/bench-enhancer-valid")
+    parser.add_argument("--allow-overlap", action="store_true",
+                        help="score a split that shares speakers or noises with a model's training data")  # fmt: skip
     args = parser.parse_args()
 
     from batchsep import api
+    from batchsep.evaluation import heldout
+
+    trained_on = []
+    for name in args.names:
+        r = heldout.overlap(name, f"{args.run}/mixtures.parquet", split=args.split)
+        if r["recorded"]:
+            print(heldout.describe(r, f"{args.run} {args.split}"), flush=True)
+        if r["speakers"] or r["noise_recordings"]:
+            trained_on.append(name)
+    if trained_on and not args.allow_overlap:
+        print(f"refusing to score: {', '.join(trained_on)} trained on this split's speakers or noise "
+              "recordings (--allow-overlap to score anyway)", file=sys.stderr)  # fmt: skip
+        sys.exit(3)
 
     rows = {}
     for name in args.names:
@@ -42,7 +63,10 @@ def main() -> None:
             out, references=args.run, metrics=["sdr", "si_sdr", "stoi"], local=True
         )
         rows[name] = {"files": summary.scored, **summary.means}
-    print(f"\n{args.run}, split {args.split}\n")
+    overlap_note = (
+        f" (--allow-overlap: NOT held out for {', '.join(trained_on)})" if trained_on else ""
+    )
+    print(f"\n{args.run}, split {args.split}{overlap_note}\n")
     print("| model | files | SDRi | SI-SDRi | STOI change |\n|---|---|---|---|---|")
     for name, m in rows.items():
         print(

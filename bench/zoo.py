@@ -7,8 +7,11 @@ Run:
 Dev-test sets (written once under OUT/data, reused by later runs):
 
 - ``lo``: held-out speakers of ``DATA/speech`` mixed with held-out noise recordings of ``DATA/noise`` at
-  −5..5 dB (``batchsep prepare --train 0 --valid 0 --test N``: its test split, disjoint by speaker and
-  by noise recording from what the default model was trained on with the same seed);
+  −5..5 dB (``batchsep prepare --train 0 --valid 0 --test N --seed S``: its test split, disjoint by speaker
+  and by noise recording from the train and valid splits of any prepare run of DATA with the same seed;
+  ``--seed`` defaults to 1, the seed of ``jobs/train_default_enhancer.yaml``, so the shipped default never
+  saw these speakers or noise recordings — test speakers 1284 and 260. Before session 13 this bench used
+  seed 0, whose test speakers (121, 672) the session-12 default was trained on: its figures were not held out);
 - ``hi``: the same at 5..20 dB;
 - ``voicebank``: the VoiceBank+DEMAND pairs of ``DATA/pairs/voicebank_demand`` (real re-recorded noise);
 - ``tel``: a telephone-band copy of ``lo`` (noisy and clean resampled to 8 kHz with soxr): scored
@@ -21,6 +24,13 @@ Every model name runs through ``batchsep.api.enhance(model=NAME, local=True)`` �
 mean SDRi, SI-SDRi, PESQ, STOI, DNSMOS OVRL (output; the input's in the header), × real time per
 worker end to end (audio seconds / wall seconds of the enhance call, model loading included), and
 ΔSDRi and the speed ratio against ``default``. Also written: ``OUT/zoo.json``, ``OUT/zoo.md``.
+
+Held out, checked (issue 19): before scoring, every model whose ``metrics.json`` records its training data
+(``speakers``, ``noise_recordings``, ``valid_speakers``: the shipped ``default`` and any model trained since;
+:func:`batchsep.evaluation.heldout.overlap`) is compared with the test split of ``lo``/``hi`` (``tel``: ``lo``'s).
+A set sharing a speaker or a noise recording with what a model was trained or validated on is refused: the bench
+prints why and exits 3 before scoring anything; ``--allow-overlap`` scores anyway and says so in the tables'
+header. Zoo models (trained elsewhere, on data we cannot list) and ``voicebank`` are not checked.
 
 ``--quick``: 3 mixtures per set and 2 VoiceBank pairs (checks the bench works; not a result).
 Threads: torch and onnxruntime are held to one thread (``OMP_NUM_THREADS=1``, ``torch.set_num_threads``),
@@ -68,12 +78,12 @@ def model_names() -> list[str]:
     return names
 
 
-def _prepare(data: Path, out: Path, snr: tuple[float, float], n: int) -> Path:
+def _prepare(data: Path, out: Path, snr: tuple[float, float], n: int, seed: int) -> Path:
     from batchsep import api
 
     if not (out / "mixtures.parquet").exists():
         api.prepare(str(data / "speech"), str(data / "noise"), str(out), n_train=0, n_valid=0,
-                    n_test=n, snr_min=snr[0], snr_max=snr[1], local=True)  # fmt: skip
+                    n_test=n, snr_min=snr[0], snr_max=snr[1], seed=seed, local=True)  # fmt: skip
     return out / "mixtures" / "test" / "noisy"
 
 
@@ -91,12 +101,12 @@ def _telephone(src: Path, dst: Path) -> None:
 
 
 def build_sets(
-    data: Path, root: Path, n_test: int, n_pairs: int
+    data: Path, root: Path, n_test: int, n_pairs: int, seed: int = 1
 ) -> dict[str, tuple[Path, str | None]]:
     """Input folder and references (None: the prepare run above the input) of each dev-test set."""
     sets: dict[str, tuple[Path, str | None]] = {}
-    sets["lo"] = (_prepare(data, root / "lo", (-5.0, 5.0), n_test), None)
-    sets["hi"] = (_prepare(data, root / "hi", (5.0, 20.0), n_test), None)
+    sets["lo"] = (_prepare(data, root / "lo", (-5.0, 5.0), n_test, seed), None)
+    sets["hi"] = (_prepare(data, root / "hi", (5.0, 20.0), n_test, seed), None)
     pairs = data / "pairs" / "voicebank_demand"
     vb = root / "voicebank"
     for kind in ("noisy", "clean"):
@@ -114,6 +124,40 @@ def run_name(name: str) -> str:
     """The run folder's name for a model name or path: a path must not send the outputs into the model's
     own folder (``OUT/runs/SET`` joined with an absolute path is that path)."""
     return name.strip("/").replace("/", "_").replace("+", "_")
+
+
+CHECKED_TABLE = {"lo": "lo", "hi": "hi", "tel": "lo"}
+"""Set → the prepare run (under the data root) whose test split it holds; ``voicebank`` has none."""
+EXIT_NOT_HELD_OUT = 3
+
+
+def held_out_check(
+    names: list[str], data_root: Path, set_names: list[str]
+) -> tuple[list[str], dict[str, list[str]]]:
+    """A line on each (model, set) checked (:mod:`batchsep.evaluation.heldout`), and set → the models it
+    is not held out for."""
+    from batchsep.errors import BatchsepError
+    from batchsep.evaluation import heldout
+
+    lines: list[str] = []
+    bad: dict[str, list[str]] = {}
+    for name in names:
+        for set_name in set_names:
+            if set_name not in CHECKED_TABLE:
+                continue
+            table = data_root / CHECKED_TABLE[set_name] / "mixtures.parquet"
+            try:
+                r = heldout.overlap(name, str(table))
+            except BatchsepError as e:
+                lines.append(f"{name} × {set_name}: not checked ({e})")
+                continue
+            if not r["recorded"]:
+                continue  # a zoo model or a checkpoint from before issue 19: nothing recorded
+            line = heldout.describe(r, set_name)
+            lines.append(line)
+            if not r["held_out"]:
+                bad.setdefault(set_name, []).append(name)
+    return lines, bad
 
 
 def run_one(name: str, inp: Path, refs: str | None, out: Path) -> dict[str, float]:
@@ -162,6 +206,10 @@ def main() -> None:
     ap.add_argument("--names", nargs="+", default=None, help="model names (default: all known)")
     ap.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
     ap.add_argument("--quick", action="store_true", help="3 mixtures per set, 2 VoiceBank pairs")
+    ap.add_argument("--seed", type=int, default=1,
+                    help="prepare seed of lo/hi/tel: 1, the default enhancer's (its held-out split)")  # fmt: skip
+    ap.add_argument("--allow-overlap", action="store_true",
+                    help="score sets that share speakers or noise recordings with a model's training data")  # fmt: skip
     args = ap.parse_args()
     import torch
 
@@ -170,9 +218,18 @@ def main() -> None:
 
     out = Path(args.out)
     n_test, n_pairs = (3, 2) if args.quick else (args.n_test, 1000)
-    data_root = out / ("data-quick" if args.quick else f"data-{n_test}")
-    sets = build_sets(Path(args.data), data_root, n_test, n_pairs)
+    data_root = out / (
+        f"data-quick-seed{args.seed}" if args.quick else f"data-{n_test}-seed{args.seed}"
+    )
+    sets = build_sets(Path(args.data), data_root, n_test, n_pairs, args.seed)
     names = args.names or model_names()
+    checked, not_held_out = held_out_check(names, data_root, args.sets)
+    print("\n".join(["held-out check:", *checked]) if checked else "held-out check: no model records "
+          "its training data", flush=True)  # fmt: skip
+    if not_held_out and not args.allow_overlap:
+        print(f"refusing to score: {', '.join(not_held_out)} not held out (see above); use "
+              "another --seed (the model's prepare seed) or --allow-overlap", file=sys.stderr)  # fmt: skip
+        sys.exit(EXIT_NOT_HELD_OUT)
     print(f"models: {', '.join(names)}; sets: {', '.join(args.sets)}", flush=True)
     skipped: dict[str, str] = {}
     results: dict[str, dict[str, dict[str, float]]] = {}
@@ -195,11 +252,21 @@ def main() -> None:
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
     md = [f"# bench/zoo.py{' --quick' if args.quick else ''}", "",
           f"Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`", ""]  # fmt: skip
+    if not_held_out:
+        md += ["**--allow-overlap: scored sets that are NOT held out** (marked below; their figures overstate "
+               "the models named).", ""]  # fmt: skip
+    md += ["Held-out check (models that record their training data):", "",
+           *(f"- {line}" for line in checked or ["none of these models records it"]), ""]  # fmt: skip
     for set_name, res in results.items():
         if not res:
             continue
         first = next(iter(res.values()))
-        md += [f"## {set_name}: {SET_LABELS[set_name]} ({first['files']} files, "
+        flag = (
+            f" — NOT held out for {', '.join(not_held_out[set_name])}"
+            if set_name in not_held_out
+            else ""
+        )
+        md += [f"## {set_name}: {SET_LABELS[set_name]}{flag} ({first['files']} files, "
                f"{first['audio_s']:.0f} s; input DNSMOS OVRL {first['dnsmos_ovrl_in']:.2f})", "",
                *table(res), ""]  # fmt: skip
     if skipped:
@@ -207,7 +274,8 @@ def main() -> None:
     text = "\n".join(md)
     print("\n" + text)
     (out / "zoo.md").write_text(text)
-    payload = {"quick": args.quick, "n_test": n_test, "results": results, "skipped": skipped}
+    payload = {"quick": args.quick, "n_test": n_test, "seed": args.seed, "held_out_check": checked,
+               "not_held_out": not_held_out, "results": results, "skipped": skipped}  # fmt: skip
     (out / "zoo.json").write_text(json.dumps(payload, indent=1))
 
 

@@ -16,10 +16,12 @@ import numpy as np
 from batchsep.config import Config
 from batchsep.dsp.stft import StftConfig, level_db_from_magnitudes
 from batchsep.errors import ParameterError, StorageError
+from batchsep.evaluation import heldout
 from batchsep.io import parquet, storage
 from batchsep.models.base import MODELS
 from batchsep.pipeline.features.driver import FEATURES_DIR
 from batchsep.pipeline.features.worker import read_transform
+from batchsep.pipeline.prepare import run as prepare_run
 from batchsep.pipeline.train.batches import train_subset
 from batchsep.pipeline.train.types import DataOptions
 from batchsep.training.data.features import frames_column, list_shards
@@ -118,8 +120,47 @@ def feature_transform(
         "batch_size": data.batch_size,
         "crop_frames": data.crop_frames,
         "seed": data.seed,
+        **training_sources(features_uri, keep),
     }
     return transform, info
+
+
+def _feature_ids(split_uri: str) -> dict[str, str | None]:
+    """mixture id → speaker (None when the shards lack the column) of the ok rows of a split folder."""
+    out: dict[str, str | None] = {}
+    for shard in list_shards(split_uri) if storage.exists(split_uri) else []:
+        rows = parquet.read_columns(shard.uri, ["mixture_id", "status", "speaker"]).to_pylist()
+        out.update({r["mixture_id"]: r.get("speaker") for r in rows if r.get("status") == "ok"})
+    return out
+
+
+def training_sources(features_uri: str, keep: frozenset[str] | None = None) -> dict[str, list[str]]:
+    """``speakers``, ``valid_speakers`` and ``noise_recordings`` of the mixtures behind the features
+    (:func:`batchsep.evaluation.heldout.training_sources`; train: the ``keep`` subset), read from the
+    ``mixtures.parquet`` of the prepare run the features folder lies in (``<run>/features``), for
+    :func:`batchsep.evaluation.heldout.overlap`. Empty (the keys left out, no error) when there is no such
+    table or it does not describe these features (a feature row's mixture id, or its speaker, not in it)."""
+    table = storage.join(storage.parent(features_uri), prepare_run.MIXTURES_NAME)
+    if not storage.exists(table):
+        return {}
+    try:
+        rows = heldout.read_mixture_rows(table)
+        ids = {s: _feature_ids(storage.join(features_uri, s)) for s in ("train", "valid")}
+    except (StorageError, OSError, ValueError):
+        return {}
+    known = {
+        (r.get("split"), r.get("mixture_id")): r.get("speaker")
+        for r in rows
+        if r.get("status") == "ok"
+    }
+    missing = object()
+    for split, by_id in ids.items():
+        for mixture_id, speaker in by_id.items():
+            recorded = known.get((split, mixture_id), missing)
+            if recorded is missing or speaker not in (None, recorded):
+                return {}
+    train = set(ids["train"]) if keep is None else set(ids["train"]) & keep
+    return heldout.training_sources(rows, train, set(ids["valid"]))
 
 
 def log_line(verbose: bool, msg: str) -> None:

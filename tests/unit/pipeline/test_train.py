@@ -168,6 +168,8 @@ def test_tiny_training_improves_and_writes_outputs(run, tmp_path):
     )
     m = json.loads((Path(out) / "metrics.json").read_text())
     assert m["param_count"] == s.param_count > 0 and m["data"]["n_train_mixtures"] == 48
+    # features without a prepare run's mixtures.parquet beside them: no training sources recorded
+    assert not {"speakers", "valid_speakers", "noise_recordings"} & m["data"].keys()
     # the checkpoint holds the best weights: its validation loss is the recorded best
     reloaded = deserialize(checkpoint.read_checkpoint(out))
     assert _valid_loss(reloaded, resolve_features(run)) == pytest.approx(
@@ -407,3 +409,44 @@ def test_training_level_db_is_the_median_mixture_level(tmp_path):
     for r, level in zip(rows, [-20.0, -30.0, -32.0]):
         est = level_db_from_magnitudes(r["noisy_mag"], r["n_samples"], StftConfig())
         assert abs(est - level) < 0.1
+
+
+def _mixtures_table(root: Path, *, drop: str | None = None) -> None:
+    """A ``mixtures.parquet`` for :func:`write_features`'s ids: train speakers s0..s3, noises n/0..n/4 plus
+    second noises x/0, x/1 on every third mixture; valid speakers v0, v1; rows ``*-bad`` (error) and a test
+    split. ``drop``: leave that mixture id out (the table does not describe the features)."""
+    rows = []
+    for split, n in (("train", 48), ("valid", 8), ("test", 4)):
+        for i in range(n):
+            rows.append({"mixture_id": f"{split}-{i:04d}", "split": split, "status": "ok",
+                         "speaker": {"train": f"s{i % 4}", "valid": f"v{i % 2}"}.get(split, "t0"),
+                         "noise_rel_path": f"{split[:2]}/{i % 5}.wav",
+                         "aug_noise2_rel_path": f"x/{i % 2}.wav" if split == "train" and i % 3 == 0
+                         else None})  # fmt: skip
+        rows.append({"mixture_id": f"{split}-bad", "split": split, "status": "error",
+                     "speaker": "never", "noise_rel_path": "never.wav", "aug_noise2_rel_path": None})  # fmt: skip
+    rows = [r for r in rows if r["mixture_id"] != drop]
+    table = pa.Table.from_pylist(rows)
+    storage.write_bytes(str(root / "mixtures.parquet"), shard_bytes(table))
+
+
+def test_training_records_its_speakers_and_noise_recordings(tmp_path):
+    """Issue 19: metrics.json's data section lists the train split's speakers and noise recordings (second
+    noises included) and the valid split's speakers, from the prepare run the features lie in."""
+    from batchsep.pipeline.train.data import training_sources
+
+    root = Path(write_features(tmp_path / "run"))
+    _mixtures_table(root)
+    out = str(tmp_path / "lstm")
+    s = tr.train(str(root), out, model="lstm", overrides={**SMALL_LSTM, "train.max_epochs": 1},
+                 data=DATA, verbose=False)  # fmt: skip
+    data = json.loads((Path(out) / "metrics.json").read_text())["data"]
+    assert data == s.metrics["data"]
+    assert data["speakers"] == ["s0", "s1", "s2", "s3"] and data["valid_speakers"] == ["v0", "v1"]
+    assert data["noise_recordings"] == [*(f"tr/{i}.wav" for i in range(5)), "x/0.wav", "x/1.wav"]
+    features = resolve_features(str(root))
+    # a train fraction records only its subset's mixtures: ids 0, 4, 8, ... are the s0 ones
+    keep = frozenset(f"train-{i:04d}" for i in range(0, 48, 4))
+    assert training_sources(features, keep)["speakers"] == ["s0"]
+    _mixtures_table(root, drop="train-0007")  # a feature row the table lacks: not its table
+    assert training_sources(features) == {}
