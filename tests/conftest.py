@@ -25,6 +25,11 @@ import pytest
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # so `import s3server` works under --import-mode=importlib too
     sys.path.insert(0, str(HERE))
+# and in the processes tests start (Ray workers unpickling a test module's function import its helpers)
+if str(HERE) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(HERE), os.environ.get("PYTHONPATH")])
+    )
 
 from s3server import S3Server, find_weed, start_s3_server  # noqa: E402
 
