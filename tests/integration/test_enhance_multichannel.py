@@ -230,9 +230,13 @@ def test_resume_with_other_beam_settings_is_refused(tmp_path):
 
     jobinfo.write_job_json(out, "enhance", spec(opts))
     check_same_settings(out, spec(opts))  # the same: resumes
-    with pytest.raises(ParameterError, match=r"options\.beam_refine: 1 -> 2.*--overwrite"):
+    with pytest.raises(
+        ParameterError, match=r"options\.beam_refine \(--beam-refine\): 1 -> 2.*--overwrite"
+    ):
         check_same_settings(out, spec(replace(opts, beam_refine=2)))
-    with pytest.raises(ParameterError, match=r"options\.beam_noise_power: None -> 2\.0"):
+    with pytest.raises(
+        ParameterError, match=r"options\.beam_noise_power \(--beam-noise-power\): None -> 2\.0"
+    ):
         check_same_settings(out, spec(replace(opts, beam_noise_power=2.0)))
     older = spec(opts)
     del older["options"]["beam_refine"], older["options"]["beam_noise_power"]

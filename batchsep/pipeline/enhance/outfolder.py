@@ -96,6 +96,13 @@ SETTING_OPTIONS = {
     "input_level_db_used": "--input-level",
     "options.fmt": "--format",
     "options.out_sr": "--sr",
+    "options.subtype": "--subtype",
+    "options.multichannel": "--multichannel",
+    "options.beamformer": "--beamformer",
+    "options.beam_forgetting": "--beam-forgetting",
+    "options.beam_refine": "--beam-refine",
+    "options.beam_noise_power": "--beam-noise-power",
+    "options.beam_postmask": "--beam-postmask/--no-beam-postmask",
 }
 """The ``batchsep enhance`` option behind each compared setting (named in the refusal)."""
 
