@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import posixpath
@@ -283,7 +282,7 @@ def report(
     files = render_report(
         runs, examples, emotion or None, provenance_note=PATHS_NOTE if local else ""
     )
-    created = local and not storage.exists(out_uri)
+    created = storage.first_missing_folder(out_uri)  # removed again if the report cannot be written
     written = []
     try:
         storage.check_writable(out_uri)
@@ -293,10 +292,6 @@ def report(
             written.append(uri)
         _remove_stale(out_uri, set(files))
     except StorageError as e:
-        if created:
-            with contextlib.suppress(OSError, StorageError):
-                path = storage.normalize(out_uri)
-                if os.path.isdir(path) and not os.listdir(path):
-                    os.rmdir(path)
+        storage.remove_if_empty(created)
         raise ReportOutputError(f"cannot write the report to {out_uri}: {e}") from e
     return written

@@ -120,7 +120,7 @@ def feature_transform(
         "batch_size": data.batch_size,
         "crop_frames": data.crop_frames,
         "seed": data.seed,
-        **training_sources(features_uri, keep),
+        **recorded_sources(features_uri, keep),
     }
     return transform, info
 
@@ -134,7 +134,7 @@ def _feature_ids(split_uri: str) -> dict[str, str | None]:
     return out
 
 
-def training_sources(features_uri: str, keep: frozenset[str] | None = None) -> dict[str, list[str]]:
+def recorded_sources(features_uri: str, keep: frozenset[str] | None = None) -> dict[str, list[str]]:
     """``speakers``, ``valid_speakers`` and ``noise_recordings`` of the mixtures behind the features
     (:func:`batchsep.evaluation.heldout.training_sources`; train: the ``keep`` subset), read from the
     ``mixtures.parquet`` of the prepare run the features folder lies in (``<run>/features``), for

@@ -433,7 +433,7 @@ def _mixtures_table(root: Path, *, drop: str | None = None) -> None:
 def test_training_records_its_speakers_and_noise_recordings(tmp_path):
     """Issue 19: metrics.json's data section lists the train split's speakers and noise recordings (second
     noises included) and the valid split's speakers, from the prepare run the features lie in."""
-    from batchsep.pipeline.train.data import training_sources
+    from batchsep.pipeline.train.data import recorded_sources
 
     root = Path(write_features(tmp_path / "run"))
     _mixtures_table(root)
@@ -447,6 +447,6 @@ def test_training_records_its_speakers_and_noise_recordings(tmp_path):
     features = resolve_features(str(root))
     # a train fraction records only its subset's mixtures: ids 0, 4, 8, ... are the s0 ones
     keep = frozenset(f"train-{i:04d}" for i in range(0, 48, 4))
-    assert training_sources(features, keep)["speakers"] == ["s0"]
+    assert recorded_sources(features, keep)["speakers"] == ["s0"]
     _mixtures_table(root, drop="train-0007")  # a feature row the table lacks: not its table
-    assert training_sources(features) == {}
+    assert recorded_sources(features) == {}
