@@ -65,7 +65,9 @@ PREPARE_OPTIONS: tuple[OptionRow, ...] = (
     ("--test n_test", COUNT, 300, "Mixtures in the test split."),
     ("--snr-min", float, -5.0, "Lowest SNR (dB)."),
     ("--snr-max", float, 5.0, "Highest SNR (dB)."),
-    ("--seed", int, 0, "Seed of every draw."),
+    ("--seed", int, 0, "Seed of every draw (the splits, and the mixtures unless --draw-seed)."),
+    ("--draw-seed", int, None,
+     "Seed of the per-mixture draws only: fresh mixtures of the same speaker/noise split as --seed's."),
     ("--max-seconds", click.FloatRange(min=0, min_open=True), None,
      "Crop longer utterances to this length at a random offset (default: whole utterances)."),
     ("--speaker-from", None, "parent",
@@ -111,6 +113,7 @@ def prepare(
     snr_min: float,
     snr_max: float,
     seed: int,
+    draw_seed: int | None,
     max_seconds: float | None,
     speaker_from: str,
     noise_class_from: str,
@@ -146,7 +149,7 @@ def prepare(
     try:
         config = MixtureConfig(
             n_train=n_train, n_valid=n_valid, n_test=n_test, snr_min=snr_min, snr_max=snr_max,
-            seed=seed, max_seconds=max_seconds, speaker_from=speaker_from,
+            seed=seed, draw_seed=draw_seed, max_seconds=max_seconds, speaker_from=speaker_from,
             noise_class_from=noise_class_from, noise_clip_from=noise_clip_from,
             holdout_noise_classes=tuple(holdout), valid_fraction=valid_fraction,
             test_fraction=test_fraction,

@@ -48,7 +48,7 @@ TRAIN_OPTIONS: tuple[OptionRow, ...] = (
      "A larger value on a finished run continues its training."),
     ("--train-fraction", click.FloatRange(min=0, max=1, min_open=True), 1.0,
      "Share of the train mixtures used (a fixed seeded subset)."),
-    ("--init-from", None, None, "DR-NMF: a trained SNMF model folder to start from."),
+    ("--init-from", None, None, "A model folder whose weights start the training: DR-NMF, a trained SNMF; lstm/blstm/dae/dc/sce, a model of the same architecture (e.g. fine-tune the shipped enhancer with another loss or on your corpus)."),
     ("--batch-size", click.IntRange(min=1), 32, "Utterances per optimiser step (per worker)."),
     ("--crop-frames", COUNT, 500,
      "Random crop of longer training utterances (frames); 0 keeps them whole."),

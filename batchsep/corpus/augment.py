@@ -3,14 +3,12 @@
 Off unless :class:`AugmentConfig` names kinds (``prepare --augment speed,reverb,...``); a run without it
 is exactly what it was before augmentation existed (same recipes, files and tables).
 
-Draws: mixture ``i`` of an augmented split draws its speech file, noise, SNR and offsets from
-``numpy.random.default_rng([seed, code(split), i])`` in the same order as
-:func:`batchsep.corpus.mixtures.draw_recipes` (the speech crop is drawn in the speed-perturbed file), and
-each augmentation kind from its own stream ``default_rng([seed, code(split), i, 100 + k])``, so that
-turning one kind on or off leaves the others' draws unchanged. The driver draws everything
-(:func:`draw_augmented`); the render tasks only apply the draws (:func:`render_augmented`), so files
-are byte-identical on any number of workers. Every draw is a column of ``mixtures.parquet``
-(:meth:`AugmentDraw.to_row`, schema ``MIXTURES_AUGMENTED``).
+Draws: mixture ``i`` of a split draws speech, noise, SNR and offsets from ``default_rng([s, code(split),
+i])`` (``s``: ``MixtureConfig.recipe_seed``) as :func:`batchsep.corpus.mixtures.draw_recipes` does (the crop
+in the speed-perturbed file), each kind from its own stream ``default_rng([s, code(split), i, 100 + k])``:
+turning a kind on or off leaves the others' draws as they were. The driver draws (:func:`draw_augmented`),
+render tasks apply (:func:`render_augmented`): byte-identical files on any number of workers; every draw is
+a column of ``mixtures.parquet`` (:meth:`AugmentDraw.to_row`, schema ``MIXTURES_AUGMENTED``).
 
 Rendering order: speed → crop → pitch → (+ second noise) → room → mix at the SNR → telephone band →
 level → 24-bit grid. What the stored streams are:
@@ -82,6 +80,9 @@ class AugmentConfig(Config):
         Image-source order cap.
     telephone_prob, telephone_low_hz, telephone_high_hz : float
         Share of mixtures through the telephone channel (8 kHz, band-pass ``low``..``high``).
+    telephone_low_min_hz, telephone_high_max_hz : float or None
+        When set, band edges drawn uniform in ``[low_min, low]`` and ``[high, high_max]`` (8 kHz audio
+        ranges from a 300-3400 Hz codec band to all of 0-4 kHz). None: the fixed band.
     level_min_dbfs, level_max_dbfs : float
         Range of the noisy mixture's RMS level (uniform; with ``level``).
     two_noise_prob : float
@@ -109,6 +110,8 @@ class AugmentConfig(Config):
     telephone_prob: float = 0.2
     telephone_low_hz: float = 300.0
     telephone_high_hz: float = 3400.0
+    telephone_low_min_hz: float | None = None
+    telephone_high_max_hz: float | None = None
     level_min_dbfs: float = -45.0
     level_max_dbfs: float = -15.0
     two_noise_prob: float = 0.3
@@ -144,8 +147,10 @@ class AugmentConfig(Config):
             raise ParameterError("room_min must be <= room_max and larger than 2 × wall_margin")
         if self.level_max_dbfs > 0:
             raise ParameterError(f"level_max_dbfs={self.level_max_dbfs} must be <= 0")
-        if not 0 < self.telephone_low_hz < self.telephone_high_hz < 4000:
-            raise ParameterError("telephone band must satisfy 0 < low < high < 4000 Hz")
+        lo, hi = self.telephone_low_hz, self.telephone_high_hz
+        edges = [self.telephone_low_min_hz or lo, lo, hi, self.telephone_high_max_hz or hi]
+        if not (edges[0] > 0 and edges == sorted(edges) and lo < hi and edges[3] < 4000):
+            raise ParameterError("telephone band: 0 < low_min <= low < high <= high_max < 4000 Hz")
 
     @property
     def enabled(self) -> bool:
@@ -227,8 +232,15 @@ def _draw_kinds(aug: AugmentConfig, key: list[int], noise2: Any) -> dict[str, An
             mic=tuple(float(v) for v in r.uniform(m, room - m)),
             early_ms=aug.early_ms, max_order=aug.reverb_max_order,
         )  # fmt: skip
-    if "telephone" in aug.kinds and stream(3).random() < aug.telephone_prob:
-        out.update(telephone=True, telephone_band=(aug.telephone_low_hz, aug.telephone_high_hz))
+    if "telephone" in aug.kinds and (r := stream(3)).random() < aug.telephone_prob:
+        low, high = aug.telephone_low_hz, aug.telephone_high_hz  # or drawn within their ranges:
+        low = low if aug.telephone_low_min_hz is None else r.uniform(aug.telephone_low_min_hz, low)
+        high = (
+            high
+            if aug.telephone_high_max_hz is None
+            else r.uniform(high, aug.telephone_high_max_hz)
+        )
+        out.update(telephone=True, telephone_band=(float(low), float(high)))
     if "level" in aug.kinds:
         out["level_dbfs"] = float(stream(4).uniform(aug.level_min_dbfs, aug.level_max_dbfs))
     if "two-noise" in aug.kinds and (r := stream(5)).random() < aug.two_noise_prob:
@@ -264,11 +276,8 @@ def draw_augmented(
     zero: dict[str, Any] = {f"n_{s}": 0 for s in aug.splits}
     plain_cfg = dataclasses.replace(config, **zero)
     plain = mx.draw_recipes(speech, noise, speaker_split, clip_split, plain_cfg)
-    max_len = (
-        None
-        if config.max_seconds is None
-        else max(1, round(config.max_seconds * config.sample_rate))
-    )
+    max_s = config.max_seconds
+    max_len = None if max_s is None else max(1, round(max_s * config.sample_rate))
     recipes: list[Recipe] = []
     draws: list[AugmentDraw | None] = []
     for split, count in config.counts().items():
@@ -280,19 +289,15 @@ def draw_augmented(
         if count == 0:
             continue
         pool, noise_pool, by_class = mx.split_pools(
-            speech,
-            noise,
-            speaker_split,
-            clip_split,
-            split,
+            speech, noise, speaker_split, clip_split, split,
             hint=f"{count} mixtures but has no {{what}}",
-        )
+        )  # fmt: skip
         by_input: dict[int, list[SourceFile]] = {}
         for f in pool:
             by_input.setdefault((speech_inputs or {}).get(f.uri, 0), []).append(f)
         groups = [by_input[k] for k in sorted(by_input)]
         for i in range(count):
-            key = [config.seed, mx._SPLIT_CODE[split], i]
+            key = [config.recipe_seed, mx._SPLIT_CODE[split], i]
             rng = np.random.default_rng(key)
             if aug.speech_sampling == "input":
                 group = groups[int(rng.integers(len(groups)))]

@@ -58,6 +58,9 @@ class MixtureConfig(Config):
         SNR range in dB (uniform draw).
     seed : int
         Seeds every draw (splits and recipes).
+    draw_seed : int or None
+        Seeds the per-mixture draws instead of ``seed`` (which still splits): fresh mixtures of the same
+        split (None: ``seed``).
     sample_rate : int
         Rate of the rendered mixtures (inputs are resampled and downmixed).
     max_seconds : float or None
@@ -90,6 +93,7 @@ class MixtureConfig(Config):
     snr_min: float = -5.0
     snr_max: float = 5.0
     seed: int = 0
+    draw_seed: int | None = None
     sample_rate: int = 16000
     max_seconds: float | None = None
     min_seconds: float = 0.5
@@ -127,6 +131,10 @@ class MixtureConfig(Config):
         for name in ("speaker_from", "noise_class_from"):
             check_rule(getattr(self, name), name)
         check_rule(self.noise_clip_from, "noise_clip_from", extra=(RECORDING_RULE,))
+
+    @property
+    def recipe_seed(self) -> int:  # the seed of the per-mixture draws
+        return self.seed if self.draw_seed is None else self.draw_seed
 
     def counts(self) -> dict[str, int]:
         return {"train": self.n_train, "valid": self.n_valid, "test": self.n_test}
@@ -309,14 +317,9 @@ def assign_splits(
 
 
 def split_pools(
-    speech: Sequence[SourceFile],
-    noise: Sequence[SourceFile],
-    speaker_split: Mapping[str, str],
-    clip_split: Mapping[str, str],
-    split: str,
-    *,
-    hint: str,
-) -> tuple[list[SourceFile], list[SourceFile], dict[str, list[SourceFile]]]:
+    speech: Sequence[SourceFile], noise: Sequence[SourceFile],
+    speaker_split: Mapping[str, str], clip_split: Mapping[str, str], split: str, *, hint: str,
+) -> tuple[list[SourceFile], list[SourceFile], dict[str, list[SourceFile]]]:  # fmt: skip
     """The speech and noise files of ``split`` (sorted by path) and its noise files by class.
 
     Raises
@@ -369,7 +372,7 @@ def draw_recipes(
         )  # fmt: skip
         classes = sorted(by_class)
         for i in range(count):
-            rng = np.random.default_rng([config.seed, _SPLIT_CODE[split], i])
+            rng = np.random.default_rng([config.recipe_seed, _SPLIT_CODE[split], i])
             s = pool[int(rng.integers(len(pool)))]
             if config.noise_sampling == "class":
                 members = by_class[classes[int(rng.integers(len(classes)))]]

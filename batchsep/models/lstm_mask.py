@@ -53,6 +53,9 @@ class LstmMaskConfig(Config):
         Applied to ``|X|`` before the first layer: ``log(1 + |X|)``, ``√|X|`` or none.
     loss : {"msa", "psa"}
         Training loss (:mod:`batchsep.models.losses`).
+    loss_power : float
+        Compress both magnitudes of the loss to this power, in (0, 1] (:func:`~batchsep.models.losses.
+        mask_loss`; 0.3 weighs quiet bins as perceptual metrics do); 1 is the seeds' loss.
     dropout : float
         Dropout between LSTM layers (torch semantics; 0 disables).
     """
@@ -63,6 +66,7 @@ class LstmMaskConfig(Config):
     n_freq: int = 257
     input_transform: InputTransform = "log1p"
     loss: LossName = "msa"
+    loss_power: float = 1.0
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
@@ -77,6 +81,8 @@ class LstmMaskConfig(Config):
             )
         if self.loss not in ("msa", "psa"):
             raise ParameterError(f"loss={self.loss!r} must be one of ['msa', 'psa']")
+        if not 0.0 < self.loss_power <= 1.0:
+            raise ParameterError(f"loss_power={self.loss_power!r} must be in (0, 1]")
         if not 0.0 <= self.dropout < 1.0:
             raise ParameterError(f"dropout={self.dropout!r} must be in [0, 1)")
 
@@ -262,16 +268,21 @@ class LstmMaskModel(MaskModel):
         Returns
         -------
         (loss, logs)
-            The scalar loss and ``{"msa": …}`` (plus ``"psa"`` when the STFTs are present).
+            The scalar loss and ``{"msa": …}`` (plus ``"psa"`` when the STFTs are present; with
+            ``loss_power`` c ≠ 1 the compressed loss is logged as ``"psa^c"`` next to the plain one).
         """
         if "noisy_mag" not in batch:
             raise ParameterError(f"batch keys {sorted(batch)} must include 'noisy_mag'")
         lengths = batch.get("lengths")
         mask = self(batch["noisy_mag"], lengths)
-        loss = mask_loss(self.config.loss, mask, batch)
-        logs: dict[str, float] = {self.config.loss: float(loss.detach())}
+        power = self.config.loss_power
+        loss = mask_loss(self.config.loss, mask, batch, power=power)
+        name = self.config.loss if power == 1.0 else f"{self.config.loss}^{power:g}"
+        logs: dict[str, float] = {name: float(loss.detach())}
         with torch.no_grad():
             m = mask.detach()
+            if power != 1.0:  # the uncompressed loss too, comparable with power-1 runs
+                logs[self.config.loss] = float(mask_loss(self.config.loss, m, batch))
             if "msa" not in logs and "clean_mag" in batch:
                 logs["msa"] = float(msa(m, batch["noisy_mag"], batch["clean_mag"], lengths))
             if "psa" not in logs and "noisy_stft" in batch and "clean_stft" in batch:

@@ -333,3 +333,24 @@ def test_prepare_and_features_on_shared_data(shared_data, tmp_path, ray_local):
     ds = FeatureDataset(str(out / "features"), batch_size=4, crop_frames=100)
     b = next(iter(ds))
     assert b["noisy_mag"].shape == (4, 257, 100)
+
+
+def test_cli_draw_seed_gives_fresh_mixtures_of_the_same_split(tmp_path):
+    speech, noise = make_corpus(tmp_path / "in", bad=False)
+    base = ["prepare", "--speech", speech, "--noise", noise, "--train", "8", "--valid", "2",
+            "--test", "2", "--seed", "3", "--recipe-only", "--local"]  # fmt: skip
+    tables = {}
+    for name, extra in (
+        ("plain", []),
+        ("same", ["--draw-seed", "3"]),
+        ("fresh", ["--draw-seed", "4"]),
+    ):
+        r = CliRunner().invoke(main, [*base, *extra, "--out", str(tmp_path / name)])
+        assert r.exit_code == EXIT_OK, r.output
+        tables[name] = pq.read_table(tmp_path / name / "mixtures.parquet").to_pandas()
+    cols = ["mixture_id", "speech_rel_path", "noise_rel_path", "snr_db"]
+    assert tables["same"][cols].equals(tables["plain"][cols])
+    assert not tables["fresh"][cols].equals(tables["plain"][cols])
+    for split in SPLITS:  # the speakers of each split are those of --seed's split
+        speakers = {t: set(tables[t][tables[t].split == split].speaker) for t in ("plain", "fresh")}
+        assert speakers["plain"] and speakers["fresh"] <= speakers["plain"], split

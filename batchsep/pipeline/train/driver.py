@@ -28,7 +28,7 @@ import torch
 from batchsep.dsp.stft import StftConfig
 from batchsep.errors import BatchsepError, ConfigError, ParameterError
 from batchsep.io import checkpoint, storage
-from batchsep.models.base import MODELS, build_model, deserialize
+from batchsep.models.base import MODELS, build_model
 from batchsep.pipeline.runner import FitExecutor, Runner, SerialRunner
 from batchsep.pipeline.train.batches import make_sources
 from batchsep.pipeline.train.data import (
@@ -87,11 +87,9 @@ def run_worker(
             reduce_metrics=reduce_metrics,
         )  # fmt: skip
     torch.manual_seed(TrainConfig.from_dict(job.train_config).seed)
-    if job.init_uri is not None:
-        model = deserialize(checkpoint.read_checkpoint(job.init_uri))
-        model.train()
-    else:
-        model = build_model(job.model, job.model_config)
+    model = build_model(job.model, job.model_config)
+    if job.init_uri is not None:  # the weights of a checkpoint of the same architecture
+        model.load_state_dict(checkpoint.read_checkpoint(job.init_uri)["state"])
     resume = read_state(job.out_uri)
     check_resumable(job.out_uri, job.model_config, resume)
     train_src, valid_src = make_sources(
@@ -174,8 +172,12 @@ def train(
     data : DataOptions, optional
         Batching, cropping, train fraction, SNMF frame budget, device.
     init_from : str, optional
-        DR-NMF only: a trained SNMF model folder to initialise from (else an SNMF is trained first
-        into ``out_uri/snmf``, or reused from there).
+        DR-NMF: a trained SNMF model folder to initialise from (else an SNMF is trained first into
+        ``out_uri/snmf``, or reused from there). The other deep models (not the emotion models): a
+        trained model folder of the same model and architecture (its config may differ only in the
+        loss fields, :data:`INIT_FREE_KEYS`) whose weights start the training, e.g. to fine-tune the
+        shipped enhancer on a corpus or with another loss. A ``state.pt`` in ``out_uri`` still wins
+        (a re-run resumes).
     runner : Runner, optional
         Runs the SNMF tasks (default: in this process).
     fit_executor : FitExecutor
@@ -205,7 +207,7 @@ def train(
         from batchsep.pipeline.train.emotion import train_emotion
 
         if init_from is not None:
-            raise ParameterError(f"init_from={init_from!r} is for drnmf only, not {model!r}")
+            raise ParameterError(f"init_from={init_from!r} is not supported for {model!r}")
         return train_emotion(
             features_uri, out_uri, model=model, overrides=overrides, batch_size=data.batch_size,
             seed=data.seed, fit_executor=fit_executor, device=device, verbose=verbose,
@@ -223,6 +225,8 @@ def train(
     model_over, train_over = split_overrides(parse_overrides(overrides))
     level = training_level_db(features_uri, stft)
     if model == "snmf":
+        if init_from is not None:
+            raise ParameterError(f"init_from={init_from!r} is not supported for {model!r}")
         info = train_snmf(
             features_uri, out_uri, model_over, data, stft, runner, verbose, device, level
         )
@@ -246,6 +250,10 @@ def train(
         info.update(data_info)  # seed 004 models: noise_mag, per-source labels (sce)
         cfg = model_config(model, model_over, n_freq=n_freq)
         check_resumable(out_uri, cfg.to_dict(), read_state(out_uri))  # before any worker
+        if init_from is not None:
+            init_uri = storage.normalize(init_from)
+            check_init(init_uri, model, cfg.to_dict(), stft)
+            info["init_from"] = init_uri
     data = _loss_columns(cfg, transform, data)
     info = {**info, "features_uri": features_uri, "transform": transform, "input_level_db": level}
     job = TrainJob(
@@ -253,6 +261,44 @@ def train(
         init_uri, info, device, verbose, level,
     )  # fmt: skip
     return TrainSummary.from_metrics(out_uri, fit_executor(job))
+
+
+INIT_FREE_KEYS = frozenset({"loss", "loss_power", "dropout"})
+"""Model config fields an ``init_from`` checkpoint may differ in (they do not change the weights' shapes)."""
+
+
+def check_init(
+    init_uri: str, model: str, model_cfg: Mapping[str, Any], stft: Mapping[str, Any]
+) -> None:
+    """Refuse (``ConfigError``) an ``init_from`` checkpoint of another model, architecture or STFT.
+
+    Raises
+    ------
+    StorageError
+        ``init_uri`` holds no readable checkpoint.
+    ConfigError
+        Another model, a config field outside :data:`INIT_FREE_KEYS` differs, or another STFT.
+    """
+    info = checkpoint.read_checkpoint(init_uri)
+    if info["model_name"] != model:
+        raise ConfigError(
+            f"init_from {init_uri} holds a {info['model_name']!r} model, not {model!r}"
+        )
+    theirs = {k: v for k, v in dict(info["config"]).items() if k not in INIT_FREE_KEYS}
+    ours = {k: v for k, v in model_cfg.items() if k not in INIT_FREE_KEYS}
+    theirs = {**{k: ours[k] for k in ours.keys() - theirs.keys()}, **theirs}  # newer fields: ours
+    diff = [
+        f"{k}: {theirs.get(k)!r} -> {ours.get(k)!r}"
+        for k in sorted(ours)
+        if theirs.get(k) != ours[k]
+    ]
+    if diff:
+        raise ConfigError(f"init_from {init_uri} has another architecture ({'; '.join(diff)})")
+    their_stft = info.get("stft")
+    if their_stft is not None and dict(their_stft) != dict(stft):
+        raise ConfigError(
+            f"init_from {init_uri} was trained on STFT {dict(their_stft)}, these features are {dict(stft)}"
+        )
 
 
 def check_config(model: str, config: Any, *, max_epochs: Any = None) -> None:

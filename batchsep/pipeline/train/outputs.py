@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from batchsep.errors import ConfigError
+from batchsep.config import config_from_dict
+from batchsep.errors import BatchsepError, ConfigError
 from batchsep.io import checkpoint, storage
 from batchsep.models.base import BatchsepModel, serialize
 from batchsep.pipeline.train.data import log_line
@@ -53,8 +54,10 @@ def check_resumable(
     out_uri: str, model_config: Mapping[str, Any], state: Mapping[str, Any] | None
 ) -> None:
     """A run resumes from ``state`` (``out_uri/state.pt``) only with the same model config."""
-    if state is not None and state.get("job", {}).get("model_config") != dict(model_config):
-        before, now = state["job"].get("model_config") or {}, dict(model_config)
+    if state is None:
+        return
+    before, now = _with_defaults(state.get("job", {}).get("model_config") or {}), dict(model_config)
+    if before != _with_defaults(now):
         diff = "; ".join(
             f"{k}: {before.get(k)!r} -> {now.get(k)!r}"
             for k in sorted(before.keys() | now.keys())
@@ -64,6 +67,15 @@ def check_resumable(
             f"{out_uri} holds a {state['job'].get('model')} run with another model config ({diff}); "
             "use another --out or delete its state.pt"
         )
+
+
+def _with_defaults(model_config: Mapping[str, Any]) -> dict[str, Any]:
+    """``model_config`` with the fields its config class has gained since it was written, at their
+    defaults (a state written before a new field, e.g. ``loss_power``, still resumes)."""
+    try:
+        return config_from_dict(dict(model_config)).to_dict()
+    except BatchsepError:  # unknown type or field: compare as written
+        return dict(model_config)
 
 
 def read_state(out_uri: str) -> dict[str, Any] | None:

@@ -75,6 +75,21 @@ def test_draws_are_reproducible_and_kinds_are_independent():
     assert all(-45 <= d.level_dbfs <= -15 for d in aug)  # type: ignore[operator]
 
 
+def test_telephone_band_edges_drawn_within_their_ranges():
+    fixed = AugmentConfig(kinds=("telephone",), telephone_prob=1.0)
+    _, d_fixed = _draw(CFG, fixed)
+    assert {d.telephone_band for d in d_fixed if d is not None} == {(300.0, 3400.0)}
+    wide = dataclasses.replace(fixed, telephone_low_min_hz=20.0, telephone_high_max_hz=3900.0)
+    _, d_wide = _draw(CFG, wide)
+    bands = [d.telephone_band for d in d_wide if d is not None and d.telephone_band]
+    assert len(bands) == sum(d is not None for d in d_wide) and len(set(bands)) == len(bands)
+    assert all(20 <= lo <= 300 and 3400 <= hi <= 3900 for lo, hi in bands)
+    with pytest.raises(ParameterError, match="telephone band"):
+        AugmentConfig(telephone_low_min_hz=400.0)
+    with pytest.raises(ParameterError, match="telephone band"):
+        AugmentConfig(telephone_high_max_hz=4000.0)
+
+
 def test_speed_draw_crops_within_the_perturbed_file():
     recipes, draws = _draw(CFG, AugmentConfig(kinds=("speed",)))
     lengths = {s.uri: s.n_samples for s in _inputs()[0]}

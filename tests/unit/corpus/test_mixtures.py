@@ -143,6 +143,23 @@ def test_draws_are_seeded_per_index_and_valid():
     assert mx.recipes_hash(recipes) != mx.recipes_hash(fewer)
 
 
+def test_draw_seed_redraws_the_mixtures_of_the_same_split():
+    speech, noise = corpus()
+    cfg = MixtureConfig(n_train=60, n_valid=10, n_test=10, snr_min=-5, snr_max=5, seed=1)
+    spk, clips = mx.assign_splits(speech, noise, cfg)
+    plain = mx.draw_recipes(speech, noise, spk, clips, cfg)
+    assert (
+        mx.draw_recipes(speech, noise, spk, clips, dataclasses.replace(cfg, draw_seed=1)) == plain
+    )
+    other = dataclasses.replace(cfg, draw_seed=7)
+    assert mx.assign_splits(speech, noise, other) == (spk, clips)  # the split follows seed alone
+    fresh = mx.draw_recipes(speech, noise, spk, clips, other)
+    assert [(r.speech_uri, r.snr_db) for r in fresh] != [(r.speech_uri, r.snr_db) for r in plain]
+    speakers = {split: {r.speaker for r in plain if r.split == split} for split in mx.SPLITS}
+    for r in fresh:  # every fresh mixture keeps to its split's speakers
+        assert r.speaker in speakers[r.split]
+
+
 def test_max_seconds_crops_speech():
     speech, noise = corpus()
     cfg = MixtureConfig(n_train=100, n_valid=0, n_test=0, max_seconds=1.0)

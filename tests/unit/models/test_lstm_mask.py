@@ -198,3 +198,50 @@ def test_input_transforms(transform: str) -> None:
     torch.manual_seed(0)
     model = LstmMaskModel(LstmMaskConfig(n_layers=1, hidden=4, n_freq=F, input_transform=transform))  # type: ignore[arg-type]
     assert torch.isfinite(model(_mag(1, F, 3))).all()
+
+
+def test_compressed_loss_known_values_and_gradients() -> None:
+    from batchsep.models.losses import mask_loss
+
+    ones = torch.ones(1, 2, 3)
+    batch = {"noisy_mag": ones, "clean_mag": ones}
+    half = torch.full((1, 2, 3), 0.5)
+    assert float(mask_loss("msa", half, batch)) == pytest.approx(0.25)
+    assert float(mask_loss("msa", half, batch, power=1.0)) == float(msa(half, ones, ones))
+    # ((0.5)^0.3 - 1^0.3)^2, the 1e-8 offsets aside
+    assert float(mask_loss("msa", half, batch, power=0.3)) == pytest.approx(
+        (0.5**0.3 - 1.0) ** 2, rel=1e-5
+    )
+    # quiet bins weigh more: the same 50 % error at |S| = 1e-3 costs (1e-3)^0.6 of its cost at |S| = 1,
+    # against (1e-3)^2 in the plain loss
+    quiet = {"noisy_mag": ones * 1e-3, "clean_mag": ones * 1e-3}
+    ratio_c = float(mask_loss("msa", half, quiet, power=0.3)) / float(
+        mask_loss("msa", half, batch, power=0.3)
+    )
+    assert ratio_c == pytest.approx((1e-3) ** 0.6, rel=1e-3)
+    ratio_1 = float(mask_loss("msa", half, quiet)) / float(mask_loss("msa", half, batch))
+    assert ratio_1 == pytest.approx(1e-6, rel=1e-4) and ratio_c > 1e3 * ratio_1
+    # finite gradients through a sigmoid even at a mask of ~0 and a target of 0
+    logits = torch.full((1, 2, 3), -30.0, requires_grad=True)
+    zero_target = {"noisy_mag": ones, "clean_mag": torch.zeros(1, 2, 3)}
+    mask_loss("msa", torch.sigmoid(logits), zero_target, power=0.3).backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all()
+    with pytest.raises(ParameterError, match="power"):
+        mask_loss("msa", half, batch, power=1.5)
+
+
+def test_loss_power_config_and_logs() -> None:
+    with pytest.raises(ParameterError, match="loss_power"):
+        LstmMaskConfig(loss_power=0.0)
+    model = LstmMaskModel(LstmMaskConfig(n_layers=1, hidden=4, n_freq=5, loss_power=0.3))
+    mag = torch.rand(2, 5, 7, generator=torch.Generator().manual_seed(0))
+    loss, logs = model.training_loss({"noisy_mag": mag, "clean_mag": 0.5 * mag})
+    assert set(logs) == {"msa^0.3", "msa"}
+    assert logs["msa^0.3"] == pytest.approx(float(loss.detach()))
+    with torch.no_grad():
+        plain = float(msa(model(mag), mag, 0.5 * mag))
+    assert logs["msa"] == pytest.approx(plain, rel=1e-6)
+    # a config written before loss_power existed reads back with the seeds' loss
+    old = {k: v for k, v in model.config.to_dict().items() if k != "loss_power"}
+    back = config_from_dict(old)
+    assert isinstance(back, LstmMaskConfig) and back.loss_power == 1.0

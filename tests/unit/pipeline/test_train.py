@@ -450,3 +450,45 @@ def test_training_records_its_speakers_and_noise_recordings(tmp_path):
     assert recorded_sources(features, keep)["speakers"] == ["s0"]
     _mixtures_table(root, drop="train-0007")  # a feature row the table lacks: not its table
     assert recorded_sources(features) == {}
+
+
+def test_init_from_a_model_of_the_same_architecture(run, tmp_path):
+    a = str(tmp_path / "a")
+    tr.train(run, a, model="lstm", overrides={**SMALL_LSTM, "train.max_epochs": 3}, data=DATA,
+             verbose=False)  # fmt: skip
+    start = deserialize(checkpoint.read_checkpoint(a))
+    # another loss (compressed), a learning rate too small to move the weights: they are a's
+    over = {**SMALL_LSTM, "loss_power": 0.5, "train.lr": 1e-12, "train.max_epochs": 1}
+    b = str(tmp_path / "b")
+    s = tr.train(run, b, model="lstm", overrides=over, data=DATA, init_from=a, verbose=False)
+    assert s.metrics["data"]["init_from"] == storage.normalize(a)
+    got = deserialize(checkpoint.read_checkpoint(b))
+    assert isinstance(got, LstmMaskModel) and got.config.loss_power == 0.5
+    for (name, w), (_, w0) in zip(
+        got.state_dict().items(), start.state_dict().items(), strict=True
+    ):
+        assert torch.allclose(w, w0, atol=1e-6), name
+    with pytest.raises(ConfigError, match=r"another architecture \(hidden: 16 -> 8\)"):
+        tr.train(run, str(tmp_path / "c"), model="lstm", overrides={**over, "hidden": 8},
+                 data=DATA, init_from=a, verbose=False)  # fmt: skip
+    with pytest.raises(ConfigError, match="holds a 'lstm' model, not 'blstm'"):
+        tr.train(run, str(tmp_path / "c"), model="blstm", overrides=over, data=DATA,
+                 init_from=a, verbose=False)  # fmt: skip
+    with pytest.raises(StorageError):
+        tr.train(run, str(tmp_path / "c"), model="lstm", overrides=over, data=DATA,
+                 init_from=str(tmp_path / "none"), verbose=False)  # fmt: skip
+
+
+def test_a_state_written_before_a_new_config_field_still_resumes(run, tmp_path):
+    from batchsep.pipeline.train.outputs import check_resumable
+
+    out = str(tmp_path / "a")
+    tr.train(run, out, model="lstm", overrides={**SMALL_LSTM, "train.max_epochs": 1}, data=DATA,
+             verbose=False)  # fmt: skip
+    state = read_state(out)
+    assert state is not None
+    now = dict(state["job"]["model_config"])
+    del state["job"]["model_config"]["loss_power"]  # as written before the field existed
+    check_resumable(out, now, state)  # the default: same config
+    with pytest.raises(ConfigError, match=r"loss_power: 1.0 -> 0.3"):
+        check_resumable(out, {**now, "loss_power": 0.3}, state)
