@@ -88,7 +88,8 @@ def train(
 
     Deep models (drnmf, lstm, blstm, sce, dc, dae, emotion-*) train with Adam and early stopping on
     the validation loss, data-parallel on Ray Train (--workers N); SNMF dictionaries are learned by
-    Ray tasks. A DR-NMF starts from a trained SNMF (--init-from, or one trained first into OUT/snmf).
+    Ray tasks. A DR-NMF starts from a trained SNMF (--init-from, or one trained first into OUT/snmf);
+    the other deep enhancers can start from a trained model of the same architecture (--init-from).
     Emotion models take a log-mel features run, a scan run or a folder of RAVDESS-named audio, split
     by actor (held-out actors are scored into metrics.json["test"]). OUT gets the best model
     (config.json, weights.safetensors), metrics.json, curves.json/png and state.pt: re-running the
