@@ -147,9 +147,9 @@ class AugmentConfig(Config):
             raise ParameterError("room_min must be <= room_max and larger than 2 × wall_margin")
         if self.level_max_dbfs > 0:
             raise ParameterError(f"level_max_dbfs={self.level_max_dbfs} must be <= 0")
-        lo, hi = self.telephone_low_hz, self.telephone_high_hz
-        edges = [self.telephone_low_min_hz or lo, lo, hi, self.telephone_high_max_hz or hi]
-        if not (edges[0] > 0 and edges == sorted(edges) and lo < hi and edges[3] < 4000):
+        low, high = self.telephone_low_hz, self.telephone_high_hz
+        edges = [self.telephone_low_min_hz or low, low, high, self.telephone_high_max_hz or high]
+        if not (edges[0] > 0 and edges == sorted(edges) and low < high and edges[3] < 4000):
             raise ParameterError("telephone band: 0 < low_min <= low < high <= high_max < 4000 Hz")
 
     @property
