@@ -137,6 +137,7 @@ _RULES: dict[str, dict[str, _Rule]] = {
         "beam_forgetting": _number(0, 1),
         "beam_refine": _integer(0, 3, optional=False),
         "beam_noise_power": _number(0, 4),
+        "beam_mask": _choice("model", "spatial", "guided"),
     },
     "tag": {**_WORKERS, "shard_size": _integer(1)},
     "evaluate": {**_WORKERS, "shard_size": _integer(1, optional=False), "metrics": _metrics},
@@ -221,14 +222,15 @@ def feature_config(config: Any, *, kind: str, noise_mag: bool, psa_target: bool)
 
 
 _ENHANCE_OPTIONS = ("sr", "fmt", "subtype", "input_level_db", "multichannel", "beamformer",
-                    "beam_forgetting", "beam_refine", "beam_noise_power", "beam_postmask")  # fmt: skip
+                    "beam_forgetting", "beam_refine", "beam_noise_power", "beam_mask",
+                    "beam_postmask")  # fmt: skip
 
 
 def enhance_options(**given: Any) -> Any:
     """``enhance``'s :class:`~batchsep.pipeline.enhance.file.EnhanceOptions` from its arguments ``given``.
 
     Of ``sr``, ``fmt``, ``subtype``, ``input_level_db``, ``multichannel``, ``beamformer``,
-    ``beam_forgetting``, ``beam_refine``, ``beam_noise_power`` and ``beam_postmask`` (other keys are ignored; defaults for those not given).
+    ``beam_forgetting``, ``beam_refine``, ``beam_noise_power``, ``beam_mask`` and ``beam_postmask`` (other keys are ignored; defaults for those not given).
     Raises ParameterError when they do not go together (a ``subtype`` the ``fmt`` cannot store).
     """
     from batchsep.pipeline.enhance.file import EnhanceOptions

@@ -47,6 +47,7 @@ def enhance(
     beam_forgetting: float | None = None,
     beam_refine: int = 1,
     beam_noise_power: float | None = None,
+    beam_mask: str = "model",
     beam_postmask: bool = True,
     glob: str | None = None,
     min_duration_s: float | None = None,
@@ -81,13 +82,14 @@ def enhance(
     model's masks; statistics over the whole file, or recursive with ``beam_forgetting`` in (0, 1);
     ``beam_refine`` rounds (0 to 3, default 1) of statistics again from the model's mask of the beamformed
     signal; noise weight ``(1 - mask)^beam_noise_power``, in (0, 4], ``None``: the beamformer's default,
-    1 for ``mwf`` and 2 for the others; the model's mask applied to the output too unless
-    ``beam_postmask=False``): see ``batchsep.pipeline.enhance.multichannel``.
+    1 for ``mwf`` and 2 for the others; ``beam_mask``: the statistics from the model's masks (``model``) or
+    from those refined by a spatial mixture model, ``spatial`` or ``guided``; the model's mask applied to
+    the output too unless ``beam_postmask=False``): see ``batchsep.pipeline.enhance.multichannel``.
     """
     given = dict(
         sr=sr, fmt=fmt, subtype=subtype, input_level_db=input_level_db, multichannel=multichannel,
         beamformer=beamformer, beam_forgetting=beam_forgetting, beam_refine=beam_refine,
-        beam_noise_power=beam_noise_power, beam_postmask=beam_postmask,
+        beam_noise_power=beam_noise_power, beam_mask=beam_mask, beam_postmask=beam_postmask,
     )  # fmt: skip
     _check("enhance", workers=workers, shard_size=shard_size, **given)
     from batchsep.pipeline.enhance import driver as _enh

@@ -307,6 +307,15 @@ def _run_options(f: Any) -> Any:
     "2 for mvdr, gev_ban and delay_and_sum (bins the mask calls half speech count little as noise).",
 )
 @click.option(
+    "--beam-mask",
+    type=click.Choice(["model", "spatial", "guided"]),
+    default="model",
+    show_default=True,
+    help="With --multichannel beamform: what the spatial statistics are estimated from: the model's "
+    "masks; 'spatial': those refined by a two-class spatial mixture model of the channels (cACGMM, "
+    "initialised from them); 'guided': the same with the model's mask as each bin's prior.",
+)
+@click.option(
     "--beam-postmask/--no-beam-postmask",
     default=True,
     show_default=True,
@@ -329,6 +338,7 @@ def enhance(
     beam_forgetting: float | None,
     beam_refine: int,
     beam_noise_power: float | None,
+    beam_mask: str,
     beam_postmask: bool,
     **run: Any,
 ) -> None:
@@ -356,7 +366,7 @@ def enhance(
         model=model, emotion=emotion, emotion_model=emotion_model, sr=sr, fmt=fmt, subtype=subtype,
         input_level_db=level_db, multichannel=mode, beamformer=beamformer,
         beam_forgetting=beam_forgetting, beam_refine=beam_refine, beam_noise_power=beam_noise_power,
-        beam_postmask=beam_postmask, **run,
+        beam_mask=beam_mask, beam_postmask=beam_postmask, **run,
     )  # fmt: skip
     _run("enhance", in_uri, out_uri, kwargs, models)
 

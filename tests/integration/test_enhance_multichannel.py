@@ -362,3 +362,72 @@ def test_beam_refine_and_noise_power_options_of_cli_and_api(tmp_path):
     assert params["beam_refine"].default == REFINE and params["beam_noise_power"].default is None
     help_text = CliRunner().invoke(main, ["enhance", "--help"]).output
     assert "--beam-refine N" in help_text and "--beam-noise-power P" in help_text
+
+
+def test_beam_mask_option_reaches_the_beamformer_and_the_record(tmp_path):
+    """``beam_mask``: checked (the options, the api's rules, the CLI: a usage error), the same default
+    everywhere (``model``); ``spatial``/``guided`` refine the masks of the statistics by the cACGMM (the
+    row's warning says so, the output keeps the talker); job.json records it and a resume with another
+    value is refused; a folder made before the option existed is not compared on it."""
+    import inspect
+    from dataclasses import asdict, replace
+
+    from click.testing import CliRunner
+
+    from batchsep import api
+    from batchsep.api_params import enhance_options
+    from batchsep.cli.main import EXIT_USAGE, main
+    from batchsep.pipeline.common import jobinfo
+    from batchsep.pipeline.enhance.outfolder import check_same_settings
+
+    with pytest.raises(ParameterError, match=r"beam_mask='oracle' must be one of \['model', "):
+        EnhanceOptions(multichannel="beamform", beam_mask="oracle")  # type: ignore[arg-type]
+    assert api.check_params("enhance", {"beam_mask": "oracle"}) == [
+        "beam_mask='oracle' must be one of model, spatial, guided"
+    ]
+    assert api.check_params("enhance", {"beam_mask": "guided"}) == []
+    assert enhance_options(multichannel="beamform", beam_mask="spatial").beam_mask == "spatial"
+    assert EnhanceOptions().beam_mask == "model"
+    assert inspect.signature(api.enhance).parameters["beam_mask"].default == "model"
+    params = {p.name: p for p in main.commands["enhance"].params}  # type: ignore[attr-defined]
+    assert params["beam_mask"].default == "model"
+    (tmp_path / "in").mkdir()
+    r = CliRunner().invoke(main, ["enhance", str(tmp_path / "in"), str(tmp_path / "out"),
+                                  "--multichannel", "beamform", "--beam-mask", "oracle"])  # fmt: skip
+    assert r.exit_code == EXIT_USAGE and "Invalid value for '--beam-mask'" in r.output
+    assert not (tmp_path / "out").exists()
+
+    x, speech = _stereo_out_of_phase(seconds=2.0, seed=5)
+    sf.write(tmp_path / "pair.wav", x.T, SR, subtype="FLOAT")
+    for mask, says in [("model", None), ("spatial", "(cACGMM, 10 EM iterations)"),
+                       ("guided", "the mask as each bin's prior")]:  # fmt: skip
+        opts = EnhanceOptions(multichannel="beamform", beam_postmask=False, beam_mask=mask)  # type: ignore[arg-type]
+        row = enhance_file(str(tmp_path / "pair.wav"), str(tmp_path / "o.wav"), _Oracle(x, speech), opts)  # fmt: skip
+        assert row["status"] == "ok", row
+        assert ("refined by a spatial mixture model" in row["warning"]) == (says is not None)
+        if says:
+            assert says in row["warning"]
+        y, _ = sf.read(tmp_path / "o.wav", dtype="float32")
+        target = speech[row["ref_channel"]]
+        assert np.sum(y**2) > 0.5 * np.sum(target**2)  # the out-of-phase talker does not cancel
+        # independent noises on 2 channels: at best half the error of the reference microphone
+        err = np.sum((y - target) ** 2) / np.sum((x[row["ref_channel"]] - target) ** 2)
+        assert err < 0.6
+
+    out = str(tmp_path / "out")
+    opts = EnhanceOptions(multichannel="beamform")
+
+    def spec(o: EnhanceOptions) -> dict:
+        return {"model_sha256": "0" * 64, "options": asdict(o), "input_level_db_used": -26.0}
+
+    jobinfo.write_job_json(out, "enhance", spec(opts))
+    check_same_settings(out, spec(opts))
+    with pytest.raises(
+        ParameterError,
+        match=r"options\.beam_mask \(--beam-mask\): 'model' -> 'spatial'.*--overwrite",
+    ):
+        check_same_settings(out, spec(replace(opts, beam_mask="spatial")))
+    older = spec(opts)
+    del older["options"]["beam_mask"]
+    jobinfo.write_job_json(out, "enhance", older)
+    check_same_settings(out, spec(replace(opts, beam_mask="guided")))

@@ -76,6 +76,10 @@ class EnhanceOptions:
     beam_noise_power: float | None = None
     """The noise weight ``(1 - mask)^p``'s power ``p`` in (0, 4]; ``None``: the beamformer's own default
     (:func:`~batchsep.pipeline.enhance.multichannel.default_noise_power`: MWF 1, the others 2)."""
+    beam_mask: Literal["model", "spatial", "guided"] = "model"
+    """What the spatial statistics come from: the model's masks, or those refined by a spatial mixture
+    model (``spatial``; ``guided``: the model's mask as each bin's prior), see
+    :mod:`batchsep.pipeline.enhance.multichannel`."""
     beam_postmask: bool = True
     """Apply the model's single-channel mask to the beamformer's output too."""
 
@@ -88,7 +92,7 @@ class EnhanceOptions:
         check_input_level(self.input_level_db)
         check_multichannel(
             self.multichannel, self.beamformer, self.beam_forgetting, refine=self.beam_refine,
-            noise_power=self.beam_noise_power,
+            noise_power=self.beam_noise_power, mask=self.beam_mask,
         )  # fmt: skip
         if not 0 < self.overlap_s < self.chunk_s / 2:
             raise ParameterError(
@@ -248,6 +252,7 @@ def enhance_file(
                     MaskSource(enhancer, model_sr), options.beamformer,
                     forgetting=options.beam_forgetting, overlap=overlap,
                     refine=options.beam_refine, noise_power=options.beam_noise_power,
+                    mask=options.beam_mask,
                 )  # fmt: skip
                 pieces = _timed_pieces(
                     beamform_pieces(reader, reopen, beam, chunk=chunk, overlap=overlap),

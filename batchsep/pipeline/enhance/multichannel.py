@@ -34,6 +34,11 @@ window's statistics use the model's mask of the filter so far). docs/results.md 
 13) measures these choices: refinement gains MVDR and GEV-BAN 0.2–0.5 dB, costs the MWF 0.4–0.6 dB
 (4 mics); the power is worth 0.1–0.2 dB to the MWF. All run window by window (``chunk_s``), in bounded
 memory; the reference channel is chosen by the last round (whole file) or from the first window.
+
+``beam_mask`` (:data:`BEAM_MASKS`) says what the statistics are estimated from: ``model`` (default) the
+model's mask as above; ``spatial`` that mask refined by a two-class spatial mixture model of the window's
+channel vectors (cACGMM, :func:`batchsep.dsp.spatial_mixture.spatial_speech_mask`, initialised from it);
+``guided`` the same mixture with the model's mask as each bin's fixed class prior. The post-mask: the model's.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from batchsep.dsp import beamform as bf
+from batchsep.dsp import spatial_mixture as smm
 from batchsep.dsp.stft import StftConfig, istft, stft
 from batchsep.errors import ParameterError
 from batchsep.pipeline.enhance.multiwindow import overlap_add_multi, segments
@@ -75,6 +81,10 @@ REFINE = 1
 """Rounds of statistics from the model's mask of the beamformed signal (0: the channels' masks only)."""
 MAX_REFINE = 3
 """The most refinement rounds accepted (each a model pass more; whole-file statistics: a read more)."""
+BEAM_MASK = "model"
+BEAM_MASKS: tuple[str, ...] = ("model", "spatial", "guided")
+"""What the statistics are estimated from (default :data:`BEAM_MASK`; see the module's docstring)."""
+MASK_PRIORS = {"spatial": "estimated", "guided": "mask"}
 BEAM_NAMES = {"mvdr": "MVDR", "gev_ban": "GEV-BAN", "mwf": "MWF", "delay_and_sum": "delay-and-sum"}
 
 
@@ -96,10 +106,11 @@ def check_multichannel(
     *,
     refine: int = REFINE,
     noise_power: float | None = None,
+    mask: str = BEAM_MASK,
 ) -> None:
     """Raise :class:`ParameterError` for an unknown mode or beamformer, a forgetting factor outside (0, 1),
-    ``refine`` (rounds) outside 0..:data:`MAX_REFINE` or ``noise_power`` outside (0, :data:`MAX_NOISE_POWER`]
-    (None: the filter's default, :func:`default_noise_power`)."""
+    ``refine`` (rounds) outside 0..:data:`MAX_REFINE`, ``noise_power`` outside (0, :data:`MAX_NOISE_POWER`]
+    (None: the filter's default, :func:`default_noise_power`) or a ``mask`` not in :data:`BEAM_MASKS`."""
     if mode not in MULTICHANNEL_MODES:
         raise ParameterError(f"multichannel={mode!r} must be one of {list(MULTICHANNEL_MODES)}")
     if beamformer not in bf.BEAMFORMERS:
@@ -117,6 +128,8 @@ def check_multichannel(
         raise ParameterError(
             f"beam_noise_power={p!r} must be in (0, {MAX_NOISE_POWER:g}] (None: the beamformer's default)"
         )
+    if mask not in BEAM_MASKS:
+        raise ParameterError(f"beam_mask={mask!r} must be one of {list(BEAM_MASKS)}")
 
 
 def stft_for_rate(sample_rate: int) -> StftConfig:
@@ -231,11 +244,15 @@ class BeamformStream:
         noise_hold_s: float = NOISE_HOLD_S,
         noise_power: float | None = None,
         refine: int = REFINE,
+        mask: str = BEAM_MASK,
     ) -> None:
-        check_multichannel("beamform", method, forgetting, refine=refine, noise_power=noise_power)
+        check_multichannel(
+            "beamform", method, forgetting, refine=refine, noise_power=noise_power, mask=mask
+        )
         if noise_hold_s < 0:
             raise ParameterError(f"noise_hold_s={noise_hold_s} must be >= 0")
         self.masks, self.method, self.overlap, self.refine = masks, method, overlap, int(refine)
+        self.mask = mask
         c = masks.stft_config
         self.noise_hold_s = noise_hold_s
         self.noise_power = (
@@ -264,12 +281,17 @@ class BeamformStream:
 
     def _stft_and_mask(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(X, mask)`` of a window: the channels' median mask, or (refining, once a filter exists) the
-        model's mask of the current filter's output."""
+        model's mask of the current filter's output; with ``mask`` ``spatial`` or ``guided``, that mask
+        refined by the spatial mixture model (:func:`batchsep.dsp.spatial_mixture.spatial_speech_mask`)."""
         if not self.refine or self.filter is None:
-            return self.masks(x)
-        X = self.masks.stft(x)
-        y = self.masks.istft(bf.apply_filter(self.filter.w, X), x.shape[1])
-        return X, self.masks.output_mask(y, X.shape[-1])
+            X, m = self.masks(x)
+        else:
+            X = self.masks.stft(x)
+            y = self.masks.istft(bf.apply_filter(self.filter.w, X), x.shape[1])
+            m = self.masks.output_mask(y, X.shape[-1])
+        if self.mask in MASK_PRIORS and X.shape[0] > 1:
+            m = smm.spatial_speech_mask(X, m, prior=MASK_PRIORS[self.mask])
+        return X, m
 
     def accumulate(self, x: np.ndarray) -> None:
         """A statistics pass (whole-file statistics): add a segment ``[C, n]``."""
@@ -339,10 +361,14 @@ class BeamformStream:
             noise += f"refined {self.refine}x by the model's mask of the output, "
         elif self.refine:
             noise += "refined by the model's mask of the output, "
+        source = self.masks.description
+        prior = ", the mask as each bin's prior" * (self.mask == "guided")
+        if self.mask in MASK_PRIORS:
+            source += f" refined by a spatial mixture model (cACGMM, {smm.ITERATIONS} EM iterations{prior})"
         return (
             f"{n_channels} channels beamformed ({BEAM_NAMES[self.method]}, {stats}, {noise}"
             f"{1000 * c.n_fft / c.sample_rate:g} ms frames, "
-            f"reference channel {(self.ref or 0) + 1} chosen by SNR, {self.masks.description})"
+            f"reference channel {(self.ref or 0) + 1} chosen by SNR, {source})"
         )
 
 

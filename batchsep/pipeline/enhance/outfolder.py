@@ -102,6 +102,7 @@ SETTING_OPTIONS = {
     "options.beam_forgetting": "--beam-forgetting",
     "options.beam_refine": "--beam-refine",
     "options.beam_noise_power": "--beam-noise-power",
+    "options.beam_mask": "--beam-mask",
     "options.beam_postmask": "--beam-postmask/--no-beam-postmask",
 }
 """The ``batchsep enhance`` option behind each compared setting (named in the refusal)."""
