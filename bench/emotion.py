@@ -49,6 +49,11 @@ cnn
     15 epochs; trained on all 12 training actors of the fold (no validation choice: fixed recipe).
 cnn+stats
     Mean of the temperature-scaled probabilities of ``cnn`` and ``stats-svm``.
+stats-div+cnn, stats-6
+    Session 14, **pre-registered before the run** (``bench/emotion_fusion.py``): ``stats-div+cnn`` is the
+    mean of the temperature-scaled probabilities of ``stats-div`` and ``cnn``, weight 1/2 each;
+    ``stats-6`` the equal-weight mean of the six members (the five of ``stats-div`` and ``cnn``). Fixed
+    weights, not tuned on these folds. With ``--features`` the CNN's log-mels are computed from ``--data``.
 stats-lr, stats-lda, stats-hgb; stats-mlp-lr, stats-mlp-lda, stats-lin, stats-div
     Session 13: logistic regression, shrinkage LDA and gradient-boosted trees over the same statistics
     (with the augmented copies), and equal-weight ensembles of them with ``stats-mlp`` / ``stats-svm``
@@ -83,7 +88,6 @@ from batchsep.corpus.ravdess import parse_ravdess_name
 from batchsep.dsp.emotion_stats import N_STATS
 from batchsep.dsp.mel import EmotionFeatureConfig
 from batchsep.evaluation.emotion import emotion_summary
-from batchsep.models.emotion import EmotionCnn, EmotionCnnConfig
 from batchsep.models.emotion_stats import EmotionStatsConfig
 from batchsep.pipeline.enhance.tag import MIN_CONFIDENCE
 from batchsep.pipeline.train.emotion_stats import (
@@ -97,11 +101,10 @@ from batchsep.pipeline.train.emotion_stats import (
     speaker_standardise,
     stats_corpus,
 )  # fmt: skip
-from batchsep.pipeline.train.emotion_worker import _WeightAverage, lr_factor
-from batchsep.training.data.emotion import EmotionCorpus, utterance_log_mel
-from batchsep.training.data.emotion_batches import EmotionBatches
+from batchsep.training.data.emotion import utterance_log_mel
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/emotion_members.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/emotion_{members,fusion}.py
+import emotion_fusion
 import emotion_members
 
 SR = 16000
@@ -109,11 +112,11 @@ FOLDS = ((1, 2, 3, 4), (5, 6, 7, 8), (9, 10, 11, 12), (13, 14, 15, 16))
 SPK = ("mfcc-svm+spk", "stats-svm+spk", "stats-mlp+spk", "stats-ens+spk")
 RUN = ("mfcc-svm+run", "stats-svm+run", "stats-mlp+run", "stats-ens+run")
 ALL_MODELS = ("mfcc-svm", "stats-svm", "stats-mlp", "stats-mlp-noaug", "stats-ens", "cnn", "cnn+stats",
-              *SPK, *RUN, *emotion_members.MEMBERS, *emotion_members.ENSEMBLES)  # fmt: skip
+              *SPK, *RUN, *emotion_members.MEMBERS, *emotion_members.ENSEMBLES, *emotion_fusion.FUSIONS)  # fmt: skip
 DEFAULT_MODELS = ("mfcc-svm", "stats-svm", "stats-mlp-noaug", "stats-mlp", "stats-ens", *SPK)
 ENSEMBLES = {"stats-ens": ("stats-svm", "stats-mlp"), "stats-ens+spk": ("stats-svm+spk", "stats-mlp+spk"),
              "stats-ens+run": ("stats-svm+run", "stats-mlp+run"), "cnn+stats": ("cnn", "stats-svm"),
-             **emotion_members.ENSEMBLES}  # fmt: skip
+             **emotion_members.ENSEMBLES, **emotion_fusion.FUSIONS}  # fmt: skip
 SUBRUNS = {"one actor (60 files, all emotions)": None, "20 random files of the fold": 20,
            "low arousal only (neutral, calm, sad)": (0, 1, 3),
            "high arousal only (happy, angry, fearful, surprised)": (2, 4, 5, 7)}  # fmt: skip
@@ -179,30 +182,6 @@ def fit_svm(X: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int) -> np.n
     return final.fit(X, y), best  # type: ignore[return-value]
 
 
-def fit_cnn(mels: list[np.ndarray], y: np.ndarray, a: np.ndarray, args: argparse.Namespace,
-            cfg: EmotionFeatureConfig) -> EmotionCnn:  # fmt: skip
-    """The shipped recipe on the given training utterances (fixed epochs, SWA, no validation choice)."""
-    torch.manual_seed(args.seed)
-    model = EmotionCnn(EmotionCnnConfig(label_smoothing=0.1))
-    corpus = EmotionCorpus(mels, y, a, [""] * len(mels), cfg)
-    batches = EmotionBatches(corpus, batch_size=32, max_mel_shift=4, seed=args.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    swa = _WeightAverage(model, args.cnn_epochs - args.swa_epochs, None)
-    for epoch in range(args.cnn_epochs):
-        for g in opt.param_groups:
-            g["lr"] = 2e-3 * lr_factor(epoch, max_epochs=args.cnn_epochs, warmup=3)
-        model.train()
-        for batch in batches.batches(epoch):
-            loss, _ = model.training_loss(batch)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        swa.on_epoch_end(epoch, None, None)  # type: ignore[arg-type]
-    clean = EmotionBatches(corpus, batch_size=64, shuffle=False, augment=False)
-    avg = swa.averaged(clean)
-    return (avg or model).eval()  # type: ignore[return-value]
-
-
 SUBRUN_SIZE = {"one actor (60 files, all emotions)": "60", "20 random files of the fold": "20",
                "low arousal only (neutral, calm, sad)": "80",
                "high arousal only (happy, angry, fearful, surprised)": "128"}  # fmt: skip
@@ -260,15 +239,17 @@ def main() -> int:
         args.cnn_epochs, args.swa_epochs = 8, 3
     t0 = time.time()
     cfg = EmotionFeatureConfig()
-    want_mels = bool({"cnn", "cnn+stats"} & set(args.models))
+    wanted = emotion_fusion.expand(args.models, ENSEMBLES)  # ensembles of ensembles too
+    want_mels = "cnn" in wanted
     d: dict[str, Any]
     if args.features:
         z = np.load(args.features)
         d = {k: z[k] for k in z.files}
+        if want_mels:
+            d["mels"] = emotion_fusion.load_mels(Path(args.data), cfg, d["labels"], d["actors"])
     else:
         d = load_features(Path(args.data), Path(args.cache), cfg, args.noise, args.seed, want_mels)
     y, actors = d["labels"], d["actors"]
-    wanted = set(args.models) | {m for e in args.models for m in ENSEMBLES.get(e, ())}
     reused = emotion_members.reuse_probs(args.reuse, [m for m in args.reuse_models if m in wanted],
                                          y, actors) if args.reuse else {}  # fmt: skip
     wanted -= set(reused)
@@ -351,12 +332,11 @@ def main() -> int:
         if "cnn" in wanted:
             t = time.time()
             idx = np.flatnonzero(tr)
-            model = fit_cnn([d["mels"][i] for i in idx], y[tr], actors[tr], args, cfg)
-            test = EmotionCorpus([d["mels"][i] for i in np.flatnonzero(te)], y[te], actors[te],
-                                 [""] * int(te.sum()), cfg)  # fmt: skip
-            with torch.no_grad():
-                lg = model(torch.from_numpy(test.features()))
-            logp.setdefault("cnn", np.zeros((y.size, 8)))[te] = torch.log_softmax(lg, 1).numpy()
+            mels = [d["mels"][i] for i in idx]
+            model = emotion_fusion.fit_cnn(mels, y[tr], actors[tr], args, cfg)
+            logp.setdefault("cnn", np.zeros((y.size, 8)))[te] = emotion_fusion.cnn_logp(
+                model, [d["mels"][i] for i in np.flatnonzero(te)], y[te], actors[te], cfg
+            )
             info.setdefault("cnn", []).append({"s": round(time.time() - t, 1)})
         print(f"fold {k} (test actors {test_actors}) done at {time.time() - t0:.0f} s", flush=True)
     fold_of = np.full(y.size, -1)
@@ -376,7 +356,7 @@ def main() -> int:
     for name, p in reused.items():  # an earlier run's calibrated probabilities (raw ECE not known)
         probs[name], logp[name] = p, np.log(p + 1e-12)
         info[name] = [{"reused": args.reuse}]
-    for ens in [m for m in args.models if m in ENSEMBLES]:  # mean of the calibrated probabilities
+    for ens in emotion_fusion.ensemble_order(args.models, ENSEMBLES):  # mean of calibrated probs
         probs[ens] = np.mean([probs[m] for m in ENSEMBLES[ens]], axis=0)
         logp[ens] = np.log(probs[ens] + 1e-12)
     rows: dict[str, dict[str, Any]] = {}
