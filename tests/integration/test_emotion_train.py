@@ -137,7 +137,7 @@ def test_cli_train_emotion_then_tag(synthetic: str, tmp_path: Path) -> None:
     assert r.exit_code == 2 and "does not exist" in r.output
     r = cli.invoke(main, ["train", "--model", "emotion-cnn", "--features", synthetic, "--out",
                           str(tmp_path / "x"), "--local", "--init-from", out])  # fmt: skip
-    assert r.exit_code == 2 and "drnmf only" in r.output
+    assert r.exit_code == 2 and "is not supported for 'emotion-cnn'" in r.output
     # a corpus without RAVDESS names: one clear line, before any training worker (was a worker traceback)
     (tmp_path / "plain").mkdir()
     sf.write(tmp_path / "plain" / "speech.wav", np.zeros(1600, np.float32), 16000)

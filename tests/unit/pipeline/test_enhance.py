@@ -112,9 +112,15 @@ def test_model_level_resolves_to_the_recorded_level_else_the_default():
 
 
 def test_shipped_enhancer_records_its_training_level():
+    import json
+
+    from batchsep.io.checkpoint import PRETRAINED_DIR
     from batchsep.pipeline.enhance.enhancer import load_enhancer
 
-    assert load_enhancer("default")[0].input_level_db == -30.0  # its training mixtures' median
+    config = json.loads((PRETRAINED_DIR / "enhancer" / "config.json").read_text())
+    assert load_enhancer("default")[0].input_level_db == config["input_level_db"] == -31.0
+    # what training wrote: its (last stage's) mixtures' median level, a plausible dBFS value
+    assert -45.0 <= config["input_level_db"] <= -15.0
 
 
 def test_mask_enhancer_needs_a_resolved_level():
