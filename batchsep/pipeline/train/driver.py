@@ -45,6 +45,7 @@ from batchsep.pipeline.train.outputs import (
     ArtifactWriter,
     check_resumable,
     read_state,
+    with_defaults,
     write_model,
 )
 from batchsep.pipeline.train.snmf import init_drnmf, train_snmf
@@ -284,9 +285,8 @@ def check_init(
         raise ConfigError(
             f"init_from {init_uri} holds a {info['model_name']!r} model, not {model!r}"
         )
-    theirs = {k: v for k, v in dict(info["config"]).items() if k not in INIT_FREE_KEYS}
-    ours = {k: v for k, v in model_cfg.items() if k not in INIT_FREE_KEYS}
-    theirs = {**{k: ours[k] for k in ours.keys() - theirs.keys()}, **theirs}  # newer fields: ours
+    theirs = {k: v for k, v in with_defaults(info["config"]).items() if k not in INIT_FREE_KEYS}
+    ours = {k: v for k, v in with_defaults(model_cfg).items() if k not in INIT_FREE_KEYS}
     diff = [
         f"{k}: {theirs.get(k)!r} -> {ours.get(k)!r}"
         for k in sorted(ours)

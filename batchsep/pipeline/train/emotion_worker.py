@@ -19,13 +19,19 @@ import numpy as np
 import torch
 
 from batchsep.dsp.mel import EmotionFeatureConfig
-from batchsep.errors import ConfigError, ParameterError
+from batchsep.errors import ParameterError
 from batchsep.evaluation.emotion import confusion_matrix, emotion_summary
 from batchsep.io import checkpoint, storage
 from batchsep.models.base import BatchsepModel, build_model, serialize
 from batchsep.models.emotion import EMOTION_MODELS, EMOTIONS, EmotionClassifier
 from batchsep.pipeline.train.data import log_line
-from batchsep.pipeline.train.outputs import CURVES_JSON, CURVES_PNG, STATE_NAME, read_state
+from batchsep.pipeline.train.outputs import (
+    CURVES_JSON,
+    CURVES_PNG,
+    STATE_NAME,
+    check_resumable,
+    read_state,
+)
 from batchsep.training.curves import learning_curves, render_learning_curves
 from batchsep.training.data.emotion import (
     DEFAULT_TEST_ACTORS,
@@ -262,11 +268,7 @@ def run_emotion_worker(
     if not isinstance(model, EmotionClassifier):
         raise ParameterError(f"model={job.model!r} is not an emotion model ({EMOTION_MODELS})")
     resume = read_state(job.out_uri)
-    if resume is not None and resume.get("job", {}).get("model_config") != job.model_config:
-        raise ConfigError(
-            f"{job.out_uri} holds a {resume['job'].get('model')} run with another model config; "
-            "use another --out or delete its state.pt"
-        )
+    check_resumable(job.out_uri, job.model_config, resume)
     features = EmotionFeatureConfig.from_dict(job.features)
     splits = load_emotion_corpus(job.data_uri, features, cache_uri=job.cache_uri).split(
         valid_actors=job.valid_actors, test_actors=job.test_actors

@@ -56,8 +56,8 @@ def check_resumable(
     """A run resumes from ``state`` (``out_uri/state.pt``) only with the same model config."""
     if state is None:
         return
-    before, now = _with_defaults(state.get("job", {}).get("model_config") or {}), dict(model_config)
-    if before != _with_defaults(now):
+    before, now = with_defaults(state.get("job", {}).get("model_config") or {}), dict(model_config)
+    if before != with_defaults(now):
         diff = "; ".join(
             f"{k}: {before.get(k)!r} -> {now.get(k)!r}"
             for k in sorted(before.keys() | now.keys())
@@ -69,9 +69,9 @@ def check_resumable(
         )
 
 
-def _with_defaults(model_config: Mapping[str, Any]) -> dict[str, Any]:
+def with_defaults(model_config: Mapping[str, Any]) -> dict[str, Any]:
     """``model_config`` with the fields its config class has gained since it was written, at their
-    defaults (a state written before a new field, e.g. ``loss_power``, still resumes)."""
+    defaults (a state or checkpoint written before a new field, e.g. ``loss_power``, still matches)."""
     try:
         return config_from_dict(dict(model_config)).to_dict()
     except BatchsepError:  # unknown type or field: compare as written
